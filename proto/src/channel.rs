@@ -1,0 +1,370 @@
+//! Framing: one bincode message per `SOCK_SEQPACKET` datagram, with its fds.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use bincode::Options;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{fdpass, Reply, MAX_FDS, MAX_FRAME};
+
+/// What can go wrong on a channel.
+#[derive(Debug)]
+pub enum ProtoError {
+    /// The peer closed the channel (EOF).
+    Closed,
+    /// The socket call failed.
+    Io(io::Error),
+    /// A datagram longer than [`MAX_FRAME`] (or an encoding that would be).
+    Oversized(usize),
+    /// The datagram or its fds were cut by the kernel.
+    Truncated,
+    /// The bytes are not a valid message (trailing bytes included).
+    Decode(String),
+    /// A message came with a different number of fds than its variant declares.
+    FdCount {
+        /// The message that arrived.
+        message: &'static str,
+        /// Fds it declares.
+        expected: usize,
+        /// Fds that came.
+        got: usize,
+    },
+    /// A reply that does not answer the request sent.
+    Unexpected {
+        /// The reply variant the request calls for.
+        expected: &'static str,
+        /// The variant that came.
+        got: &'static str,
+    },
+    /// The peers speak different protocol versions.
+    Version {
+        /// Ours.
+        ours: u32,
+        /// Theirs.
+        theirs: u32,
+    },
+}
+
+impl std::fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtoError::Closed => write!(f, "channel closed by peer"),
+            ProtoError::Io(e) => write!(f, "channel i/o: {e}"),
+            ProtoError::Oversized(n) => {
+                write!(f, "message of {n} bytes exceeds the {MAX_FRAME}-byte limit")
+            }
+            ProtoError::Truncated => write!(f, "message or its fds truncated"),
+            ProtoError::Decode(e) => write!(f, "malformed message: {e}"),
+            ProtoError::FdCount {
+                message,
+                expected,
+                got,
+            } => write!(f, "{message} carries {expected} fd(s), {got} came"),
+            ProtoError::Unexpected { expected, got } => {
+                write!(f, "protocol error: expected reply {expected}, got {got}")
+            }
+            ProtoError::Version { ours, theirs } => {
+                write!(f, "protocol version mismatch: ours {ours}, peer {theirs}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProtoError {}
+
+impl ProtoError {
+    /// The errno that best reports this error at a C boundary.
+    pub fn errno(&self) -> i32 {
+        match self {
+            ProtoError::Closed => libc::ENETDOWN,
+            ProtoError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            ProtoError::Oversized(_) | ProtoError::Truncated => libc::EMSGSIZE,
+            _ => libc::EPROTO,
+        }
+    }
+}
+
+impl From<io::Error> for ProtoError {
+    fn from(e: io::Error) -> Self {
+        ProtoError::Io(e)
+    }
+}
+
+fn options() -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_limit(MAX_FRAME as u64)
+        .reject_trailing_bytes()
+}
+
+/// Encodes a message exactly as it travels (without fds).
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtoError> {
+    options().serialize(msg).map_err(|e| match *e {
+        bincode::ErrorKind::SizeLimit => ProtoError::Oversized(MAX_FRAME + 1),
+        other => ProtoError::Decode(other.to_string()),
+    })
+}
+
+/// Decodes one whole datagram; trailing bytes are an error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtoError> {
+    if bytes.len() > MAX_FRAME {
+        return Err(ProtoError::Oversized(bytes.len()));
+    }
+    options()
+        .deserialize(bytes)
+        .map_err(|e| ProtoError::Decode(e.to_string()))
+}
+
+/// One end of a `SOCK_SEQPACKET` channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl Channel {
+    /// A connected pair of channel ends, both close-on-exec (socketpair(2)).
+    pub fn pair() -> io::Result<(Channel, Channel)> {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((Channel::from_fd(a), Channel::from_fd(b)))
+    }
+
+    /// Wraps an fd that is one end of a `SOCK_SEQPACKET` socketpair.
+    pub fn from_fd(fd: OwnedFd) -> Channel {
+        Channel {
+            fd,
+            buf: vec![0; MAX_FRAME + 1],
+        }
+    }
+
+    /// Gives the fd back.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// Sends one message with its fds.
+    pub fn send<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> Result<(), ProtoError> {
+        if fds.len() > MAX_FDS {
+            return Err(ProtoError::Oversized(fds.len()));
+        }
+        let bytes = encode(msg)?;
+        fdpass::send(self.fd.as_fd(), &bytes, fds).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EPIPE) || e.raw_os_error() == Some(libc::ECONNRESET)
+            {
+                ProtoError::Closed
+            } else {
+                ProtoError::Io(e)
+            }
+        })
+    }
+
+    /// Receives one message and the fds that came with it. EOF is [`ProtoError::Closed`].
+    /// On any error every fd that came is closed.
+    pub fn recv<T: DeserializeOwned>(&mut self) -> Result<(T, Vec<OwnedFd>), ProtoError> {
+        let r = fdpass::recv(self.fd.as_fd(), &mut self.buf).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ECONNRESET) {
+                ProtoError::Closed
+            } else {
+                ProtoError::Io(e)
+            }
+        })?;
+        if r.truncated {
+            return Err(ProtoError::Truncated);
+        }
+        if r.len == 0 && r.fds.is_empty() {
+            return Err(ProtoError::Closed);
+        }
+        if r.len > MAX_FRAME {
+            return Err(ProtoError::Oversized(r.len));
+        }
+        if r.fds.len() > MAX_FDS {
+            return Err(ProtoError::FdCount {
+                message: "message",
+                expected: MAX_FDS,
+                got: r.fds.len(),
+            });
+        }
+        let msg = decode(&self.buf[..r.len])?;
+        Ok((msg, r.fds))
+    }
+
+    /// Receives a reply and checks that it carries the fds its variant declares.
+    pub fn recv_reply(&mut self) -> Result<(Reply, Vec<OwnedFd>), ProtoError> {
+        let (reply, fds) = self.recv::<Reply>()?;
+        if fds.len() != reply.fd_count() {
+            return Err(ProtoError::FdCount {
+                message: reply.name(),
+                expected: reply.fd_count(),
+                got: fds.len(),
+            });
+        }
+        Ok((reply, fds))
+    }
+
+    /// Waits until a message (or EOF) can be received; `false` when `timeout` passed first.
+    pub fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            let left = match deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let ms = d
+                        .saturating_duration_since(std::time::Instant::now())
+                        .as_millis();
+                    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32)
+                        .unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut pfd = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut pfd, left) {
+                Ok(0) => return Ok(false),
+                Ok(_) => return Ok(true),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Request, WireError};
+
+    #[test]
+    fn round_trip_every_request() {
+        let (a, mut b) = Channel::pair().unwrap();
+        let reqs = vec![
+            Request::Hello { version: 1 },
+            Request::NewStack {
+                plugin: "kernel".into(),
+                vnls: vec!["vde:///tmp/sw".into()],
+                search_path: vec!["/x".into()],
+                app_license: Some("SPDX-License-Identifier: MIT".into()),
+            },
+            Request::Socket {
+                domain: 2,
+                ty: 1,
+                protocol: 0,
+            },
+            Request::Stats,
+            Request::DelStack,
+        ];
+        for r in &reqs {
+            a.send(r, &[]).unwrap();
+            let (got, fds) = b.recv::<Request>().unwrap();
+            assert_eq!(&got, r);
+            assert!(fds.is_empty());
+        }
+    }
+
+    #[test]
+    fn reply_with_fd_round_trips_and_fd_count_is_checked() {
+        let (a, mut b) = Channel::pair().unwrap();
+        let (x, _y) = Channel::pair().unwrap();
+        let reply = Reply::Socket {
+            kind: crate::FdKind::Native,
+        };
+        a.send(&reply, &[x.as_fd()]).unwrap();
+        let (got, fds) = b.recv_reply().unwrap();
+        assert_eq!(got, reply);
+        assert_eq!(fds.len(), 1);
+        // The same reply without its fd is a protocol error.
+        a.send(&reply, &[]).unwrap();
+        assert!(matches!(
+            b.recv_reply(),
+            Err(ProtoError::FdCount { expected: 1, got: 0, .. })
+        ));
+        // An Error reply with a stray fd too.
+        let err = Reply::Error(WireError {
+            errno: 1,
+            message: "x".into(),
+        });
+        a.send(&err, &[x.as_fd()]).unwrap();
+        assert!(matches!(b.recv_reply(), Err(ProtoError::FdCount { .. })));
+    }
+
+    #[test]
+    fn malformed_frames_are_errors_not_panics() {
+        let (a, mut b) = Channel::pair().unwrap();
+        // Garbage variant tag.
+        fdpass::send(a.as_fd(), &[0xff, 0xff, 0xff, 0xff, 0xff], &[]).unwrap();
+        assert!(matches!(b.recv::<Request>(), Err(ProtoError::Decode(_))));
+        // Truncated: a NewStack cut short.
+        let full = encode(&Request::NewStack {
+            plugin: "kernel".into(),
+            vnls: vec![],
+            search_path: vec![],
+            app_license: None,
+        })
+        .unwrap();
+        fdpass::send(a.as_fd(), &full[..full.len() - 2], &[]).unwrap();
+        assert!(matches!(b.recv::<Request>(), Err(ProtoError::Decode(_))));
+        // Trailing bytes.
+        let mut long = encode(&Request::Stats).unwrap();
+        long.push(0);
+        fdpass::send(a.as_fd(), &long, &[]).unwrap();
+        assert!(matches!(b.recv::<Request>(), Err(ProtoError::Decode(_))));
+        // A string length that claims more than the frame limit.
+        let mut huge = vec![1u8]; // NewStack tag
+        huge.push(0xfc); // varint u32 marker
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        fdpass::send(a.as_fd(), &huge, &[]).unwrap();
+        assert!(b.recv::<Request>().is_err());
+        // Still usable afterwards.
+        a.send(&Request::Stats, &[]).unwrap();
+        assert_eq!(b.recv::<Request>().unwrap().0, Request::Stats);
+    }
+
+    #[test]
+    fn oversized_frames_are_rejected() {
+        let (a, mut b) = Channel::pair().unwrap();
+        let big = Request::NewStack {
+            plugin: "x".repeat(MAX_FRAME + 10),
+            vnls: vec![],
+            search_path: vec![],
+            app_license: None,
+        };
+        assert!(matches!(a.send(&big, &[]), Err(ProtoError::Oversized(_))));
+        fdpass::send(a.as_fd(), &vec![0u8; MAX_FRAME + 100], &[]).unwrap();
+        assert!(matches!(b.recv::<Request>(), Err(ProtoError::Truncated)));
+    }
+
+    #[test]
+    fn too_many_fds_are_closed_and_rejected() {
+        let (a, mut b) = Channel::pair().unwrap();
+        let (x, _y) = Channel::pair().unwrap();
+        let many: Vec<BorrowedFd<'_>> = (0..MAX_FDS + 1).map(|_| x.as_fd()).collect();
+        let bytes = encode(&Request::Stats).unwrap();
+        fdpass::send(a.as_fd(), &bytes, &many).unwrap();
+        assert!(matches!(b.recv::<Request>(), Err(ProtoError::FdCount { .. })));
+    }
+
+    #[test]
+    fn eof_is_closed() {
+        let (a, mut b) = Channel::pair().unwrap();
+        drop(a);
+        assert!(matches!(b.recv::<Request>(), Err(ProtoError::Closed)));
+    }
+}
