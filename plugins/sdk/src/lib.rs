@@ -1,0 +1,71 @@
+//! The ioth plug-in ABI, and a small SDK to write plug-ins in Rust.
+//!
+//! A plug-in for stack `foo` is a shared object `ioth_foo.so` exporting
+//!
+//! ```c
+//! void *ioth_foo_newstack(const char *vnlv[], struct ioth_functions *f);
+//! int ioth_foo_delstack(void *stackdata);          /* optional */
+//! const char *ioth_foo_license;                      /* optional, SPDX */
+//! int ioth_foo_socket(int domain, int type, int protocol); /* optional: any ioth_foo_<fn> is
+//!                                                               assigned to f-><fn> implicitly */
+//! ```
+//!
+//! [`abi`] holds the C types (`struct ioth_functions` in the original's field order); the host uses
+//! them to load any plug-in, C or Rust, through one code path. [`export_native_stack!`] turns a Rust
+//! type implementing [`NativeStack`] into exactly that ABI.
+//!
+//! This crate runs inside the host process, in the plug-in's own shared object.
+#![deny(missing_docs)]
+
+pub mod abi;
+mod native;
+
+pub use native::{NativeStack, PluginState};
+
+/// Exports a [`NativeStack`] implementation as the plug-in `ioth_<name>.so`.
+///
+/// ```ignore
+/// ioth_plugin_sdk::export_native_stack!("kernel", KernelStack, license = "SPDX-License-Identifier: LGPL-2.1-or-later");
+/// ```
+///
+/// This generates `ioth_<name>_newstack`, `ioth_<name>_delstack`, `ioth_<name>_socket` and, when a
+/// licence is given, `ioth_<name>_license`. All other functions of `struct ioth_functions` are
+/// libc's own: the sockets are kernel sockets ("native" fds), used with plain syscalls.
+#[macro_export]
+macro_rules! export_native_stack {
+    ($name:literal, $ty:ty $(, license = $lic:literal)?) => {
+        const _: () = {
+            static STATE: $crate::PluginState = $crate::PluginState::new();
+
+            #[export_name = concat!("ioth_", $name, "_newstack")]
+            unsafe extern "C" fn __ioth_newstack(
+                vnlv: *const *const ::std::ffi::c_char,
+                f: *mut $crate::abi::IothFunctions,
+            ) -> *mut ::std::ffi::c_void {
+                // SAFETY: the host passes a NULL-terminated vector of C strings and a valid
+                // ioth_functions, as the ABI requires.
+                unsafe { STATE.newstack::<$ty>(vnlv, f, __ioth_socket) }
+            }
+
+            #[export_name = concat!("ioth_", $name, "_delstack")]
+            unsafe extern "C" fn __ioth_delstack(stackdata: *mut ::std::ffi::c_void) -> ::std::ffi::c_int {
+                // SAFETY: stackdata is the pointer our newstack returned, given back once.
+                unsafe { $crate::PluginState::delstack::<$ty>(stackdata) }
+            }
+
+            unsafe extern "C" fn __ioth_socket(
+                domain: ::std::ffi::c_int,
+                ty: ::std::ffi::c_int,
+                protocol: ::std::ffi::c_int,
+            ) -> ::std::ffi::c_int {
+                STATE.socket::<$ty>(domain, ty, protocol)
+            }
+
+            $(
+                #[export_name = concat!("ioth_", $name, "_license")]
+                static __IOTH_LICENSE: $crate::abi::LicenseStr =
+                    $crate::abi::LicenseStr::new(concat!($lic, "\0"));
+            )?
+        };
+    };
+}

@@ -1,0 +1,165 @@
+//! Rust plug-ins whose sockets are kernel sockets.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::io;
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::abi::{GetStackDataFn, IothFunctions, SocketFn};
+
+/// A stack whose sockets are kernel sockets (native fds): the host hands the very fd to the
+/// application, which then uses it with plain syscalls.
+pub trait NativeStack: Send + Sync + Sized + 'static {
+    /// Creates the stack, one interface per VNL. Runs in the host process.
+    fn new(vnls: &[&str]) -> io::Result<Self>;
+    /// Creates a socket of this stack, as socket(2).
+    fn socket(&self, domain: c_int, ty: c_int, protocol: c_int) -> io::Result<OwnedFd>;
+    /// Deletes the stack (`delstack`); the default just drops it.
+    fn delete(self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Per-plug-in state behind [`crate::export_native_stack!`]: the host's `getstackdata`.
+pub struct PluginState {
+    getstackdata: AtomicUsize,
+}
+
+fn set_errno(e: c_int) {
+    // SAFETY: __errno_location returns this thread's errno slot, always valid.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn errno_of(e: &io::Error) -> c_int {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+impl PluginState {
+    /// An empty state, for a `static`.
+    pub const fn new() -> PluginState {
+        PluginState {
+            getstackdata: AtomicUsize::new(0),
+        }
+    }
+
+    /// `newstack` of the ABI for stack type `T`.
+    ///
+    /// # Safety
+    /// `vnlv` is NULL or a NULL-terminated array of C strings; `f` points to a valid
+    /// `ioth_functions` that outlives the stack.
+    pub unsafe fn newstack<T: NativeStack>(
+        &self,
+        vnlv: *const *const c_char,
+        f: *mut IothFunctions,
+        socket: SocketFn,
+    ) -> *mut c_void {
+        if f.is_null() {
+            set_errno(libc::EINVAL);
+            return std::ptr::null_mut();
+        }
+        let mut vnls = Vec::new();
+        if !vnlv.is_null() {
+            for i in 0.. {
+                // SAFETY: the vector is NULL-terminated (caller's contract); we stop at NULL.
+                let p = unsafe { *vnlv.add(i) };
+                if p.is_null() {
+                    break;
+                }
+                // SAFETY: p is a NUL-terminated C string (caller's contract).
+                match unsafe { CStr::from_ptr(p) }.to_str() {
+                    Ok(s) => vnls.push(s),
+                    Err(_) => {
+                        set_errno(libc::EINVAL);
+                        return std::ptr::null_mut();
+                    }
+                }
+            }
+        }
+        match catch_unwind(AssertUnwindSafe(|| T::new(&vnls))) {
+            Ok(Ok(stack)) => {
+                // SAFETY: f is valid and exclusively ours for the duration of newstack.
+                let f = unsafe { &mut *f };
+                if let Some(g) = f.getstackdata {
+                    self.getstackdata.store(g as usize, Ordering::Release);
+                }
+                f.set_libc_functions();
+                f.socket = Some(socket);
+                Box::into_raw(Box::new(stack)).cast()
+            }
+            Ok(Err(e)) => {
+                set_errno(errno_of(&e));
+                std::ptr::null_mut()
+            }
+            Err(_) => {
+                set_errno(libc::EIO);
+                std::ptr::null_mut()
+            }
+        }
+    }
+
+    /// `delstack` of the ABI for stack type `T`.
+    ///
+    /// # Safety
+    /// `stackdata` is a pointer returned by [`PluginState::newstack`] for the same `T`, not yet
+    /// deleted.
+    pub unsafe fn delstack<T: NativeStack>(stackdata: *mut c_void) -> c_int {
+        if stackdata.is_null() {
+            set_errno(libc::EINVAL);
+            return -1;
+        }
+        // SAFETY: per the contract, stackdata came from Box::into_raw of a T and is given back once.
+        let stack = unsafe { Box::from_raw(stackdata.cast::<T>()) };
+        match catch_unwind(AssertUnwindSafe(|| stack.delete())) {
+            Ok(Ok(())) => 0,
+            Ok(Err(e)) => {
+                set_errno(errno_of(&e));
+                -1
+            }
+            Err(_) => {
+                set_errno(libc::EIO);
+                -1
+            }
+        }
+    }
+
+    /// The stack this plug-in created, through the host's `getstackdata`.
+    fn stack<T: NativeStack>(&self) -> Option<&T> {
+        let g = self.getstackdata.load(Ordering::Acquire);
+        if g == 0 {
+            return None;
+        }
+        // SAFETY: g was stored from the host's getstackdata function pointer in newstack.
+        let g: GetStackDataFn = unsafe { std::mem::transmute::<usize, GetStackDataFn>(g) };
+        // SAFETY: getstackdata takes no arguments and returns our stack pointer or NULL.
+        let p = unsafe { g() };
+        // SAFETY: p is NULL or the Box<T> newstack returned, alive until delstack.
+        unsafe { p.cast::<T>().as_ref() }
+    }
+
+    /// `socket` of the ABI for stack type `T`.
+    pub fn socket<T: NativeStack>(&self, domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+        let Some(stack) = self.stack::<T>() else {
+            set_errno(libc::ENETDOWN);
+            return -1;
+        };
+        match catch_unwind(AssertUnwindSafe(|| stack.socket(domain, ty, protocol))) {
+            Ok(Ok(fd)) => fd.into_raw_fd(),
+            Ok(Err(e)) => {
+                set_errno(errno_of(&e));
+                -1
+            }
+            Err(_) => {
+                set_errno(libc::EIO);
+                -1
+            }
+        }
+    }
+}
+
+impl Default for PluginState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
