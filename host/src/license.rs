@@ -6,7 +6,10 @@
 const SPDX_PREFIX: &str = "SPDX-License-Identifier: ";
 
 fn strip(s: &str) -> &str {
-    s.trim().strip_prefix(SPDX_PREFIX).unwrap_or(s.trim()).trim()
+    s.trim()
+        .strip_prefix(SPDX_PREFIX)
+        .unwrap_or(s.trim())
+        .trim()
 }
 
 /// Whether an application under `app` may load a plug-in under `plugin`.
@@ -48,8 +51,14 @@ mod tests {
     #[test]
     fn rules() {
         assert!(compatible(None, None));
-        assert!(compatible(None, Some("SPDX-License-Identifier: LGPL-2.1-or-later")));
-        assert!(!compatible(None, Some("SPDX-License-Identifier: GPL-2.0-or-later")));
+        assert!(compatible(
+            None,
+            Some("SPDX-License-Identifier: LGPL-2.1-or-later")
+        ));
+        assert!(!compatible(
+            None,
+            Some("SPDX-License-Identifier: GPL-2.0-or-later")
+        ));
         assert!(compatible(
             Some("SPDX-License-Identifier: GPL-2.0-or-later"),
             Some("SPDX-License-Identifier: GPL-2.0-or-later")

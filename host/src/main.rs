@@ -30,13 +30,23 @@ fn take_channel() -> Result<OwnedFd, String> {
     }
     // Start clean: no fd of the application but the channel (stdio stays for diagnostics).
     // SAFETY: close_range closes fds we never wrapped; nothing in this process owns them yet.
-    unsafe { libc::syscall(libc::SYS_close_range, HOST_CHANNEL_FD as u32 + 1, u32::MAX, 0) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            HOST_CHANNEL_FD as u32 + 1,
+            u32::MAX,
+            0,
+        )
+    };
     // SAFETY: fd 3 is the channel the application's libioth put there for us; nobody else in
     // this process owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(HOST_CHANNEL_FD) };
     // Mark it close-on-exec so that no program a plug-in runs inherits it.
-    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-        .map_err(|e| format!("fcntl: {e}"))?;
+    nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| format!("fcntl: {e}"))?;
     Ok(fd)
 }
 

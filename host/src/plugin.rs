@@ -48,7 +48,9 @@ pub fn check_name(name: &str) -> Result<(), WireError> {
     if name.is_empty() || name.contains('/') || name.contains("..") || name.contains('\0') {
         return Err(err(
             libc::EINVAL,
-            format!("invalid plug-in name {name:?}: it must not be empty or contain '/', '..' or NUL"),
+            format!(
+                "invalid plug-in name {name:?}: it must not be empty or contain '/', '..' or NUL"
+            ),
         ));
     }
     Ok(())
@@ -79,7 +81,10 @@ pub fn find(name: &str, search: &[PathBuf], own_dir: Option<&Path>) -> Result<Pa
     }
     Err(err(
         libc::ENOTSUP,
-        format!("plug-in {name:?} not found (looked for {})", tried.join(", ")),
+        format!(
+            "plug-in {name:?} not found (looked for {})",
+            tried.join(", ")
+        ),
     ))
 }
 
@@ -121,8 +126,12 @@ pub fn load(
 ) -> Result<Plugin, WireError> {
     // SAFETY: loading a plug-in runs its initialisers; that is what a plug-in is for, and it
     // runs in this host process alone.
-    let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
-        .map_err(|e| err(libc::ENOTSUP, format!("cannot load plug-in {}: {e}", path.display())))?;
+    let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
+        err(
+            libc::ENOTSUP,
+            format!("cannot load plug-in {}: {e}", path.display()),
+        )
+    })?;
     let Some(newstack) = lookup(&lib, name, "newstack") else {
         return Err(err(
             libc::ENOENT,
@@ -155,7 +164,8 @@ pub fn load(
     }
     f.getstackdata = Some(getstackdata);
     // SAFETY: the symbol is ioth_<name>_newstack, whose signature the ABI fixes.
-    let newstack: NewStackFn = unsafe { std::mem::transmute::<*const c_void, NewStackFn>(newstack) };
+    let newstack: NewStackFn =
+        unsafe { std::mem::transmute::<*const c_void, NewStackFn>(newstack) };
     let cvnls: Vec<CString> = vnls
         .iter()
         .map(|v| CString::new(v.as_str()))
@@ -222,14 +232,20 @@ impl Plugin {
     /// Calls the plug-in's `socket`.
     pub fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd, WireError> {
         let Some(socket) = self.f.socket else {
-            return Err(err(libc::ENOSYS, format!("plug-in {:?} has no socket function", self.name)));
+            return Err(err(
+                libc::ENOSYS,
+                format!("plug-in {:?} has no socket function", self.name),
+            ));
         };
         clear_errno();
         // SAFETY: socket has the socket(2) signature by the ABI; plain integers.
         let fd = unsafe { socket(domain, ty, protocol) };
         if fd < 0 {
             let e = last_errno(libc::EIO);
-            return Err(err(e, format!("socket: {}", io::Error::from_raw_os_error(e))));
+            return Err(err(
+                e,
+                format!("socket: {}", io::Error::from_raw_os_error(e)),
+            ));
         }
         // SAFETY: a native plug-in's socket returns a new kernel fd that we now own.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -249,7 +265,10 @@ impl Plugin {
         if unsafe { del(data) } != 0 {
             let e = last_errno(libc::EIO);
             STACKDATA.store(data, Ordering::Release);
-            return Err(err(e, format!("delstack: {}", io::Error::from_raw_os_error(e))));
+            return Err(err(
+                e,
+                format!("delstack: {}", io::Error::from_raw_os_error(e)),
+            ));
         }
         Ok(())
     }

@@ -64,7 +64,10 @@ impl Host {
                 }
                 Err(e) => {
                     // A malformed request: say so and keep serving.
-                    if self.send(&Reply::Error(proto_err(e.to_string())), None).is_err() {
+                    if self
+                        .send(&Reply::Error(proto_err(e.to_string())), None)
+                        .is_err()
+                    {
                         return ExitCode::from(1);
                     }
                     continue;
@@ -112,14 +115,23 @@ impl Host {
                     app_license,
                 },
             ) => self.handle_newstack(&plugin, &vnls, &search_path, app_license.as_deref()),
-            (State::Serving(p), Request::Socket {
-                domain,
-                ty,
-                protocol,
-            }) => match p.socket(domain, ty, protocol) {
+            (
+                State::Serving(p),
+                Request::Socket {
+                    domain,
+                    ty,
+                    protocol,
+                },
+            ) => match p.socket(domain, ty, protocol) {
                 Ok(fd) => {
                     self.stats.sockets_created += 1;
-                    (Reply::Socket { kind: FdKind::Native }, Some(fd), After::Continue)
+                    (
+                        Reply::Socket {
+                            kind: FdKind::Native,
+                        },
+                        Some(fd),
+                        After::Continue,
+                    )
                 }
                 Err(e) => ok(Reply::Error(e)),
             },
@@ -168,9 +180,8 @@ impl Host {
         app_license: Option<&str>,
     ) -> (Reply, Option<std::os::fd::OwnedFd>, After) {
         let search: Vec<PathBuf> = search_path.iter().map(PathBuf::from).collect();
-        let result = plugin::find(name, &search, self.own_dir.as_deref()).and_then(|path| {
-            plugin::load(&path, name, vnls, app_license).map(|p| (path, p))
-        });
+        let result = plugin::find(name, &search, self.own_dir.as_deref())
+            .and_then(|path| plugin::load(&path, name, vnls, app_license).map(|p| (path, p)));
         match result {
             Ok((path, p)) => {
                 let reply = Reply::StackReady {

@@ -157,8 +157,7 @@ impl Channel {
         }
         let bytes = encode(msg)?;
         fdpass::send(self.fd.as_fd(), &bytes, fds).map_err(|e| {
-            if e.raw_os_error() == Some(libc::EPIPE) || e.raw_os_error() == Some(libc::ECONNRESET)
-            {
+            if e.raw_os_error() == Some(libc::EPIPE) || e.raw_os_error() == Some(libc::ECONNRESET) {
                 ProtoError::Closed
             } else {
                 ProtoError::Io(e)
@@ -294,7 +293,11 @@ mod tests {
         a.send(&reply, &[]).unwrap();
         assert!(matches!(
             b.recv_reply(),
-            Err(ProtoError::FdCount { expected: 1, got: 0, .. })
+            Err(ProtoError::FdCount {
+                expected: 1,
+                got: 0,
+                ..
+            })
         ));
         // An Error reply with a stray fd too.
         let err = Reply::Error(WireError {
@@ -358,7 +361,10 @@ mod tests {
         let many: Vec<BorrowedFd<'_>> = (0..MAX_FDS + 1).map(|_| x.as_fd()).collect();
         let bytes = encode(&Request::Stats).unwrap();
         fdpass::send(a.as_fd(), &bytes, &many).unwrap();
-        assert!(matches!(b.recv::<Request>(), Err(ProtoError::FdCount { .. })));
+        assert!(matches!(
+            b.recv::<Request>(),
+            Err(ProtoError::FdCount { .. })
+        ));
     }
 
     #[test]

@@ -100,7 +100,11 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Received> {
         cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
     }
     let truncated = msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
-    Ok(Received { len: n, fds, truncated })
+    Ok(Received {
+        len: n,
+        fds,
+        truncated,
+    })
 }
 
 #[cfg(test)]

@@ -42,14 +42,28 @@ pub struct IothFunctions {
     pub readv: Option<unsafe extern "C" fn(c_int, *const iovec, c_int) -> ssize_t>,
     pub recv: Option<unsafe extern "C" fn(c_int, *mut c_void, size_t, c_int) -> ssize_t>,
     pub recvfrom: Option<
-        unsafe extern "C" fn(c_int, *mut c_void, size_t, c_int, *mut sockaddr, *mut socklen_t) -> ssize_t,
+        unsafe extern "C" fn(
+            c_int,
+            *mut c_void,
+            size_t,
+            c_int,
+            *mut sockaddr,
+            *mut socklen_t,
+        ) -> ssize_t,
     >,
     pub recvmsg: Option<unsafe extern "C" fn(c_int, *mut msghdr, c_int) -> ssize_t>,
     pub write: Option<unsafe extern "C" fn(c_int, *const c_void, size_t) -> ssize_t>,
     pub writev: Option<unsafe extern "C" fn(c_int, *const iovec, c_int) -> ssize_t>,
     pub send: Option<unsafe extern "C" fn(c_int, *const c_void, size_t, c_int) -> ssize_t>,
     pub sendto: Option<
-        unsafe extern "C" fn(c_int, *const c_void, size_t, c_int, *const sockaddr, socklen_t) -> ssize_t,
+        unsafe extern "C" fn(
+            c_int,
+            *const c_void,
+            size_t,
+            c_int,
+            *const sockaddr,
+            socklen_t,
+        ) -> ssize_t,
     >,
     pub sendmsg: Option<unsafe extern "C" fn(c_int, *const msghdr, c_int) -> ssize_t>,
 }
@@ -57,9 +71,31 @@ pub struct IothFunctions {
 /// The field names of [`IothFunctions`], in order: the `<fn>` of the implicit `ioth_<name>_<fn>`
 /// symbols (except `getstackdata`, which the host provides).
 pub const SLOT_NAMES: [&str; SLOTS] = [
-    "getstackdata", "newstack", "delstack", "socket", "close", "bind", "connect", "listen",
-    "accept", "getsockname", "getpeername", "setsockopt", "getsockopt", "shutdown", "ioctl",
-    "fcntl", "read", "readv", "recv", "recvfrom", "recvmsg", "write", "writev", "send", "sendto",
+    "getstackdata",
+    "newstack",
+    "delstack",
+    "socket",
+    "close",
+    "bind",
+    "connect",
+    "listen",
+    "accept",
+    "getsockname",
+    "getpeername",
+    "setsockopt",
+    "getsockopt",
+    "shutdown",
+    "ioctl",
+    "fcntl",
+    "read",
+    "readv",
+    "recv",
+    "recvfrom",
+    "recvmsg",
+    "write",
+    "writev",
+    "send",
+    "sendto",
     "sendmsg",
 ];
 
@@ -126,7 +162,10 @@ impl LicenseStr {
     /// From a `'static` string that ends with a NUL byte.
     pub const fn new(s: &'static str) -> LicenseStr {
         let b = s.as_bytes();
-        assert!(!b.is_empty() && b[b.len() - 1] == 0, "licence must end with \\0");
+        assert!(
+            !b.is_empty() && b[b.len() - 1] == 0,
+            "licence must end with \\0"
+        );
         LicenseStr(b.as_ptr().cast())
     }
 }

@@ -1,0 +1,146 @@
+//! Typed errors of the Rust API. Each says what failed and carries the errno the C ABI reports.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ioth_proto::ProtoError;
+
+/// Result of the ioth Rust API.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong. [`Error::errno`] gives the errno the C ABI sets for it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The plug-in name is empty of meaning or could escape the plug-in directories (`EINVAL`).
+    #[error("invalid plug-in name {name:?}: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A VNL or other argument is malformed (`EINVAL`).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// No `ioth_<name>.so` in the search path (`ENOTSUP`, as the original).
+    #[error("{message}")]
+    PluginNotFound {
+        /// Plug-in name.
+        name: String,
+        /// Where it was looked for.
+        message: String,
+    },
+    /// The plug-in has no `ioth_<name>_newstack` (`ENOENT`, as the original).
+    #[error("{message}")]
+    NoNewstack {
+        /// Plug-in name.
+        name: String,
+        /// Details.
+        message: String,
+    },
+    /// The plug-in's licence does not allow this application (`EPERM`).
+    #[error("{message}")]
+    LicenseRefused {
+        /// Plug-in name.
+        name: String,
+        /// Details.
+        message: String,
+    },
+    /// The host reported a failure of the plug-in or of a request (its errno).
+    #[error("{message}")]
+    Stack {
+        /// The errno.
+        errno: i32,
+        /// What failed.
+        message: String,
+    },
+    /// The `ioth-host` binary was not found (`ENOENT`).
+    #[error("ioth-host not found (looked for {}); set IOTH_HOST to its path", .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    HostNotFound {
+        /// Paths tried.
+        searched: Vec<PathBuf>,
+    },
+    /// The host process could not be started.
+    #[error("cannot start {}: {source}", .path.display())]
+    Spawn {
+        /// The host binary.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The stack's host process is gone (`ENETDOWN`).
+    #[error("stack {plugin:?} (host pid {pid}) is gone: {how}")]
+    StackDied {
+        /// Plug-in name.
+        plugin: String,
+        /// Host pid.
+        pid: u32,
+        /// How it ended: exit status, signal, or deletion.
+        how: String,
+    },
+    /// The host did not answer in time; it was killed (`ETIMEDOUT`).
+    #[error("stack {plugin:?} did not answer {what} within {timeout:?}; its host was killed")]
+    Timeout {
+        /// Plug-in name.
+        plugin: String,
+        /// The request that timed out.
+        what: &'static str,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// `delstack` while sockets are open (`EBUSY`).
+    #[error("stack {plugin:?} still has {open} open socket(s)")]
+    Busy {
+        /// Plug-in name.
+        plugin: String,
+        /// Sockets still open.
+        open: usize,
+    },
+    /// A system call failed.
+    #[error("{op}: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+    /// The host broke the protocol (`EPROTO`).
+    #[error("protocol error with ioth-host: {0}")]
+    Protocol(ProtoError),
+}
+
+impl Error {
+    /// The errno the C ABI sets for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::InvalidName { .. } | Error::InvalidArgument(_) => libc::EINVAL,
+            Error::PluginNotFound { .. } => libc::ENOTSUP,
+            Error::NoNewstack { .. } | Error::HostNotFound { .. } => libc::ENOENT,
+            Error::LicenseRefused { .. } => libc::EPERM,
+            Error::Stack { errno, .. } => *errno,
+            Error::Spawn { source, .. } | Error::Os { source, .. } => {
+                source.raw_os_error().unwrap_or(libc::EIO)
+            }
+            Error::StackDied { .. } => libc::ENETDOWN,
+            Error::Timeout { .. } => libc::ETIMEDOUT,
+            Error::Busy { .. } => libc::EBUSY,
+            Error::Protocol(e) => e.errno(),
+        }
+    }
+
+    pub(crate) fn os(op: &'static str) -> Error {
+        Error::Os {
+            op,
+            source: io::Error::last_os_error(),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = io::Error::from_raw_os_error(e.errno()).kind();
+        io::Error::new(kind, e)
+    }
+}

@@ -1,0 +1,69 @@
+//! Starting a host process: the only fork/exec of the library.
+//!
+//! The host gets its channel end as fd 3, `/dev/null` as stdin and stdout, the application's
+//! stderr, a minimal environment, and its own process group (a terminal's Ctrl-C goes to the
+//! application, whose exit then ends the host through EOF). No `PR_SET_PDEATHSIG`: it fires when
+//! the spawning *thread* exits, which would kill stacks created in short-lived threads.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use ioth_proto::HOST_CHANNEL_FD;
+
+/// Environment variables handed to the host; everything else is cleared.
+const KEEP_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LD_LIBRARY_PATH",
+    "RUST_BACKTRACE",
+    "TMPDIR",
+];
+
+/// Starts `host` for stack `plugin` with `chan` as its channel. `chan` is closed here once the
+/// child has its copy.
+pub(crate) fn spawn_host(
+    host: &Path,
+    plugin: &str,
+    vnls: &[String],
+    chan: OwnedFd,
+) -> std::io::Result<Child> {
+    let mut cmd = Command::new(host);
+    cmd.arg0(format!("ioth-host[{plugin}]"))
+        .args(vnls)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    for (k, v) in std::env::vars_os() {
+        let keep = k
+            .to_str()
+            .is_some_and(|k| KEEP_ENV.contains(&k) || k.starts_with("IOTH_"));
+        if keep {
+            cmd.env(k, v);
+        }
+    }
+    let raw = chan.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and exec and calls only fcntl and
+    // dup2, which are async-signal-safe; `raw` stays open in the parent until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if raw == HOST_CHANNEL_FD {
+                libc::fcntl(HOST_CHANNEL_FD, libc::F_SETFD, 0)
+            } else {
+                // dup2 leaves the new fd without FD_CLOEXEC.
+                libc::dup2(raw, HOST_CHANNEL_FD)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let child = cmd.spawn();
+    drop(chan);
+    child
+}

@@ -1,0 +1,573 @@
+//! [`Stack`], [`StackBuilder`] and the process-wide defaults. Runs in the application.
+//!
+//! A stack is either the process's own kernel stack (no host: sockets come straight from
+//! socket(2)) or a host process serving one plug-in over a channel. Requests on one stack are
+//! serialised on its channel; requests on different stacks never wait for each other.
+
+use std::os::fd::OwnedFd;
+use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use ioth_proto::{Channel, FdKind, ProtoError, Reply, Request, WireError, PROTO_VERSION};
+
+use crate::socket::{Hold, Socket};
+use crate::{locate, spawn, sys, Error, Result};
+
+/// Default limit for a host to start its plug-in (`newstack`), overridden by
+/// `IOTH_NEWSTACK_TIMEOUT` (milliseconds) and [`StackBuilder::timeout`].
+pub const DEFAULT_NEWSTACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+static LICENSE: RwLock<Option<String>> = RwLock::new(None);
+static DEFAULT: RwLock<Option<Stack>> = RwLock::new(None);
+
+/// Declares the application's licence (SPDX), checked against each plug-in's
+/// (`ioth_set_license`). Without one, only plug-ins without licence requirements (or LGPL) load.
+pub fn set_license(license: Option<&str>) {
+    *LICENSE.write().unwrap_or_else(|e| e.into_inner()) = license.map(str::to_owned);
+}
+
+/// The licence given to [`set_license`].
+pub fn license() -> Option<String> {
+    LICENSE.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Sets the process-wide default stack used by [`socket`]; `None` reverts to the native kernel
+/// stack.
+pub fn set_default_stack(stack: Option<&Stack>) {
+    *DEFAULT.write().unwrap_or_else(|e| e.into_inner()) = stack.cloned();
+}
+
+/// The process-wide default stack (the native kernel stack unless [`set_default_stack`] chose
+/// another).
+pub fn default_stack() -> Stack {
+    DEFAULT
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_else(Stack::native)
+}
+
+/// A socket on the default stack (`ioth_socket`).
+pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<Socket> {
+    default_stack().msocket(domain, ty, protocol)
+}
+
+/// One TCP/IP stack. Cheap to clone: clones share the stack.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    plugin: String,
+    backend: Backend,
+    /// Sockets open on this stack (see [`Hold`]).
+    pub(crate) open: AtomicUsize,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Native,
+    Host(HostLink),
+}
+
+#[derive(Debug)]
+struct HostLink {
+    pid: u32,
+    /// `None` once closed (drop).
+    chan: Mutex<Option<Channel>>,
+    child: Mutex<Option<Child>>,
+    /// Set once the host is gone: how it ended.
+    gone: OnceLock<String>,
+}
+
+/// Options for a new stack.
+#[derive(Debug, Clone)]
+pub struct StackBuilder {
+    plugin: String,
+    vnls: Vec<String>,
+    license: Option<Option<String>>,
+    timeout: Option<Duration>,
+}
+
+impl StackBuilder {
+    /// A stack of plug-in `plugin` (`"vdestack"` loads `ioth_vdestack.so`). An empty name means
+    /// the native kernel stack.
+    pub fn new(plugin: &str) -> StackBuilder {
+        StackBuilder {
+            plugin: plugin.to_owned(),
+            vnls: Vec::new(),
+            license: None,
+            timeout: None,
+        }
+    }
+
+    /// Adds an interface on a virtual network (`vde:///tmp/sw`, `eth1:vde:///tmp/sw`, …).
+    pub fn vnl(mut self, vnl: &str) -> StackBuilder {
+        self.vnls.push(vnl.to_owned());
+        self
+    }
+
+    /// Adds several interfaces.
+    pub fn vnls<S: AsRef<str>>(mut self, vnls: &[S]) -> StackBuilder {
+        self.vnls.extend(vnls.iter().map(|v| v.as_ref().to_owned()));
+        self
+    }
+
+    /// The application licence for this stack (default: the one given to [`set_license`]).
+    pub fn license(mut self, license: Option<&str>) -> StackBuilder {
+        self.license = Some(license.map(str::to_owned));
+        self
+    }
+
+    /// How long the plug-in may take to create its stack before the host is killed and creation
+    /// fails with `ETIMEDOUT` (default [`DEFAULT_NEWSTACK_TIMEOUT`], or `IOTH_NEWSTACK_TIMEOUT` ms).
+    pub fn timeout(mut self, timeout: Duration) -> StackBuilder {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Starts the host and creates the stack.
+    pub fn build(self) -> Result<Stack> {
+        if self.plugin.is_empty() {
+            if !self.vnls.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "the native kernel stack takes no VNL".into(),
+                ));
+            }
+            return Ok(Stack::native());
+        }
+        check_plugin_name(&self.plugin)?;
+        if let Some(v) = self.vnls.iter().find(|v| v.is_empty() || v.contains('\0')) {
+            return Err(Error::InvalidArgument(format!("malformed VNL {v:?}")));
+        }
+        let timeout = self.timeout.unwrap_or_else(|| {
+            std::env::var("IOTH_NEWSTACK_TIMEOUT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis)
+                .unwrap_or(DEFAULT_NEWSTACK_TIMEOUT)
+        });
+        let license = self.license.unwrap_or_else(license);
+        let host = locate::host_binary()?;
+        let (chan, host_end) = Channel::pair().map_err(|source| Error::Os {
+            op: "socketpair",
+            source,
+        })?;
+        let child = spawn::spawn_host(&host, &self.plugin, &self.vnls, host_end.into_fd())
+            .map_err(|source| Error::Spawn { path: host, source })?;
+        let link = HostLink {
+            pid: child.id(),
+            chan: Mutex::new(Some(chan)),
+            child: Mutex::new(Some(child)),
+            gone: OnceLock::new(),
+        };
+        let stack = Stack {
+            inner: Arc::new(Inner {
+                plugin: self.plugin.clone(),
+                backend: Backend::Host(link),
+                open: AtomicUsize::new(0),
+            }),
+        };
+        let deadline = Some((Instant::now() + timeout, timeout));
+        match stack.call(
+            &Request::Hello {
+                version: PROTO_VERSION,
+            },
+            deadline,
+        )? {
+            (Reply::Hello { version }, _) if version == PROTO_VERSION => {}
+            (Reply::Hello { version }, _) => {
+                return Err(Error::Protocol(ProtoError::Version {
+                    ours: PROTO_VERSION,
+                    theirs: version,
+                }))
+            }
+            (other, _) => return Err(stack.unexpected("Hello", other)),
+        }
+        let req = Request::NewStack {
+            plugin: self.plugin.clone(),
+            vnls: self.vnls.clone(),
+            search_path: locate::plugin_search_path(),
+            app_license: license,
+        };
+        match stack.call(&req, deadline) {
+            Ok((Reply::StackReady { .. }, _)) => Ok(stack),
+            Ok((Reply::Error(e), _)) => Err(newstack_error(&self.plugin, e)),
+            Ok((other, _)) => Err(stack.unexpected("StackReady", other)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn check_plugin_name(name: &str) -> Result<()> {
+    let reason = if name.contains('/') {
+        "it contains '/'"
+    } else if name.contains("..") {
+        "it contains '..'"
+    } else if name.contains('\0') {
+        "it contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+fn newstack_error(plugin: &str, e: WireError) -> Error {
+    let name = plugin.to_owned();
+    match e.errno {
+        libc::ENOTSUP => Error::PluginNotFound {
+            name,
+            message: e.message,
+        },
+        libc::ENOENT if e.message.contains("_newstack") => Error::NoNewstack {
+            name,
+            message: e.message,
+        },
+        libc::EPERM if e.message.starts_with("licence refused") => Error::LicenseRefused {
+            name,
+            message: e.message,
+        },
+        errno => Error::Stack {
+            errno,
+            message: e.message,
+        },
+    }
+}
+
+/// How a child ended, in words.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("host exited with status {c}"),
+        (None, Some(s)) => format!(
+            "host killed by signal {s} ({})",
+            nix::sys::signal::Signal::try_from(s)
+                .map(|s| s.as_str())
+                .unwrap_or("?")
+        ),
+        _ => "host ended".into(),
+    }
+}
+
+impl HostLink {
+    /// Waits up to `grace` for the host to end by itself, then kills it; reaps it either way.
+    fn reap(&self, grace: Duration) -> Option<String> {
+        let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let child = guard.as_mut()?;
+        let deadline = Instant::now() + grace;
+        let mut pause = Duration::from_micros(50);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(10));
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    break child.wait().ok();
+                }
+                Err(_) => break None,
+            }
+        };
+        *guard = None;
+        status.map(describe)
+    }
+
+    /// Records that the host is gone (after EOF on the channel) and how.
+    fn mark_gone(&self) -> String {
+        if let Some(how) = self.gone.get() {
+            return how.clone();
+        }
+        let how = self
+            .reap(Duration::from_millis(500))
+            .unwrap_or_else(|| "host closed its channel".into());
+        self.gone.get_or_init(|| how).clone()
+    }
+}
+
+impl Stack {
+    /// The process's own kernel stack: no host, sockets from socket(2) directly.
+    pub fn native() -> Stack {
+        Stack {
+            inner: Arc::new(Inner {
+                plugin: String::new(),
+                backend: Backend::Native,
+                open: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// A new stack of `plugin` with one interface per VNL (`ioth_newstackv`).
+    pub fn new<S: AsRef<str>>(plugin: &str, vnls: &[S]) -> Result<Stack> {
+        StackBuilder::new(plugin).vnls(vnls).build()
+    }
+
+    /// A builder for a stack with options.
+    pub fn builder(plugin: &str) -> StackBuilder {
+        StackBuilder::new(plugin)
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Stack {
+        Stack { inner }
+    }
+
+    /// The plug-in name (`""` for the native stack).
+    pub fn plugin(&self) -> &str {
+        &self.inner.plugin
+    }
+
+    /// Pid of the host process (`None` for the native stack).
+    pub fn pid(&self) -> Option<u32> {
+        match &self.inner.backend {
+            Backend::Native => None,
+            Backend::Host(h) => Some(h.pid),
+        }
+    }
+
+    /// Sockets currently open on this stack.
+    pub fn open_sockets(&self) -> usize {
+        self.inner.open.load(Ordering::Acquire)
+    }
+
+    /// Whether two handles refer to the same stack.
+    pub fn same(&self, other: &Stack) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    fn link(&self) -> Option<&HostLink> {
+        match &self.inner.backend {
+            Backend::Native => None,
+            Backend::Host(h) => Some(h),
+        }
+    }
+
+    fn died(&self, how: String) -> Error {
+        Error::StackDied {
+            plugin: self.inner.plugin.clone(),
+            pid: self.pid().unwrap_or(0),
+            how,
+        }
+    }
+
+    fn unexpected(&self, expected: &'static str, got: Reply) -> Error {
+        match got {
+            Reply::Error(e) => Error::Stack {
+                errno: e.errno,
+                message: e.message,
+            },
+            other => Error::Protocol(ProtoError::Unexpected {
+                expected,
+                got: other.name(),
+            }),
+        }
+    }
+
+    /// One request, one reply, on the host's channel. `deadline` bounds the wait for the reply
+    /// (with the limit it came from, for the error).
+    fn call(
+        &self,
+        req: &Request,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<(Reply, Vec<OwnedFd>)> {
+        let Some(link) = self.link() else {
+            return Err(Error::InvalidArgument(format!(
+                "request {} on the native stack",
+                req.name()
+            )));
+        };
+        let mut guard: MutexGuard<'_, Option<Channel>> =
+            link.chan.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(how) = link.gone.get() {
+            return Err(self.died(how.clone()));
+        }
+        let Some(chan) = guard.as_mut() else {
+            return Err(self.died("channel closed".into()));
+        };
+        let result = chan.send(req, &[]).and_then(|()| {
+            if let Some((d, _)) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if !chan.wait_readable(Some(left))? {
+                    return Err(ProtoError::Io(std::io::Error::from(
+                        std::io::ErrorKind::TimedOut,
+                    )));
+                }
+            }
+            chan.recv_reply()
+        });
+        match result {
+            Ok(r) => Ok(r),
+            Err(ProtoError::Closed) => {
+                drop(guard);
+                Err(self.died(link.mark_gone()))
+            }
+            Err(ProtoError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                drop(guard);
+                let _ = link.gone.set("killed after a timeout".into());
+                link.reap(Duration::ZERO);
+                Err(Error::Timeout {
+                    plugin: self.inner.plugin.clone(),
+                    what: req.name(),
+                    timeout: deadline.map_or(Duration::ZERO, |(_, t)| t),
+                })
+            }
+            Err(e) => Err(Error::Protocol(e)),
+        }
+    }
+
+    /// A socket on this stack, as socket(2) (`ioth_msocket`): `SOCK_NONBLOCK` and `SOCK_CLOEXEC`
+    /// in `ty` are honoured.
+    pub fn msocket(&self, domain: i32, ty: i32, protocol: i32) -> Result<Socket> {
+        let fd = match self.link() {
+            None => sys::socket(domain, ty, protocol).map_err(|source| Error::Os {
+                op: "socket",
+                source,
+            })?,
+            Some(_) => {
+                let req = Request::Socket {
+                    domain,
+                    ty,
+                    protocol,
+                };
+                match self.call(&req, None)? {
+                    (
+                        Reply::Socket {
+                            kind: FdKind::Native,
+                        },
+                        mut fds,
+                    ) => {
+                        let fd = fds.pop().expect("fd count checked by recv_reply");
+                        if ty & libc::SOCK_CLOEXEC == 0 {
+                            nix::fcntl::fcntl(
+                                &fd,
+                                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                            )
+                            .map_err(|e| Error::Os {
+                                op: "fcntl(F_SETFD)",
+                                source: e.into(),
+                            })?;
+                        }
+                        fd
+                    }
+                    (other, _) => return Err(self.unexpected("Socket", other)),
+                }
+            }
+        };
+        Ok(Socket::new(fd, Hold::new(&self.inner)))
+    }
+
+    /// A socket with socket2's typed arguments.
+    pub fn socket(
+        &self,
+        domain: socket2::Domain,
+        ty: socket2::Type,
+        protocol: Option<socket2::Protocol>,
+    ) -> Result<Socket> {
+        self.msocket(domain.into(), ty.into(), protocol.map_or(0, Into::into))
+    }
+
+    /// Usage figures of the stack's host.
+    pub fn stats(&self) -> Result<Stats> {
+        let mut s = Stats {
+            open_sockets: self.open_sockets(),
+            ..Stats::default()
+        };
+        let Some(link) = self.link() else {
+            return Ok(s);
+        };
+        match self.call(&Request::Stats, None)? {
+            (Reply::Stats(h), _) => {
+                s.requests = h.requests;
+                s.sockets_created = h.sockets_created;
+            }
+            (other, _) => return Err(self.unexpected("Stats", other)),
+        }
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", link.pid)) {
+            s.rss_bytes = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map_or(0, |kb| kb * 1024);
+        }
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", link.pid)) {
+            // Fields after the parenthesised comm: utime and stime are the 12th and 13th.
+            if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+                    + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+                let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(100) as u64;
+                s.cpu_time = Duration::from_millis(ticks * 1000 / hz.max(1));
+            }
+        }
+        Ok(s)
+    }
+
+    /// Deletes the stack (`ioth_delstack`): fails with [`Error::Busy`] while sockets are open,
+    /// handing the stack back. A stack whose host already died is deleted without error.
+    pub fn delete(self) -> std::result::Result<(), (Stack, Error)> {
+        let open = self.open_sockets();
+        if open > 0 {
+            let e = Error::Busy {
+                plugin: self.inner.plugin.clone(),
+                open,
+            };
+            return Err((self, e));
+        }
+        let Some(link) = self.link() else {
+            return Ok(());
+        };
+        if link.gone.get().is_none() {
+            match self.call(&Request::DelStack, None) {
+                Ok((Reply::Deleted, _)) => {
+                    let _ = link.gone.set("deleted by delstack".into());
+                    link.reap(Duration::from_secs(2));
+                }
+                Ok((other, _)) => {
+                    let e = self.unexpected("Deleted", other);
+                    return Err((self, e));
+                }
+                Err(Error::StackDied { .. }) => {}
+                Err(e) => return Err((self, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Usage figures of one stack ([`Stack::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests the host has served.
+    pub requests: u64,
+    /// Sockets the host has created.
+    pub sockets_created: u64,
+    /// Sockets open now in this application.
+    pub open_sockets: usize,
+    /// Resident memory of the host, in bytes.
+    pub rss_bytes: u64,
+    /// CPU time (user + system) the host has used.
+    pub cpu_time: Duration,
+}
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        // Closing the channel tells the host to exit; then reap it.
+        drop(
+            self.chan
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        self.reap(Duration::from_secs(2));
+    }
+}
