@@ -129,13 +129,6 @@ impl Error {
             Error::Protocol(e) => e.errno(),
         }
     }
-
-    pub(crate) fn os(op: &'static str) -> Error {
-        Error::Os {
-            op,
-            source: io::Error::last_os_error(),
-        }
-    }
 }
 
 impl From<Error> for io::Error {

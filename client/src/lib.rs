@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod capi;
 mod error;
 mod locate;
 mod socket;

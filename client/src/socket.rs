@@ -100,3 +100,10 @@ into_std!(
     std::os::unix::net::UnixStream,
     socket2::Socket
 );
+
+impl Hold {
+    /// One more hold on the same stack (for an fd born of another, e.g. by accept).
+    pub(crate) fn another(&self) -> Hold {
+        Hold::new(&self.0)
+    }
+}

@@ -1,0 +1,174 @@
+/*
+ * ioth.h — the Internet of Threads API, as implemented by ioth (Rust, one host process per stack).
+ *
+ * Drop-in for the original libioth header: same names, same signatures, same
+ * struct ioth_functions for plug-in authors. Link with -lioth.
+ *
+ * Every ioth_X Berkeley call has the signature and behaviour of X and returns -1 with errno set
+ * on error. ioth_X on an fd that ioth did not create fails with EBADF.
+ * ioth_newstack* return NULL and set errno on error:
+ *   ENOTSUP  plug-in not found          ENOENT   plug-in without ioth_<name>_newstack,
+ *   EPERM    licence refused                     or ioth-host binary not found
+ *   EINVAL   bad name ('/' or '..') or malformed VNL
+ *   ETIMEDOUT the plug-in did not create its stack in time (IOTH_NEWSTACK_TIMEOUT, ms)
+ * Calls on a stack whose host process died fail with ENETDOWN.
+ * A NULL or empty stack name means the process's own kernel stack (no host process).
+ */
+#ifndef IOTH_H
+#define IOTH_H
+#ifndef LIBIOTH_H
+#define LIBIOTH_H
+#endif
+
+#include <stdio.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ioth;
+
+/* ioth stack create/destroy */
+
+/* one interface (or no interfaces if vnl == NULL) */
+struct ioth *ioth_newstack(const char *stack, const char *vnl);
+
+/* up to several interfaces */
+struct ioth *ioth_newstackl(const char *stack, const char *vnl, ... /* (char  *) NULL */);
+struct ioth *ioth_newstackv(const char *stack, const char *vnlv[]);
+int ioth_delstack(struct ioth *iothstack);
+
+void ioth_set_defstack(struct ioth *iothstack);
+struct ioth *ioth_get_defstack(void);
+
+/* licence of the application (SPDX), checked against each plug-in's ioth_<name>_license */
+void ioth_set_license(const char *license);
+
+/* communication primitives */
+int ioth_msocket(struct ioth *iothstack, int domain, int type, int protocol);
+int ioth_socket(int domain, int type, int protocol);
+int ioth_close(int fd);
+
+int ioth_bind(int fd, const struct sockaddr *addr, socklen_t addrlen);
+int ioth_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
+int ioth_listen(int fd, int backlog);
+int ioth_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
+int ioth_getsockname(int fd, struct sockaddr *addr, socklen_t *addrlen);
+int ioth_getpeername(int fd, struct sockaddr *addr, socklen_t *addrlen);
+ssize_t ioth_read(int fd, void *buf, size_t len);
+ssize_t ioth_readv(int fd, const struct iovec *iov, int iovcnt);
+ssize_t ioth_recv(int fd, void *buf, size_t len, int flags);
+ssize_t ioth_recvfrom(int fd, void *buf, size_t len, int flags,
+		struct sockaddr *from, socklen_t *fromlen);
+ssize_t ioth_recvmsg(int fd, struct msghdr *msg, int flags);
+ssize_t ioth_write(int fd, const void *buf, size_t len);
+ssize_t ioth_writev(int fd, const struct iovec *iov, int iovcnt);
+ssize_t ioth_send(int fd, const void *buf, size_t len, int flags);
+ssize_t ioth_sendto(int fd, const void *buf, size_t len, int flags,
+		const struct sockaddr *to, socklen_t tolen);
+ssize_t ioth_sendmsg(int fd, const struct msghdr *msg, int flags);
+int ioth_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen);
+int ioth_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen);
+int ioth_shutdown(int fd, int how);
+int ioth_ioctl(int fd, unsigned long cmd, void *argp);
+int ioth_fcntl(int fd, int cmd, long val);
+
+/* netlink configuration (the nlinline functions, on a given stack) */
+int ioth_if_nametoindex(struct ioth *iothstack, const char *ifname);
+int ioth_linksetupdown(struct ioth *iothstack, unsigned int ifindex, int updown);
+int ioth_ipaddr_add(struct ioth *iothstack, int family, void *addr, int prefixlen, unsigned int ifindex);
+int ioth_ipaddr_del(struct ioth *iothstack, int family, void *addr, int prefixlen, unsigned int ifindex);
+int ioth_iproute_add(struct ioth *iothstack, int family, void *dst_addr, int dst_prefixlen,
+		void *gw_addr, unsigned int ifindex);
+int ioth_iproute_del(struct ioth *iothstack, int family, void *dst_addr, int dst_prefixlen,
+		void *gw_addr, unsigned int ifindex);
+int ioth_iplink_add(struct ioth *iothstack, const char *ifname, unsigned int ifindex,
+		const char *type, const char *data);
+int ioth_iplink_del(struct ioth *iothstack, const char *ifname, unsigned int ifindex);
+int ioth_linksetaddr(struct ioth *iothstack, unsigned int ifindex, void *macaddr);
+int ioth_linkgetaddr(struct ioth *iothstack, unsigned int ifindex, void *macaddr);
+int ioth_linksetmtu(struct ioth *iothstack, unsigned int ifindex, unsigned int mtu);
+
+int ioth_getifaddrs(struct ioth *stack, struct ifaddrs **ifap);
+void ioth_freeifaddrs(struct ifaddrs *ifa);
+
+/* ----------------------------------- ioth extensions (not in the original API) */
+
+/* pid of the host process serving the stack; 0 for the native kernel stack,
+ * -1 (errno EINVAL) for a NULL stack */
+pid_t ioth_stack_pid(struct ioth *iothstack);
+
+/* ----------------------------------- for ioth plugins */
+
+struct ioth_functions;
+void *newstack_prototype(const char *vnlv[], struct ioth_functions *ioth_f);
+int delstack_prototype(void *stackdata);
+void *getstackdata_prototype(void);
+
+/* libc + _GNU_SOURCE uses a transparent union for sockaddr: ioth_X is used as the prototype of
+ * every X of the Berkeley sockets API that takes a sockaddr. */
+
+struct ioth_functions {
+	typeof(getstackdata_prototype) *getstackdata;
+	typeof(newstack_prototype) *newstack;
+	typeof(delstack_prototype) *delstack;
+	typeof(socket) *socket;
+	typeof(close) *close;
+	typeof(ioth_bind) *bind;
+	typeof(ioth_connect) *connect;
+	typeof(listen) *listen;
+	typeof(ioth_accept) *accept;
+	typeof(ioth_getsockname) *getsockname;
+	typeof(ioth_getpeername) *getpeername;
+	typeof(setsockopt) *setsockopt;
+	typeof(getsockopt) *getsockopt;
+	typeof(shutdown) *shutdown;
+	typeof(ioctl) *ioctl;
+	typeof(fcntl) *fcntl;
+	typeof(read) *read;
+	typeof(readv) *readv;
+	typeof(recv) *recv;
+	typeof(ioth_recvfrom) *recvfrom;
+	typeof(recvmsg) *recvmsg;
+	typeof(write) *write;
+	typeof(writev) *writev;
+	typeof(send) *send;
+	typeof(ioth_sendto) *sendto;
+	typeof(sendmsg) *sendmsg;
+};
+
+/* ------------------ MAC address conversions --------------- */
+
+#define MAC_ADDRSTRLEN 18
+
+/* Formats a 6-byte MAC address as "xx:xx:xx:xx:xx:xx"; dst holds at least MAC_ADDRSTRLEN bytes. */
+static inline const char *ioth_ntomac(const void *src, char *dst, size_t size) {
+	const unsigned char *mac = (const unsigned char *) src;
+	snprintf(dst, size, "%02x:%02x:%02x:%02x:%02x:%02x",
+			mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+	return dst;
+}
+
+/* Parses "xx:xx:xx:xx:xx:xx" or "xx-xx-xx-xx-xx-xx" into 6 bytes; returns 1 on success, 0 if not. */
+static inline int ioth_macton(const char *src, void *dst) {
+	unsigned char *mac = (unsigned char *) dst;
+	if (sscanf(src, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx",
+				mac, mac + 1, mac + 2, mac + 3, mac + 4, mac + 5) == 6)
+		return 1;
+	if (sscanf(src, "%hhx-%hhx-%hhx-%hhx-%hhx-%hhx",
+				mac, mac + 1, mac + 2, mac + 3, mac + 4, mac + 5) == 6)
+		return 1;
+	return 0;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IOTH_H */

@@ -1,0 +1,2 @@
+/* The seed spelling: #include <libioth.h> works as #include <ioth.h>. */
+#include "ioth.h"

@@ -1,0 +1,1 @@
+//! `ioth_X` for every Berkeley call X. (Filled in by the C ABI work.)

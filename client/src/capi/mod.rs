@@ -1,0 +1,248 @@
+//! The C ABI of `libioth.so`: a drop-in for the original libioth (`include/ioth.h`).
+//!
+//! Runs in the application. Every function sets `errno` and returns -1 (or NULL) on error, as the
+//! original; no panic crosses the boundary ([`guard`]). A `struct ioth *` is a boxed [`Stack`]
+//! handle; NULL as a stack argument means the default stack.
+#![allow(unsafe_code)]
+
+mod berkeley;
+pub(crate) mod fdtable;
+
+use std::ffi::{c_char, c_int, CStr};
+use std::os::fd::IntoRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use crate::{Error, Stack};
+
+/// What a C `struct ioth *` points to.
+pub struct Ioth {
+    stack: Stack,
+}
+
+/// The C default stack (NULL: the native kernel stack).
+static DEFSTACK: AtomicPtr<Ioth> = AtomicPtr::new(std::ptr::null_mut());
+
+pub(crate) fn set_errno(e: c_int) {
+    // SAFETY: __errno_location returns this thread's errno slot, always valid.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Runs `f`, turning an `Err(errno)` or a panic into `errno` and the C error value `fail`.
+pub(crate) fn guard<R>(fail: R, f: impl FnOnce() -> Result<R, c_int>) -> R {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            set_errno(e);
+            fail
+        }
+        Err(_) => {
+            set_errno(libc::EIO);
+            fail
+        }
+    }
+}
+
+/// The stack a C caller names: `p`, or the default stack when `p` is NULL.
+///
+/// # Safety
+/// `p` is NULL or a pointer returned by `ioth_newstack*` and not yet deleted.
+pub(crate) unsafe fn stack_arg(p: *mut Ioth) -> Stack {
+    if p.is_null() {
+        let d = DEFSTACK.load(Ordering::Acquire);
+        if d.is_null() {
+            return crate::default_stack();
+        }
+        // SAFETY: DEFSTACK holds a live pointer from ioth_newstack* (cleared by ioth_delstack).
+        return unsafe { (*d).stack.clone() };
+    }
+    // SAFETY: per the contract, p is a live Ioth.
+    unsafe { (*p).stack.clone() }
+}
+
+/// A C string argument as UTF-8; `EINVAL` if it is not.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string.
+pub(crate) unsafe fn str_arg<'a>(p: *const c_char) -> Result<Option<&'a str>, c_int> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: per the contract, p is a NUL-terminated string that outlives the call.
+    unsafe { CStr::from_ptr(p) }
+        .to_str()
+        .map(Some)
+        .map_err(|_| libc::EINVAL)
+}
+
+/// Reports a Rust API error on stderr when `IOTH_DEBUG` is set, and gives its errno.
+pub(crate) fn errno_of(e: Error) -> c_int {
+    if std::env::var_os("IOTH_DEBUG").is_some() {
+        eprintln!("ioth: {e}");
+    }
+    e.errno()
+}
+
+/// `struct ioth *ioth_newstackv(const char *stack, const char *vnlv[])`.
+///
+/// # Safety
+/// `stack` is NULL or a C string; `vnlv` is NULL or a NULL-terminated array of C strings.
+#[no_mangle]
+pub unsafe extern "C" fn ioth_newstackv(
+    stack: *const c_char,
+    vnlv: *const *const c_char,
+) -> *mut Ioth {
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: caller's contract.
+        let name = unsafe { str_arg(stack) }?.unwrap_or("");
+        let mut vnls = Vec::new();
+        if !vnlv.is_null() {
+            for i in 0.. {
+                // SAFETY: vnlv is NULL-terminated (caller's contract); we stop at NULL.
+                let p = unsafe { *vnlv.add(i) };
+                if p.is_null() {
+                    break;
+                }
+                // SAFETY: p is a C string (caller's contract).
+                vnls.push(unsafe { str_arg(p) }?.unwrap_or_default());
+            }
+        }
+        let stack = Stack::new(name, &vnls).map_err(errno_of)?;
+        Ok(Box::into_raw(Box::new(Ioth { stack })))
+    })
+}
+
+/// `struct ioth *ioth_newstack(const char *stack, const char *vnl)`: one interface, or none if
+/// `vnl` is NULL.
+///
+/// # Safety
+/// `stack` and `vnl` are NULL or C strings.
+#[no_mangle]
+pub unsafe extern "C" fn ioth_newstack(stack: *const c_char, vnl: *const c_char) -> *mut Ioth {
+    let vnlv = [vnl, std::ptr::null()];
+    // SAFETY: vnlv is NULL-terminated; the strings are the caller's.
+    unsafe { ioth_newstackv(stack, vnlv.as_ptr()) }
+}
+
+/// `int ioth_delstack(struct ioth *iothstack)`: `EBUSY` while sockets are open.
+///
+/// # Safety
+/// `p` is NULL or a live pointer from `ioth_newstack*`; after success it is freed.
+#[no_mangle]
+pub unsafe extern "C" fn ioth_delstack(p: *mut Ioth) -> c_int {
+    guard(-1, || {
+        if p.is_null() {
+            return Err(libc::EINVAL);
+        }
+        // SAFETY: p is live (caller's contract).
+        let stack = unsafe { (*p).stack.clone() };
+        stack.delete().map_err(|(_, e)| errno_of(e))?;
+        let _ =
+            DEFSTACK.compare_exchange(p, std::ptr::null_mut(), Ordering::AcqRel, Ordering::Acquire);
+        // SAFETY: p came from Box::into_raw in ioth_newstackv and is freed exactly once, here.
+        let ioth = unsafe { Box::from_raw(p) };
+        if crate::default_stack().same(&ioth.stack) {
+            crate::set_default_stack(None);
+        }
+        Ok(0)
+    })
+}
+
+/// `void ioth_set_defstack(struct ioth *iothstack)`: NULL reverts to the native kernel stack.
+///
+/// # Safety
+/// `p` is NULL or a live pointer from `ioth_newstack*`.
+#[no_mangle]
+pub unsafe extern "C" fn ioth_set_defstack(p: *mut Ioth) {
+    guard((), || {
+        DEFSTACK.store(p, Ordering::Release);
+        // SAFETY: p is NULL or live (caller's contract).
+        let stack = (!p.is_null()).then(|| unsafe { (*p).stack.clone() });
+        crate::set_default_stack(stack.as_ref());
+        Ok(())
+    })
+}
+
+/// `struct ioth *ioth_get_defstack(void)`: NULL means the native kernel stack.
+#[no_mangle]
+pub extern "C" fn ioth_get_defstack() -> *mut Ioth {
+    DEFSTACK.load(Ordering::Acquire)
+}
+
+/// `void ioth_set_license(const char *license)`.
+///
+/// # Safety
+/// `license` is NULL or a C string.
+#[no_mangle]
+pub unsafe extern "C" fn ioth_set_license(license: *const c_char) {
+    guard((), || {
+        // SAFETY: caller's contract.
+        let l = unsafe { str_arg(license) }?;
+        crate::set_license(l);
+        Ok(())
+    })
+}
+
+/// `int ioth_msocket(struct ioth *iothstack, int domain, int type, int protocol)`.
+///
+/// # Safety
+/// `p` is NULL or a live pointer from `ioth_newstack*`.
+#[no_mangle]
+pub unsafe extern "C" fn ioth_msocket(
+    p: *mut Ioth,
+    domain: c_int,
+    ty: c_int,
+    protocol: c_int,
+) -> c_int {
+    guard(-1, || {
+        // SAFETY: caller's contract.
+        let stack = unsafe { stack_arg(p) };
+        let sock = stack.msocket(domain, ty, protocol).map_err(errno_of)?;
+        let (fd, hold) = sock.into_parts();
+        let raw = fd.into_raw_fd();
+        fdtable::insert(raw, hold);
+        Ok(raw)
+    })
+}
+
+/// `int ioth_socket(int domain, int type, int protocol)`: on the default stack.
+#[no_mangle]
+pub extern "C" fn ioth_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    // SAFETY: NULL selects the default stack.
+    unsafe { ioth_msocket(std::ptr::null_mut(), domain, ty, protocol) }
+}
+
+/// `int ioth_close(int fd)`: closes an ioth fd and releases its hold on its stack.
+#[no_mangle]
+pub extern "C" fn ioth_close(fd: c_int) -> c_int {
+    guard(-1, || {
+        let hold = fdtable::remove(fd).ok_or(libc::EBADF)?;
+        // SAFETY: fd is an ioth socket the C program hands back to be closed.
+        let r = unsafe { libc::close(fd) };
+        let e = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        drop(hold);
+        if r < 0 {
+            return Err(e);
+        }
+        Ok(0)
+    })
+}
+
+/// `pid_t ioth_stack_pid(struct ioth *iothstack)` (extension): the host's pid, 0 for the native
+/// stack.
+///
+/// # Safety
+/// `p` is NULL or a live pointer from `ioth_newstack*`.
+#[no_mangle]
+pub unsafe extern "C" fn ioth_stack_pid(p: *mut Ioth) -> libc::pid_t {
+    guard(-1, || {
+        if p.is_null() {
+            return Err(libc::EINVAL);
+        }
+        // SAFETY: p is live (caller's contract).
+        let pid = unsafe { (*p).stack.pid() };
+        Ok(pid.map_or(0, |p| p as libc::pid_t))
+    })
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ioth's demo and tests need, when missing.
+# As root: apt-get installs them. Otherwise: prints the exact apt-get line and fails.
+set -euo pipefail
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+have_pkg libvdeplug2 || need+=(libvdeplug2)
+command -v vde_plug >/dev/null 2>&1 || need+=(vdeplug)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+[ ${#need[@]} -eq 0 ] && exit 0
+line="apt-get install -y --no-install-recommends ${need[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "ioth needs these Debian packages: ${need[*]}" >&2
+  echo "run as root:  apt-get update && $line" >&2
+  exit 1
+fi
+echo "installing: ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+$line
