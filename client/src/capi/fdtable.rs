@@ -8,7 +8,6 @@ use std::os::fd::RawFd;
 use std::sync::{OnceLock, RwLock};
 
 use crate::socket::Hold;
-use crate::Stack;
 
 fn table() -> &'static RwLock<HashMap<RawFd, Hold>> {
     static TABLE: OnceLock<RwLock<HashMap<RawFd, Hold>>> = OnceLock::new();
@@ -31,21 +30,22 @@ pub(crate) fn remove(fd: RawFd) -> Option<Hold> {
         .remove(&fd)
 }
 
-/// The stack of `fd`, if ioth created it.
-pub(crate) fn stack_of(fd: RawFd) -> Option<Stack> {
-    table()
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&fd)
-        .map(Hold::stack)
+/// How calls on an ioth fd are carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A kernel socket (the plug-in's own, passed by the host): every call is the plain syscall.
+    Native,
 }
 
-/// Whether ioth created `fd`.
-pub(crate) fn contains(fd: RawFd) -> bool {
+/// The kind of `fd`, or `None` if ioth did not create it. One read-locked lookup, no
+/// allocation: this is on the data path of every `ioth_X`. Every fd is [`Kind::Native`] in this
+/// version (the host refuses plug-ins whose sockets are not kernel sockets).
+pub(crate) fn kind(fd: RawFd) -> Option<Kind> {
     table()
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .contains_key(&fd)
+        .then_some(Kind::Native)
 }
 
 /// A new hold on the stack of `fd` (for the fd `accept` returns), if ioth created `fd`.
