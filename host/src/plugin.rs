@@ -179,12 +179,24 @@ pub fn load(
     let data = unsafe { newstack(vnlv.as_ptr(), &mut *f) };
     if data.is_null() {
         let e = last_errno(libc::EINVAL);
+        // The optional `const char *ioth_<name>_newstack_error(void)` says why (SDK extension).
+        let why = lookup(&lib, name, "newstack_error")
+            .and_then(|p| {
+                // SAFETY: ioth_<name>_newstack_error is a `const char *(void)` function by the
+                // SDK's contract; it returns NULL or a NUL-terminated string that stays valid
+                // until the next newstack call.
+                let f = unsafe {
+                    std::mem::transmute::<*const c_void, unsafe extern "C" fn() -> *const c_char>(p)
+                };
+                // SAFETY: see above: no arguments, returns NULL or a live C string.
+                let s = unsafe { f() };
+                // SAFETY: a non-null value is a NUL-terminated string in the plug-in.
+                (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| io::Error::from_raw_os_error(e).to_string());
         return Err(err(
             e,
-            format!(
-                "plug-in {name:?} failed to create the stack: {}",
-                io::Error::from_raw_os_error(e)
-            ),
+            format!("plug-in {name:?} failed to create the stack: {why}"),
         ));
     }
     STACKDATA.store(data, Ordering::Release);

@@ -8,6 +8,8 @@
 //! const char *ioth_foo_license;                      /* optional, SPDX */
 //! int ioth_foo_socket(int domain, int type, int protocol); /* optional: any ioth_foo_<fn> is
 //!                                                               assigned to f-><fn> implicitly */
+//! const char *ioth_foo_newstack_error(void);         /* optional extension: why the last
+//!                                                       newstack failed, or NULL */
 //! ```
 //!
 //! [`abi`] holds the C types (`struct ioth_functions` in the original's field order); the host uses
@@ -20,7 +22,7 @@
 pub mod abi;
 mod native;
 
-pub use native::{NativeStack, PluginState};
+pub use native::{error, NativeStack, PluginState};
 
 /// Exports a [`NativeStack`] implementation as the plug-in `ioth_<name>.so`.
 ///
@@ -28,9 +30,11 @@ pub use native::{NativeStack, PluginState};
 /// ioth_plugin_sdk::export_native_stack!("kernel", KernelStack, license = "SPDX-License-Identifier: LGPL-2.1-or-later");
 /// ```
 ///
-/// This generates `ioth_<name>_newstack`, `ioth_<name>_delstack`, `ioth_<name>_socket` and, when a
-/// licence is given, `ioth_<name>_license`. All other functions of `struct ioth_functions` are
-/// libc's own: the sockets are kernel sockets ("native" fds), used with plain syscalls.
+/// This generates `ioth_<name>_newstack`, `ioth_<name>_delstack`, `ioth_<name>_socket`,
+/// `ioth_<name>_newstack_error` (the message of a failed `newstack`, which the host forwards to
+/// the application with the errno) and, when a licence is given, `ioth_<name>_license`. All other
+/// functions of `struct ioth_functions` are libc's own: the sockets are kernel sockets ("native"
+/// fds), used with plain syscalls.
 #[macro_export]
 macro_rules! export_native_stack {
     ($name:literal, $ty:ty $(, license = $lic:literal)?) => {
@@ -51,6 +55,11 @@ macro_rules! export_native_stack {
             unsafe extern "C" fn __ioth_delstack(stackdata: *mut ::std::ffi::c_void) -> ::std::ffi::c_int {
                 // SAFETY: stackdata is the pointer our newstack returned, given back once.
                 unsafe { $crate::PluginState::delstack::<$ty>(stackdata) }
+            }
+
+            #[export_name = concat!("ioth_", $name, "_newstack_error")]
+            extern "C" fn __ioth_newstack_error() -> *const ::std::ffi::c_char {
+                STATE.newstack_error()
             }
 
             unsafe extern "C" fn __ioth_socket(

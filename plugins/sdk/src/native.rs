@@ -1,11 +1,12 @@
 //! Rust plug-ins whose sockets are kernel sockets.
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io;
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::abi::{GetStackDataFn, IothFunctions, SocketFn};
 
@@ -22,9 +23,39 @@ pub trait NativeStack: Send + Sync + Sized + 'static {
     }
 }
 
-/// Per-plug-in state behind [`crate::export_native_stack!`]: the host's `getstackdata`.
+/// An errno with a message for the application (see [`error`]).
+#[derive(Debug)]
+struct ErrnoMessage {
+    errno: c_int,
+    message: String,
+}
+
+impl std::fmt::Display for ErrnoMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ErrnoMessage {}
+
+/// An error that carries both `errno` (what the C ABI reports) and a message that says what was
+/// wrong. When [`NativeStack::new`] fails with it, the message reaches the application through
+/// `ioth_<name>_newstack_error` (see [`crate::export_native_stack!`]).
+pub fn error(errno: c_int, message: impl Into<String>) -> io::Error {
+    io::Error::new(
+        io::Error::from_raw_os_error(errno).kind(),
+        ErrnoMessage {
+            errno,
+            message: message.into(),
+        },
+    )
+}
+
+/// Per-plug-in state behind [`crate::export_native_stack!`]: the host's `getstackdata`, and the
+/// message of the last failed `newstack`.
 pub struct PluginState {
     getstackdata: AtomicUsize,
+    newstack_error: Mutex<Option<CString>>,
 }
 
 fn set_errno(e: c_int) {
@@ -33,7 +64,13 @@ fn set_errno(e: c_int) {
 }
 
 fn errno_of(e: &io::Error) -> c_int {
-    e.raw_os_error().unwrap_or(libc::EIO)
+    e.raw_os_error()
+        .or_else(|| {
+            e.get_ref()
+                .and_then(|i| i.downcast_ref::<ErrnoMessage>())
+                .map(|m| m.errno)
+        })
+        .unwrap_or(libc::EIO)
 }
 
 impl PluginState {
@@ -41,7 +78,26 @@ impl PluginState {
     pub const fn new() -> PluginState {
         PluginState {
             getstackdata: AtomicUsize::new(0),
+            newstack_error: Mutex::new(None),
         }
+    }
+
+    fn set_newstack_error(&self, message: Option<String>) {
+        let c = message.map(|m| CString::new(m.replace('\0', " ")).unwrap_or_default());
+        *self
+            .newstack_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = c;
+    }
+
+    /// `ioth_<name>_newstack_error`: why the last `newstack` failed, or NULL. The string stays
+    /// valid until the next `newstack` call.
+    pub fn newstack_error(&self) -> *const c_char {
+        self.newstack_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(std::ptr::null(), |c| c.as_ptr())
     }
 
     /// `newstack` of the ABI for stack type `T`.
@@ -77,6 +133,7 @@ impl PluginState {
                 }
             }
         }
+        self.set_newstack_error(None);
         match catch_unwind(AssertUnwindSafe(|| T::new(&vnls))) {
             Ok(Ok(stack)) => {
                 // SAFETY: f is valid and exclusively ours for the duration of newstack.
@@ -89,10 +146,12 @@ impl PluginState {
                 Box::into_raw(Box::new(stack)).cast()
             }
             Ok(Err(e)) => {
+                self.set_newstack_error(Some(e.to_string()));
                 set_errno(errno_of(&e));
                 std::ptr::null_mut()
             }
             Err(_) => {
+                self.set_newstack_error(Some("the plug-in panicked in newstack".into()));
                 set_errno(libc::EIO);
                 std::ptr::null_mut()
             }

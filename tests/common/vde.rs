@@ -1,0 +1,190 @@
+//! VDE helpers for the tests: a switch in a private temp dir that is stopped and removed on drop
+//! (on failure too), and `ip` run inside a stack's network namespace.
+//!
+//! Every wait is bounded. Nothing here touches the machine's own interfaces or namespace: `ip`
+//! only runs under `nsenter --net=/proc/<host pid>/ns/net`, in the namespace of a vdestack host
+//! the test created.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a switch may take to create its socket.
+const SWITCH_START: Duration = Duration::from_secs(5);
+
+/// A private directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `<tmp>/ioth-<tag>-<pid>-<n>`.
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        for _ in 0..100 {
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("ioth-{tag}-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&p) {
+                Ok(()) => return TempDir(p),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("cannot create {}: {e}", p.display()),
+            }
+        }
+        panic!("cannot create a temp dir for {tag}");
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A VDE switch, `vde_plug null:// switch://<dir>/sw`, started for one test. Drop kills it by
+/// its pid, reaps it and removes its directory.
+#[derive(Debug)]
+pub struct Switch {
+    child: Child,
+    dir: TempDir,
+}
+
+impl Switch {
+    /// Starts a switch and waits (bounded) until its control socket exists. Panics on failure.
+    pub fn start() -> Switch {
+        let dir = TempDir::new("vdesw");
+        let sw = dir.path().join("sw");
+        let child = Command::new("vde_plug")
+            .arg("null://")
+            .arg(format!("switch://{}", sw.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start vde_plug (Debian package vdeplug, see tests/scripts/deps.sh): {e}")
+            });
+        let mut s = Switch { child, dir };
+        let ctl = sw.join("ctl");
+        let deadline = Instant::now() + SWITCH_START;
+        while !ctl.exists() {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("vde_plug switch exited at start: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "switch {} not ready after {SWITCH_START:?}",
+                sw.display()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s
+    }
+
+    /// The switch's path (`<dir>/sw`).
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("sw")
+    }
+
+    /// The switch's temp dir.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The VNL that connects to it: `vde://<dir>/sw`.
+    pub fn vnl(&self) -> String {
+        format!("vde://{}", self.path().display())
+    }
+
+    /// The switch process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        // Child::kill signals this very pid (SIGKILL); wait reaps it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `nsenter` command prefix for the network namespace of host `pid`.
+fn nsenter(pid: u32) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/proc/{pid}/ns/net"));
+    c
+}
+
+/// Runs `ip <args>` in the network namespace of host `pid`; its stdout, or its stderr as error.
+pub fn try_ip(pid: u32, args: &[&str]) -> Result<String, String> {
+    let out = nsenter(pid)
+        .arg("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("nsenter: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "ip {} in netns of {pid}: {}: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Runs `ip <args>` in the network namespace of host `pid`; panics on failure.
+pub fn ip(pid: u32, args: &[&str]) -> String {
+    try_ip(pid, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Adds `cidr` (`10.0.0.1/24`, `fd00::1/64`: IPv6 without duplicate address detection) to
+/// interface `ifname` of host `pid` and sets it up.
+pub fn configure(pid: u32, ifname: &str, cidr: &str) {
+    if cidr.contains(':') {
+        ip(pid, &["-6", "addr", "add", cidr, "dev", ifname, "nodad"]);
+    } else {
+        ip(pid, &["addr", "add", cidr, "dev", ifname]);
+    }
+    ip(pid, &["link", "set", ifname, "up"]);
+}
+
+/// Interface names in the namespace of host `pid` (`ip -o link`).
+pub fn links(pid: u32) -> Vec<String> {
+    ip(pid, &["-o", "link"])
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .collect()
+}
+
+/// The inode of the network namespace of `pid`, if the process exists.
+pub fn netns_inode(pid: u32) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// Pids of the processes whose network namespace is `inode` (one scan of `/proc`).
+pub fn processes_in_netns(inode: u64) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| netns_inode(p) == Some(inode))
+        .collect()
+}
+
+/// Whether `pid` exists at all (a zombie counts: it was not reaped).
+pub fn pid_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
