@@ -23,12 +23,14 @@
 pub mod capi;
 mod error;
 mod locate;
+mod netlink;
 mod socket;
 mod spawn;
 mod stack;
 mod sys;
 
 pub use error::{Error, Result};
+pub use netlink::{IfAddress, Interface, Route};
 pub use socket::Socket;
 pub use stack::{
     default_stack, license, set_default_stack, set_license, socket, Stack, StackBuilder, Stats,

@@ -7,6 +7,7 @@
 
 mod berkeley;
 pub(crate) mod fdtable;
+mod netlink;
 
 use std::ffi::{c_char, c_int, CStr};
 use std::os::fd::IntoRawFd;
