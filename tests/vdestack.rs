@@ -8,6 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -691,4 +692,37 @@ fn idle_pumps_sleep() {
     echo_round_trips(&mut c);
     drop(c);
     server.join().unwrap();
+}
+
+#[test]
+fn udp_vnl_is_opened_in_the_applications_netns() {
+    // A thread of this test enters a fresh network namespace (the "machine" of the application)
+    // and creates two stacks joined by udp:// VNLs over that namespace's loopback. The stacks'
+    // UDP sockets must live there, not in the stacks' own namespaces (which have no route).
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare: needs root");
+        let own = std::fs::metadata("/proc/thread-self/ns/net").unwrap();
+        let process = std::fs::metadata(format!("/proc/{}/ns/net", std::process::id())).unwrap();
+        assert_ne!(
+            own.ino(),
+            process.ino(),
+            "the thread did not get its own namespace"
+        );
+        let st = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let a = vdestack(&["udp://5000->127.0.0.1:5001"]);
+        let b = vdestack(&["udp://5001->127.0.0.1:5000"]);
+        vde::configure(pid(&a), "vde0", "10.8.0.1/24");
+        vde::configure(pid(&b), "vde0", "10.8.0.2/24");
+        let server = echo_server(listen(&a, addr("10.8.0.1:5000")));
+        let mut c = connect(&b, addr("10.8.0.1:5000"));
+        echo_round_trips(&mut c);
+        drop(c);
+        server.join().unwrap();
+    })
+    .join()
+    .expect("udp:// stacks");
 }

@@ -43,8 +43,6 @@ use crate::sys::Event;
 pub struct VdeStack {
     /// The stack's network namespace, for threads other than the one that created it.
     netns: OwnedFd,
-    /// The thread that entered the namespace in `new` (it needs no `setns`).
-    creator: std::thread::ThreadId,
     /// Interface names, in VNL order.
     ifnames: Vec<String>,
     stop: Arc<Event>,
@@ -58,7 +56,8 @@ pub struct VdeStack {
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 thread_local! {
-    /// Whether this thread has joined the stack's namespace.
+    /// Whether this thread is in the stack's namespace (the thread that ran `new` is; any other
+    /// joins it with setns before its first socket).
     static IN_NETNS: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -116,7 +115,6 @@ impl ioth_plugin_sdk::NativeStack for VdeStack {
         let (done_tx, done_rx) = mpsc::channel();
         let mut stack = VdeStack {
             netns,
-            creator: std::thread::current().id(),
             ifnames: parsed.iter().map(|v| v.ifname.clone()).collect(),
             stop: stop.clone(),
             pumps: Vec::new(),
@@ -135,7 +133,7 @@ impl ioth_plugin_sdk::NativeStack for VdeStack {
     }
 
     fn socket(&self, domain: c_int, ty: c_int, protocol: c_int) -> io::Result<OwnedFd> {
-        if std::thread::current().id() != self.creator && !IN_NETNS.with(Cell::get) {
+        if !IN_NETNS.with(Cell::get) {
             sys::join_netns(self.netns.as_fd())?;
             IN_NETNS.with(|c| c.set(true));
         }

@@ -12,6 +12,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::{fs, io};
 
 use ioth_plugin_sdk::error;
+use nix::errno::Errno;
+use nix::sched::{unshare, CloneFlags};
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
@@ -28,17 +30,12 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 ///
 /// Returns the new namespace (`/proc/thread-self/ns/net`), so that other threads can join it.
 pub fn enter_private_netns() -> io::Result<OwnedFd> {
-    // SAFETY: unshare takes flags only; it changes this thread's namespaces.
-    let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    if r != 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EPERM) {
-            return Err(error(
-                e.raw_os_error().unwrap_or(libc::EIO),
-                format!("unshare(CLONE_NEWNET): {e}"),
-            ));
+    match unshare(CloneFlags::CLONE_NEWNET) {
+        Ok(()) => {}
+        Err(Errno::EPERM) => enter_user_and_netns()?,
+        Err(e) => {
+            return Err(error(e as i32, format!("unshare(CLONE_NEWNET): {e}")));
         }
-        enter_user_and_netns()?;
     }
     let ns = File::open("/proc/thread-self/ns/net")
         .map_err(|e| error(e.raw_os_error().unwrap_or(libc::EIO), format!("netns: {e}")))?;
@@ -46,14 +43,10 @@ pub fn enter_private_netns() -> io::Result<OwnedFd> {
 }
 
 fn enter_user_and_netns() -> io::Result<()> {
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    // SAFETY: unshare takes flags only.
-    let r = unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) };
-    if r != 0 {
-        let e = io::Error::last_os_error();
-        let errno = e.raw_os_error().unwrap_or(libc::EIO);
-        let hint = if errno == libc::EINVAL {
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET) {
+        let errno = e as i32;
+        let hint = if e == Errno::EINVAL {
             " (a user namespace needs a single-threaded host)"
         } else {
             ""
