@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 CARGO ?= cargo
 TARGET_DIR ?= target
 
-.PHONY: all build deps demo test bench install uninstall clean
+.PHONY: all build deps demo demo-c test bench install uninstall clean
 
 all: build
 
@@ -13,6 +13,14 @@ deps:
 
 build:
 	$(CARGO) build --workspace --all-targets
+
+# The seed's demo: echo server and terminal client on two vdestack stacks over a VDE switch.
+demo:
+	tests/scripts/demo.sh rust
+
+# The same with the C programs, compiled against the drop-in ioth.h.
+demo-c:
+	tests/scripts/demo.sh c
 
 test: deps
 	$(CARGO) build --workspace --all-targets

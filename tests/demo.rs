@@ -1,0 +1,181 @@
+//! The seed's demo, run as a test: an echo server and a terminal client, each on its own
+//! `vdestack` stack, over a VDE switch started by the test — with the Rust examples, with the C
+//! versions compiled against the drop-in `ioth.h`, and mixed. Needs root (namespaces, taps).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ioth_tests::vde::{pid_exists, Switch, TempDir};
+
+const LINES: [&str; 3] = ["hello from the client stack", "second line", "bye"];
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/demo-…`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+fn example(name: &str) -> PathBuf {
+    let p = profile_dir().join("examples").join(name);
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo build --workspace --all-targets` first",
+        p.display()
+    );
+    p
+}
+
+fn c_demo(dir: &Path, name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let lib = profile_dir();
+    let out = dir.join(name);
+    let st = Command::new("gcc")
+        .arg("-Wall")
+        .arg("-Werror")
+        .arg("-o")
+        .arg(&out)
+        .arg(root.join("client/examples/c").join(format!("{name}.c")))
+        .arg("-I")
+        .arg(root.join("client/include"))
+        .arg(format!("-L{}", lib.display()))
+        .arg("-lioth")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lpthread")
+        .status()
+        .expect("gcc");
+    assert!(st.success(), "gcc {name}");
+    out
+}
+
+/// Kills and reaps a child on drop.
+struct Reaped(Child);
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines of a child's stdout, read on a thread, with a bounded wait for each.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn run_demo(server: &Path, client: &Path) {
+    let sw = Switch::start();
+    let mut srv = Reaped(
+        Command::new(server)
+            .args(["vdestack", &sw.vnl()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let srv_lines = lines_of(&mut srv.0);
+    let first = srv_lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("server did not start");
+    assert!(first.contains("listening"), "server said {first:?}");
+    let host_pid: u32 = first
+        .rsplit("host pid ")
+        .next()
+        .and_then(|s| s.trim_end_matches(')').parse().ok())
+        .expect("host pid in the server's first line");
+    assert!(pid_exists(host_pid));
+
+    let mut cli = Reaped(
+        Command::new(client)
+            .args(["vdestack", &sw.vnl()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let cli_lines = lines_of(&mut cli.0);
+    let mut stdin = cli.0.stdin.take().unwrap();
+    for l in LINES {
+        writeln!(stdin, "{l}").unwrap();
+        let echoed = cli_lines
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no echo of {l:?}"));
+        assert_eq!(echoed, l);
+    }
+    drop(stdin);
+    // The client ends once the server has echoed everything and closed.
+    let mut ended = false;
+    for _ in 0..200 {
+        if cli.0.try_wait().unwrap().is_some() {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ended, "client did not end after the end of its input");
+    let got: Vec<String> = srv_lines.try_iter().collect();
+    for l in LINES {
+        assert!(
+            got.iter().any(|g| g.ends_with(l)),
+            "server log lacks {l:?}: {got:?}"
+        );
+    }
+    drop(srv);
+    // The server's stack host ends with its application.
+    for _ in 0..250 {
+        if !pid_exists(host_pid) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("host {host_pid} outlived the server");
+}
+
+#[test]
+fn demo_rust() {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: the demo needs root (network namespaces, tap devices) ***\n");
+        return;
+    }
+    run_demo(&example("iothtest_server"), &example("iothtest_client"));
+}
+
+#[test]
+fn demo_c() {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: the demo needs root (network namespaces, tap devices) ***\n");
+        return;
+    }
+    let dir = TempDir::new("cdemo");
+    let (s, c) = (
+        c_demo(dir.path(), "iothtest_server"),
+        c_demo(dir.path(), "iothtest_client"),
+    );
+    run_demo(&s, &c);
+}
+
+#[test]
+fn demo_mixed_rust_server_c_client() {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: the demo needs root (network namespaces, tap devices) ***\n");
+        return;
+    }
+    let dir = TempDir::new("cdemo-mixed");
+    run_demo(
+        &example("iothtest_server"),
+        &c_demo(dir.path(), "iothtest_client"),
+    );
+}
