@@ -223,6 +223,14 @@ impl Stream {
     }
 }
 
+/// The build profile of the test (and so, unless `IOTH_HOST` says otherwise, of the host and the
+/// plug-in that the rates printed below measure).
+const PROFILE: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
+
 const CHUNK: usize = 64 * 1024;
 
 /// Sends `chunks` × 64 KiB from `from` to `to` (10.0.0.x) and checks the checksum; returns the
@@ -264,8 +272,10 @@ fn tcp_100mb_with_checksum() {
     let chunks = 100 * 1024 * 1024 / CHUNK;
     let mbps = transfer(&p.b, &p.a, "10.0.0.1:5001", chunks);
     println!(
-        "vdestack: 100 MiB over a vde_plug switch at MTU 1500: {mbps:.1} MB/s ({:.0} Mbit/s)",
-        mbps * 8.0
+        "vdestack: 100 MiB over a vde_plug switch at MTU 1500: {mbps:.1} MB/s ({:.0} Mbit/s; \
+         host and plug-in of this build profile, {})",
+        mbps * 8.0,
+        PROFILE
     );
 }
 
@@ -317,8 +327,9 @@ fn jumbo_frames_mtu_9000() {
     drop((c, _s, l));
     let mbps = transfer(&p.b, &p.a, "10.0.0.1:5003", 32 * 1024 * 1024 / CHUNK);
     println!(
-        "vdestack: 32 MiB at MTU 9000: {mbps:.1} MB/s ({:.0} Mbit/s)",
-        mbps * 8.0
+        "vdestack: 32 MiB at MTU 9000: {mbps:.1} MB/s ({:.0} Mbit/s; {})",
+        mbps * 8.0,
+        PROFILE
     );
 }
 
