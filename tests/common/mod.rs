@@ -1,4 +1,5 @@
 //! Shared helpers for the end-to-end tests.
 
+pub mod netns;
 pub mod proc;
 pub mod vde;
