@@ -81,10 +81,14 @@ pub enum Error {
         how: String,
     },
     /// The host did not answer in time; it was killed (`ETIMEDOUT`).
-    #[error("stack {plugin:?} did not answer {what} within {timeout:?}; its host was killed")]
+    #[error(
+        "stack {plugin:?} (host pid {pid}) did not answer {what} within {timeout:?}; its host was killed"
+    )]
     Timeout {
         /// Plug-in name.
         plugin: String,
+        /// Host pid (killed and reaped).
+        pid: u32,
         /// The request that timed out.
         what: &'static str,
         /// The limit.

@@ -4,9 +4,13 @@
 //! stderr, a minimal environment, and its own process group (a terminal's Ctrl-C goes to the
 //! application, whose exit then ends the host through EOF). No `PR_SET_PDEATHSIG`: it fires when
 //! the spawning *thread* exits, which would kill stacks created in short-lived threads.
+//!
+//! Next to the [`Child`], the application keeps a pidfd of the host ([`pidfd_open`]): it becomes
+//! readable when the host ends, even if some other process still holds the host's end of the
+//! channel (so that EOF never comes), which is how a call blocked on a dead host is woken.
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -66,4 +70,18 @@ pub(crate) fn spawn_host(
     let child = cmd.spawn();
     drop(chan);
     child
+}
+
+/// A pidfd of our child `pid` (pidfd_open(2), close-on-exec by definition): readable once the
+/// process has ended. `None` where the kernel lacks pidfds (before Linux 5.3); then death is
+/// seen through EOF on the channel alone.
+///
+/// `pid` must be an unreaped child of this process, so that it cannot name a recycled pid.
+pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is shared.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let raw = std::os::fd::RawFd::try_from(r).ok().filter(|r| *r >= 0)?;
+    // SAFETY: raw is the fd pidfd_open just created for us; nobody else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(raw) })
 }

@@ -3,14 +3,23 @@
 //! A stack is either the process's own kernel stack (no host: sockets come straight from
 //! socket(2)) or a host process serving one plug-in over a channel. Requests on one stack are
 //! serialised on its channel; requests on different stacks never wait for each other.
+//!
+//! Faults: a call waits for its reply on the channel *and* on a pidfd of the host, so a host that
+//! dies (crash, `kill -9`, a resource limit) wakes every call at once with [`Error::StackDied`]
+//! (`ENETDOWN`), saying how it ended; later calls fail the same way without a round trip. A host
+//! that does not answer within the newstack timeout — or the optional request timeout — is killed
+//! and the call fails with [`Error::Timeout`] (`ETIMEDOUT`). Either way the host is reaped here
+//! (no zombie outlives the call that saw the death) and fds already handed out stay valid kernel
+//! sockets.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use ioth_proto::{Channel, FdKind, ProtoError, Reply, Request, WireError, PROTO_VERSION};
+use ioth_proto::{Channel, FdKind, Limits, ProtoError, Reply, Request, WireError, PROTO_VERSION};
 
 use crate::socket::{Hold, Socket};
 use crate::{locate, spawn, sys, Error, Result};
@@ -77,11 +86,18 @@ enum Backend {
 #[derive(Debug)]
 struct HostLink {
     pid: u32,
-    /// `None` once closed (drop).
+    /// Readable once the host has ended (see [`spawn::pidfd_open`]); `None` without pidfds.
+    pidfd: Option<OwnedFd>,
+    /// `None` once closed (drop, or the host is gone).
     chan: Mutex<Option<Channel>>,
+    /// `None` once reaped.
     child: Mutex<Option<Child>>,
     /// Set once the host is gone: how it ended.
     gone: OnceLock<String>,
+    /// Bound on the wait for each reply after `NewStack` (`None`: wait as long as it takes).
+    request_timeout: Option<Duration>,
+    /// The audit trail's file, when the stack has one.
+    audit: Option<PathBuf>,
 }
 
 /// Options for a new stack.
@@ -91,6 +107,17 @@ pub struct StackBuilder {
     vnls: Vec<String>,
     license: Option<Option<String>>,
     timeout: Option<Duration>,
+    request_timeout: Option<Duration>,
+    audit: Option<PathBuf>,
+    limits: Limits,
+}
+
+/// A duration in milliseconds from the environment variable `var`.
+fn env_ms(var: &str) -> Option<Duration> {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_millis)
 }
 
 impl StackBuilder {
@@ -102,6 +129,9 @@ impl StackBuilder {
             vnls: Vec::new(),
             license: None,
             timeout: None,
+            request_timeout: None,
+            audit: None,
+            limits: Limits::default(),
         }
     }
 
@@ -130,6 +160,55 @@ impl StackBuilder {
         self
     }
 
+    /// Bounds the wait for the answer to every later request on the stack (msocket, stats,
+    /// delete, …): a host that does not answer in time is killed, the call fails with
+    /// [`Error::Timeout`] (`ETIMEDOUT`) and later calls with [`Error::StackDied`] (`ENETDOWN`).
+    /// Default: `IOTH_REQUEST_TIMEOUT` (milliseconds) if set, else no bound — a request then
+    /// waits as long as the plug-in takes, like a blocking system call; other stacks never wait.
+    pub fn request_timeout(mut self, timeout: Duration) -> StackBuilder {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// Keeps an audit trail of the stack: the host writes one JSON line per request it served
+    /// (format in `docs/faults.md`). `path` is a directory, which receives one file per stack
+    /// named `<plugin>-<host pid>.jsonl`, or a file, created (mode 0600) or appended to.
+    /// Default: `IOTH_AUDIT` if set. A trail that cannot be opened fails the creation.
+    pub fn audit(mut self, path: impl AsRef<Path>) -> StackBuilder {
+        self.audit = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Limits the host's address space (`RLIMIT_AS`, bytes). Like every limit it is set by the
+    /// host on itself, as soft and hard limit, before the plug-in is loaded; a plug-in that needs
+    /// more gets `ENOMEM` (and if it then crashes, only its own stack dies). Keep room for the
+    /// host itself: about 20 MB of address space.
+    pub fn limit_address_space(mut self, bytes: u64) -> StackBuilder {
+        self.limits.address_space = Some(bytes);
+        self
+    }
+
+    /// Limits the host's open files (`RLIMIT_NOFILE`: one more than the highest fd number). The
+    /// host itself uses about 8.
+    pub fn limit_open_files(mut self, n: u64) -> StackBuilder {
+        self.limits.open_files = Some(n);
+        self
+    }
+
+    /// Limits the host's CPU time (`RLIMIT_CPU`, whole seconds, rounded up): past it the host is
+    /// killed by `SIGXCPU`.
+    pub fn limit_cpu_time(mut self, t: Duration) -> StackBuilder {
+        let secs = t.as_secs() + u64::from(t.subsec_nanos() > 0);
+        self.limits.cpu_seconds = Some(secs.max(1));
+        self
+    }
+
+    /// Limits the size of a core dump of the host (`RLIMIT_CORE`, bytes; 0: none).
+    pub fn limit_core_size(mut self, bytes: u64) -> StackBuilder {
+        self.limits.core_size = Some(bytes);
+        self
+    }
+
     /// Starts the host and creates the stack.
     pub fn build(self) -> Result<Stack> {
         if self.plugin.is_empty() {
@@ -144,13 +223,36 @@ impl StackBuilder {
         if let Some(v) = self.vnls.iter().find(|v| v.is_empty() || v.contains('\0')) {
             return Err(Error::InvalidArgument(format!("malformed VNL {v:?}")));
         }
-        let timeout = self.timeout.unwrap_or_else(|| {
-            std::env::var("IOTH_NEWSTACK_TIMEOUT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .map(Duration::from_millis)
-                .unwrap_or(DEFAULT_NEWSTACK_TIMEOUT)
-        });
+        let timeout = self
+            .timeout
+            .or_else(|| env_ms("IOTH_NEWSTACK_TIMEOUT"))
+            .unwrap_or(DEFAULT_NEWSTACK_TIMEOUT);
+        let request_timeout = self
+            .request_timeout
+            .or_else(|| env_ms("IOTH_REQUEST_TIMEOUT"))
+            .filter(|t| !t.is_zero());
+        let audit = match self
+            .audit
+            .clone()
+            .or_else(|| std::env::var_os("IOTH_AUDIT").map(PathBuf::from))
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            None => None,
+            Some(p) => Some(std::path::absolute(&p).map_err(|source| Error::Os {
+                op: "audit path",
+                source,
+            })?),
+        };
+        let audit_str = match &audit {
+            None => None,
+            Some(p) => Some(
+                p.to_str()
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!("audit path {p:?} is not UTF-8"))
+                    })?
+                    .to_owned(),
+            ),
+        };
         let license = self.license.unwrap_or_else(license);
         let host = locate::host_binary()?;
         let (chan, host_end) = Channel::pair().map_err(|source| Error::Os {
@@ -159,11 +261,22 @@ impl StackBuilder {
         })?;
         let child = spawn::spawn_host(&host, &self.plugin, &self.vnls, host_end.into_fd())
             .map_err(|source| Error::Spawn { path: host, source })?;
+        let pid = child.id();
+        let audit_file = audit.map(|p| {
+            if p.is_dir() {
+                p.join(format!("{}-{pid}.jsonl", self.plugin))
+            } else {
+                p
+            }
+        });
         let link = HostLink {
-            pid: child.id(),
+            pid,
+            pidfd: spawn::pidfd_open(pid),
             chan: Mutex::new(Some(chan)),
             child: Mutex::new(Some(child)),
             gone: OnceLock::new(),
+            request_timeout,
+            audit: audit_file,
         };
         let stack = Stack {
             inner: Arc::new(Inner {
@@ -193,6 +306,8 @@ impl StackBuilder {
             vnls: self.vnls.clone(),
             search_path: locate::plugin_search_path(),
             app_license: license,
+            limits: self.limits,
+            audit: audit_str,
         };
         match stack.call(&req, deadline) {
             Ok((Reply::StackReady { .. }, _)) => Ok(stack),
@@ -256,40 +371,106 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
+/// Waits up to `grace` for `child` to end by itself, then kills it; reaps it either way and
+/// says how it ended. `None` if it was reaped already.
+fn reap_child(slot: &mut Option<Child>, grace: Duration) -> Option<String> {
+    let child = slot.as_mut()?;
+    let deadline = Instant::now() + grace;
+    let mut pause = Duration::from_micros(50);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+            Err(_) => break None,
+        }
+    };
+    *slot = None;
+    status.map(describe)
+}
+
+/// What waiting for a reply found.
+enum Wait {
+    /// The channel has a message or EOF.
+    Readable,
+    /// The host ended but its end of the channel is still open somewhere.
+    HostEnded,
+    /// The deadline passed.
+    TimedOut,
+}
+
 impl HostLink {
     /// Waits up to `grace` for the host to end by itself, then kills it; reaps it either way.
     fn reap(&self, grace: Duration) -> Option<String> {
         let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        let child = guard.as_mut()?;
-        let deadline = Instant::now() + grace;
-        let mut pause = Duration::from_micros(50);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(10));
-                }
-                Ok(None) => {
-                    let _ = child.kill();
-                    break child.wait().ok();
-                }
-                Err(_) => break None,
-            }
-        };
-        *guard = None;
-        status.map(describe)
+        reap_child(&mut guard, grace)
     }
 
-    /// Records that the host is gone (after EOF on the channel) and how.
-    fn mark_gone(&self) -> String {
+    /// Records that the host is gone (EOF on the channel, or its pidfd fired during `what`) and
+    /// how; reaps it.
+    fn mark_gone(&self, what: &str) -> String {
+        let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(how) = self.gone.get() {
             return how.clone();
         }
-        let how = self
-            .reap(Duration::from_millis(500))
-            .unwrap_or_else(|| "host closed its channel".into());
+        let how = match reap_child(&mut guard, Duration::from_millis(500)) {
+            Some(how) => format!("{how} during {what}"),
+            None => "host closed its channel".into(),
+        };
         self.gone.get_or_init(|| how).clone()
+    }
+
+    /// Kills the host because `why`, and reaps it.
+    fn kill(&self, why: String) {
+        let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self.gone.set(why);
+        reap_child(&mut guard, Duration::ZERO);
+    }
+
+    /// Waits until `chan` can be read or the host ends, at most until `deadline`.
+    fn wait(&self, chan: &Channel, deadline: Option<Instant>) -> std::io::Result<Wait> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            let left = match deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let ms = d
+                        .saturating_duration_since(Instant::now())
+                        .as_micros()
+                        .div_ceil(1000)
+                        .min(i32::MAX as u128) as i32;
+                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = vec![PollFd::new(chan.as_fd(), PollFlags::POLLIN)];
+            if let Some(p) = &self.pidfd {
+                fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, left) {
+                Ok(0) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(Wait::TimedOut);
+                    }
+                }
+                Ok(_) => {
+                    let ready = |f: &PollFd<'_>| f.revents().is_none_or(|r| !r.is_empty());
+                    if ready(&fds[0]) {
+                        return Ok(Wait::Readable);
+                    }
+                    if fds.get(1).is_some_and(ready) {
+                        return Ok(Wait::HostEnded);
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 
@@ -371,7 +552,7 @@ impl Stack {
     }
 
     /// One request, one reply, on the host's channel. `deadline` bounds the wait for the reply
-    /// (with the limit it came from, for the error).
+    /// (with the limit it came from, for the error); `None` means the stack's request timeout.
     fn call(
         &self,
         req: &Request,
@@ -391,35 +572,49 @@ impl Stack {
         let Some(chan) = guard.as_mut() else {
             return Err(self.died("channel closed".into()));
         };
-        let result = chan.send(req, &[]).and_then(|()| {
-            if let Some((d, _)) = deadline {
-                let left = d.saturating_duration_since(Instant::now());
-                if !chan.wait_readable(Some(left))? {
-                    return Err(ProtoError::Io(std::io::Error::from(
-                        std::io::ErrorKind::TimedOut,
-                    )));
-                }
-            }
-            chan.recv_reply()
-        });
+        let deadline = deadline.or_else(|| link.request_timeout.map(|t| (Instant::now() + t, t)));
+        let result =
+            chan.send(req, &[])
+                .and_then(|()| match link.wait(chan, deadline.map(|(d, _)| d))? {
+                    Wait::Readable => chan.recv_reply(),
+                    Wait::HostEnded => Err(ProtoError::Closed),
+                    Wait::TimedOut => Err(ProtoError::Io(std::io::ErrorKind::TimedOut.into())),
+                });
         match result {
             Ok(r) => Ok(r),
             Err(ProtoError::Closed) => {
-                drop(guard);
-                Err(self.died(link.mark_gone()))
+                // Mark it gone before the next caller gets the channel, then drop the channel.
+                let how = link.mark_gone(req.name());
+                *guard = None;
+                Err(self.died(how))
             }
             Err(ProtoError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                drop(guard);
-                let _ = link.gone.set("killed after a timeout".into());
-                link.reap(Duration::ZERO);
+                let limit = deadline.map_or(Duration::ZERO, |(_, t)| t);
+                link.kill(format!(
+                    "host killed: no answer to {} within {limit:?}",
+                    req.name()
+                ));
+                *guard = None;
                 Err(Error::Timeout {
                     plugin: self.inner.plugin.clone(),
+                    pid: link.pid,
                     what: req.name(),
-                    timeout: deadline.map_or(Duration::ZERO, |(_, t)| t),
+                    timeout: limit,
                 })
             }
             Err(e) => Err(Error::Protocol(e)),
         }
+    }
+
+    /// Whether the stack's host is known to be gone (died, killed after a timeout, or deleted).
+    /// A host that died since the last call is noticed by the next call, not here.
+    pub fn is_gone(&self) -> bool {
+        self.link().is_some_and(|l| l.gone.get().is_some())
+    }
+
+    /// The file of the stack's audit trail, if it has one ([`StackBuilder::audit`]).
+    pub fn audit_file(&self) -> Option<&Path> {
+        self.link().and_then(|l| l.audit.as_deref())
     }
 
     /// A socket on this stack, as socket(2) (`ioth_msocket`): `SOCK_NONBLOCK` and `SOCK_CLOEXEC`
@@ -489,12 +684,20 @@ impl Stack {
             }
             (other, _) => return Err(self.unexpected("Stats", other)),
         }
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", link.pid)) {
-            s.rss_bytes = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+        let kb_field = |text: &str, key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .map_or(0, |kb| kb * 1024);
+                .map_or(0, |kb| kb * 1024)
+        };
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", link.pid)) {
+            s.rss_bytes = kb_field(&status, "VmRSS:");
+        }
+        if let Ok(smaps) = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", link.pid)) {
+            s.pss_bytes = kb_field(&smaps, "Pss:");
+        }
+        if let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", link.pid)) {
+            s.host_fds = dir.count();
         }
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", link.pid)) {
             // Fields after the parenthesised comm: utime and stime are the 12th and 13th.
@@ -513,7 +716,9 @@ impl Stack {
     }
 
     /// Deletes the stack (`ioth_delstack`): fails with [`Error::Busy`] while sockets are open,
-    /// handing the stack back. A stack whose host already died is deleted without error.
+    /// handing the stack back. A stack whose host already died (or was killed after a timeout,
+    /// this `DelStack` included) is deleted without error. The host is reaped before this
+    /// returns.
     pub fn delete(self) -> std::result::Result<(), (Stack, Error)> {
         let open = self.open_sockets();
         if open > 0 {
@@ -536,7 +741,7 @@ impl Stack {
                     let e = self.unexpected("Deleted", other);
                     return Err((self, e));
                 }
-                Err(Error::StackDied { .. }) => {}
+                Err(Error::StackDied { .. } | Error::Timeout { .. }) => {}
                 Err(e) => return Err((self, e)),
             }
         }
@@ -553,8 +758,13 @@ pub struct Stats {
     pub sockets_created: u64,
     /// Sockets open now in this application.
     pub open_sockets: usize,
-    /// Resident memory of the host, in bytes.
+    /// Resident memory of the host, in bytes (VmRSS: shared pages counted in full).
     pub rss_bytes: u64,
+    /// Proportional resident memory of the host, in bytes (Pss: shared pages divided among the
+    /// processes that share them); 0 where the kernel does not report it.
+    pub pss_bytes: u64,
+    /// File descriptors the host has open.
+    pub host_fds: usize,
     /// CPU time (user + system) the host has used.
     pub cpu_time: Duration,
 }

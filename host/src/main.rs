@@ -5,14 +5,22 @@
 //! stdio), answers the version handshake, loads the plug-in named in `NewStack`, then serves
 //! requests one at a time until the channel reaches EOF — that is, until the application has gone —
 //! and exits. It knows nothing of the application beyond the channel.
+//!
+//! A watchdog thread makes "the host never outlives its application" hold even while the plug-in
+//! is stuck in a call: it waits for the channel to hang up (`POLLHUP`), gives the serving thread
+//! [`EXIT_GRACE`] to finish on its own (the plug-in's `delstack` runs on EOF), then ends the
+//! process with `_exit`.
 #![deny(unsafe_code)]
 
+mod audit;
 mod license;
+mod limits;
 mod plugin;
 mod serve;
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use ioth_proto::{Channel, HOST_CHANNEL_FD};
 
@@ -62,6 +70,52 @@ fn install_signal_handlers() {
     }
 }
 
+/// How long the watchdog lets the serving thread end by itself once the application is gone.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// `POLLRDHUP`, which nix does not name.
+fn rdhup() -> nix::poll::PollFlags {
+    nix::poll::PollFlags::from_bits_retain(libc::POLLRDHUP as libc::c_short)
+}
+
+/// Ends the process at once, without exit handlers or destructors (the serving thread may be
+/// inside the plug-in, holding any lock).
+#[allow(unsafe_code)]
+fn exit_now() -> ! {
+    // SAFETY: _exit(2) only ends the process; it touches no memory of this program.
+    unsafe { libc::_exit(0) }
+}
+
+/// Starts the watchdog on `watch`, a duplicate of the channel (see the module doc).
+fn start_watchdog(watch: OwnedFd) {
+    use nix::poll::{poll, PollFd, PollTimeout};
+    let spawned = std::thread::Builder::new()
+        .name("ioth-watchdog".into())
+        .stack_size(64 * 1024)
+        .spawn(move || loop {
+            // POLLRDHUP only: requests (POLLIN) are the serving thread's; POLLHUP and POLLERR
+            // are always reported.
+            let mut pfd = [PollFd::new(watch.as_fd(), rdhup())];
+            match poll(&mut pfd, PollTimeout::NONE) {
+                // Only hang-up conditions were asked for (nix's revents() cannot show
+                // POLLRDHUP, so any event counts).
+                Ok(n) if n > 0 => {
+                    std::thread::sleep(EXIT_GRACE);
+                    exit_now();
+                }
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    eprintln!("ioth-host: watchdog: poll: {e}");
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("ioth-host: cannot start the watchdog: {e}");
+    }
+}
+
 fn main() -> ExitCode {
     let fd = match take_channel() {
         Ok(fd) => fd,
@@ -71,6 +125,10 @@ fn main() -> ExitCode {
         }
     };
     install_signal_handlers();
+    match fd.try_clone() {
+        Ok(watch) => start_watchdog(watch),
+        Err(e) => eprintln!("ioth-host: cannot start the watchdog: {e}"),
+    }
     let own_dir = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.to_path_buf()));

@@ -1,13 +1,17 @@
-//! The request loop: one `dispatch` match calling one `handle_*` per request.
+//! The request loop: one `dispatch` match calling one `handle_*` per request, each served
+//! request then written to the audit trail (if the stack has one).
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use ioth_proto::{
-    Channel, FdKind, ProtoError, Reply, Request, StackStats, WireError, PROTO_VERSION,
+    Channel, FdKind, Limits, ProtoError, Reply, Request, StackStats, WireError, PROTO_VERSION,
 };
 
+use crate::audit::{self, Audit};
+use crate::limits;
 use crate::plugin::{self, Plugin};
 
 /// Where the host is in its life.
@@ -26,12 +30,25 @@ enum After {
     Exit(u8),
 }
 
+/// A served request, as the audit trail records it.
+struct Served {
+    start: Duration,
+    request: &'static str,
+    args: String,
+    reply: Reply,
+    took: Duration,
+}
+
 /// One host: its channel, its state and its figures.
 pub struct Host {
     chan: Channel,
     own_dir: Option<PathBuf>,
     state: State,
     stats: StackStats,
+    /// The audit trail, once `NewStack` opened it.
+    audit: Option<Audit>,
+    /// Requests served before `NewStack` (the `Hello`), written once the trail is open.
+    early: Vec<Served>,
 }
 
 fn proto_err(message: String) -> WireError {
@@ -49,7 +66,44 @@ impl Host {
             own_dir,
             state: State::Greeting,
             stats: StackStats::default(),
+            audit: None,
+            early: Vec::new(),
         }
+    }
+
+    /// Whether the request about to be served must be remembered for the audit trail: always
+    /// before the stack exists (the trail may be opened by `NewStack`), then only with a trail.
+    fn auditing(&self) -> bool {
+        self.audit.is_some() || !matches!(self.state, State::Serving(_))
+    }
+
+    /// Writes `served` to the audit trail, or keeps it until the trail is open.
+    fn record(&mut self, served: Served) {
+        match (&mut self.audit, &self.state) {
+            (Some(a), _) => {
+                for e in self.early.drain(..) {
+                    a.record(e.start, e.request, &e.args, &e.reply, e.took);
+                }
+                a.record(
+                    served.start,
+                    served.request,
+                    &served.args,
+                    &served.reply,
+                    served.took,
+                );
+            }
+            (None, State::Serving(_)) => self.early.clear(),
+            (None, _) => self.early.push(served),
+        }
+    }
+
+    /// The channel reached EOF: the application closed the stack or is gone. Lets the plug-in
+    /// clean up (its `delstack`), then ends. The watchdog in `main` bounds the time this takes.
+    fn on_eof(&mut self) -> ExitCode {
+        if let State::Serving(p) = &self.state {
+            let _ = p.delstack();
+        }
+        ExitCode::SUCCESS
     }
 
     /// Serves until the application goes away.
@@ -57,34 +111,57 @@ impl Host {
         loop {
             let (req, fds) = match self.chan.recv::<Request>() {
                 Ok(m) => m,
-                Err(ProtoError::Closed) => return ExitCode::SUCCESS,
+                Err(ProtoError::Closed) => return self.on_eof(),
                 Err(ProtoError::Io(e)) => {
                     eprintln!("ioth-host: channel: {e}");
                     return ExitCode::from(1);
                 }
                 Err(e) => {
                     // A malformed request: say so and keep serving.
-                    if self
-                        .send(&Reply::Error(proto_err(e.to_string())), None)
-                        .is_err()
-                    {
+                    let start = audit::now();
+                    let reply = Reply::Error(proto_err(e.to_string()));
+                    if self.send(&reply, None).is_err() {
                         return ExitCode::from(1);
                     }
+                    self.record(Served {
+                        start,
+                        request: "malformed",
+                        args: "{}".into(),
+                        reply,
+                        took: Duration::ZERO,
+                    });
                     continue;
                 }
             };
-            if !fds.is_empty() {
+            let start = audit::now();
+            let t0 = Instant::now();
+            let name = req.name();
+            let args = if self.auditing() {
+                audit::args_json(&req)
+            } else {
+                String::new()
+            };
+            let (reply, fd, after) = if fds.is_empty() {
+                self.dispatch(req)
+            } else {
                 drop(fds);
-                let e = proto_err(format!("request {} carries no fds", req.name()));
-                if self.send(&Reply::Error(e), None).is_err() {
-                    return ExitCode::from(1);
-                }
-                continue;
-            }
-            let (reply, fd, after) = self.dispatch(req);
+                let e = proto_err(format!("request {name} carries no fds"));
+                (Reply::Error(e), None, After::Continue)
+            };
             self.stats.requests += 1;
             if self.send(&reply, fd.as_ref().map(|f| f.as_fd())).is_err() {
                 return ExitCode::from(1);
+            }
+            drop(fd);
+            if self.auditing() {
+                let took = t0.elapsed();
+                self.record(Served {
+                    start,
+                    request: name,
+                    args,
+                    reply,
+                    took,
+                });
             }
             if let After::Exit(code) = after {
                 // Exit without unloading the plug-in (no destructor runs under a live plug-in).
@@ -113,8 +190,17 @@ impl Host {
                     vnls,
                     search_path,
                     app_license,
+                    limits,
+                    audit,
                 },
-            ) => self.handle_newstack(&plugin, &vnls, &search_path, app_license.as_deref()),
+            ) => self.handle_newstack(
+                &plugin,
+                &vnls,
+                &search_path,
+                app_license.as_deref(),
+                &limits,
+                audit.as_deref(),
+            ),
             (
                 State::Serving(p),
                 Request::Socket {
@@ -178,7 +264,23 @@ impl Host {
         vnls: &[String],
         search_path: &[String],
         app_license: Option<&str>,
+        limits: &Limits,
+        audit: Option<&str>,
     ) -> (Reply, Option<std::os::fd::OwnedFd>, After) {
+        // The trail first (so that limits cannot prevent it), then the limits (so that they
+        // bind the plug-in from its first instruction), then the plug-in.
+        if let Some(path) = audit {
+            if let Err(e) = plugin::check_name(name) {
+                return (Reply::Error(e), None, After::Exit(1));
+            }
+            match Audit::open(path, name) {
+                Ok(a) => self.audit = Some(a),
+                Err(e) => return (Reply::Error(e), None, After::Exit(1)),
+            }
+        }
+        if let Err(e) = limits::apply(limits) {
+            return (Reply::Error(e), None, After::Exit(1));
+        }
         let search: Vec<PathBuf> = search_path.iter().map(PathBuf::from).collect();
         let result = plugin::find(name, &search, self.own_dir.as_deref())
             .and_then(|path| plugin::load(&path, name, vnls, app_license).map(|p| (path, p)));

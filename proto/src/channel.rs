@@ -261,6 +261,13 @@ mod tests {
                 vnls: vec!["vde:///tmp/sw".into()],
                 search_path: vec!["/x".into()],
                 app_license: Some("SPDX-License-Identifier: MIT".into()),
+                limits: crate::Limits {
+                    address_space: Some(1 << 30),
+                    open_files: Some(64),
+                    cpu_seconds: None,
+                    core_size: Some(0),
+                },
+                audit: Some("/tmp/audit \"x\".jsonl".into()),
             },
             Request::Socket {
                 domain: 2,
@@ -320,6 +327,8 @@ mod tests {
             vnls: vec![],
             search_path: vec![],
             app_license: None,
+            limits: crate::Limits::default(),
+            audit: None,
         })
         .unwrap();
         fdpass::send(a.as_fd(), &full[..full.len() - 2], &[]).unwrap();
@@ -348,6 +357,8 @@ mod tests {
             vnls: vec![],
             search_path: vec![],
             app_license: None,
+            limits: crate::Limits::default(),
+            audit: None,
         };
         assert!(matches!(a.send(&big, &[]), Err(ProtoError::Oversized(_))));
         fdpass::send(a.as_fd(), &vec![0u8; MAX_FRAME + 100], &[]).unwrap();

@@ -18,10 +18,10 @@ pub mod fdpass;
 mod message;
 
 pub use channel::{Channel, ProtoError};
-pub use message::{FdKind, Reply, Request, StackStats, WireError};
+pub use message::{FdKind, Limits, Reply, Request, StackStats, WireError};
 
 /// Version of this protocol. Client and host must agree exactly.
-pub const PROTO_VERSION: u32 = 1;
+pub const PROTO_VERSION: u32 = 2;
 
 /// Largest encoded message, in bytes. A bigger datagram is a protocol error.
 pub const MAX_FRAME: usize = 64 * 1024;

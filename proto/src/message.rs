@@ -22,6 +22,14 @@ pub enum Request {
         search_path: Vec<String>,
         /// The application's licence (SPDX), as given to `ioth_set_license`.
         app_license: Option<String>,
+        /// Resource limits the host sets on itself before it loads the plug-in.
+        limits: Limits,
+        /// Audit trail: `None` for none; else an absolute path. An existing directory receives
+        /// one file per stack, `<plugin>-<host pid>.jsonl`; any other path is a file the host
+        /// creates (mode 0600) or appends to. The host opens it before it loads the plug-in and
+        /// writes one JSON line per request it served, this `NewStack` and the `Hello` before it
+        /// included. A file that cannot be opened fails `NewStack`.
+        audit: Option<String>,
     },
     /// Create a socket on the stack, no fds. Answered by [`Reply::Socket`] with one fd.
     Socket {
@@ -53,6 +61,28 @@ pub struct WireError {
     pub errno: i32,
     /// Human-readable account of what failed.
     pub message: String,
+}
+
+/// Resource limits of one host, each applied with setrlimit(2) as both the soft and the hard
+/// limit (so the plug-in cannot raise it again), before the plug-in is loaded. `None` leaves the
+/// limit the host inherited from the application.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// `RLIMIT_AS`: address space, in bytes.
+    pub address_space: Option<u64>,
+    /// `RLIMIT_NOFILE`: one more than the highest fd number the host may open.
+    pub open_files: Option<u64>,
+    /// `RLIMIT_CPU`: CPU time in seconds; past it the kernel sends `SIGXCPU`, then `SIGKILL`.
+    pub cpu_seconds: Option<u64>,
+    /// `RLIMIT_CORE`: largest core dump, in bytes (0: none).
+    pub core_size: Option<u64>,
+}
+
+impl Limits {
+    /// Whether no limit is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
 }
 
 /// Usage figures of one host.
