@@ -21,6 +21,8 @@
 
 pub mod abi;
 mod native;
+#[cfg(feature = "vde")]
+pub mod vde;
 
 pub use native::{error, NativeStack, PluginState};
 

@@ -25,8 +25,8 @@
 
 pub mod pump;
 pub mod sys;
-pub mod vdeplug;
-pub mod vnl;
+
+pub use ioth_plugin_sdk::vde::{vdeplug, vnl};
 
 use std::cell::Cell;
 use std::ffi::c_int;

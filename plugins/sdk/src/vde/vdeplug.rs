@@ -15,7 +15,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 
-use ioth_plugin_sdk::error;
+use crate::error;
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
 /// The soname we load (never the development-only `libvdeplug.so`).

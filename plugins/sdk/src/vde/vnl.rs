@@ -10,7 +10,7 @@
 
 use std::io;
 
-use ioth_plugin_sdk::error;
+use crate::error;
 
 /// Longest interface name (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
