@@ -1,0 +1,27 @@
+//! The scenarios, one file each. To add one: write `fn run(&Opts) -> Report` in a new file and
+//! list it in [`ALL`].
+
+mod msocket;
+mod newstack;
+mod tcp_throughput;
+
+use crate::support::Scenario;
+
+/// Every scenario, in the order a full run prints them.
+pub const ALL: &[Scenario] = &[
+    Scenario {
+        name: "msocket",
+        about: "msocket+close on a kernel stack vs socket(2)+close",
+        run: msocket::run,
+    },
+    Scenario {
+        name: "newstack",
+        about: "Stack::new(\"kernel\")+delete vs spawning /bin/true",
+        run: newstack::run,
+    },
+    Scenario {
+        name: "tcp-throughput",
+        about: "TCP over 127.0.0.1: ioth native fds vs plain sockets",
+        run: tcp_throughput::run,
+    },
+];

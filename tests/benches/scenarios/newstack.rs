@@ -1,0 +1,101 @@
+//! `Stack::new`+`delete` latency against the cost of starting any process: "newstack costs one
+//! process start".
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use ioth::Stack;
+
+use crate::support::{release_host, Opts, Report, Samples};
+
+const N: usize = 200;
+
+fn spawn_true() {
+    spawn(std::path::Path::new("/bin/true"), true);
+}
+
+/// Runs `path` to its end; `ok` whether it must succeed.
+fn spawn(path: &std::path::Path, ok: bool) {
+    let st = Command::new(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("run {}: {e}", path.display()));
+    assert_eq!(st.success(), ok, "{} {st}", path.display());
+}
+
+pub fn run(opts: &Opts) -> Report {
+    let n = opts.n(N);
+    let (host, _) = release_host().expect("host binary");
+    // Started by hand, the host finds no channel on fd 3 and exits at once (status 2).
+    let spawn_host = || spawn(&host, false);
+    let mut bare_host = Samples::with_capacity(n);
+    let mut spawn = Samples::with_capacity(n);
+    let mut both = Samples::with_capacity(n);
+    let mut new = Samples::with_capacity(n);
+    let mut del = Samples::with_capacity(n);
+    for _ in 0..5 {
+        spawn_true();
+        spawn_host();
+        drop(Stack::new("kernel", &[] as &[&str]).expect("newstack"));
+    }
+    for i in 0..n {
+        let mut stack_case = || {
+            let t0 = Instant::now();
+            let s = Stack::new("kernel", &[] as &[&str]).expect("newstack");
+            let t1 = Instant::now();
+            s.delete().map_err(|(_, e)| e).expect("delete");
+            let t2 = Instant::now();
+            new.push(t1 - t0);
+            del.push(t2 - t1);
+            both.push(t2 - t0);
+        };
+        match i % 3 {
+            0 => {
+                spawn.time(spawn_true);
+                bare_host.time(spawn_host);
+                stack_case();
+            }
+            1 => {
+                bare_host.time(spawn_host);
+                stack_case();
+                spawn.time(spawn_true);
+            }
+            _ => {
+                stack_case();
+                spawn.time(spawn_true);
+                bare_host.time(spawn_host);
+            }
+        }
+    }
+    let probe = Stack::new("kernel", &[] as &[&str]).expect("newstack");
+    let rss = probe.stats().map(|s| s.rss_bytes).unwrap_or(0);
+    probe.delete().map_err(|(_, e)| e).expect("delete");
+    let mut rep = Report::new("newstack + delstack (kernel plug-in)");
+    rep.latency("spawn /bin/true + wait (baseline)", &spawn, Some(&spawn));
+    rep.latency(
+        "spawn ioth-host bare (no channel, exits)",
+        &bare_host,
+        Some(&spawn),
+    );
+    rep.latency("Stack::new(\"kernel\") + delete", &both, Some(&spawn));
+    rep.latency("  of which Stack::new", &new, Some(&spawn));
+    rep.latency("  of which delete", &del, Some(&spawn));
+    rep.value(
+        "ioth-host resident memory, one idle kernel stack",
+        "1",
+        &format!("{:.1} MiB", rss as f64 / (1 << 20) as f64),
+        "",
+        "",
+    );
+    rep.note(
+        "Stack::new = spawn ioth-host + handshake + dlopen plug-in + newstack; \
+         delete = DelStack round trip + reaping the host.",
+    );
+    rep.note(format!(
+        "Stack::new + delete = {:.2}x a bare start of the ioth-host binary itself.",
+        both.median().as_secs_f64() / bare_host.median().as_secs_f64()
+    ));
+    rep
+}
