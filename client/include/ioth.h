@@ -11,7 +11,11 @@
  *   EPERM    licence refused                     or ioth-host binary not found
  *   EINVAL   bad name ('/' or '..') or malformed VNL
  *   ETIMEDOUT the plug-in did not create its stack in time (IOTH_NEWSTACK_TIMEOUT, ms)
- * Calls on a stack whose host process died fail with ENETDOWN.
+ *   ENETDOWN  the plug-in crashed while creating its stack
+ * Calls on a stack whose host process died (crash, kill -9, a resource limit) fail with ENETDOWN,
+ * including calls that were blocked on it when it died; sockets already created keep working.
+ * ioth_delstack of a dead stack succeeds once its sockets are closed (EBUSY before).
+ * See the "ioth extensions" section for timeouts, audit trails and docs/faults.md.
  * A NULL or empty stack name means the process's own kernel stack (no host process).
  */
 #ifndef IOTH_H
@@ -104,6 +108,16 @@ void ioth_freeifaddrs(struct ifaddrs *ifa);
 /* pid of the host process serving the stack; 0 for the native kernel stack,
  * -1 (errno EINVAL) for a NULL stack */
 pid_t ioth_stack_pid(struct ioth *iothstack);
+
+/* Environment read when a stack is created (ioth_newstack*):
+ *   IOTH_NEWSTACK_TIMEOUT  ms the plug-in may take to create its stack (default 5000); past it
+ *                          the host is killed and ioth_newstack* fails with ETIMEDOUT.
+ *   IOTH_REQUEST_TIMEOUT   ms each later request (ioth_msocket, ...) may take (default: no bound);
+ *                          past it the host is killed, the call fails with ETIMEDOUT and later
+ *                          calls with ENETDOWN.
+ *   IOTH_AUDIT             audit trail written by the host, one JSON line per request served:
+ *                          a directory (one file <plugin>-<host pid>.jsonl per stack) or a file
+ *                          (appended). Format in docs/faults.md. */
 
 /* ----------------------------------- for ioth plugins */
 

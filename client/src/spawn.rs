@@ -23,6 +23,7 @@ const KEEP_ENV: &[&str] = &[
     "HOME",
     "LD_LIBRARY_PATH",
     "RUST_BACKTRACE",
+    "MALLOC_ARENA_MAX",
     "TMPDIR",
 ];
 
@@ -42,6 +43,12 @@ pub(crate) fn spawn_host(
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .process_group(0);
+    // One malloc arena instead of one per thread, each of which reserves 64 MB of address
+    // space: the host then needs ~6 MB of address space instead of ~140 MB, which matters under
+    // RLIMIT_AS (StackBuilder::limit_address_space). An application's own setting wins.
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        cmd.env("MALLOC_ARENA_MAX", "1");
+    }
     for (k, v) in std::env::vars_os() {
         let keep = k
             .to_str()

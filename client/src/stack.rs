@@ -182,7 +182,9 @@ impl StackBuilder {
     /// Limits the host's address space (`RLIMIT_AS`, bytes). Like every limit it is set by the
     /// host on itself, as soft and hard limit, before the plug-in is loaded; a plug-in that needs
     /// more gets `ENOMEM` (and if it then crashes, only its own stack dies). Keep room for the
-    /// host itself: about 20 MB of address space.
+    /// host itself: about 10 MB of address space (hosts run with `MALLOC_ARENA_MAX=1` unless
+    /// the application sets that variable; with per-thread malloc arenas a host reserves
+    /// ~140 MB).
     pub fn limit_address_space(mut self, bytes: u64) -> StackBuilder {
         self.limits.address_space = Some(bytes);
         self

@@ -8,8 +8,7 @@
 //!
 //! A watchdog thread makes "the host never outlives its application" hold even while the plug-in
 //! is stuck in a call: it waits for the channel to hang up (`POLLHUP`), gives the serving thread
-//! [`EXIT_GRACE`] to finish on its own (the plug-in's `delstack` runs on EOF), then ends the
-//! process with `_exit`.
+//! [`EXIT_GRACE`] to finish on its own, then ends the process with `_exit`.
 #![deny(unsafe_code)]
 
 mod audit;
