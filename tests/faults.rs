@@ -274,8 +274,13 @@ impl Drop for Sweep {
 
 /// Starts the holder application; returns it and the pids of its hosts.
 fn holder(args: &[&str], env: &[(&str, &Path)]) -> (KillOnDrop, Vec<u32>) {
+    try_holder(args, env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// As [`holder`]; `Err` with the holder's own words if it could not create its stacks.
+fn try_holder(args: &[&str], env: &[(&str, &Path)]) -> Result<(KillOnDrop, Vec<u32>), String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ioth-fault-holder"));
-    cmd.args(args).stdout(Stdio::piped());
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -283,13 +288,51 @@ fn holder(args: &[&str], env: &[(&str, &Path)]) -> (KillOnDrop, Vec<u32>) {
     let out = child.0.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(out).read_line(&mut line).unwrap();
-    let pids: Vec<u32> = line
-        .strip_prefix("pids ")
-        .unwrap_or_else(|| panic!("holder said {line:?}"))
+    let Some(list) = line.strip_prefix("pids ") else {
+        let mut err = String::new();
+        if let Some(mut e) = child.0.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        return Err(format!("holder {args:?} said {line:?}: {err}"));
+    };
+    let pids = list
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect();
-    (child, pids)
+    Ok((child, pids))
+}
+
+/// The network namespace of a process (`net:[inode]`).
+fn netns(pid: &str) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|p| p.display().to_string())
+}
+
+/// Kills the holder of `pids` and checks that every host exits and is reaped (bounded waits);
+/// returns the time from the kill until all had exited.
+fn kill_holder_and_wait(mut app: KillOnDrop, pids: &[u32]) -> Duration {
+    let killed = Instant::now();
+    app.0.kill().unwrap();
+    app.0.wait().unwrap();
+    // The hosts see EOF and exit; init reaps them (their parent is gone).
+    if wait_for(BOUND, || pids.iter().all(|p| !host_running(*p))).is_none() {
+        let left: Vec<_> = pids.iter().filter(|p| host_running(**p)).collect();
+        panic!(
+            "hosts still running {:?} after SIGKILL: {left:?}",
+            killed.elapsed()
+        )
+    }
+    let exited = killed.elapsed();
+    let reaped = wait_for(BOUND, || pids.iter().all(|p| !host_exists(*p)));
+    println!(
+        "{} hosts exited within {exited:?} of their application's SIGKILL; all reaped (by \
+         init) within {:?}",
+        pids.len(),
+        killed.elapsed()
+    );
+    assert!(reaped.is_some(), "zombie hosts left");
+    exited
 }
 
 /// SIGKILL to a process by pid.
@@ -532,7 +575,7 @@ fn killed_application_leaves_no_host_behind() {
         .join(format!("faults-audit-holder-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&audit);
     std::fs::create_dir_all(&audit).unwrap();
-    let (mut app, pids) = holder(&["kernel", "20"], &[("IOTH_AUDIT", &audit)]);
+    let (app, pids) = holder(&["kernel", "20"], &[("IOTH_AUDIT", &audit)]);
     let _sweep = Sweep(pids.clone());
     assert_eq!(pids.len(), 20);
     for p in &pids {
@@ -541,26 +584,7 @@ fn killed_application_leaves_no_host_behind() {
         assert_eq!(cmd, b"ioth-host[kernel]\0");
         assert_eq!(proc_ppid(*p), Some(app.0.id()));
     }
-    let killed = Instant::now();
-    app.0.kill().unwrap();
-    app.0.wait().unwrap();
-    // The hosts see EOF and exit; init reaps them (their parent is gone).
-    let exited = wait_for(BOUND, || pids.iter().all(|p| !host_running(*p)));
-    if exited.is_none() {
-        let left: Vec<_> = pids.iter().filter(|p| host_running(**p)).collect();
-        panic!(
-            "hosts still running {:?} after SIGKILL: {left:?}",
-            killed.elapsed()
-        )
-    }
-    let exited = killed.elapsed();
-    let reaped = wait_for(BOUND, || pids.iter().all(|p| !host_exists(*p)));
-    println!(
-        "20 hosts exited within {exited:?} of their application's SIGKILL; all reaped (by \
-         init) within {:?}",
-        killed.elapsed()
-    );
-    assert!(reaped.is_some(), "zombie hosts left");
+    kill_holder_and_wait(app, &pids);
     // IOTH_AUDIT (a directory): one trail per host, written by the host.
     for p in &pids {
         let t = std::fs::read_to_string(audit.join(format!("kernel-{p}.jsonl"))).unwrap();
@@ -578,6 +602,46 @@ fn killed_application_leaves_no_host_behind() {
         assert_eq!(reqs, ["Hello", "NewStack", "Socket"], "{t}");
     }
     let _ = std::fs::remove_dir_all(&audit);
+}
+
+#[test]
+fn killed_application_with_vdestack_stacks_leaves_no_namespace() {
+    let _g = setup();
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED killed_application_with_vdestack_stacks: vdestack needs root");
+        return;
+    }
+    let (app, pids) = match try_holder(&["vdestack", "20"], &[]) {
+        Ok(h) => h,
+        Err(e) if e.contains("not found") => {
+            eprintln!("SKIPPED killed_application_with_vdestack_stacks: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let _sweep = Sweep(pids.clone());
+    let ours = netns("self").unwrap();
+    let spaces: Vec<String> = pids
+        .iter()
+        .map(|p| netns(&p.to_string()).expect("host netns"))
+        .collect();
+    for ns in &spaces {
+        assert_ne!(*ns, ours, "vdestack host in the application's namespace");
+    }
+    kill_holder_and_wait(app, &pids);
+    // No process is left in any of the hosts' namespaces, so they are gone with their taps.
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| netns(&p.to_string()).map(|ns| (p, ns)))
+        .filter(|(_, ns)| spaces.contains(ns))
+        .map(|(p, ns)| format!("{p} in {ns}"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes left in host namespaces: {left:?}"
+    );
 }
 
 #[test]
