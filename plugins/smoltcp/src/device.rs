@@ -1,0 +1,316 @@
+//! The two kinds of smoltcp devices of a stack: a VDE port (Ethernet frames through libvdeplug)
+//! and the loopback (IP packets queued in memory). Runs on the stack's event-loop thread.
+//!
+//! Contract:
+//! - `receive` never blocks: on a datagram data fd (vde://, ptp://, udp://, …, made
+//!   non-blocking) it reads until `EAGAIN`; on any other kind (switch://, hub://, cmd://) a
+//!   zero-timeout poll comes before each `vde_recv`;
+//! - at most [`RX_BUDGET`] frames per [`VdeDevice::refill`], so that one busy network cannot
+//!   starve the others (poll(2) reports the data fd readable again at once);
+//! - a frame the VDE side refuses with `EAGAIN`/`ENOBUFS` is kept (one frame) and `transmit`
+//!   says "exhausted" until it leaves: the event loop then polls the data fd for `POLLOUT`
+//!   ([`VdeDevice::tx_blocked`]) — back-pressure, not loss.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use ioth_plugin_sdk::vde::vdeplug::{Conn, ETHBUFSIZE};
+use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+
+/// Frames received per device per turn of the event loop.
+pub const RX_BUDGET: usize = 128;
+/// An Ethernet header.
+const ETH_HLEN: usize = 14;
+/// MTU of the loopback interface (IP packets, no link header).
+pub const LO_MTU: usize = 65535;
+
+/// A VDE port as a smoltcp Ethernet device.
+pub struct VdeDevice {
+    conn: Conn,
+    /// The data fd carries one frame per datagram and is non-blocking.
+    dgram: bool,
+    rx_buf: Vec<u8>,
+    tx_buf: Vec<u8>,
+    /// Length of a frame in `tx_buf` that VDE refused for now.
+    pending: Option<usize>,
+    /// IP MTU of the interface.
+    pub mtu: usize,
+    budget: usize,
+    /// The network hung up (EOF or an error other than EAGAIN on receive).
+    pub dead: bool,
+}
+
+fn is_datagram_socket(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::socket::{getsockopt, sockopt, SockType};
+    matches!(
+        getsockopt(&fd, sockopt::SockType),
+        Ok(SockType::Datagram | SockType::SeqPacket)
+    )
+}
+
+fn readable(fd: BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    matches!(crate::sys::poll(&mut p, 0), Ok(1)) && p[0].revents & libc::POLLIN != 0
+}
+
+fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR)
+    )
+}
+
+impl VdeDevice {
+    /// Wraps an open VDE connection.
+    pub fn new(conn: Conn, mtu: usize) -> io::Result<VdeDevice> {
+        let Some(datafd) = conn.datafd() else {
+            return Err(ioth_plugin_sdk::error(
+                libc::EIO,
+                "the VDE connection has no data fd",
+            ));
+        };
+        let dgram = is_datagram_socket(datafd);
+        if dgram {
+            crate::sys::set_nonblocking(datafd, true)?;
+        }
+        Ok(VdeDevice {
+            conn,
+            dgram,
+            rx_buf: vec![0; ETHBUFSIZE],
+            tx_buf: vec![0; ETHBUFSIZE],
+            pending: None,
+            mtu,
+            budget: RX_BUDGET,
+            dead: false,
+        })
+    }
+
+    /// The fd to poll for incoming frames.
+    pub fn datafd(&self) -> Option<BorrowedFd<'_>> {
+        self.conn.datafd()
+    }
+
+    /// The control fd (hangs up when the switch goes away), if the network has one.
+    pub fn ctlfd(&self) -> Option<BorrowedFd<'_>> {
+        self.conn.ctlfd()
+    }
+
+    /// Whether a refused frame waits for the data fd to become writable.
+    pub fn tx_blocked(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Whether the receive budget of this turn is spent (frames may be waiting).
+    pub fn rx_exhausted(&self) -> bool {
+        self.budget == 0
+    }
+
+    /// A new turn of the event loop: a fresh receive budget.
+    pub fn refill(&mut self) {
+        self.budget = RX_BUDGET;
+    }
+
+    /// Tries the refused frame again.
+    pub fn flush(&mut self) {
+        if let Some(n) = self.pending {
+            match self.conn.send(&self.tx_buf[..n]) {
+                Err(e) if is_full(&e) => {}
+                // Sent, or refused for good (lost, as on a real link).
+                _ => self.pending = None,
+            }
+        }
+    }
+}
+
+/// A received frame, borrowed from the device's buffer.
+pub struct VdeRx<'a>(&'a [u8]);
+
+/// Room for one frame to send.
+pub struct VdeTx<'a> {
+    conn: &'a Conn,
+    buf: &'a mut [u8],
+    pending: &'a mut Option<usize>,
+}
+
+impl phy::RxToken for VdeRx<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        f(self.0)
+    }
+}
+
+impl phy::TxToken for VdeTx<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let len = len.min(self.buf.len());
+        let r = f(&mut self.buf[..len]);
+        if let Err(e) = self.conn.send(&self.buf[..len]) {
+            if is_full(&e) {
+                *self.pending = Some(len);
+            }
+        }
+        r
+    }
+}
+
+impl phy::Device for VdeDevice {
+    type RxToken<'a> = VdeRx<'a>;
+    type TxToken<'a> = VdeTx<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(VdeRx<'_>, VdeTx<'_>)> {
+        if self.pending.is_some() || self.dead {
+            // Answers (ARP replies, ACKs) need the transmit side: wait until it is free.
+            return None;
+        }
+        let Self {
+            conn,
+            dgram,
+            rx_buf,
+            tx_buf,
+            pending,
+            budget,
+            dead,
+            ..
+        } = self;
+        while *budget > 0 {
+            let datafd = conn.datafd()?;
+            if !*dgram && !readable(datafd) {
+                return None;
+            }
+            *budget -= 1;
+            match conn.recv(rx_buf) {
+                Ok(0) => {
+                    *dead = !*dgram;
+                    return None;
+                }
+                // Shorter than a header: an event libvdeplug handled itself.
+                Ok(n) if n < ETH_HLEN => continue,
+                Ok(n) => {
+                    return Some((
+                        VdeRx(&rx_buf[..n]),
+                        VdeTx {
+                            conn,
+                            buf: tx_buf,
+                            pending,
+                        },
+                    ))
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                // EAGAIN: drained; anything else was consumed by this recv.
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<VdeTx<'_>> {
+        if self.pending.is_some() {
+            self.flush();
+            if self.pending.is_some() {
+                return None;
+            }
+        }
+        Some(VdeTx {
+            conn: &self.conn,
+            buf: &mut self.tx_buf,
+            pending: &mut self.pending,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = self.mtu + ETH_HLEN;
+        caps
+    }
+}
+
+/// The loopback: IP packets sent are queued and received on the next poll.
+pub struct LoopDevice {
+    queue: VecDeque<Vec<u8>>,
+    budget: usize,
+}
+
+impl LoopDevice {
+    /// An empty loopback.
+    pub fn new() -> LoopDevice {
+        LoopDevice {
+            queue: VecDeque::new(),
+            budget: RX_BUDGET,
+        }
+    }
+
+    /// Whether packets wait to be received.
+    pub fn has_pending(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// A new turn of the event loop.
+    pub fn refill(&mut self) {
+        self.budget = RX_BUDGET;
+    }
+}
+
+/// A packet taken from the loopback queue.
+pub struct LoopRx(Vec<u8>);
+
+/// Room for one packet on the loopback queue.
+pub struct LoopTx<'a>(&'a mut VecDeque<Vec<u8>>);
+
+impl phy::RxToken for LoopRx {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for LoopTx<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let mut p = vec![0; len];
+        let r = f(&mut p);
+        self.0.push_back(p);
+        r
+    }
+}
+
+impl phy::Device for LoopDevice {
+    type RxToken<'a> = LoopRx;
+    type TxToken<'a> = LoopTx<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(LoopRx, LoopTx<'_>)> {
+        if self.budget == 0 {
+            return None;
+        }
+        let p = self.queue.pop_front()?;
+        self.budget -= 1;
+        Some((LoopRx(p), LoopTx(&mut self.queue)))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<LoopTx<'_>> {
+        Some(LoopTx(&mut self.queue))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = LO_MTU;
+        caps.checksum = ChecksumCapabilities::ignored();
+        caps
+    }
+}

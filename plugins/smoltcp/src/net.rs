@@ -1,0 +1,413 @@
+//! The stack's interfaces, addresses and routes, and the routing decision that picks the
+//! interface of a socket. Runs in the host process, under the stack's mutex.
+//!
+//! smoltcp polls one `Interface` per device and has no loopback and no forwarding between
+//! interfaces (ECOSYSTEM.md §4), so each [`Iface`] has its own `Interface` and its own
+//! `SocketSet`, and every smoltcp socket lives in the set of the interface it talks through:
+//! a connection in the one [`Net::route`] picks, a listener or an unconnected UDP socket in every
+//! interface it may receive on.
+//!
+//! What netlink shows (`addrs`, `routes`) is the configuration; [`Net::sync`] derives from it
+//! what each smoltcp `Interface` holds: its own addresses, the routes whose gateway it reaches,
+//! and on `lo` also every local address of the other interfaces (as host prefixes), so that a
+//! stack can reach its own addresses, as a kernel does.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use smoltcp::iface::{Config, Interface, Route, SocketSet};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+
+use crate::device::{LoopDevice, VdeDevice, LO_MTU};
+
+/// smoltcp's compile-time limits (features `iface-max-addr-count-8`, `iface-max-route-count-16`).
+pub const MAX_ADDRS: usize = 8;
+/// See [`MAX_ADDRS`].
+pub const MAX_ROUTES: usize = 16;
+/// Default MTU of a VDE interface.
+pub const DEFAULT_MTU: u32 = 1500;
+/// Largest MTU a VDE network carries (`VDE_ETHBUFSIZE` less the Ethernet header and a VLAN tag).
+pub const MAX_MTU: u32 = 9216;
+/// Smallest MTU (IPv4's minimum).
+pub const MIN_MTU: u32 = 68;
+
+/// A device: a VDE port or the loopback.
+pub enum Dev {
+    /// An Ethernet interface on a VDE network.
+    Vde(VdeDevice),
+    /// `lo`.
+    Lo(LoopDevice),
+}
+
+/// An address of an interface, as netlink shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addr {
+    /// The address.
+    pub ip: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// `IFA_F_*` flags given when it was added (`IFA_F_PERMANENT` is always reported).
+    pub flags: u32,
+}
+
+impl Addr {
+    fn cidr(&self) -> IpCidr {
+        IpCidr::new(IpAddress::from(self.ip), self.prefix)
+    }
+
+    /// Whether `ip` is in this address's network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        same_family(self.ip, ip) && self.cidr().contains_addr(&IpAddress::from(ip))
+    }
+}
+
+/// A route of the main table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteEntry {
+    /// Destination network (unspecified for a default route).
+    pub dst: IpAddr,
+    /// Destination prefix length.
+    pub prefix: u8,
+    /// Gateway (smoltcp routes always go through one).
+    pub gateway: IpAddr,
+    /// Output interface index, if the request named one.
+    pub oif: Option<u32>,
+    /// `RTPROT_*` the request gave.
+    pub protocol: u8,
+}
+
+/// Whether both addresses are of one family.
+pub fn same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}
+
+/// Whether `dst/prefix` contains `ip`.
+pub fn prefix_contains(dst: IpAddr, prefix: u8, ip: IpAddr) -> bool {
+    same_family(dst, ip)
+        && IpCidr::new(IpAddress::from(dst), prefix).contains_addr(&IpAddress::from(ip))
+}
+
+/// Whether `ip/prefix` has bits set past the prefix.
+pub fn has_host_bits(ip: IpAddr, prefix: u8) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            let v = u32::from(a);
+            prefix < 32 && v & (u32::MAX >> prefix.min(31)) != 0 && (prefix != 0 || v != 0)
+        }
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            prefix < 128
+                && (if prefix == 0 {
+                    v
+                } else {
+                    v & (u128::MAX >> prefix)
+                }) != 0
+        }
+    }
+}
+
+/// One interface of the stack.
+pub struct Iface {
+    /// Interface index (`lo` is 1).
+    pub index: u32,
+    /// Name (`lo`, `vde0`, …).
+    pub name: String,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+    /// MAC address (zero for `lo`).
+    pub mac: [u8; 6],
+    /// MTU.
+    pub mtu: u32,
+    /// Addresses, in the order they were added.
+    pub addrs: Vec<Addr>,
+    /// smoltcp's interface.
+    pub iface: Interface,
+    /// Its device.
+    pub dev: Dev,
+    /// The smoltcp sockets that talk through this interface.
+    pub sockets: SocketSet<'static>,
+}
+
+fn config(hw: HardwareAddress) -> Config {
+    let mut seed = [0u8; 8];
+    crate::sys::random_bytes(&mut seed);
+    let mut c = Config::new(hw);
+    c.random_seed = u64::from_ne_bytes(seed);
+    c
+}
+
+impl Iface {
+    /// `lo`, index 1: up, with 127.0.0.1/8 and ::1/128 (as vdestack's `lo`).
+    pub fn loopback(now: smoltcp::time::Instant) -> Iface {
+        let mut dev = LoopDevice::new();
+        let iface = Interface::new(config(HardwareAddress::Ip), &mut dev, now);
+        let host = |ip: IpAddr, prefix| Addr {
+            ip,
+            prefix,
+            flags: 0,
+        };
+        Iface {
+            index: 1,
+            name: "lo".into(),
+            up: true,
+            mac: [0; 6],
+            mtu: LO_MTU as u32,
+            addrs: vec![
+                host(IpAddr::V4(Ipv4Addr::LOCALHOST), 8),
+                host(IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+            ],
+            iface,
+            dev: Dev::Lo(dev),
+            sockets: SocketSet::new(Vec::new()),
+        }
+    }
+
+    /// A VDE interface: down, no address, a random locally administered MAC.
+    pub fn vde(index: u32, name: &str, dev: VdeDevice, now: smoltcp::time::Instant) -> Iface {
+        let mut mac = [0u8; 6];
+        crate::sys::random_bytes(&mut mac);
+        mac[0] = (mac[0] & 0xfe) | 0x02;
+        let mut dev = Dev::Vde(dev);
+        let iface = Self::new_interface(&mut dev, mac, now);
+        Iface {
+            index,
+            name: name.to_owned(),
+            up: false,
+            mac,
+            mtu: DEFAULT_MTU,
+            addrs: Vec::new(),
+            iface,
+            dev,
+            sockets: SocketSet::new(Vec::new()),
+        }
+    }
+
+    fn new_interface(dev: &mut Dev, mac: [u8; 6], now: smoltcp::time::Instant) -> Interface {
+        match dev {
+            Dev::Vde(d) => Interface::new(
+                config(HardwareAddress::Ethernet(EthernetAddress(mac))),
+                d,
+                now,
+            ),
+            Dev::Lo(d) => Interface::new(config(HardwareAddress::Ip), d, now),
+        }
+    }
+
+    /// Whether this is `lo`.
+    pub fn is_loopback(&self) -> bool {
+        matches!(self.dev, Dev::Lo(_))
+    }
+
+    /// Sets the MAC address (already checked unicast and non-zero).
+    pub fn set_mac(&mut self, mac: [u8; 6]) {
+        self.mac = mac;
+        self.iface
+            .set_hardware_addr(HardwareAddress::Ethernet(EthernetAddress(mac)));
+    }
+
+    /// Sets the MTU. smoltcp reads a device's capabilities once, so the `Interface` is made
+    /// anew (addresses and routes are put back by the next [`Net::sync`]).
+    pub fn set_mtu(&mut self, mtu: u32, now: smoltcp::time::Instant) {
+        self.mtu = mtu;
+        if let Dev::Vde(d) = &mut self.dev {
+            d.mtu = mtu as usize;
+        }
+        self.iface = Self::new_interface(&mut self.dev, self.mac, now);
+    }
+
+    /// One smoltcp poll of this interface (receive, timers, transmit).
+    pub fn poll(&mut self, now: smoltcp::time::Instant) {
+        match &mut self.dev {
+            Dev::Vde(d) => {
+                self.iface.poll(now, d, &mut self.sockets);
+            }
+            Dev::Lo(d) => {
+                self.iface.poll(now, d, &mut self.sockets);
+            }
+        }
+    }
+
+    /// Whether this interface needs another poll at once (frames left over from a spent
+    /// budget, packets on the loopback queue).
+    pub fn busy(&self) -> bool {
+        match &self.dev {
+            Dev::Vde(d) => d.rx_exhausted(),
+            Dev::Lo(d) => d.has_pending(),
+        }
+    }
+
+    /// A new turn of the event loop.
+    pub fn refill(&mut self) {
+        match &mut self.dev {
+            Dev::Vde(d) => d.refill(),
+            Dev::Lo(d) => d.refill(),
+        }
+    }
+
+    /// Whether `ip` is one of this interface's addresses.
+    pub fn has_addr(&self, ip: IpAddr) -> bool {
+        self.addrs.iter().any(|a| a.ip == ip)
+    }
+}
+
+/// Interfaces and routes.
+pub struct Net {
+    /// `lo` first, then one per VNL.
+    pub ifaces: Vec<Iface>,
+    /// The main table's gateway routes.
+    pub routes: Vec<RouteEntry>,
+}
+
+/// `lo`'s position in [`Net::ifaces`].
+pub const LO: usize = 0;
+
+impl Net {
+    /// The interface with index `index`.
+    pub fn by_index(&self, index: u32) -> Option<usize> {
+        self.ifaces.iter().position(|i| i.index == index)
+    }
+
+    /// The interface named `name`.
+    pub fn by_name(&self, name: &str) -> Option<usize> {
+        self.ifaces.iter().position(|i| i.name == name)
+    }
+
+    /// Whether `ip` is an address of this stack (any interface) or a loopback address.
+    pub fn is_local(&self, ip: IpAddr) -> bool {
+        ip.is_loopback() || self.ifaces.iter().any(|i| i.has_addr(ip))
+    }
+
+    /// The interface that owns address `ip`.
+    pub fn owner_of(&self, ip: IpAddr) -> Option<usize> {
+        if ip.is_loopback() {
+            return Some(LO);
+        }
+        self.ifaces.iter().position(|i| i.has_addr(ip))
+    }
+
+    /// The interface whose network holds gateway `gw` (an interface given by index `oif` must).
+    pub fn gateway_iface(&self, gw: IpAddr, oif: Option<u32>) -> Option<usize> {
+        let reaches = |i: &Iface| !i.is_loopback() && i.addrs.iter().any(|a| a.contains(gw));
+        match oif {
+            Some(o) => self.by_index(o).filter(|&i| reaches(&self.ifaces[i])),
+            None => self.ifaces.iter().position(reaches),
+        }
+    }
+
+    /// The interface a packet to `dst` leaves through: `lo` for local addresses; otherwise the
+    /// longest prefix among the networks of the up interfaces and the routes. With `from` (a
+    /// socket bound to an address), only the interface owning that address qualifies.
+    pub fn route(&self, dst: IpAddr, from: Option<IpAddr>) -> Option<usize> {
+        if self.is_local(dst) {
+            return self.ifaces[LO].up.then_some(LO);
+        }
+        let allowed = |i: usize| {
+            let f = &self.ifaces[i];
+            f.up && !f.is_loopback() && from.is_none_or(|a| f.has_addr(a))
+        };
+        let mut best: Option<(u8, usize)> = None;
+        let mut consider = |prefix: u8, i: usize| {
+            if allowed(i) && best.is_none_or(|(p, _)| prefix > p) {
+                best = Some((prefix, i));
+            }
+        };
+        for (i, f) in self.ifaces.iter().enumerate() {
+            for a in &f.addrs {
+                if a.contains(dst) {
+                    consider(a.prefix, i);
+                }
+            }
+        }
+        for r in &self.routes {
+            if prefix_contains(r.dst, r.prefix, dst) {
+                if let Some(i) = self.gateway_iface(r.gateway, r.oif) {
+                    consider(r.prefix, i);
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// The source address for `dst` out of interface `i`.
+    pub fn source_for(&mut self, i: usize, dst: IpAddr) -> Option<IpAddr> {
+        if i == LO && !dst.is_loopback() && self.is_local(dst) {
+            return Some(dst);
+        }
+        self.ifaces[i]
+            .iface
+            .get_source_address(&IpAddress::from(dst))
+            .map(IpAddr::from)
+    }
+
+    /// Routes that interface `i` would hold (those whose gateway it reaches).
+    pub fn routes_of(&self, i: usize) -> impl Iterator<Item = &RouteEntry> + '_ {
+        self.routes
+            .iter()
+            .filter(move |r| self.gateway_iface(r.gateway, r.oif) == Some(i))
+    }
+
+    /// Pushes the configuration into the smoltcp interfaces (see the module doc).
+    pub fn sync(&mut self) {
+        let mut host_addrs: Vec<IpCidr> = Vec::new();
+        for f in self.ifaces.iter().skip(1) {
+            for a in &f.addrs {
+                let p = if a.ip.is_ipv4() { 32 } else { 128 };
+                host_addrs.push(IpCidr::new(IpAddress::from(a.ip), p));
+            }
+        }
+        let routes: Vec<Vec<Route>> = (0..self.ifaces.len())
+            .map(|i| {
+                self.routes_of(i)
+                    .map(|r| Route {
+                        cidr: IpCidr::new(IpAddress::from(r.dst), r.prefix),
+                        via_router: IpAddress::from(r.gateway),
+                        preferred_until: None,
+                        expires_at: None,
+                    })
+                    .collect()
+            })
+            .collect();
+        for (i, f) in self.ifaces.iter_mut().enumerate() {
+            let mut cidrs: Vec<IpCidr> = f.addrs.iter().map(Addr::cidr).collect();
+            if i == LO {
+                cidrs.extend(host_addrs.iter().copied());
+            }
+            f.iface.update_ip_addrs(|v| {
+                v.clear();
+                for c in cidrs {
+                    if v.push(c).is_err() {
+                        break;
+                    }
+                }
+            });
+            let rs = &routes[i];
+            f.iface.routes_mut().update(|v| {
+                v.clear();
+                for r in rs {
+                    if v.push(*r).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_bits() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(!has_host_bits(ip("10.5.0.0"), 16));
+        assert!(has_host_bits(ip("10.5.0.1"), 16));
+        assert!(!has_host_bits(ip("0.0.0.0"), 0));
+        assert!(has_host_bits(ip("10.0.0.0"), 0));
+        assert!(!has_host_bits(ip("10.0.0.1"), 32));
+        assert!(!has_host_bits(ip("fd00:88::"), 48));
+        assert!(has_host_bits(ip("fd00:88::1"), 48));
+        assert!(!has_host_bits(ip("::"), 0));
+        assert!(prefix_contains(ip("10.0.0.0"), 8, ip("10.1.2.3")));
+        assert!(!prefix_contains(ip("10.0.0.0"), 8, ip("fd00::1")));
+    }
+}

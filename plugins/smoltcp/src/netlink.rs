@@ -1,0 +1,804 @@
+//! rtnetlink, emulated: the requests the ioth client's netlink calls send (client/src/netlink),
+//! answered on an `AF_NETLINK` socket's `SOCK_SEQPACKET` pair, one request batch per record.
+//! Runs in the host process, on the event-loop thread, under the stack's mutex.
+//!
+//! Understood (parsed with netlink-packet-route): `RTM_GETLINK` (by index, by `IFLA_IFNAME`,
+//! dump), `RTM_NEWLINK`/`RTM_SETLINK` (`IFF_UP` with the change mask, `IFLA_ADDRESS`,
+//! `IFLA_MTU`, `IFLA_IFNAME` rename), `RTM_NEWADDR`/`RTM_DELADDR`/`RTM_GETADDR` dump,
+//! `RTM_NEWROUTE`/`RTM_DELROUTE` (routes through a gateway)/`RTM_GETROUTE` dump. Errnos are the
+//! kernel's (`ENODEV`, `EEXIST`, `EADDRNOTAVAIL`, `ESRCH`, `ENETUNREACH`, `EINVAL`), plus
+//! `ENOSPC` past smoltcp's limits and `EOPNOTSUPP` for what smoltcp cannot do (new links of any
+//! kind, deleting links, routes without a gateway, tables other than main) or requests it does
+//! not know. Replies echo the request's sequence number and port id; dumps are `NLM_F_MULTI`
+//! parts ending with `NLMSG_DONE`; `NLM_F_ACK` gets an ACK; a failure always gets a NACK,
+//! capped, with the reason as an extended-ack message where one helps.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsFd;
+
+use netlink_packet_core::{
+    DoneMessage, ErrorMessage, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK,
+    NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_MULTIPART,
+    NLM_F_REPLACE,
+};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage, State};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::net::{self, Addr, Net, RouteEntry, MAX_ADDRS, MAX_MTU, MAX_ROUTES, MIN_MTU};
+use crate::stack::Sock;
+use crate::sys;
+
+/// Largest reply record.
+const MAX_DGRAM: usize = 16 * 1024;
+/// `sizeof(struct nlmsghdr)`.
+const HDRLEN: usize = 16;
+/// `IFA_F_PERMANENT`.
+const IFA_F_PERMANENT: u32 = 0x80;
+/// `NLMSGERR_ATTR_MSG`.
+const NLMSGERR_ATTR_MSG: u16 = 1;
+
+/// An `AF_NETLINK` socket: replies waiting for room in the pair.
+pub struct Nl {
+    out: VecDeque<Vec<u8>>,
+}
+
+/// A refusal: errno and, optionally, the reason (extended ack).
+type Nack = (i32, Option<&'static str>);
+
+impl Nl {
+    pub fn new() -> Nl {
+        Nl {
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Requests are read only when every reply has gone out.
+    pub fn interest(&self, want_out: bool) -> i16 {
+        let mut ev = 0;
+        if self.out.is_empty() {
+            ev |= libc::POLLIN;
+        }
+        if want_out {
+            ev |= libc::POLLOUT;
+        }
+        ev
+    }
+}
+
+/// `struct sockaddr_nl` of our sockets: family `AF_NETLINK`, port id 0, no groups.
+pub fn sockaddr_nl() -> Vec<u8> {
+    let mut b = vec![0u8; 12];
+    b[..2].copy_from_slice(&(libc::AF_NETLINK as u16).to_ne_bytes());
+    b
+}
+
+/// Reads requests, answers them, sends the answers as far as the pair takes them.
+pub fn pump(net: &mut Net, s: &mut Sock, scratch: &mut [u8], now: smoltcp::time::Instant) {
+    let Sock {
+        pe,
+        kind,
+        revents,
+        want_out,
+        ..
+    } = s;
+    let crate::stack::Kind::Netlink(nl) = kind else {
+        return;
+    };
+    let Some(pe) = pe else { return };
+    flush(nl, pe, want_out);
+    if !nl.out.is_empty() || *revents & libc::POLLIN == 0 {
+        return;
+    }
+    for _ in 0..16 {
+        let n = match sys::recv(pe.as_fd(), scratch, 0) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(_) => break,
+        };
+        let replies = answer(net, &scratch[..n], now);
+        nl.out.extend(replies);
+        flush(nl, pe, want_out);
+        if !nl.out.is_empty() {
+            break;
+        }
+    }
+}
+
+fn flush(nl: &mut Nl, pe: &std::os::fd::OwnedFd, want_out: &mut bool) {
+    *want_out = false;
+    while let Some(d) = nl.out.front() {
+        match sys::send(pe.as_fd(), d) {
+            Ok(_) => {
+                nl.out.pop_front();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                *want_out = true;
+                return;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(_) => {
+                nl.out.clear();
+                return;
+            }
+        }
+    }
+}
+
+/// Collects reply messages into records of at most [`MAX_DGRAM`] bytes.
+struct Out {
+    records: Vec<Vec<u8>>,
+    cur: Vec<u8>,
+    seq: u32,
+    port: u32,
+}
+
+impl Out {
+    fn push(&mut self, flags: u16, payload: NetlinkPayload<RouteNetlinkMessage>) {
+        let mut h = NetlinkHeader::default();
+        h.flags = flags;
+        h.sequence_number = self.seq;
+        h.port_number = self.port;
+        let mut m = NetlinkMessage::new(h, payload);
+        m.finalize();
+        let mut b = vec![0u8; m.buffer_len()];
+        m.serialize(&mut b);
+        if !self.cur.is_empty() && self.cur.len() + b.len() > MAX_DGRAM {
+            self.records.push(std::mem::take(&mut self.cur));
+        }
+        self.cur.extend_from_slice(&b);
+        while !self.cur.len().is_multiple_of(4) {
+            self.cur.push(0);
+        }
+    }
+
+    fn ack(&mut self, request: &[u8]) {
+        let mut e = ErrorMessage::default();
+        e.header = request[..HDRLEN].to_vec();
+        self.push(NLM_F_CAPPED, NetlinkPayload::Error(e));
+    }
+
+    fn nack(&mut self, request: &[u8], (errno, why): Nack) {
+        let mut e = ErrorMessage::default();
+        e.code = std::num::NonZeroI32::new(-errno.max(1));
+        let mut body = request[..HDRLEN].to_vec();
+        let mut flags = NLM_F_CAPPED;
+        if let Some(text) = why {
+            let mut v = text.as_bytes().to_vec();
+            v.push(0);
+            let len = (4 + v.len()) as u16;
+            body.extend_from_slice(&len.to_ne_bytes());
+            body.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
+            body.extend_from_slice(&v);
+            while !body.len().is_multiple_of(4) {
+                body.push(0);
+            }
+            flags |= NLM_F_ACK_TLVS;
+        }
+        e.header = body;
+        self.push(flags, NetlinkPayload::Error(e));
+    }
+
+    fn finish(mut self) -> Vec<Vec<u8>> {
+        if !self.cur.is_empty() {
+            self.records.push(self.cur);
+        }
+        self.records
+    }
+}
+
+/// Answers one record of requests.
+pub fn answer(net: &mut Net, data: &[u8], now: smoltcp::time::Instant) -> Vec<Vec<u8>> {
+    let mut out = Out {
+        records: Vec::new(),
+        cur: Vec::new(),
+        seq: 0,
+        port: 0,
+    };
+    let mut off = 0;
+    while off + HDRLEN <= data.len() {
+        let f = &data[off..];
+        let len = u32::from_ne_bytes([f[0], f[1], f[2], f[3]]) as usize;
+        if len < HDRLEN || len > f.len() {
+            break;
+        }
+        let frame = &f[..len];
+        off += (len + 3) & !3;
+        let ty = u16::from_ne_bytes([frame[4], frame[5]]);
+        let flags = u16::from_ne_bytes([frame[6], frame[7]]);
+        out.seq = u32::from_ne_bytes([frame[8], frame[9], frame[10], frame[11]]);
+        out.port = u32::from_ne_bytes([frame[12], frame[13], frame[14], frame[15]]);
+        if ty < 16 {
+            continue; // NOOP, ERROR, DONE, OVERRUN: nothing to answer
+        }
+        let msg = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(frame) {
+            Ok(m) => m,
+            Err(_) => {
+                // A link, address or route request we cannot parse is malformed; anything else
+                // is a request we do not serve.
+                let e = if (16..=26).contains(&ty) {
+                    libc::EINVAL
+                } else {
+                    libc::EOPNOTSUPP
+                };
+                out.nack(frame, (e, None));
+                continue;
+            }
+        };
+        let NetlinkPayload::InnerMessage(m) = msg.payload else {
+            continue;
+        };
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        match request(net, m, flags, dump, now) {
+            Ok(replies) => {
+                let mflags = if dump { NLM_F_MULTIPART } else { 0 };
+                for r in replies {
+                    out.push(mflags, NetlinkPayload::InnerMessage(r));
+                }
+                if dump {
+                    out.push(
+                        NLM_F_MULTIPART,
+                        NetlinkPayload::Done(DoneMessage::default()),
+                    );
+                } else if flags & NLM_F_ACK != 0 {
+                    out.ack(frame);
+                }
+            }
+            Err(nack) => out.nack(frame, nack),
+        }
+    }
+    out.finish()
+}
+
+fn request(
+    net: &mut Net,
+    m: RouteNetlinkMessage,
+    flags: u16,
+    dump: bool,
+    now: smoltcp::time::Instant,
+) -> Result<Vec<RouteNetlinkMessage>, Nack> {
+    use RouteNetlinkMessage as M;
+    match m {
+        M::GetLink(_) if dump => Ok(net.ifaces.iter().map(|f| M::NewLink(link_msg(f))).collect()),
+        M::GetLink(l) => {
+            let i = find_link(net, &l)?.ok_or((libc::ENODEV, None))?;
+            Ok(vec![M::NewLink(link_msg(&net.ifaces[i]))])
+        }
+        M::NewLink(l) | M::SetLink(l) => set_link(net, l, flags, now).map(|()| Vec::new()),
+        M::DelLink(l) => {
+            find_link(net, &l)?.ok_or((libc::ENODEV, None))?;
+            Err((
+                libc::EOPNOTSUPP,
+                Some("the links of a smoltcp stack cannot be deleted"),
+            ))
+        }
+        M::GetAddress(a) if dump => Ok(addresses(net, &a)),
+        M::NewAddress(a) => add_address(net, a, flags).map(|()| Vec::new()),
+        M::DelAddress(a) => del_address(net, a).map(|()| Vec::new()),
+        M::GetRoute(r) if dump => Ok(routes(net, &r)),
+        M::NewRoute(r) => add_route(net, r, flags).map(|()| Vec::new()),
+        M::DelRoute(r) => del_route(net, r).map(|()| Vec::new()),
+        _ => Err((libc::EOPNOTSUPP, None)),
+    }
+}
+
+// ---------------------------------------------------------------- links
+
+/// The link a request names: by index, else by `IFLA_IFNAME`; `Ok(None)` if it names one that
+/// does not exist, `ENODEV`-free; `EINVAL` if it names none.
+fn find_link(net: &Net, l: &LinkMessage) -> Result<Option<usize>, Nack> {
+    if l.header.index != 0 {
+        return Ok(net.by_index(l.header.index));
+    }
+    let name = l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    });
+    match name {
+        Some(n) => Ok(net.by_name(n)),
+        None => Err((libc::EINVAL, Some("no interface index or name"))),
+    }
+}
+
+fn link_msg(f: &net::Iface) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = f.index;
+    let mut flags = if f.is_loopback() {
+        m.header.link_layer_type = LinkLayerType::Loopback;
+        LinkFlags::Loopback
+    } else {
+        m.header.link_layer_type = LinkLayerType::Ether;
+        LinkFlags::Broadcast | LinkFlags::Multicast
+    };
+    if f.up {
+        flags |= LinkFlags::Up | LinkFlags::Running | LinkFlags::LowerUp;
+    }
+    m.header.flags = flags;
+    let state = match (f.is_loopback(), f.up) {
+        (true, _) => State::Unknown,
+        (false, true) => State::Up,
+        (false, false) => State::Down,
+    };
+    let broadcast = if f.is_loopback() {
+        vec![0; 6]
+    } else {
+        vec![0xff; 6]
+    };
+    m.attributes.extend([
+        LinkAttribute::IfName(f.name.clone()),
+        LinkAttribute::TxQueueLen(1000),
+        LinkAttribute::OperState(state),
+        LinkAttribute::Mtu(f.mtu),
+        LinkAttribute::Address(f.mac.to_vec()),
+        LinkAttribute::Broadcast(broadcast),
+        LinkAttribute::Carrier(u8::from(f.up)),
+    ]);
+    m
+}
+
+fn valid_ifname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() < 16
+        && n != "."
+        && n != ".."
+        && !n
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace())
+}
+
+fn set_link(
+    net: &mut Net,
+    l: LinkMessage,
+    flags: u16,
+    now: smoltcp::time::Instant,
+) -> Result<(), Nack> {
+    if l.attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::LinkInfo(_)))
+    {
+        return Err((
+            libc::EOPNOTSUPP,
+            Some("a smoltcp stack cannot create links: its interfaces are its VNLs"),
+        ));
+    }
+    let Some(i) = find_link(net, &l)? else {
+        return Err(if flags & NLM_F_CREATE != 0 {
+            (
+                libc::EOPNOTSUPP,
+                Some("a smoltcp stack cannot create links"),
+            )
+        } else {
+            (libc::ENODEV, None)
+        });
+    };
+    let lo = net.ifaces[i].is_loopback();
+    let (mut mtu, mut mac, mut rename) = (None, None, None);
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::Mtu(m) => {
+                let max = if lo { 65535 } else { MAX_MTU };
+                if !(MIN_MTU..=max).contains(m) {
+                    return Err((libc::EINVAL, Some("MTU out of range")));
+                }
+                mtu = Some(*m);
+            }
+            LinkAttribute::Address(a) => {
+                if lo {
+                    return Err((libc::EOPNOTSUPP, Some("lo has no hardware address")));
+                }
+                let m: [u8; 6] = a
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| (libc::EINVAL, Some("a MAC address has 6 bytes")))?;
+                if m[0] & 1 != 0 || m == [0; 6] {
+                    return Err((libc::EADDRNOTAVAIL, None));
+                }
+                mac = Some(m);
+            }
+            LinkAttribute::IfName(n) if l.header.index != 0 && *n != net.ifaces[i].name => {
+                if !valid_ifname(n) {
+                    return Err((libc::EINVAL, Some("invalid interface name")));
+                }
+                if net.by_name(n).is_some() {
+                    return Err((libc::EEXIST, None));
+                }
+                rename = Some(n.clone());
+            }
+            _ => {}
+        }
+    }
+    let change = l.header.change_mask.bits();
+    let want = l.header.flags.bits();
+    let up = if change != 0 {
+        (change & libc::IFF_UP as u32 != 0).then_some(want & libc::IFF_UP as u32 != 0)
+    } else if want != 0 {
+        Some(want & libc::IFF_UP as u32 != 0)
+    } else {
+        None
+    };
+    let f = &mut net.ifaces[i];
+    if let Some(n) = rename {
+        f.name = n;
+    }
+    if let Some(m) = mac {
+        f.set_mac(m);
+    }
+    if let Some(m) = mtu {
+        if m != f.mtu {
+            f.set_mtu(m, now);
+        }
+    }
+    if let Some(u) = up {
+        f.up = u;
+    }
+    net.sync();
+    Ok(())
+}
+
+// ---------------------------------------------------------------- addresses
+
+fn family_of(ip: &IpAddr) -> AddressFamily {
+    if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
+}
+
+fn max_prefix(ip: &IpAddr) -> u8 {
+    if ip.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+fn scope_of(ip: &IpAddr) -> AddressScope {
+    match ip {
+        a if a.is_loopback() => AddressScope::Host,
+        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => AddressScope::Link,
+        _ => AddressScope::Universe,
+    }
+}
+
+fn address_msg(f: &net::Iface, a: &Addr) -> AddressMessage {
+    let mut m = AddressMessage::default();
+    let flags = a.flags | IFA_F_PERMANENT;
+    m.header.family = family_of(&a.ip);
+    m.header.prefix_len = a.prefix;
+    m.header.flags = AddressHeaderFlags::from_bits_retain(flags as u8);
+    m.header.scope = scope_of(&a.ip);
+    m.header.index = f.index;
+    m.attributes.push(AddressAttribute::Address(a.ip));
+    if let IpAddr::V4(v4) = a.ip {
+        m.attributes.push(AddressAttribute::Local(a.ip));
+        m.attributes.push(AddressAttribute::Label(f.name.clone()));
+        if a.prefix < 31 {
+            let host = u32::MAX >> a.prefix;
+            m.attributes
+                .push(AddressAttribute::Broadcast(Ipv4Addr::from(
+                    u32::from(v4) | host,
+                )));
+        }
+    }
+    m.attributes
+        .push(AddressAttribute::Flags(AddressFlags::from_bits_retain(
+            flags,
+        )));
+    m
+}
+
+fn addresses(net: &Net, q: &AddressMessage) -> Vec<RouteNetlinkMessage> {
+    let mut v = Vec::new();
+    for f in &net.ifaces {
+        if q.header.index != 0 && q.header.index != f.index {
+            continue;
+        }
+        for a in &f.addrs {
+            if q.header.family != AddressFamily::Unspec && q.header.family != family_of(&a.ip) {
+                continue;
+            }
+            v.push(RouteNetlinkMessage::NewAddress(address_msg(f, a)));
+        }
+    }
+    v
+}
+
+/// The interface, address, prefix and flags of an address request.
+fn address_of(net: &Net, m: &AddressMessage) -> Result<(usize, IpAddr, u8, u32), Nack> {
+    let i = net.by_index(m.header.index).ok_or((libc::ENODEV, None))?;
+    let mut local = None;
+    let mut address = None;
+    let mut flags = u32::from(m.header.flags.bits());
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            AddressAttribute::Flags(f) => flags = f.bits(),
+            _ => {}
+        }
+    }
+    let ip = local
+        .or(address)
+        .ok_or((libc::EINVAL, Some("no address")))?;
+    if m.header.family != AddressFamily::Unspec && m.header.family != family_of(&ip) {
+        return Err((libc::EINVAL, Some("address of another family")));
+    }
+    if m.header.prefix_len > max_prefix(&ip) {
+        return Err((libc::EINVAL, Some("prefix longer than the address")));
+    }
+    Ok((i, ip, m.header.prefix_len, flags & !IFA_F_PERMANENT))
+}
+
+fn same_addr(a: &Addr, ip: IpAddr, prefix: u8) -> bool {
+    a.ip == ip && (a.prefix == prefix || (ip.is_ipv6() && prefix == 0))
+}
+
+fn add_address(net: &mut Net, m: AddressMessage, flags: u16) -> Result<(), Nack> {
+    let (i, ip, prefix, aflags) = address_of(net, &m)?;
+    let unicast = match ip {
+        IpAddr::V4(v4) => !(v4.is_multicast() || v4.is_unspecified() || v4.is_broadcast()),
+        IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
+    };
+    if !unicast {
+        return Err((libc::EINVAL, Some("not a unicast address")));
+    }
+    let f = &mut net.ifaces[i];
+    let key = |a: &Addr| a.ip == ip && (ip.is_ipv6() || a.prefix == prefix);
+    if let Some(a) = f.addrs.iter_mut().find(|a| key(a)) {
+        if flags & NLM_F_EXCL != 0 {
+            return Err((libc::EEXIST, None));
+        }
+        a.prefix = prefix;
+        a.flags = aflags;
+    } else {
+        if f.addrs.len() >= MAX_ADDRS {
+            return Err((
+                libc::ENOSPC,
+                Some("smoltcp holds at most 8 addresses per interface"),
+            ));
+        }
+        f.addrs.push(Addr {
+            ip,
+            prefix,
+            flags: aflags,
+        });
+    }
+    net.sync();
+    Ok(())
+}
+
+fn del_address(net: &mut Net, m: AddressMessage) -> Result<(), Nack> {
+    let (i, ip, prefix, _) = address_of(net, &m)?;
+    let f = &mut net.ifaces[i];
+    let k = f
+        .addrs
+        .iter()
+        .position(|a| same_addr(a, ip, prefix) || (ip.is_ipv4() && prefix == 0 && a.ip == ip))
+        .ok_or((libc::EADDRNOTAVAIL, None))?;
+    f.addrs.remove(k);
+    net.sync();
+    Ok(())
+}
+
+// ---------------------------------------------------------------- routes
+
+fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
+        RouteAddress::Inet6(v) => Some(IpAddr::V6(*v)),
+        _ => None,
+    }
+}
+
+fn network(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+        }
+        IpAddr::V6(a) => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route_msg(
+    family: AddressFamily,
+    dst: IpAddr,
+    prefix: u8,
+    gw: Option<IpAddr>,
+    oif: Option<u32>,
+    proto: RouteProtocol,
+    scope: RouteScope,
+    src: Option<IpAddr>,
+) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header = RouteHeader {
+        address_family: family,
+        destination_prefix_length: prefix,
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: proto,
+        scope,
+        kind: RouteType::Unicast,
+        ..Default::default()
+    };
+    m.attributes.push(RouteAttribute::Table(254));
+    if prefix > 0 {
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    }
+    if let Some(s) = src {
+        m.attributes
+            .push(RouteAttribute::PrefSource(RouteAddress::from(s)));
+    }
+    if let Some(g) = gw {
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(g)));
+    }
+    if let Some(o) = oif {
+        m.attributes.push(RouteAttribute::Oif(o));
+    }
+    m
+}
+
+fn routes(net: &Net, q: &RouteMessage) -> Vec<RouteNetlinkMessage> {
+    let fam = q.header.address_family;
+    let wanted = |ip: &IpAddr| fam == AddressFamily::Unspec || fam == family_of(ip);
+    let mut v = Vec::new();
+    for f in net.ifaces.iter().filter(|f| !f.is_loopback()) {
+        for a in f.addrs.iter().filter(|a| wanted(&a.ip)) {
+            let src = a.ip.is_ipv4().then_some(a.ip);
+            v.push(RouteNetlinkMessage::NewRoute(route_msg(
+                family_of(&a.ip),
+                network(a.ip, a.prefix),
+                a.prefix,
+                None,
+                Some(f.index),
+                RouteProtocol::Kernel,
+                RouteScope::Link,
+                src,
+            )));
+        }
+    }
+    for r in net.routes.iter().filter(|r| wanted(&r.dst)) {
+        let oif = net
+            .gateway_iface(r.gateway, r.oif)
+            .map(|i| net.ifaces[i].index)
+            .or(r.oif);
+        v.push(RouteNetlinkMessage::NewRoute(route_msg(
+            family_of(&r.dst),
+            r.dst,
+            r.prefix,
+            Some(r.gateway),
+            oif,
+            RouteProtocol::from(r.protocol),
+            RouteScope::Universe,
+            None,
+        )));
+    }
+    v
+}
+
+/// Family, destination, prefix, gateway and output interface of a route request.
+type RouteKey = (AddressFamily, IpAddr, u8, Option<IpAddr>, Option<u32>);
+
+fn route_of(m: &RouteMessage) -> Result<RouteKey, Nack> {
+    let fam = m.header.address_family;
+    let unspec = match fam {
+        AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return Err((libc::EAFNOSUPPORT, None)),
+    };
+    let mut table = u32::from(m.header.table);
+    let (mut dst, mut gw, mut oif) = (None, None, None);
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = route_ip(d),
+            RouteAttribute::Gateway(g) => gw = route_ip(g),
+            RouteAttribute::Oif(o) => oif = Some(*o),
+            RouteAttribute::Table(t) => table = *t,
+            _ => {}
+        }
+    }
+    if table != 0 && table != 254 {
+        return Err((libc::EOPNOTSUPP, Some("only the main table")));
+    }
+    let dst = dst.unwrap_or(unspec);
+    let prefix = m.header.destination_prefix_length;
+    if !net::same_family(dst, unspec) || gw.is_some_and(|g| !net::same_family(g, unspec)) {
+        return Err((libc::EINVAL, Some("addresses of different families")));
+    }
+    if prefix > max_prefix(&dst) {
+        return Err((libc::EINVAL, Some("Invalid prefix length")));
+    }
+    Ok((fam, dst, prefix, gw, oif))
+}
+
+fn add_route(net: &mut Net, m: RouteMessage, flags: u16) -> Result<(), Nack> {
+    let (_, dst, prefix, gw, oif) = route_of(&m)?;
+    if !matches!(m.header.kind, RouteType::Unicast | RouteType::Unspec) {
+        return Err((libc::EOPNOTSUPP, Some("only unicast routes")));
+    }
+    if net::has_host_bits(dst, prefix) {
+        return Err((libc::EINVAL, Some("Invalid prefix for given prefix length")));
+    }
+    if let Some(o) = oif {
+        net.by_index(o).ok_or((libc::ENODEV, None))?;
+    }
+    let Some(gw) = gw else {
+        return Err((
+            libc::EOPNOTSUPP,
+            Some("smoltcp routes go through a gateway"),
+        ));
+    };
+    let i = net
+        .gateway_iface(gw, oif)
+        .ok_or((libc::ENETUNREACH, Some("Nexthop has invalid gateway")))?;
+    let entry = RouteEntry {
+        dst,
+        prefix,
+        gateway: gw,
+        oif,
+        protocol: m.header.protocol.into(),
+    };
+    let existing = net
+        .routes
+        .iter()
+        .position(|r| r.dst == dst && r.prefix == prefix);
+    match existing {
+        Some(k) if flags & NLM_F_REPLACE != 0 => net.routes[k] = entry,
+        Some(_) => return Err((libc::EEXIST, None)),
+        None => {
+            if net.routes_of(i).count() >= MAX_ROUTES {
+                return Err((
+                    libc::ENOSPC,
+                    Some("smoltcp holds at most 16 routes per interface"),
+                ));
+            }
+            net.routes.push(entry);
+        }
+    }
+    net.sync();
+    Ok(())
+}
+
+fn del_route(net: &mut Net, m: RouteMessage) -> Result<(), Nack> {
+    let (_, dst, prefix, gw, oif) = route_of(&m)?;
+    let k = net
+        .routes
+        .iter()
+        .position(|r| {
+            r.dst == dst
+                && r.prefix == prefix
+                && gw.is_none_or(|g| g == r.gateway)
+                && oif.is_none_or(|o| {
+                    r.oif == Some(o)
+                        || net
+                            .gateway_iface(r.gateway, r.oif)
+                            .map(|i| net.ifaces[i].index)
+                            == Some(o)
+                })
+        })
+        .ok_or((libc::ESRCH, None))?;
+    net.routes.remove(k);
+    net.sync();
+    Ok(())
+}

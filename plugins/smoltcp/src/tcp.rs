@@ -1,0 +1,791 @@
+//! TCP sockets: smoltcp `tcp::Socket`s behind a `SOCK_STREAM` socketpair. Runs in the host
+//! process under the stack's mutex (control calls and the event loop).
+//!
+//! What smoltcp lacks and this module adds (ECOSYSTEM.md §4):
+//! - **ports**: bind uniqueness (`EADDRINUSE`) and ephemeral ports are the stack's
+//!   ([`crate::stack::Core::ephemeral`]);
+//! - **listen backlog**: up to [`LISTEN_PER_IFACE`] listening smoltcp sockets per interface on
+//!   the port, each replaced as soon as it has connected; connected ones wait in a queue of at
+//!   most `backlog`, and each has one token byte in the pair (docs/proxied.md), so the
+//!   application's fd is readable exactly when `accept` has something;
+//! - **non-blocking connect**: the application's end is made unwritable with filler bytes
+//!   until the handshake ends (docs/proxied.md); `SO_ERROR` and a repeated `connect` say how;
+//! - **buffers** of `SO_RCVBUF`/`SO_SNDBUF` (default 256 KiB) fixed before listen/connect, so
+//!   the window scale fits them; Nagle off unless `TCP_NODELAY` is cleared.
+//!
+//! Data: the pair is read only while smoltcp's send buffer has room (straight into it), and
+//! smoltcp's receive buffer is written into the pair only while the pair takes it (the rest
+//! waits in smoltcp, whose window closes: back-pressure both ways). FIN ↔ EOF both ways; a
+//! reset from the peer closes the plug-in's end with an unread byte, so the application's next
+//! read fails with `ECONNRESET`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, RawFd};
+use std::time::Duration;
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::{self, State};
+use smoltcp::wire::{IpAddress, IpListenEndpoint};
+
+use crate::net::{Net, LO};
+use crate::stack::{app_end, errno, new_pair, Core, Fate, Grave, Kind, Opts, Sock};
+use crate::{addr, sys};
+
+/// Listening smoltcp sockets per interface and port at most.
+pub const LISTEN_PER_IFACE: usize = 16;
+/// Longest accept queue.
+pub const MAX_BACKLOG: usize = 256;
+/// A connection whose peer acknowledges nothing for this long is given up.
+const USER_TIMEOUT: Duration = Duration::from_secs(120);
+/// Keep-alive interval with `SO_KEEPALIVE`.
+const KEEPALIVE: Duration = Duration::from_secs(60);
+/// How long a closed socket may take to finish its close.
+const LINGER: Duration = Duration::from_secs(60);
+
+/// A TCP socket.
+pub struct Tcp {
+    /// Bound address (port non-zero), if bound.
+    pub local: Option<SocketAddr>,
+    pub st: St,
+}
+
+/// Its state.
+pub enum St {
+    Fresh,
+    Listen(Listener),
+    Conn(Conn),
+    /// A connect failed; the pair is shut down.
+    Dead,
+}
+
+pub struct Listener {
+    backlog: usize,
+    socks: Vec<(usize, SocketHandle)>,
+    ready: VecDeque<Ready>,
+    ep: IpListenEndpoint,
+}
+
+struct Ready {
+    iface: usize,
+    h: SocketHandle,
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
+/// The filler of a non-blocking connect: how many bytes, and the `SO_SNDBUF` to restore.
+pub struct Filler {
+    bytes: usize,
+    sndbuf: i32,
+}
+
+pub struct Conn {
+    iface: usize,
+    h: SocketHandle,
+    peer: SocketAddr,
+    local: SocketAddr,
+    filler: Option<Filler>,
+    started: std::time::Instant,
+    /// The outcome of a non-blocking connect, for the next `connect` call.
+    report: Option<i32>,
+    /// The application's end reached EOF: smoltcp was told to close.
+    app_eof: bool,
+    /// The peer's FIN was passed on (shutdown of the plug-in's end).
+    fin_to_app: bool,
+    last: State,
+    /// Closed: nothing more to pump.
+    done: bool,
+}
+
+impl Tcp {
+    pub fn new() -> Tcp {
+        Tcp {
+            local: None,
+            st: St::Fresh,
+        }
+    }
+
+    pub fn is_listening(&self) -> bool {
+        matches!(self.st, St::Listen(_))
+    }
+
+    /// The peer, once connected.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        match &self.st {
+            St::Conn(c) if c.filler.is_none() => Some(c.peer),
+            _ => None,
+        }
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.st {
+            St::Conn(c) => Some(c.local),
+            _ => self.local,
+        }
+    }
+}
+
+fn new_socket(opts: &Opts) -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; opts.rcvbuf]),
+        tcp::SocketBuffer::new(vec![0; opts.sndbuf]),
+    );
+    set_opts(&mut s, opts);
+    s.set_timeout(Some(smoltcp::time::Duration::from_millis(
+        USER_TIMEOUT.as_millis() as u64,
+    )));
+    s
+}
+
+fn set_opts(s: &mut tcp::Socket<'_>, opts: &Opts) {
+    s.set_nagle_enabled(!opts.nodelay);
+    s.set_keep_alive(
+        opts.keepalive
+            .then(|| smoltcp::time::Duration::from_millis(KEEPALIVE.as_millis() as u64)),
+    );
+}
+
+/// Applies changed options to the smoltcp sockets that exist.
+pub fn apply_opts(net: &mut Net, t: &mut Tcp, opts: &Opts) {
+    match &t.st {
+        St::Conn(c) => set_opts(net.ifaces[c.iface].sockets.get_mut(c.h), opts),
+        St::Listen(l) => {
+            for &(i, h) in &l.socks {
+                set_opts(net.ifaces[i].sockets.get_mut(h), opts);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn tcp_of(kind: &mut Kind) -> &mut Tcp {
+    match kind {
+        Kind::Tcp(t) => t,
+        _ => unreachable!("a TCP call on a non-TCP socket"),
+    }
+}
+
+fn is_tcp(s: &Sock) -> io::Result<()> {
+    match s.kind {
+        Kind::Tcp(_) => Ok(()),
+        _ => Err(errno(libc::EOPNOTSUPP)),
+    }
+}
+
+/// The interfaces a listener or unconnected socket bound to `ip` receives on.
+pub fn listen_ifaces(net: &Net, ip: Option<IpAddr>) -> Vec<usize> {
+    match ip.and_then(|a| net.owner_of(a)) {
+        Some(LO) => vec![LO],
+        Some(i) => vec![i, LO],
+        None => (0..net.ifaces.len()).collect(),
+    }
+}
+
+/// `listen(backlog)`.
+pub fn listen(core: &mut Core, handle: RawFd, backlog: i32) -> io::Result<()> {
+    let (id, s) = core.sock(handle)?;
+    is_tcp(s)?;
+    let backlog = (backlog.max(1) as usize).min(MAX_BACKLOG);
+    let t = tcp_of(&mut s.kind);
+    match &mut t.st {
+        St::Listen(l) => {
+            l.backlog = backlog;
+            return Ok(());
+        }
+        St::Conn(_) | St::Dead => return Err(errno(libc::EINVAL)),
+        St::Fresh => {}
+    }
+    let local = match t.local {
+        Some(l) => l,
+        None => {
+            let unspec = addr::unspecified(s.domain);
+            let port = core.ephemeral(id, false, None)?;
+            SocketAddr::new(unspec.ip(), port)
+        }
+    };
+    let (_, s) = core.sock(handle)?;
+    let ip = (!local.ip().is_unspecified()).then_some(local.ip());
+    let ep = IpListenEndpoint {
+        addr: ip.map(IpAddress::from),
+        port: local.port(),
+    };
+    let mut l = Listener {
+        backlog,
+        socks: Vec::new(),
+        ready: VecDeque::new(),
+        ep,
+    };
+    let opts = s.opts;
+    replenish(&mut core.net, &mut l, &opts);
+    let (_, s) = core.sock(handle)?;
+    let t = tcp_of(&mut s.kind);
+    t.local = Some(local);
+    t.st = St::Listen(l);
+    Ok(())
+}
+
+/// Tops the listening sockets up to what the backlog allows.
+fn replenish(net: &mut Net, l: &mut Listener, opts: &Opts) {
+    if l.ready.len() >= l.backlog {
+        return;
+    }
+    let per = l.backlog.min(LISTEN_PER_IFACE);
+    let ip = l.ep.addr.map(IpAddr::from);
+    for i in listen_ifaces(net, ip) {
+        let have = l.socks.iter().filter(|(j, _)| *j == i).count();
+        for _ in have..per {
+            let mut s = new_socket(opts);
+            if s.listen(l.ep).is_ok() {
+                let h = net.ifaces[i].sockets.add(s);
+                l.socks.push((i, h));
+            }
+        }
+    }
+}
+
+fn id_of(core: &Core, handle: RawFd) -> io::Result<u64> {
+    core.handles
+        .get(&handle)
+        .copied()
+        .ok_or_else(|| errno(libc::EBADF))
+}
+
+/// `accept`: the next connection of the queue, as a new socket; `EAGAIN` if none.
+pub fn accept(core: &mut Core, handle: RawFd) -> io::Result<(RawFd, Vec<u8>)> {
+    let id = id_of(core, handle)?;
+    let s = core.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+    is_tcp(s)?;
+    let domain = s.domain;
+    let opts = s.opts;
+    let St::Listen(l) = &mut tcp_of(&mut s.kind).st else {
+        return Err(errno(libc::EINVAL));
+    };
+    let Some(r) = l.ready.pop_front() else {
+        return Err(errno(libc::EAGAIN));
+    };
+    // Consume the connection's token from the application's end.
+    if let Some(app) = app_end(&s.handle) {
+        let _ = sys::recv(app, &mut [0u8; 1], 0);
+    }
+    let (pe, app) = match new_pair(libc::SOCK_STREAM, 0) {
+        Ok(p) => p,
+        Err(e) => {
+            l.ready.push_front(r);
+            return Err(e);
+        }
+    };
+    let t = Tcp {
+        local: Some(r.local),
+        st: St::Conn(Conn {
+            iface: r.iface,
+            h: r.h,
+            peer: r.peer,
+            local: r.local,
+            filler: None,
+            started: std::time::Instant::now(),
+            report: None,
+            app_eof: false,
+            fin_to_app: false,
+            last: State::Established,
+            done: false,
+        }),
+    };
+    let peer = addr::to_sockaddr(r.peer, domain);
+    let h = core.add(domain, Kind::Tcp(t), pe, app);
+    if let Some(s) = core.handles.get(&h).and_then(|id| core.socks.get_mut(id)) {
+        s.opts = opts;
+    }
+    Ok((h, peer))
+}
+
+/// `connect`: starts the handshake and answers `EINPROGRESS` (docs/proxied.md).
+pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
+    let (id, s) = core.sock(handle)?;
+    is_tcp(s)?;
+    let domain = s.domain;
+    let dst = addr::from_sockaddr(a, domain)?.ok_or_else(|| errno(libc::EAFNOSUPPORT))?;
+    let v6only = s.opts.v6only;
+    let t = tcp_of(&mut s.kind);
+    match &mut t.st {
+        St::Listen(_) => return Err(errno(libc::EISCONN)),
+        St::Conn(c) if c.filler.is_some() => return Err(errno(libc::EALREADY)),
+        St::Conn(c) => {
+            return match c.report.take() {
+                Some(0) => Ok(()),
+                Some(e) if e > 0 => Err(errno(e)),
+                _ => Err(errno(libc::EISCONN)),
+            }
+        }
+        St::Dead => return Err(errno(libc::EINVAL)),
+        St::Fresh => {}
+    }
+    if dst.port() == 0 {
+        return Err(errno(libc::ECONNREFUSED));
+    }
+    if domain == libc::AF_INET6 && dst.is_ipv4() && v6only {
+        return Err(errno(libc::ENETUNREACH));
+    }
+    // Connecting to the unspecified address means the loopback, as in Linux.
+    let dst = if dst.ip().is_unspecified() {
+        let lo = match dst.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        };
+        SocketAddr::new(lo, dst.port())
+    } else {
+        dst
+    };
+    let bound = t.local;
+    let from = bound.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
+    if from.is_some_and(|f| !crate::net::same_family(f, dst.ip())) {
+        return Err(errno(libc::EAFNOSUPPORT));
+    }
+    let iface = core
+        .net
+        .route(dst.ip(), from)
+        .ok_or_else(|| errno(libc::ENETUNREACH))?;
+    let src = match from {
+        Some(f) => f,
+        None => core
+            .net
+            .source_for(iface, dst.ip())
+            .ok_or_else(|| errno(libc::EADDRNOTAVAIL))?,
+    };
+    let port = match bound {
+        Some(b) => b.port(),
+        None => core.ephemeral(id, false, Some(src))?,
+    };
+    let s = core.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+    let mut sock = new_socket(&s.opts);
+    sock.connect(core.net.ifaces[iface].iface.context(), dst, (src, port))
+        .map_err(|e| match e {
+            tcp::ConnectError::InvalidState => errno(libc::EISCONN),
+            tcp::ConnectError::Unaddressable => errno(libc::EADDRNOTAVAIL),
+        })?;
+    let pe = s.pe.as_ref().ok_or_else(|| errno(libc::EINVAL))?;
+    let app = app_end(&s.handle).ok_or_else(|| errno(libc::EBADF))?;
+    let filler = fill(app, pe.as_fd())?;
+    let h = core.net.ifaces[iface].sockets.add(sock);
+    let t = tcp_of(&mut s.kind);
+    t.local = Some(SocketAddr::new(bound.map_or(src, |b| b.ip()), port));
+    t.st = St::Conn(Conn {
+        iface,
+        h,
+        peer: dst,
+        local: SocketAddr::new(src, port),
+        filler: Some(filler),
+        started: std::time::Instant::now(),
+        report: None,
+        app_eof: false,
+        fin_to_app: false,
+        last: State::SynSent,
+        done: false,
+    });
+    Err(errno(libc::EINPROGRESS))
+}
+
+/// Makes the application's end unwritable (docs/proxied.md): minimum `SO_SNDBUF`, then filler
+/// until `EAGAIN`. Data the application wrote before connecting is dropped first (a kernel
+/// refuses it with `ENOTCONN`).
+fn fill(app: std::os::fd::BorrowedFd<'_>, pe: std::os::fd::BorrowedFd<'_>) -> io::Result<Filler> {
+    let mut scratch = [0u8; 4096];
+    for _ in 0..4096 {
+        match sys::recv(pe, &mut scratch, 0) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+    let sndbuf = sys::getsockopt_int(app, libc::SOL_SOCKET, libc::SO_SNDBUF)?;
+    sys::setsockopt_int(app, libc::SOL_SOCKET, libc::SO_SNDBUF, 0)?;
+    let chunk = [0u8; 512];
+    let mut bytes = 0;
+    for _ in 0..4096 {
+        match sys::send(app, &chunk) {
+            Ok(n) => bytes += n,
+            Err(_) => break,
+        }
+    }
+    Ok(Filler { bytes, sndbuf })
+}
+
+/// Takes the filler back out of the plug-in's end and restores `SO_SNDBUF`: the application's
+/// end turns writable.
+fn unfill(handle: &Option<RawFd>, pe: Option<&std::os::fd::OwnedFd>, f: Filler) {
+    if let Some(pe) = pe {
+        let mut left = f.bytes;
+        let mut buf = [0u8; 4096];
+        for _ in 0..4096 {
+            if left == 0 {
+                break;
+            }
+            let n = left.min(buf.len());
+            match sys::recv(pe.as_fd(), &mut buf[..n], 0) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => left -= k,
+            }
+        }
+    }
+    if let Some(app) = app_end(handle) {
+        // Linux doubles what it is given; give back half of what it reported.
+        let _ = sys::setsockopt_int(app, libc::SOL_SOCKET, libc::SO_SNDBUF, f.sndbuf / 2);
+    }
+}
+
+/// The events to poll the plug-in's end for.
+pub fn interest(t: &Tcp, s: &Sock, net: &Net) -> i16 {
+    let mut ev = 0;
+    if let St::Conn(c) = &t.st {
+        if c.filler.is_none() && !c.app_eof && !c.done {
+            let k = net.ifaces[c.iface].sockets.get::<tcp::Socket>(c.h);
+            if k.may_send() && k.send_queue() < k.send_capacity() {
+                ev |= libc::POLLIN;
+            }
+        }
+    }
+    if s.want_out {
+        ev |= libc::POLLOUT;
+    }
+    ev
+}
+
+/// Before smoltcp's poll: moves what the application wrote into smoltcp's send buffer.
+pub fn pump_in(net: &mut Net, s: &mut Sock) {
+    let Sock {
+        pe, kind, revents, ..
+    } = s;
+    let Some(pe) = pe else { return };
+    let St::Conn(c) = &mut tcp_of(kind).st else {
+        return;
+    };
+    if c.filler.is_some() || c.app_eof || c.done {
+        return;
+    }
+    if *revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+        return;
+    }
+    let k = net.ifaces[c.iface].sockets.get_mut::<tcp::Socket>(c.h);
+    for _ in 0..8 {
+        if !k.may_send() || k.send_queue() >= k.send_capacity() {
+            break;
+        }
+        let r = k.send(|buf| {
+            if buf.is_empty() {
+                return (0, Err(io::ErrorKind::WouldBlock.into()));
+            }
+            match sys::recv(pe.as_fd(), buf, 0) {
+                Ok(n) => (n, Ok(n)),
+                Err(e) => (0, Err(e)),
+            }
+        });
+        match r {
+            Ok(Ok(0)) => {
+                c.app_eof = true;
+                k.close();
+                break;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Ok(Err(e)) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Ok(Err(_)) => {
+                // ECONNRESET: the application closed with data unread; reset as a kernel would.
+                c.app_eof = true;
+                k.abort();
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Writes smoltcp's received data into the pair, as far as it takes it.
+fn pump_out(k: &mut tcp::Socket<'_>, pe: &std::os::fd::OwnedFd, want_out: &mut bool) {
+    *want_out = false;
+    for _ in 0..8 {
+        if !k.can_recv() {
+            break;
+        }
+        let r = k.recv(|buf| match sys::send(pe.as_fd(), buf) {
+            Ok(n) => (n, Ok(n)),
+            Err(e) => (0, Err(e)),
+        });
+        match r {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                *want_out = true;
+                break;
+            }
+            Ok(Err(e)) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Ok(Err(_)) => {
+                // EPIPE: nobody reads the application's end any more; drop what arrives.
+                while k.can_recv() {
+                    if k.recv(|b| (b.len(), ())).is_err() {
+                        break;
+                    }
+                }
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Closes the plug-in's end with a byte unread in it: the application reads `ECONNRESET`.
+fn reset_pair(s: &mut Sock) {
+    if let Some(app) = app_end(&s.handle) {
+        let _ = sys::send(app, b"R");
+    }
+    s.pe = None;
+}
+
+/// After smoltcp's poll: handshakes, received data, FIN, resets, new connections.
+pub fn after_poll(core_net: &mut Net, s: &mut Sock, graves: &mut Vec<Grave>) -> Fate {
+    let opts = s.opts;
+    let t = tcp_of(&mut s.kind);
+    match &mut t.st {
+        St::Listen(l) => {
+            listener_turn(core_net, l, s.domain, &opts, s.pe.as_ref(), graves);
+            Fate::Keep
+        }
+        St::Conn(_) => conn_turn(core_net, s, graves),
+        St::Fresh | St::Dead => {
+            if s.orphan_since.is_some() {
+                Fate::Remove
+            } else {
+                Fate::Keep
+            }
+        }
+    }
+}
+
+fn listener_turn(
+    net: &mut Net,
+    l: &mut Listener,
+    domain: i32,
+    opts: &Opts,
+    pe: Option<&std::os::fd::OwnedFd>,
+    graves: &mut Vec<Grave>,
+) {
+    let mut k = 0;
+    let mut changed = false;
+    while k < l.socks.len() {
+        let (i, h) = l.socks[k];
+        let sock = net.ifaces[i].sockets.get_mut::<tcp::Socket>(h);
+        match sock.state() {
+            State::Listen | State::SynReceived => k += 1,
+            State::Closed => {
+                let _ = sock.listen(l.ep);
+                k += 1;
+            }
+            _ => {
+                l.socks.swap_remove(k);
+                changed = true;
+                let (Some(peer), Some(local)) = (sock.remote_endpoint(), sock.local_endpoint())
+                else {
+                    sock.abort();
+                    graves.push(grave(i, h));
+                    continue;
+                };
+                let peer = SocketAddr::from(peer);
+                let local = SocketAddr::from(local);
+                let wrong_family = match domain {
+                    libc::AF_INET => peer.is_ipv6(),
+                    _ => peer.is_ipv4() && opts.v6only,
+                };
+                if wrong_family || l.ready.len() >= l.backlog {
+                    sock.abort();
+                    graves.push(grave(i, h));
+                    continue;
+                }
+                l.ready.push_back(Ready {
+                    iface: i,
+                    h,
+                    peer,
+                    local,
+                });
+                if let Some(pe) = pe {
+                    let _ = sys::send(pe.as_fd(), b"A");
+                }
+            }
+        }
+    }
+    if changed || l.socks.len() < l.backlog.min(LISTEN_PER_IFACE) {
+        replenish(net, l, opts);
+    }
+}
+
+fn grave(iface: usize, h: SocketHandle) -> Grave {
+    Grave {
+        iface,
+        h,
+        until: std::time::Instant::now() + LINGER,
+    }
+}
+
+fn conn_turn(net: &mut Net, s: &mut Sock, graves: &mut Vec<Grave>) -> Fate {
+    let orphan = s.orphan_since.is_some();
+    let mut reset = false;
+    {
+        let Sock {
+            pe,
+            kind,
+            so_error,
+            want_out,
+            handle,
+            ..
+        } = &mut *s;
+        let St::Conn(c) = &mut tcp_of(kind).st else {
+            return Fate::Keep;
+        };
+        let k = net.ifaces[c.iface].sockets.get_mut::<tcp::Socket>(c.h);
+        let st = k.state();
+        if let Some(f) = c.filler.take() {
+            match st {
+                State::SynSent | State::SynReceived => {
+                    c.filler = Some(f);
+                    if orphan {
+                        k.abort();
+                        graves.push(grave(c.iface, c.h));
+                        return Fate::Remove;
+                    }
+                    return Fate::Keep;
+                }
+                State::Closed | State::TimeWait => {
+                    unfill(handle, pe.as_ref(), f);
+                    let e = if c.started.elapsed() >= USER_TIMEOUT {
+                        libc::ETIMEDOUT
+                    } else {
+                        libc::ECONNREFUSED
+                    };
+                    *so_error = e;
+                    if let Some(pe) = pe.as_ref() {
+                        let _ = sys::shutdown(pe.as_fd(), libc::SHUT_RDWR);
+                    }
+                    let (iface, h) = (c.iface, c.h);
+                    net.ifaces[iface].sockets.remove(h);
+                    tcp_of(kind).st = St::Dead;
+                    return if orphan { Fate::Remove } else { Fate::Keep };
+                }
+                _ => {
+                    unfill(handle, pe.as_ref(), f);
+                    c.report = Some(0);
+                }
+            }
+        }
+        if let Some(p) = pe.as_ref() {
+            pump_out(k, p, want_out);
+            let fin = matches!(
+                st,
+                State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+            ) || (st == State::Closed
+                && matches!(
+                    c.last,
+                    State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+                ));
+            if fin && !c.fin_to_app && !k.can_recv() {
+                let _ = sys::shutdown(p.as_fd(), libc::SHUT_WR);
+                c.fin_to_app = true;
+            }
+        }
+        if st == State::Closed && !c.done && !k.can_recv() {
+            c.done = true;
+            let graceful = matches!(
+                c.last,
+                State::LastAck | State::TimeWait | State::Closing | State::Closed
+            );
+            if !graceful {
+                *so_error = libc::ECONNRESET;
+                reset = true;
+            }
+        }
+        c.last = st;
+    }
+    if reset {
+        reset_pair(s);
+    }
+    finish_if_orphan(net, s, graves)
+}
+
+/// A socket the host closed leaves the table once the application's data is all in smoltcp
+/// (its end reached EOF, or was reset); smoltcp's socket lingers in the graves until closed.
+fn finish_if_orphan(net: &mut Net, s: &mut Sock, graves: &mut Vec<Grave>) -> Fate {
+    let Some(since) = s.orphan_since else {
+        return Fate::Keep;
+    };
+    let gone = s.pe.is_none();
+    let St::Conn(c) = &mut tcp_of(&mut s.kind).st else {
+        return Fate::Remove;
+    };
+    let k = net.ifaces[c.iface].sockets.get_mut::<tcp::Socket>(c.h);
+    if c.done {
+        net.ifaces[c.iface].sockets.remove(c.h);
+        return Fate::Remove;
+    }
+    if since.elapsed() > LINGER {
+        k.abort();
+        graves.push(grave(c.iface, c.h));
+        return Fate::Remove;
+    }
+    if c.app_eof || gone {
+        if !c.app_eof {
+            k.close();
+        }
+        graves.push(grave(c.iface, c.h));
+        return Fate::Remove;
+    }
+    Fate::Keep
+}
+
+/// The host closed the socket: listeners stop at once (connections waiting in the queue are
+/// reset); a connection goes on until the application's end is drained. Returns whether the
+/// socket can leave the table now.
+pub fn close(net: &mut Net, s: &mut Sock, graves: &mut Vec<Grave>) -> bool {
+    let linger0 = s.opts.linger0;
+    let t = tcp_of(&mut s.kind);
+    match &mut t.st {
+        St::Fresh | St::Dead => true,
+        St::Listen(l) => {
+            for (i, h) in l.socks.drain(..) {
+                net.ifaces[i].sockets.remove(h);
+            }
+            for r in l.ready.drain(..) {
+                net.ifaces[r.iface]
+                    .sockets
+                    .get_mut::<tcp::Socket>(r.h)
+                    .abort();
+                graves.push(grave(r.iface, r.h));
+            }
+            true
+        }
+        St::Conn(c) => {
+            let k = net.ifaces[c.iface].sockets.get_mut::<tcp::Socket>(c.h);
+            if c.done {
+                net.ifaces[c.iface].sockets.remove(c.h);
+                true
+            } else if linger0 || c.filler.is_some() {
+                k.abort();
+                graves.push(grave(c.iface, c.h));
+                true
+            } else {
+                false
+            }
+        }
+    }
+}
+
+/// Removes the smoltcp sockets of the graves that have closed (or waited too long).
+pub fn bury(net: &mut Net, graves: &mut Vec<Grave>) {
+    let now = std::time::Instant::now();
+    graves.retain(|g| {
+        let Some(f) = net.ifaces.get_mut(g.iface) else {
+            return false;
+        };
+        let st = f.sockets.get::<tcp::Socket>(g.h).state();
+        if matches!(st, State::Closed | State::TimeWait) || now > g.until {
+            f.sockets.remove(g.h);
+            false
+        } else {
+            true
+        }
+    });
+}
