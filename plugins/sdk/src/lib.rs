@@ -24,7 +24,7 @@ mod native;
 #[cfg(feature = "vde")]
 pub mod vde;
 
-pub use native::{error, NativeStack, PluginState};
+pub use native::{errno_of, error, NativeStack, PluginState};
 
 /// Exports a [`NativeStack`] implementation as the plug-in `ioth_<name>.so`.
 ///

@@ -63,7 +63,8 @@ fn set_errno(e: c_int) {
     unsafe { *libc::__errno_location() = e };
 }
 
-fn errno_of(e: &io::Error) -> c_int {
+/// The errno of `e`: its OS error code, or the one an [`error`] carries; `EIO` otherwise.
+pub fn errno_of(e: &io::Error) -> c_int {
     e.raw_os_error()
         .or_else(|| {
             e.get_ref()

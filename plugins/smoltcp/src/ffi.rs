@@ -45,6 +45,7 @@ fn set_errno(e: c_int) {
 
 fn errno_of(e: &io::Error) -> c_int {
     e.raw_os_error()
+        .or_else(|| (e.get_ref().is_some()).then(|| ioth_plugin_sdk::errno_of(e)))
         .or_else(|| match e.kind() {
             io::ErrorKind::WouldBlock => Some(libc::EAGAIN),
             io::ErrorKind::InvalidInput => Some(libc::EINVAL),

@@ -436,10 +436,38 @@ fn set_link(
         }
     }
     if let Some(u) = up {
+        if u && !f.up && !f.is_loopback() {
+            add_link_local(f);
+        }
         f.up = u;
     }
     net.sync();
     Ok(())
+}
+
+/// As a kernel does when an Ethernet interface comes up: an IPv6 link-local address derived
+/// from the MAC (EUI-64), needed to answer neighbour solicitations sent from link-local
+/// addresses.
+fn add_link_local(f: &mut net::Iface) {
+    let m = f.mac;
+    let ll = Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([m[0] ^ 0x02, m[1]]),
+        u16::from_be_bytes([m[2], 0xff]),
+        u16::from_be_bytes([0xfe, m[3]]),
+        u16::from_be_bytes([m[4], m[5]]),
+    );
+    let ip = IpAddr::V6(ll);
+    if !f.has_addr(ip) && f.addrs.len() < MAX_ADDRS {
+        f.addrs.push(Addr {
+            ip,
+            prefix: 64,
+            flags: 0,
+        });
+    }
 }
 
 // ---------------------------------------------------------------- addresses

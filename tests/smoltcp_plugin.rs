@@ -1,0 +1,1283 @@
+//! The smoltcp plug-in, driven directly through its C ABI as the host drives it: the test
+//! process dlopens `libioth_smoltcp.so`, fills a `struct ioth_functions`, calls
+//! `ioth_smoltcp_newstack` with a VNL on a VDE switch the test starts, and calls the function
+//! pointers the plug-in set (socket, bind, connect, listen, accept, …, non-blocking, as
+//! docs/proxied.md says). The application's fd of each socket is the handle `socket`/`accept`
+//! return; the test plays the host (it keeps that fd until it has called the plug-in's `close`).
+//!
+//! The peer is a `vdestack` stack (a kernel stack, through the ioth client) on the same switch,
+//! configured with the ioth netlink calls; the smoltcp stack is configured with real rtnetlink
+//! messages sent on its `AF_NETLINK` socket. Needs root for vdestack (a network namespace and
+//! /dev/net/tun) and libvdeplug2 + vdeplug. Addresses (10.x, fd00::) exist only inside the
+//! stacks. Every wait is bounded; throughput is printed, never asserted.
+#![allow(unsafe_code)]
+
+use std::cell::Cell;
+use std::ffi::{c_void, CString};
+use std::hash::Hasher;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ioth::Stack;
+use ioth_plugin_sdk::abi::{IothFunctions, NewStackFn};
+use ioth_tests::vde::Switch;
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
+};
+use netlink_packet_route::neighbour::NeighbourMessage;
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// Upper bound of any single wait in these tests.
+const WAIT: Duration = Duration::from_secs(20);
+const IFA_F_NODAD: u32 = 0x02;
+
+// ---------------------------------------------------------------- the plug-in, as a host
+
+struct Lib {
+    _lib: libloading::Library,
+    newstack: NewStackFn,
+    delstack: unsafe extern "C" fn(*mut c_void) -> libc::c_int,
+}
+
+fn lib() -> &'static Lib {
+    static LIB: OnceLock<Lib> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let dir: PathBuf = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
+        let path = dir.join("libioth_smoltcp.so");
+        assert!(
+            path.is_file(),
+            "{} missing: run `cargo build --workspace` first",
+            path.display()
+        );
+        // SAFETY: loading our own plug-in; its initialisers only register its statics.
+        let lib = unsafe { libloading::Library::new(&path) }.expect("dlopen ioth_smoltcp");
+        // SAFETY: the symbols have the ABI's signatures.
+        unsafe {
+            let newstack = *lib
+                .get::<NewStackFn>(b"ioth_smoltcp_newstack\0")
+                .expect("newstack");
+            let delstack = *lib
+                .get::<unsafe extern "C" fn(*mut c_void) -> libc::c_int>(b"ioth_smoltcp_delstack\0")
+                .expect("delstack");
+            Lib {
+                _lib: lib,
+                newstack,
+                delstack,
+            }
+        }
+    })
+}
+
+thread_local! {
+    /// What `getstackdata` returns on this thread (each test runs on its own thread).
+    static CURRENT: Cell<*mut c_void> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+unsafe extern "C" fn getstackdata() -> *mut c_void {
+    CURRENT.with(|c| c.get())
+}
+
+fn last_err() -> io::Error {
+    io::Error::last_os_error()
+}
+
+fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+fn sockaddr(a: SocketAddr) -> (Vec<u8>, libc::socklen_t) {
+    let s2: socket2::SockAddr = a.into();
+    // SAFETY: SockAddr holds a valid sockaddr of len() bytes.
+    let b = unsafe { std::slice::from_raw_parts(s2.as_ptr().cast::<u8>(), s2.len() as usize) };
+    (b.to_vec(), s2.len())
+}
+
+fn parse_sockaddr(b: &[u8]) -> SocketAddr {
+    let fam = i32::from(u16::from_ne_bytes([b[0], b[1]]));
+    let port = u16::from_be_bytes([b[2], b[3]]);
+    if fam == libc::AF_INET {
+        SocketAddr::new(IpAddr::from([b[4], b[5], b[6], b[7]]), port)
+    } else {
+        let o: [u8; 16] = b[8..24].try_into().unwrap();
+        SocketAddr::new(IpAddr::from(o), port)
+    }
+}
+
+/// A smoltcp stack made through the plug-in's ABI.
+struct Smol {
+    data: *mut c_void,
+    f: Box<IothFunctions>,
+}
+
+// SAFETY: the stack pointer is only handed back to the plug-in, whose functions are thread-safe
+// (every call takes the stack's mutex); IothFunctions is a table of function pointers.
+unsafe impl Sync for Smol {}
+
+impl Smol {
+    fn new(vnls: &[&str]) -> io::Result<Smol> {
+        let mut f = Box::<IothFunctions>::default();
+        f.getstackdata = Some(getstackdata);
+        let c: Vec<CString> = vnls.iter().map(|v| CString::new(*v).unwrap()).collect();
+        let mut v: Vec<*const libc::c_char> = c.iter().map(|s| s.as_ptr()).collect();
+        v.push(std::ptr::null());
+        // SAFETY: v is a NULL-terminated vector of live C strings; f lives as long as the stack.
+        let data = unsafe { (lib().newstack)(v.as_ptr(), &mut *f) };
+        if data.is_null() {
+            return Err(last_err());
+        }
+        Ok(Smol { data, f })
+    }
+
+    fn socket(&self, domain: i32, ty: i32) -> io::Result<PSock<'_>> {
+        CURRENT.with(|c| c.set(self.data));
+        // SAFETY: the plug-in's socket(2).
+        let fd = unsafe { (self.f.socket.unwrap())(domain, ty, 0) };
+        if fd < 0 {
+            return Err(last_err());
+        }
+        Ok(PSock { st: self, fd })
+    }
+
+    fn tcp(&self, a: &SocketAddr) -> PSock<'_> {
+        self.socket(domain(a), libc::SOCK_STREAM).expect("socket")
+    }
+
+    fn netlink(&self) -> PSock<'_> {
+        self.socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC)
+            .expect("netlink socket")
+    }
+}
+
+impl Drop for Smol {
+    fn drop(&mut self) {
+        // SAFETY: data is what newstack returned, deleted once.
+        unsafe { (lib().delstack)(self.data) };
+    }
+}
+
+fn domain(a: &SocketAddr) -> i32 {
+    if a.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    }
+}
+
+/// A socket of the smoltcp stack: the application's fd, which is also its handle.
+struct PSock<'a> {
+    st: &'a Smol,
+    fd: RawFd,
+}
+
+fn rc(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(last_err())
+    } else {
+        Ok(r)
+    }
+}
+
+impl<'a> PSock<'a> {
+    fn f(&self) -> &IothFunctions {
+        &self.st.f
+    }
+
+    fn bind(&self, a: SocketAddr) -> io::Result<()> {
+        let (b, l) = sockaddr(a);
+        // SAFETY: b is a valid sockaddr of l bytes.
+        rc(unsafe { (self.f().bind.unwrap())(self.fd, b.as_ptr().cast(), l) }).map(drop)
+    }
+
+    fn connect_start(&self, a: SocketAddr) -> io::Result<()> {
+        let (b, l) = sockaddr(a);
+        // SAFETY: b is a valid sockaddr of l bytes.
+        rc(unsafe { (self.f().connect.unwrap())(self.fd, b.as_ptr().cast(), l) }).map(drop)
+    }
+
+    /// A blocking connect as the client library does it: EINPROGRESS, POLLOUT, SO_ERROR.
+    fn connect(&self, a: SocketAddr) -> io::Result<()> {
+        match self.connect_start(a) {
+            Err(e) if errno(&e) == libc::EINPROGRESS => {}
+            r => return r,
+        }
+        assert!(
+            wait(self.as_fd(), PollFlags::POLLOUT),
+            "connect {a}: no POLLOUT within {WAIT:?}"
+        );
+        match self.so_error() {
+            0 => Ok(()),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+
+    fn listen(&self, backlog: i32) -> io::Result<()> {
+        // SAFETY: plain integers.
+        rc(unsafe { (self.f().listen.unwrap())(self.fd, backlog) }).map(drop)
+    }
+
+    fn try_accept(&self) -> io::Result<(PSock<'a>, SocketAddr)> {
+        let mut b = [0u8; 128];
+        let mut l = b.len() as libc::socklen_t;
+        // SAFETY: b is writable for l bytes.
+        let fd = rc(unsafe { (self.f().accept.unwrap())(self.fd, b.as_mut_ptr().cast(), &mut l) })?;
+        Ok((PSock { st: self.st, fd }, parse_sockaddr(&b[..l as usize])))
+    }
+
+    /// A blocking accept as the client library does it: POLLIN, then accept.
+    fn accept(&self) -> (PSock<'a>, SocketAddr) {
+        assert!(
+            wait(self.as_fd(), PollFlags::POLLIN),
+            "no connection within {WAIT:?}"
+        );
+        self.try_accept().expect("accept after POLLIN")
+    }
+
+    fn name(&self, peer: bool) -> io::Result<SocketAddr> {
+        let mut b = [0u8; 128];
+        let mut l = b.len() as libc::socklen_t;
+        let f = if peer {
+            self.f().getpeername.unwrap()
+        } else {
+            self.f().getsockname.unwrap()
+        };
+        // SAFETY: b is writable for l bytes.
+        rc(unsafe { f(self.fd, b.as_mut_ptr().cast(), &mut l) })?;
+        Ok(parse_sockaddr(&b[..l as usize]))
+    }
+
+    fn getsockopt_int(&self, level: i32, name: i32) -> io::Result<i32> {
+        let mut v: i32 = 0;
+        let mut l = 4 as libc::socklen_t;
+        // SAFETY: v is a writable int of l bytes.
+        rc(unsafe {
+            (self.f().getsockopt.unwrap())(
+                self.fd,
+                level,
+                name,
+                (&mut v as *mut i32).cast(),
+                &mut l,
+            )
+        })?;
+        Ok(v)
+    }
+
+    fn setsockopt_bytes(&self, level: i32, name: i32, v: &[u8]) -> io::Result<()> {
+        // SAFETY: v is readable for its length.
+        rc(unsafe {
+            (self.f().setsockopt.unwrap())(self.fd, level, name, v.as_ptr().cast(), v.len() as u32)
+        })
+        .map(drop)
+    }
+
+    fn so_error(&self) -> i32 {
+        self.getsockopt_int(libc::SOL_SOCKET, libc::SO_ERROR)
+            .expect("SO_ERROR")
+    }
+
+    fn shutdown(&self, how: i32) -> io::Result<()> {
+        // SAFETY: plain integers.
+        rc(unsafe { (self.f().shutdown.unwrap())(self.fd, how) }).map(drop)
+    }
+
+    fn set_read_timeout(&self) {
+        let tv = libc::timeval {
+            tv_sec: WAIT.as_secs() as _,
+            tv_usec: 0,
+        };
+        // SAFETY: tv is a live timeval; SO_RCVTIMEO acts on the application's end natively.
+        unsafe {
+            libc::setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                size_of::<libc::timeval>() as u32,
+            )
+        };
+    }
+}
+
+impl AsFd for PSock<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: fd stays open until drop.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+}
+
+impl Read for &PSock<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: buf is writable for its length.
+        let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(last_err())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+impl Write for &PSock<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: buf is readable for its length.
+        let n = unsafe { libc::send(self.fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            Err(last_err())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PSock<'_> {
+    fn drop(&mut self) {
+        // As the host: the plug-in's close, then our copy of the fd.
+        // SAFETY: fd is the handle the plug-in gave; closed once, after the plug-in's close.
+        unsafe {
+            (self.f().close.unwrap())(self.fd);
+            libc::close(self.fd);
+        }
+    }
+}
+
+/// Waits (bounded) until `fd` reports `ev`.
+fn wait(fd: BorrowedFd<'_>, ev: PollFlags) -> bool {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut p = [PollFd::new(fd, ev)];
+        match poll(
+            &mut p,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO),
+        ) {
+            Ok(n) if n > 0 => return p[0].revents().is_some_and(|r| r.intersects(ev)),
+            Ok(_) => return false,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+}
+
+fn ready_now(fd: BorrowedFd<'_>, ev: PollFlags) -> bool {
+    let mut p = [PollFd::new(fd, ev)];
+    matches!(poll(&mut p, PollTimeout::ZERO), Ok(1))
+        && p[0].revents().is_some_and(|r| r.intersects(ev))
+}
+
+// ---------------------------------------------------------------- rtnetlink on the stack
+
+/// Sends one request on a smoltcp netlink socket; returns the reply messages, or the NACK's
+/// errno (negative codes made positive).
+fn nl(
+    sock: &PSock<'_>,
+    msg: RouteNetlinkMessage,
+    flags: u16,
+) -> Result<Vec<RouteNetlinkMessage>, i32> {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(100);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut h = NetlinkHeader::default();
+    h.flags = NLM_F_REQUEST | flags;
+    h.sequence_number = seq;
+    let mut m = NetlinkMessage::new(h, NetlinkPayload::from(msg));
+    m.finalize();
+    let mut out = vec![0u8; m.buffer_len()];
+    m.serialize(&mut out);
+    (&*sock).write_all(&out).expect("netlink send");
+    let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+    let mut replies = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..1000 {
+        assert!(
+            wait(sock.as_fd(), PollFlags::POLLIN),
+            "no netlink answer within {WAIT:?}"
+        );
+        let n = (&*sock).read(&mut buf).expect("netlink recv");
+        let mut off = 0;
+        while off + 16 <= n {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+            assert!(len >= 16 && off + len <= n, "malformed reply");
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+                .expect("undecodable reply");
+            off += (len + 3) & !3;
+            assert_eq!(m.header.sequence_number, seq, "sequence number echoed");
+            match m.payload {
+                NetlinkPayload::Error(e) => match e.code {
+                    None if !dump => return Ok(replies),
+                    None => {}
+                    Some(c) => return Err(-c.get()),
+                },
+                NetlinkPayload::Done(_) if dump => return Ok(replies),
+                NetlinkPayload::InnerMessage(r) => {
+                    if dump {
+                        assert!(m.header.flags & netlink_packet_core::NLM_F_MULTIPART != 0);
+                    }
+                    replies.push(r)
+                }
+                _ => {}
+            }
+        }
+    }
+    panic!("netlink: no end of reply");
+}
+
+fn index_of(nls: &PSock<'_>, name: &str) -> Result<u32, i32> {
+    let mut l = LinkMessage::default();
+    l.attributes.push(LinkAttribute::IfName(name.into()));
+    let r = nl(nls, RouteNetlinkMessage::GetLink(l), NLM_F_ACK)?;
+    match r.first() {
+        Some(RouteNetlinkMessage::NewLink(l)) => Ok(l.header.index),
+        _ => Err(libc::ENODEV),
+    }
+}
+
+fn link_up(nls: &PSock<'_>, idx: u32, up: bool) -> Result<(), i32> {
+    let mut l = LinkMessage::default();
+    l.header.index = idx;
+    l.header.flags = if up {
+        LinkFlags::Up
+    } else {
+        LinkFlags::empty()
+    };
+    l.header.change_mask = LinkFlags::Up;
+    nl(nls, RouteNetlinkMessage::SetLink(l), NLM_F_ACK).map(drop)
+}
+
+fn addr_msg(ip: IpAddr, prefix: u8, idx: u32) -> AddressMessage {
+    let mut a = AddressMessage::default();
+    a.header.family = if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    a.header.prefix_len = prefix;
+    a.header.index = idx;
+    a.attributes.push(AddressAttribute::Local(ip));
+    a.attributes.push(AddressAttribute::Address(ip));
+    a
+}
+
+fn addr_add(nls: &PSock<'_>, ip: &str, prefix: u8, idx: u32) -> Result<(), i32> {
+    nl(
+        nls,
+        RouteNetlinkMessage::NewAddress(addr_msg(ip.parse().unwrap(), prefix, idx)),
+        NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    )
+    .map(drop)
+}
+
+fn addr_del(nls: &PSock<'_>, ip: &str, prefix: u8, idx: u32) -> Result<(), i32> {
+    nl(
+        nls,
+        RouteNetlinkMessage::DelAddress(addr_msg(ip.parse().unwrap(), prefix, idx)),
+        NLM_F_ACK,
+    )
+    .map(drop)
+}
+
+fn route_msg(dst: Option<(&str, u8)>, gw: Option<&str>, v6: bool) -> RouteMessage {
+    let mut r = RouteMessage::default();
+    r.header = RouteHeader {
+        address_family: if v6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        },
+        destination_prefix_length: dst.map_or(0, |d| d.1),
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::Boot,
+        scope: RouteScope::Universe,
+        kind: RouteType::Unicast,
+        ..Default::default()
+    };
+    if let Some((d, _)) = dst {
+        let ip: IpAddr = d.parse().unwrap();
+        r.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(ip)));
+    }
+    if let Some(g) = gw {
+        let ip: IpAddr = g.parse().unwrap();
+        r.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(ip)));
+    }
+    r
+}
+
+fn addresses(nls: &PSock<'_>) -> Vec<(u32, IpAddr, u8)> {
+    nl(
+        nls,
+        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        NLM_F_DUMP,
+    )
+    .expect("addr dump")
+    .into_iter()
+    .filter_map(|m| match m {
+        RouteNetlinkMessage::NewAddress(a) => {
+            let ip = a.attributes.iter().find_map(|x| match x {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            })?;
+            Some((a.header.index, ip, a.header.prefix_len))
+        }
+        _ => None,
+    })
+    .collect()
+}
+
+/// Configures a smoltcp stack's vde0 with `v4`/24 and `v6`/64, up.
+fn configure_smol(s: &Smol, v4: &str, v6: &str) {
+    let nls = s.netlink();
+    let idx = index_of(&nls, "vde0").expect("vde0");
+    link_up(&nls, idx, true).unwrap();
+    addr_add(&nls, v4, 24, idx).unwrap();
+    addr_add(&nls, v6, 64, idx).unwrap();
+}
+
+// ---------------------------------------------------------------- the peer
+
+/// A switch, a smoltcp stack (10.0.0.1, fd00::1) and a vdestack stack (10.0.0.2, fd00::2).
+/// Fields drop in order: the stacks, then the switch.
+struct Pair {
+    smol: Smol,
+    peer: Stack,
+    _sw: Switch,
+}
+
+fn pair() -> Pair {
+    let sw = Switch::start();
+    let smol = Smol::new(&[&sw.vnl()]).expect("newstack smoltcp");
+    configure_smol(&smol, "10.0.0.1", "fd00::1");
+    let peer = Stack::new("vdestack", &[sw.vnl()]).expect("newstack vdestack");
+    let idx = peer.if_nametoindex("vde0").unwrap();
+    peer.ipaddr_add("10.0.0.2".parse().unwrap(), 24, idx)
+        .unwrap();
+    peer.ipaddr_add_flags("fd00::2".parse().unwrap(), 64, idx, IFA_F_NODAD, 0)
+        .unwrap();
+    peer.link_set_up(idx, true).unwrap();
+    Pair {
+        smol,
+        peer,
+        _sw: sw,
+    }
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn peer_listen(st: &Stack, at: SocketAddr) -> TcpListener {
+    let s: socket2::Socket = st
+        .msocket(domain(&at), libc::SOCK_STREAM, 0)
+        .expect("msocket")
+        .into();
+    s.set_reuse_address(true).unwrap();
+    s.bind(&at.into()).unwrap();
+    s.listen(16).unwrap();
+    s.into()
+}
+
+fn peer_connect(st: &Stack, to: SocketAddr) -> TcpStream {
+    let s: socket2::Socket = st
+        .msocket(domain(&to), libc::SOCK_STREAM, 0)
+        .expect("msocket")
+        .into();
+    // The first SYN may wait for neighbour discovery: retry a refused or slow connect a little.
+    s.connect_timeout(&to.into(), WAIT)
+        .unwrap_or_else(|e| panic!("peer connect {to}: {e}"));
+    let t: TcpStream = s.into();
+    t.set_read_timeout(Some(WAIT)).unwrap();
+    t
+}
+
+fn peer_accept(l: &TcpListener) -> TcpStream {
+    assert!(wait(l.as_fd(), PollFlags::POLLIN), "peer: no connection");
+    let (c, _) = l.accept().unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c
+}
+
+fn echo_round_trips(mut r: impl Read, mut w: impl Write) {
+    for i in 0..20 {
+        let msg = format!("hello {i} across the stacks");
+        w.write_all(msg.as_bytes()).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        r.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+}
+
+/// Echoes on a std stream until EOF.
+fn peer_echo(mut c: TcpStream) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut total = 0;
+        loop {
+            let n = c.read(&mut buf).expect("peer read");
+            if n == 0 {
+                return total;
+            }
+            c.write_all(&buf[..n]).unwrap();
+            total += n;
+        }
+    })
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn netlink_configuration() {
+    let sw = Switch::start();
+    let smol = Smol::new(&[&format!("eth1:{}", sw.vnl())]).expect("newstack");
+    let nls = smol.netlink();
+
+    // lo: index 1, up, loopback, 127.0.0.1/8 and ::1.
+    assert_eq!(index_of(&nls, "lo"), Ok(1));
+    assert_eq!(index_of(&nls, "nosuch0"), Err(libc::ENODEV));
+    let links = nl(
+        &nls,
+        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+        NLM_F_DUMP,
+    )
+    .unwrap();
+    assert_eq!(links.len(), 2, "{links:?}");
+    let RouteNetlinkMessage::NewLink(lo) = &links[0] else {
+        panic!()
+    };
+    assert_eq!(lo.header.link_layer_type, LinkLayerType::Loopback);
+    assert!(lo
+        .header
+        .flags
+        .contains(LinkFlags::Loopback | LinkFlags::Up));
+    let RouteNetlinkMessage::NewLink(eth) = &links[1] else {
+        panic!()
+    };
+    assert_eq!(eth.header.index, 2);
+    assert!(eth
+        .attributes
+        .contains(&LinkAttribute::IfName("eth1".into())));
+    assert!(eth.attributes.contains(&LinkAttribute::Mtu(1500)));
+    assert!(
+        !eth.header.flags.contains(LinkFlags::Up),
+        "interfaces start down"
+    );
+    let a = addresses(&nls);
+    assert!(a.contains(&(1, "127.0.0.1".parse().unwrap(), 8)), "{a:?}");
+    assert!(a.contains(&(1, "::1".parse().unwrap(), 128)), "{a:?}");
+    assert!(!a.iter().any(|x| x.0 == 2), "no address on eth1 yet: {a:?}");
+
+    // Links: up/down, MTU, MAC, errors.
+    link_up(&nls, 2, true).unwrap();
+    let mut m = LinkMessage::default();
+    m.header.index = 2;
+    m.attributes.push(LinkAttribute::Mtu(1400));
+    m.attributes.push(LinkAttribute::Address(vec![
+        2, 0x10, 0x20, 0x30, 0x40, 0x50,
+    ]));
+    nl(&nls, RouteNetlinkMessage::NewLink(m), NLM_F_ACK).unwrap();
+    let mut g = LinkMessage::default();
+    g.header.index = 2;
+    let r = nl(&nls, RouteNetlinkMessage::GetLink(g), NLM_F_ACK).unwrap();
+    let RouteNetlinkMessage::NewLink(eth) = &r[0] else {
+        panic!()
+    };
+    assert!(eth.header.flags.contains(LinkFlags::Up));
+    assert!(eth.attributes.contains(&LinkAttribute::Mtu(1400)));
+    assert!(eth.attributes.contains(&LinkAttribute::Address(vec![
+        2, 0x10, 0x20, 0x30, 0x40, 0x50
+    ])));
+    let mut bad = LinkMessage::default();
+    bad.header.index = 2;
+    bad.attributes.push(LinkAttribute::Mtu(10));
+    assert_eq!(
+        nl(&nls, RouteNetlinkMessage::SetLink(bad), NLM_F_ACK),
+        Err(libc::EINVAL)
+    );
+    let mut bad = LinkMessage::default();
+    bad.header.index = 2;
+    bad.attributes
+        .push(LinkAttribute::Address(vec![1, 0, 0, 0, 0, 1]));
+    assert_eq!(
+        nl(&nls, RouteNetlinkMessage::SetLink(bad), NLM_F_ACK),
+        Err(libc::EADDRNOTAVAIL)
+    );
+    assert_eq!(link_up(&nls, 4242, true), Err(libc::ENODEV));
+    // Links smoltcp cannot make.
+    let mut br = LinkMessage::default();
+    br.attributes.push(LinkAttribute::IfName("br0".into()));
+    br.attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            InfoKind::Bridge,
+        )]));
+    assert_eq!(
+        nl(
+            &nls,
+            RouteNetlinkMessage::NewLink(br),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        ),
+        Err(libc::EOPNOTSUPP)
+    );
+
+    // Addresses.
+    addr_add(&nls, "10.77.0.1", 24, 2).unwrap();
+    addr_add(&nls, "fd00:77::1", 64, 2).unwrap();
+    assert_eq!(addr_add(&nls, "10.77.0.1", 24, 2), Err(libc::EEXIST));
+    assert_eq!(addr_add(&nls, "10.77.0.9", 24, 4242), Err(libc::ENODEV));
+    assert_eq!(addr_del(&nls, "10.77.9.9", 24, 2), Err(libc::EADDRNOTAVAIL));
+    let a = addresses(&nls);
+    assert!(a.contains(&(2, "10.77.0.1".parse().unwrap(), 24)), "{a:?}");
+    assert!(a.contains(&(2, "fd00:77::1".parse().unwrap(), 64)), "{a:?}");
+    assert!(
+        a.iter().any(|(i, ip, p)| *i == 2
+            && *p == 64
+            && matches!(ip, IpAddr::V6(v) if v.segments()[0] == 0xfe80)),
+        "a link-local address once up: {a:?}"
+    );
+    addr_del(&nls, "fd00:77::1", 64, 2).unwrap();
+    assert_eq!(
+        addr_del(&nls, "fd00:77::1", 64, 2),
+        Err(libc::EADDRNOTAVAIL)
+    );
+    // smoltcp's limit: 8 addresses per interface, then ENOSPC.
+    let mut added = 0;
+    let full = loop {
+        match addr_add(&nls, &format!("10.88.{added}.1"), 24, 2) {
+            Ok(()) => added += 1,
+            Err(e) => break e,
+        }
+        assert!(added < 10, "no limit");
+    };
+    assert_eq!(full, libc::ENOSPC);
+    for k in 0..added {
+        addr_del(&nls, &format!("10.88.{k}.1"), 24, 2).unwrap();
+    }
+
+    // Routes.
+    let add = |dst, gw, v6| {
+        nl(
+            &nls,
+            RouteNetlinkMessage::NewRoute(route_msg(dst, gw, v6)),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    };
+    add(None, Some("10.77.0.254"), false).unwrap();
+    add(Some(("10.99.0.0", 16)), Some("10.77.0.254"), false).unwrap();
+    assert_eq!(add(None, Some("10.77.0.254"), false), Err(libc::EEXIST));
+    assert_eq!(
+        add(Some(("10.5.0.1", 16)), Some("10.77.0.254"), false),
+        Err(libc::EINVAL)
+    );
+    assert_eq!(
+        add(Some(("10.6.0.0", 16)), Some("192.0.2.1"), false),
+        Err(libc::ENETUNREACH)
+    );
+    let routes = nl(
+        &nls,
+        RouteNetlinkMessage::GetRoute(route_msg(None, None, false)),
+        NLM_F_DUMP,
+    )
+    .unwrap();
+    let has = |d: Option<&str>, p: u8, gw: Option<&str>| {
+        routes.iter().any(|m| {
+            let RouteNetlinkMessage::NewRoute(r) = m else {
+                return false;
+            };
+            let dst = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(v)) => Some(v.to_string()),
+                _ => None,
+            });
+            let g = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(RouteAddress::Inet(v)) => Some(v.to_string()),
+                _ => None,
+            });
+            r.header.destination_prefix_length == p && dst.as_deref() == d && g.as_deref() == gw
+        })
+    };
+    assert!(has(None, 0, Some("10.77.0.254")), "{routes:?}");
+    assert!(
+        has(Some("10.99.0.0"), 16, Some("10.77.0.254")),
+        "{routes:?}"
+    );
+    assert!(
+        has(Some("10.77.0.0"), 24, None),
+        "connected route: {routes:?}"
+    );
+    let del = |dst, gw| {
+        nl(
+            &nls,
+            RouteNetlinkMessage::DelRoute(route_msg(dst, gw, false)),
+            NLM_F_ACK,
+        )
+        .map(drop)
+    };
+    del(None, Some("10.77.0.254")).unwrap();
+    assert_eq!(del(None, Some("10.77.0.254")), Err(libc::ESRCH));
+
+    // Requests it does not serve.
+    assert_eq!(
+        nl(
+            &nls,
+            RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+            NLM_F_DUMP
+        ),
+        Err(libc::EOPNOTSUPP)
+    );
+}
+
+#[test]
+fn tcp_echo_ipv4_both_directions() {
+    let p = pair();
+    // smoltcp serves, vdestack connects.
+    let l = p.smol.tcp(&sa("10.0.0.1:5000"));
+    l.bind(sa("10.0.0.1:5000")).unwrap();
+    l.listen(4).unwrap();
+    let mut c = peer_connect(&p.peer, sa("10.0.0.1:5000"));
+    let (s, from) = l.accept();
+    assert_eq!(from, c.local_addr().unwrap());
+    assert_eq!(s.name(false).unwrap(), sa("10.0.0.1:5000"));
+    assert_eq!(s.name(true).unwrap(), c.local_addr().unwrap());
+    s.set_read_timeout();
+    let server = std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            let mut buf = [0u8; 4096];
+            let mut total = 0;
+            loop {
+                let n = (&s).read(&mut buf).unwrap();
+                if n == 0 {
+                    return total;
+                }
+                (&s).write_all(&buf[..n]).unwrap();
+                total += n;
+            }
+        });
+        echo_round_trips(c.try_clone().unwrap(), &mut c);
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        h.join().unwrap()
+    });
+    assert!(server > 0);
+
+    // vdestack serves, smoltcp connects.
+    let pl = peer_listen(&p.peer, sa("10.0.0.2:6000"));
+    let c = p.smol.tcp(&sa("10.0.0.2:6000"));
+    c.connect(sa("10.0.0.2:6000")).unwrap();
+    let local = c.name(false).unwrap();
+    assert_eq!(local.ip(), sa("10.0.0.1:0").ip());
+    assert_ne!(local.port(), 0, "an ephemeral port");
+    let echo = peer_echo(peer_accept(&pl));
+    c.set_read_timeout();
+    echo_round_trips(&c, &c);
+    c.shutdown(libc::SHUT_WR).unwrap();
+    assert!(echo.join().unwrap() > 0);
+    let mut b = [0u8; 1];
+    assert_eq!((&c).read(&mut b).unwrap(), 0, "EOF after the peer closed");
+}
+
+#[test]
+fn tcp_echo_ipv6_both_directions() {
+    let p = pair();
+    let l = p.smol.tcp(&sa("[fd00::1]:5000"));
+    l.bind(sa("[::]:5000")).unwrap();
+    l.listen(4).unwrap();
+    let c = peer_connect(&p.peer, sa("[fd00::1]:5000"));
+    let (s, from) = l.accept();
+    assert_eq!(from, c.local_addr().unwrap());
+    let echo_c = c.try_clone().unwrap();
+    s.set_read_timeout();
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = (&s).read(&mut buf).unwrap();
+                if n == 0 {
+                    return;
+                }
+                (&s).write_all(&buf[..n]).unwrap();
+            }
+        });
+        echo_round_trips(echo_c, &c);
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+
+    let pl = peer_listen(&p.peer, sa("[fd00::2]:6000"));
+    let c = p.smol.tcp(&sa("[fd00::2]:6000"));
+    c.connect(sa("[fd00::2]:6000")).unwrap();
+    assert_eq!(c.name(true).unwrap(), sa("[fd00::2]:6000"));
+    let echo = peer_echo(peer_accept(&pl));
+    c.set_read_timeout();
+    echo_round_trips(&c, &c);
+    c.shutdown(libc::SHUT_WR).unwrap();
+    assert!(echo.join().unwrap() > 0);
+}
+
+/// Writes a 28-byte address header + payload (unconnected UDP socket of the plug-in).
+fn hdr(a: SocketAddr) -> Vec<u8> {
+    let (s, _) = sockaddr(a);
+    let mut h = vec![0u8; 28];
+    h[..4].copy_from_slice(&s[..4]);
+    if a.is_ipv4() {
+        h[8..12].copy_from_slice(&s[4..8]);
+    } else {
+        h[4..28].copy_from_slice(&s[4..28]);
+    }
+    h
+}
+
+fn parse_hdr(h: &[u8]) -> SocketAddr {
+    let fam = u16::from_ne_bytes([h[0], h[1]]) as i32;
+    let port = u16::from_be_bytes([h[2], h[3]]);
+    if fam == libc::AF_INET {
+        SocketAddr::new(IpAddr::from([h[8], h[9], h[10], h[11]]), port)
+    } else {
+        let o: [u8; 16] = h[8..24].try_into().unwrap();
+        SocketAddr::new(IpAddr::from(o), port)
+    }
+}
+
+fn peer_udp(st: &Stack, at: SocketAddr) -> UdpSocket {
+    let s: UdpSocket = st.msocket(domain(&at), libc::SOCK_DGRAM, 0).unwrap().into();
+    socket2::SockRef::from(&s).bind(&at.into()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s
+}
+
+fn udp_round(p: &Pair, smol_at: SocketAddr, peer_at: SocketAddr) {
+    let server = peer_udp(&p.peer, peer_at);
+    // Unconnected: every record carries the address header.
+    let u = p.smol.socket(domain(&smol_at), libc::SOCK_DGRAM).unwrap();
+    u.bind(smol_at).unwrap();
+    u.set_read_timeout();
+    let mut got = 0;
+    for i in 0..10 {
+        let req = format!("request {i}");
+        let mut rec = hdr(peer_at);
+        rec.extend_from_slice(req.as_bytes());
+        (&u).write_all(&rec).unwrap();
+        let mut buf = [0u8; 1500];
+        // The first datagram may be lost while neighbour discovery runs.
+        let Ok((n, from)) = server.recv_from(&mut buf) else {
+            continue;
+        };
+        assert_eq!(&buf[..n], req.as_bytes());
+        assert_eq!(from, smol_at);
+        server
+            .send_to(format!("response {i}").as_bytes(), from)
+            .unwrap();
+        let n = (&u).read(&mut buf).unwrap();
+        assert_eq!(parse_hdr(&buf[..28]), peer_at);
+        assert_eq!(&buf[28..n], format!("response {i}").as_bytes());
+        got += 1;
+    }
+    assert!(got >= 8, "only {got} of 10 unconnected round trips");
+    // Connected: bare payloads.
+    let c = p.smol.socket(domain(&smol_at), libc::SOCK_DGRAM).unwrap();
+    c.connect(peer_at).unwrap();
+    c.set_read_timeout();
+    let local = c.name(false).unwrap();
+    assert_ne!(local.port(), 0);
+    for i in 0..10 {
+        (&c).write_all(format!("bare {i}").as_bytes()).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, from) = server.recv_from(&mut buf).expect("connected datagram lost");
+        assert_eq!(&buf[..n], format!("bare {i}").as_bytes());
+        assert_eq!(from.port(), local.port());
+        server.send_to(b"back", from).unwrap();
+        let n = (&c).read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"back");
+    }
+}
+
+#[test]
+fn udp_request_response_v4_and_v6() {
+    let p = pair();
+    udp_round(&p, sa("10.0.0.1:7000"), sa("10.0.0.2:7000"));
+    udp_round(&p, sa("[fd00::1]:7001"), sa("[fd00::2]:7001"));
+}
+
+const MB10: usize = 10 * 1024 * 1024;
+
+fn pattern(n: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn sum(b: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(b);
+    h.finish()
+}
+
+#[test]
+fn tcp_10mb_transfer_with_checksum_both_directions() {
+    let p = pair();
+    let data = pattern(MB10);
+    let want = sum(&data);
+
+    // smoltcp → vdestack.
+    let pl = peer_listen(&p.peer, sa("10.0.0.2:9000"));
+    let c = p.smol.tcp(&sa("10.0.0.2:9000"));
+    c.connect(sa("10.0.0.2:9000")).unwrap();
+    let mut s = peer_accept(&pl);
+    let t0 = Instant::now();
+    let got = std::thread::scope(|sc| {
+        let r = sc.spawn(move || {
+            let mut all = Vec::with_capacity(MB10);
+            s.read_to_end(&mut all).unwrap();
+            all
+        });
+        (&c).write_all(&data).unwrap();
+        c.shutdown(libc::SHUT_WR).unwrap();
+        r.join().unwrap()
+    });
+    let dt = t0.elapsed();
+    assert_eq!(got.len(), MB10);
+    assert_eq!(sum(&got), want);
+    println!(
+        "smoltcp -> vdestack: 10 MiB in {dt:?} = {:.0} Mbit/s ({} build)",
+        MB10 as f64 * 8.0 / dt.as_secs_f64() / 1e6,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+
+    // vdestack → smoltcp.
+    let l = p.smol.tcp(&sa("10.0.0.1:9001"));
+    l.bind(sa("0.0.0.0:9001")).unwrap();
+    l.listen(1).unwrap();
+    let mut c = peer_connect(&p.peer, sa("10.0.0.1:9001"));
+    let (s, _) = l.accept();
+    s.set_read_timeout();
+    let t0 = Instant::now();
+    let got = std::thread::scope(|sc| {
+        let r = sc.spawn(|| {
+            let mut all = Vec::with_capacity(MB10);
+            (&s).read_to_end(&mut all).unwrap();
+            all
+        });
+        c.write_all(&data).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        r.join().unwrap()
+    });
+    let dt = t0.elapsed();
+    assert_eq!(got.len(), MB10);
+    assert_eq!(sum(&got), want);
+    println!(
+        "vdestack -> smoltcp: 10 MiB in {dt:?} = {:.0} Mbit/s",
+        MB10 as f64 * 8.0 / dt.as_secs_f64() / 1e6
+    );
+}
+
+#[test]
+fn listener_is_readable_exactly_when_a_connection_is_pending() {
+    let p = pair();
+    let l = p.smol.tcp(&sa("10.0.0.1:5500"));
+    l.bind(sa("10.0.0.1:5500")).unwrap();
+    l.listen(8).unwrap();
+    assert!(
+        !ready_now(l.as_fd(), PollFlags::POLLIN),
+        "nothing pending yet"
+    );
+    assert_eq!(errno(&l.try_accept().err().unwrap()), libc::EAGAIN);
+    let _c1 = peer_connect(&p.peer, sa("10.0.0.1:5500"));
+    let _c2 = peer_connect(&p.peer, sa("10.0.0.1:5500"));
+    assert!(wait(l.as_fd(), PollFlags::POLLIN));
+    let (a1, _) = l.accept();
+    // The second connection is established too (its connect returned): readable again.
+    assert!(wait(l.as_fd(), PollFlags::POLLIN));
+    let (a2, _) = l.try_accept().expect("second pending connection");
+    assert!(!ready_now(l.as_fd(), PollFlags::POLLIN), "both taken");
+    assert_eq!(errno(&l.try_accept().err().unwrap()), libc::EAGAIN);
+    assert_ne!(a1.name(true).unwrap(), a2.name(true).unwrap());
+    // Bind uniqueness.
+    let dup = p.smol.tcp(&sa("10.0.0.1:5500"));
+    assert_eq!(
+        errno(&dup.bind(sa("0.0.0.0:5500")).unwrap_err()),
+        libc::EADDRINUSE
+    );
+    assert_eq!(
+        errno(&dup.bind(sa("10.9.9.9:5501")).unwrap_err()),
+        libc::EADDRNOTAVAIL
+    );
+    assert_eq!(
+        l.getsockopt_int(libc::SOL_SOCKET, libc::SO_ACCEPTCONN)
+            .unwrap(),
+        1
+    );
+}
+
+#[test]
+fn nonblocking_connect_turns_writable_and_reports_so_error() {
+    let p = pair();
+    let pl = peer_listen(&p.peer, sa("10.0.0.2:6100"));
+    let c = p
+        .smol
+        .socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK)
+        .unwrap();
+    let e = c.connect_start(sa("10.0.0.2:6100")).unwrap_err();
+    assert_eq!(errno(&e), libc::EINPROGRESS);
+    // Again while in progress: EALREADY; or, if it has completed meanwhile, 0 once (as Linux).
+    match c.connect_start(sa("10.0.0.2:6100")) {
+        Ok(()) => {}
+        Err(e) => assert_eq!(errno(&e), libc::EALREADY, "{e}"),
+    }
+    assert!(
+        wait(c.as_fd(), PollFlags::POLLOUT),
+        "writable once connected"
+    );
+    assert_eq!(c.so_error(), 0);
+    let mut s = peer_accept(&pl);
+    (&c).write_all(b"ping").unwrap();
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"ping");
+    // Connected: a connect reports success once (unless the one above did), then EISCONN.
+    if let Err(e) = c.connect_start(sa("10.0.0.2:6100")) {
+        assert_eq!(errno(&e), libc::EISCONN);
+    }
+    assert_eq!(
+        errno(&c.connect_start(sa("10.0.0.2:6100")).unwrap_err()),
+        libc::EISCONN
+    );
+
+    // A refused connection: writable, SO_ERROR = ECONNREFUSED.
+    let r = p
+        .smol
+        .socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK)
+        .unwrap();
+    assert_eq!(
+        errno(&r.connect_start(sa("10.0.0.2:6199")).unwrap_err()),
+        libc::EINPROGRESS
+    );
+    assert!(wait(r.as_fd(), PollFlags::POLLOUT));
+    assert_eq!(r.so_error(), libc::ECONNREFUSED);
+    // No route.
+    let n = p.smol.tcp(&sa("10.0.0.2:1"));
+    assert_eq!(
+        errno(&n.connect_start(sa("192.0.2.1:80")).unwrap_err()),
+        libc::ENETUNREACH
+    );
+}
+
+#[test]
+fn eof_half_close_and_reset() {
+    let p = pair();
+    let l = p.smol.tcp(&sa("10.0.0.1:5600"));
+    l.bind(sa("10.0.0.1:5600")).unwrap();
+    l.listen(4).unwrap();
+
+    // Half-close: the smoltcp side shuts its write side; the peer reads EOF and still sends.
+    let mut c = peer_connect(&p.peer, sa("10.0.0.1:5600"));
+    let (s, _) = l.accept();
+    s.set_read_timeout();
+    (&s).write_all(b"last words").unwrap();
+    s.shutdown(libc::SHUT_WR).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"last words");
+    c.write_all(b"reply after EOF").unwrap();
+    let mut b = [0u8; 15];
+    (&s).read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"reply after EOF");
+    drop(c);
+    assert_eq!((&s).read(&mut b).unwrap(), 0, "EOF when the peer closes");
+
+    // Reset: the peer closes with SO_LINGER 0; the smoltcp side reads ECONNRESET.
+    let c = peer_connect(&p.peer, sa("10.0.0.1:5600"));
+    let (s, _) = l.accept();
+    s.set_read_timeout();
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c);
+    let mut b = [0u8; 16];
+    let e = (&s).read(&mut b).unwrap_err();
+    assert_eq!(errno(&e), libc::ECONNRESET, "{e}");
+    assert_eq!(s.so_error(), libc::ECONNRESET);
+}
+
+#[test]
+fn loopback_inside_the_stack() {
+    let sw = Switch::start();
+    let smol = Smol::new(&[&sw.vnl()]).expect("newstack");
+    configure_smol(&smol, "10.0.0.1", "fd00::1");
+    for (at, to) in [
+        (sa("127.0.0.1:4000"), sa("127.0.0.1:4000")),
+        (sa("[::]:4001"), sa("[::1]:4001")),
+        (sa("0.0.0.0:4002"), sa("10.0.0.1:4002")),
+    ] {
+        let l = smol.tcp(&to);
+        l.bind(at).unwrap();
+        l.listen(2).unwrap();
+        let c = smol.tcp(&to);
+        c.connect(to)
+            .unwrap_or_else(|e| panic!("connect {to}: {e}"));
+        let (s, from) = l.accept();
+        assert_eq!(from, c.name(false).unwrap());
+        s.set_read_timeout();
+        c.set_read_timeout();
+        (&c).write_all(b"over lo").unwrap();
+        let mut b = [0u8; 7];
+        (&s).read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"over lo");
+    }
+}
+
+#[test]
+fn bad_vnls_and_bad_calls() {
+    let e = Smol::new(&["vde:///nonexistent/ioth-smoltcp-test/sw"])
+        .err()
+        .expect("no switch");
+    assert_eq!(errno(&e), libc::ENOENT);
+    let e = Smol::new(&["bad name:vde:///tmp/x"])
+        .err()
+        .expect("malformed");
+    assert_eq!(errno(&e), libc::EINVAL);
+    let s = Smol::new(&[]).expect("a stack without VNL");
+    assert_eq!(
+        errno(&s.socket(libc::AF_PACKET, libc::SOCK_RAW).err().unwrap()),
+        libc::EAFNOSUPPORT
+    );
+    let t = s.tcp(&sa("127.0.0.1:1"));
+    assert_eq!(errno(&t.name(true).unwrap_err()), libc::ENOTCONN);
+    assert_eq!(t.name(false).unwrap(), sa("0.0.0.0:0"));
+    t.setsockopt_bytes(libc::SOL_SOCKET, libc::SO_REUSEADDR, &1i32.to_ne_bytes())
+        .unwrap();
+    assert_eq!(
+        t.getsockopt_int(libc::SOL_SOCKET, libc::SO_REUSEADDR)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        t.getsockopt_int(libc::SOL_SOCKET, libc::SO_TYPE).unwrap(),
+        libc::SOCK_STREAM
+    );
+    // Nobody listens on the stack's own loopback port 1: refused.
+    assert_eq!(
+        errno(&t.connect(sa("127.0.0.1:1")).unwrap_err()),
+        libc::ECONNREFUSED
+    );
+}
