@@ -567,7 +567,6 @@ fn listener_turn(
     graves: &mut Vec<Grave>,
 ) {
     let mut k = 0;
-    let mut changed = false;
     while k < l.socks.len() {
         let (i, h) = l.socks[k];
         let sock = net.ifaces[i].sockets.get_mut::<tcp::Socket>(h);
@@ -579,7 +578,6 @@ fn listener_turn(
             }
             _ => {
                 l.socks.swap_remove(k);
-                changed = true;
                 let (Some(peer), Some(local)) = (sock.remote_endpoint(), sock.local_endpoint())
                 else {
                     sock.abort();
@@ -609,9 +607,8 @@ fn listener_turn(
             }
         }
     }
-    if changed || l.socks.len() < l.backlog.min(LISTEN_PER_IFACE) {
-        replenish(net, l, opts);
-    }
+    // Cheap when nothing is missing; also refills after `accept` made room in the queue.
+    replenish(net, l, opts);
 }
 
 fn grave(iface: usize, h: SocketHandle) -> Grave {

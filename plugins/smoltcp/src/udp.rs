@@ -233,6 +233,12 @@ pub fn after_poll(net: &mut Net, s: &mut Sock) -> Fate {
     } = s;
     let u = udp_of(kind);
     *want_out = false;
+    // A datagram that waited for room: smoltcp's poll may just have made some.
+    if let Some((p, dst)) = u.pending.take() {
+        if let Sent::Full = send(net, u, dst, &p) {
+            u.pending = Some((p, dst));
+        }
+    }
     if let Some(pe) = pe.as_ref() {
         'socks: for &(i, h) in &u.socks {
             let k = net.ifaces[i].sockets.get_mut::<udp::Socket>(h);
