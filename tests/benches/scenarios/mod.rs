@@ -4,6 +4,7 @@
 mod msocket;
 mod newstack;
 mod tcp_throughput;
+mod vdestack;
 
 use crate::support::Scenario;
 
@@ -23,5 +24,15 @@ pub const ALL: &[Scenario] = &[
         name: "tcp-throughput",
         about: "TCP over 127.0.0.1: ioth native fds vs plain sockets",
         run: tcp_throughput::run,
+    },
+    Scenario {
+        name: "vdestack-tcp",
+        about: "TCP between two vdestack stacks over a VDE switch vs 127.0.0.1, MTU 1500/9000 (root)",
+        run: vdestack::run_tcp,
+    },
+    Scenario {
+        name: "vdestack-udp",
+        about: "UDP round trip between two vdestack stacks over a VDE switch vs 127.0.0.1 (root)",
+        run: vdestack::run_udp,
     },
 ];

@@ -2,9 +2,12 @@
 //! that the release host is built, and reusable workloads.
 
 pub mod affinity;
+pub mod cbridge;
 pub mod floor;
+pub mod procstat;
 pub mod report;
 pub mod samples;
+pub mod udp_echo;
 pub mod workload;
 
 use std::path::PathBuf;
