@@ -1281,3 +1281,44 @@ fn bad_vnls_and_bad_calls() {
         libc::ECONNREFUSED
     );
 }
+
+/// Two smoltcp stacks on one switch: 10 MiB with a checksum (smoltcp ↔ smoltcp).
+#[test]
+fn tcp_10mb_between_two_smoltcp_stacks() {
+    let sw = Switch::start();
+    let a = Smol::new(&[&sw.vnl()]).expect("newstack a");
+    let b = Smol::new(&[&sw.vnl()]).expect("newstack b");
+    configure_smol(&a, "10.0.0.1", "fd00::1");
+    configure_smol(&b, "10.0.0.2", "fd00::2");
+    let data = pattern(MB10);
+    let l = b.tcp(&sa("10.0.0.2:9100"));
+    l.bind(sa("10.0.0.2:9100")).unwrap();
+    l.listen(1).unwrap();
+    let c = a.tcp(&sa("10.0.0.2:9100"));
+    c.connect(sa("10.0.0.2:9100")).unwrap();
+    let (s, _) = l.accept();
+    s.set_read_timeout();
+    let t0 = Instant::now();
+    let got = std::thread::scope(|sc| {
+        let r = sc.spawn(|| {
+            let mut all = Vec::with_capacity(MB10);
+            (&s).read_to_end(&mut all).unwrap();
+            all
+        });
+        (&c).write_all(&data).unwrap();
+        c.shutdown(libc::SHUT_WR).unwrap();
+        r.join().unwrap()
+    });
+    let dt = t0.elapsed();
+    assert_eq!(got.len(), MB10);
+    assert_eq!(sum(&got), sum(&data));
+    println!(
+        "smoltcp -> smoltcp: 10 MiB in {dt:?} = {:.0} Mbit/s ({} build)",
+        MB10 as f64 * 8.0 / dt.as_secs_f64() / 1e6,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+}

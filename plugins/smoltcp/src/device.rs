@@ -21,6 +21,13 @@ use smoltcp::time::Instant;
 
 /// Frames received per device per turn of the event loop.
 pub const RX_BUDGET: usize = 128;
+/// Frames a peer may send us in one window (smoltcp caps the TCP window it advertises to this
+/// many segments): about what a VDE data socket buffers, so that a burst is not dropped by the
+/// switch in front of us (smoltcp#949).
+pub const MAX_BURST: usize = 64;
+/// Socket buffers asked for on a datagram data fd (best effort: `SO_*BUFFORCE` needs
+/// CAP_NET_ADMIN, the plain options are capped by `net.core.[rw]mem_max`).
+const DATA_SOCK_BUF: libc::c_int = 4 * 1024 * 1024;
 /// An Ethernet header.
 const ETH_HLEN: usize = 14;
 /// MTU of the loopback interface (IP packets, no link header).
@@ -79,6 +86,17 @@ impl VdeDevice {
         let dgram = is_datagram_socket(datafd);
         if dgram {
             crate::sys::set_nonblocking(datafd, true)?;
+            for (force, plain) in [
+                (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+                (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+            ] {
+                if crate::sys::setsockopt_int(datafd, libc::SOL_SOCKET, force, DATA_SOCK_BUF)
+                    .is_err()
+                {
+                    let _ =
+                        crate::sys::setsockopt_int(datafd, libc::SOL_SOCKET, plain, DATA_SOCK_BUF);
+                }
+            }
         }
         Ok(VdeDevice {
             conn,
@@ -232,6 +250,7 @@ impl phy::Device for VdeDevice {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.mtu + ETH_HLEN;
+        caps.max_burst_size = Some(MAX_BURST);
         caps
     }
 }

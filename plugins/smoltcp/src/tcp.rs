@@ -268,7 +268,7 @@ pub fn accept(core: &mut Core, handle: RawFd) -> io::Result<(RawFd, Vec<u8>)> {
     if let Some(app) = app_end(&s.handle) {
         let _ = sys::recv(app, &mut [0u8; 1], 0);
     }
-    let (pe, app) = match new_pair(libc::SOCK_STREAM, 0) {
+    let (pe, app) = match new_pair(libc::SOCK_STREAM, libc::SOCK_CLOEXEC) {
         Ok(p) => p,
         Err(e) => {
             l.ready.push_front(r);
