@@ -14,7 +14,10 @@
 //! ```
 //!
 //! A failed request has `"result":"error","errno":24,"errname":"EMFILE","message":"…"`; a
-//! successful `Socket` adds `"fd_kind":"native"`. Strings are escaped as JSON requires (`"`, `\`,
+//! successful `Socket` adds `"fd_kind":"native"`, or `"fd_kind":"proxied","id":7`; an
+//! `Accepted` adds `"id":8,"peer":"10.0.0.2:40000"`. A `Control` request's args are
+//! `{"id":7,"op":"bind","addr":"10.0.0.1:80"}` (`backlog`, `level`/`name`/`len` — an option's
+//! length, never its value — or `how`, as the call has them); a `Close`'s `{"id":7}`. Strings are escaped as JSON requires (`"`, `\`,
 //! control characters as `\u00XX`).
 
 use std::fmt::Write as _;
@@ -24,7 +27,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ioth_proto::{Limits, Reply, Request, WireError};
+use ioth_proto::{ControlOp, FdKind, Limits, Reply, Request, WireError};
 
 /// An open audit trail.
 pub struct Audit {
@@ -153,9 +156,62 @@ pub fn args_json(req: &Request) -> String {
             );
         }
         Request::Stats | Request::DelStack => {}
+        Request::Control { id, op } => {
+            let _ = write!(o, "\"id\":{id},\"op\":\"{}\"", op.name());
+            match op {
+                ControlOp::Bind(a) | ControlOp::Connect(a) => {
+                    o.push_str(",\"addr\":");
+                    json_str(&mut o, &sockaddr_text(a));
+                }
+                ControlOp::Listen(backlog) => {
+                    let _ = write!(o, ",\"backlog\":{backlog}");
+                }
+                // The value's length only: an option may carry a secret (TCP_MD5SIG keys).
+                ControlOp::SetSockOpt { level, name, value } => {
+                    let _ = write!(
+                        o,
+                        ",\"level\":{level},\"name\":{name},\"len\":{}",
+                        value.len()
+                    );
+                }
+                ControlOp::GetSockOpt { level, name, len } => {
+                    let _ = write!(o, ",\"level\":{level},\"name\":{name},\"len\":{len}");
+                }
+                ControlOp::Shutdown(how) => {
+                    let _ = write!(o, ",\"how\":{how}");
+                }
+                ControlOp::Accept | ControlOp::GetSockName | ControlOp::GetPeerName => {}
+            }
+        }
+        Request::Close { id } => {
+            let _ = write!(o, "\"id\":{id}");
+        }
     }
     o.push('}');
     o
+}
+
+/// The `sockaddr` bytes `a` in words: `10.0.0.1:80`, `[fd00::1]:80`, `AF_UNSPEC`, or the family
+/// and length of anything else.
+pub fn sockaddr_text(a: &[u8]) -> String {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    if a.len() < 2 {
+        return format!("{} bytes", a.len());
+    }
+    let fam = i32::from(u16::from_ne_bytes([a[0], a[1]]));
+    let port = |a: &[u8]| u16::from_be_bytes([a[2], a[3]]);
+    match fam {
+        libc::AF_INET if a.len() >= 16 => {
+            format!("{}:{}", Ipv4Addr::new(a[4], a[5], a[6], a[7]), port(a))
+        }
+        libc::AF_INET6 if a.len() >= 24 => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&a[8..24]);
+            format!("[{}]:{}", Ipv6Addr::from(o), port(a))
+        }
+        libc::AF_UNSPEC => "AF_UNSPEC".into(),
+        f => format!("family {f}, {} bytes", a.len()),
+    }
 }
 
 fn limits_json(o: &mut String, l: &Limits) {
@@ -205,19 +261,22 @@ pub fn line(
             );
             json_str(&mut o, message);
         }
-        Reply::Socket { kind } => {
-            let _ = write!(o, ",\"result\":\"ok\",\"fd_kind\":\"{}\"", kind_name(*kind));
+        Reply::Socket {
+            kind: FdKind::Native,
+        } => o.push_str(",\"result\":\"ok\",\"fd_kind\":\"native\""),
+        Reply::Socket {
+            kind: FdKind::Proxied { id },
+        } => {
+            let _ = write!(o, ",\"result\":\"ok\",\"fd_kind\":\"proxied\",\"id\":{id}");
+        }
+        Reply::Accepted { id, peer } => {
+            let _ = write!(o, ",\"result\":\"ok\",\"id\":{id},\"peer\":");
+            json_str(&mut o, &sockaddr_text(peer));
         }
         _ => o.push_str(",\"result\":\"ok\""),
     }
     let _ = writeln!(o, ",\"duration_us\":{}}}", took.as_micros());
     o
-}
-
-fn kind_name(k: ioth_proto::FdKind) -> &'static str {
-    match k {
-        ioth_proto::FdKind::Native => "native",
-    }
 }
 
 /// Time since the epoch, now.
@@ -365,6 +424,57 @@ mod tests {
             },
             audit: None,
         };
+        let bind = Request::Control {
+            id: 7,
+            op: ControlOp::Bind(vec![2, 0, 0x13, 0x88, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
+        };
+        assert_eq!(
+            args_json(&bind),
+            "{\"id\":7,\"op\":\"bind\",\"addr\":\"10.0.0.1:5000\"}"
+        );
+        let opt = Request::Control {
+            id: 7,
+            op: ControlOp::SetSockOpt {
+                level: 6,
+                name: 14,
+                value: vec![0xaa; 80],
+            },
+        };
+        assert_eq!(
+            args_json(&opt),
+            "{\"id\":7,\"op\":\"setsockopt\",\"level\":6,\"name\":14,\"len\":80}"
+        );
+        assert_eq!(args_json(&Request::Close { id: 9 }), "{\"id\":9}");
+        let prox = line(
+            3,
+            Duration::ZERO,
+            7,
+            "smoltcp",
+            "Socket",
+            "{}",
+            &Reply::Socket {
+                kind: FdKind::Proxied { id: 4 },
+            },
+            Duration::ZERO,
+        );
+        assert!(prox.contains("\"result\":\"ok\",\"fd_kind\":\"proxied\",\"id\":4,"));
+        let mut v6 = vec![0u8; 28];
+        v6[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        v6[3] = 80;
+        v6[8] = 0xfd;
+        v6[23] = 1;
+        let acc = line(
+            4,
+            Duration::ZERO,
+            7,
+            "smoltcp",
+            "Control",
+            "{}",
+            &Reply::Accepted { id: 5, peer: v6 },
+            Duration::ZERO,
+        );
+        assert!(acc.contains("\"id\":5,\"peer\":\"[fd00::1]:80\""));
+        assert_eq!(sockaddr_text(&[0, 0]), "AF_UNSPEC");
         assert_eq!(
             args_json(&ns),
             "{\"plugin\":\"x\\\"y\",\"vnls\":[\"vde:///tmp/sw\"],\"search_path\":[],\

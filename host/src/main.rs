@@ -12,10 +12,13 @@
 #![deny(unsafe_code)]
 
 mod audit;
+mod calls;
 mod license;
 mod limits;
 mod plugin;
+mod pump;
 mod serve;
+mod sockets;
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;

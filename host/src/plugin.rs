@@ -14,6 +14,7 @@ use ioth_plugin_sdk::abi::{IothFunctions, NewStackFn, SLOT_NAMES};
 use ioth_proto::WireError;
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
+use crate::calls::Calls;
 use crate::license;
 
 /// The stack data `newstack` returned: one stack per host, so one global.
@@ -96,6 +97,7 @@ pub struct Plugin {
     f: Box<IothFunctions>,
     /// The plug-in's licence string.
     pub license: Option<String>,
+    path: DataPath,
 }
 
 fn lookup(lib: &Library, name: &str, suffix: &str) -> Option<*const c_void> {
@@ -200,34 +202,47 @@ pub fn load(
         ));
     }
     STACKDATA.store(data, Ordering::Release);
-    let plugin = Plugin {
+    let mut plugin = Plugin {
         _lib: lib,
         name: name.to_owned(),
         f,
         license,
+        path: DataPath::Native,
     };
-    if let Some(own) = plugin.first_non_libc() {
-        let _ = plugin.delstack();
-        return Err(err(
-            libc::EOPNOTSUPP,
-            format!(
-                "plug-in {name:?} provides its own {own}(): a user-space stack whose sockets are \
-                 not kernel sockets, which needs proxied fds (not supported by this version)"
-            ),
-        ));
-    }
+    plugin.path = plugin.classify();
     Ok(plugin)
 }
 
+/// How the sockets of a plug-in reach the application (docs/proxied.md, "Kinds").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataPath {
+    /// Every socket-level function is libc's own or unset: the plug-in's fds are kernel sockets,
+    /// handed to the application as they are.
+    Native,
+    /// The data functions are libc's or unset, some control function is the plug-in's own: the
+    /// handle `socket`/`accept` return is the application's end of a pair the plug-in pumps
+    /// itself; the host hands that very fd over and serves control calls.
+    FdData,
+    /// Some data function is the plug-in's own: the host makes a pair per socket and pumps
+    /// between it and the plug-in's `read`/`write` ([`crate::pump`]).
+    HostPump,
+}
+
+/// The data functions of `struct ioth_functions`: a plug-in that provides one of its own needs
+/// the host's pump.
+const DATA_SLOTS: [&str; 10] = [
+    "read", "readv", "recv", "recvfrom", "recvmsg", "write", "writev", "send", "sendto", "sendmsg",
+];
+
 impl Plugin {
-    /// The first socket-level function that is set and is not libc's own, if any.
-    fn first_non_libc(&self) -> Option<&'static str> {
+    /// The socket-level functions (close … sendmsg) that are set and are not libc's own.
+    fn own_functions(&self) -> Vec<&'static str> {
         let slots = self.f.slots();
         SLOT_NAMES
             .iter()
             .zip(slots)
             .skip(4) // getstackdata, newstack, delstack, socket are the plug-in's by design
-            .find(|(name, addr)| {
+            .filter(|(name, addr)| {
                 if addr.is_null() {
                     return false;
                 }
@@ -239,6 +254,35 @@ impl Plugin {
                 !(same(name) || alias.is_some_and(same))
             })
             .map(|(name, _)| *name)
+            .collect()
+    }
+
+    /// The plug-in's [`DataPath`], from its functions.
+    fn classify(&self) -> DataPath {
+        let own = self.own_functions();
+        if own.iter().any(|f| DATA_SLOTS.contains(f)) {
+            DataPath::HostPump
+        } else if !own.is_empty() {
+            DataPath::FdData
+        } else {
+            DataPath::Native
+        }
+    }
+
+    /// How the plug-in's sockets reach the application.
+    pub fn path(&self) -> DataPath {
+        self.path
+    }
+
+    /// The plug-in's socket functions, to call from any thread of the host.
+    pub fn calls(&self) -> Calls {
+        Calls::new(&self.f)
+    }
+
+    /// Whether the plug-in's `close` is its own function (then it is called before the host
+    /// closes an fd-data handle; libc's `close` or none would close the handle twice).
+    pub fn own_close(&self) -> bool {
+        self.calls().own_close(libc_address("close"))
     }
 
     /// Calls the plug-in's `socket`.

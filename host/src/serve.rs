@@ -12,7 +12,8 @@ use ioth_proto::{
 
 use crate::audit::{self, Audit};
 use crate::limits;
-use crate::plugin::{self, Plugin};
+use crate::plugin::{self, DataPath, Plugin};
+use crate::sockets::Sockets;
 
 /// Where the host is in its life.
 enum State {
@@ -21,7 +22,13 @@ enum State {
     /// Waiting for `NewStack`.
     Loading,
     /// Serving the stack.
-    Serving(Plugin),
+    Serving(Box<Serving>),
+}
+
+/// A stack being served: its plug-in and its proxied sockets.
+struct Serving {
+    plugin: Plugin,
+    sockets: Sockets,
 }
 
 /// What to do after a reply is sent.
@@ -180,7 +187,7 @@ impl Host {
 
     fn dispatch(&mut self, req: Request) -> (Reply, Option<std::os::fd::OwnedFd>, After) {
         let ok = |r: Reply| (r, None, After::Continue);
-        match (&self.state, req) {
+        match (&mut self.state, req) {
             (State::Greeting, Request::Hello { version }) => self.handle_hello(version),
             (
                 State::Loading,
@@ -201,18 +208,40 @@ impl Host {
                 audit.as_deref(),
             ),
             (
-                State::Serving(p),
+                State::Serving(st),
                 Request::Socket {
                     domain,
                     ty,
                     protocol,
                 },
-            ) => match p.socket(domain, ty, protocol) {
-                Ok(fd) => {
+            ) if st.plugin.path() == DataPath::Native => {
+                match st.plugin.socket(domain, ty, protocol) {
+                    Ok(fd) => {
+                        self.stats.sockets_created += 1;
+                        (
+                            Reply::Socket {
+                                kind: FdKind::Native,
+                            },
+                            Some(fd),
+                            After::Continue,
+                        )
+                    }
+                    Err(e) => ok(Reply::Error(e)),
+                }
+            }
+            (
+                State::Serving(st),
+                Request::Socket {
+                    domain,
+                    ty,
+                    protocol,
+                },
+            ) => match st.sockets.socket(domain, ty, protocol) {
+                Ok((id, fd)) => {
                     self.stats.sockets_created += 1;
                     (
                         Reply::Socket {
-                            kind: FdKind::Native,
+                            kind: FdKind::Proxied { id },
                         },
                         Some(fd),
                         After::Continue,
@@ -220,8 +249,21 @@ impl Host {
                 }
                 Err(e) => ok(Reply::Error(e)),
             },
+            (State::Serving(st), Request::Control { id, op }) => match st.sockets.control(id, op) {
+                Ok((reply, fd)) => {
+                    if fd.is_some() {
+                        self.stats.sockets_created += 1;
+                    }
+                    (reply, fd, After::Continue)
+                }
+                Err(e) => ok(Reply::Error(e)),
+            },
+            (State::Serving(st), Request::Close { id }) => match st.sockets.close(id) {
+                Ok(()) => ok(Reply::Closed),
+                Err(e) => ok(Reply::Error(e)),
+            },
             (State::Serving(_), Request::Stats) => ok(Reply::Stats(self.stats)),
-            (State::Serving(p), Request::DelStack) => match p.delstack() {
+            (State::Serving(st), Request::DelStack) => match st.plugin.delstack() {
                 Ok(()) => (Reply::Deleted, None, After::Exit(0)),
                 Err(e) => ok(Reply::Error(e)),
             },
@@ -285,11 +327,22 @@ impl Host {
             .and_then(|path| plugin::load(&path, name, vnls, app_license).map(|p| (path, p)));
         match result {
             Ok((path, p)) => {
+                let sockets = match Sockets::new(&p) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = p.delstack();
+                        return (
+                            Reply::Error(crate::sockets::wire("cannot start the pump", e)),
+                            None,
+                            After::Exit(1),
+                        );
+                    }
+                };
                 let reply = Reply::StackReady {
                     plugin_path: path.display().to_string(),
                     license: p.license.clone(),
                 };
-                self.state = State::Serving(p);
+                self.state = State::Serving(Box::new(Serving { plugin: p, sockets }));
                 (reply, None, After::Continue)
             }
             Err(e) => (Reply::Error(e), None, After::Exit(1)),

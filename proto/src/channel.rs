@@ -276,6 +276,51 @@ mod tests {
             },
             Request::Stats,
             Request::DelStack,
+            Request::Control {
+                id: 7,
+                op: crate::ControlOp::Bind(vec![2, 0, 0x13, 0x88, 10, 0, 0, 1]),
+            },
+            Request::Control {
+                id: u64::MAX,
+                op: crate::ControlOp::Connect(vec![10, 0]),
+            },
+            Request::Control {
+                id: 1,
+                op: crate::ControlOp::Listen(-1),
+            },
+            Request::Control {
+                id: 1,
+                op: crate::ControlOp::Accept,
+            },
+            Request::Control {
+                id: 1,
+                op: crate::ControlOp::GetSockName,
+            },
+            Request::Control {
+                id: 1,
+                op: crate::ControlOp::GetPeerName,
+            },
+            Request::Control {
+                id: 1,
+                op: crate::ControlOp::SetSockOpt {
+                    level: 1,
+                    name: 2,
+                    value: vec![1, 0, 0, 0],
+                },
+            },
+            Request::Control {
+                id: 1,
+                op: crate::ControlOp::GetSockOpt {
+                    level: 6,
+                    name: 1,
+                    len: 4,
+                },
+            },
+            Request::Control {
+                id: 1,
+                op: crate::ControlOp::Shutdown(1),
+            },
+            Request::Close { id: 3 },
         ];
         for r in &reqs {
             a.send(r, &[]).unwrap();
@@ -313,6 +358,119 @@ mod tests {
         });
         a.send(&err, &[x.as_fd()]).unwrap();
         assert!(matches!(b.recv_reply(), Err(ProtoError::FdCount { .. })));
+    }
+
+    #[test]
+    fn every_reply_round_trips_with_its_fds() {
+        let (a, mut b) = Channel::pair().unwrap();
+        let (x, _y) = Channel::pair().unwrap();
+        let replies = vec![
+            Reply::Socket {
+                kind: crate::FdKind::Proxied { id: 42 },
+            },
+            Reply::Accepted {
+                id: 43,
+                peer: vec![2, 0, 1, 2, 3, 4, 5, 6],
+            },
+            Reply::Control(vec![]),
+            Reply::Control(vec![9; crate::MAX_SOCKOPT]),
+            Reply::Closed,
+        ];
+        for r in &replies {
+            let fds: Vec<BorrowedFd<'_>> = (0..r.fd_count()).map(|_| x.as_fd()).collect();
+            a.send(r, &fds).unwrap();
+            let (got, fds) = b.recv_reply().unwrap();
+            assert_eq!(&got, r);
+            assert_eq!(fds.len(), r.fd_count());
+        }
+        // Accepted without its fd is a protocol error.
+        a.send(
+            &Reply::Accepted {
+                id: 1,
+                peer: vec![],
+            },
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(
+            b.recv_reply(),
+            Err(ProtoError::FdCount {
+                message: "Accepted",
+                expected: 1,
+                got: 0
+            })
+        ));
+    }
+
+    #[test]
+    fn control_lengths_are_checked() {
+        use crate::{ControlOp, MAX_SOCKADDR, MAX_SOCKOPT};
+        assert!(ControlOp::Bind(vec![0; 16]).check().is_ok());
+        assert!(ControlOp::Bind(vec![0; MAX_SOCKADDR]).check().is_ok());
+        assert!(ControlOp::Bind(vec![0; 1]).check().is_err());
+        assert!(ControlOp::Connect(vec![]).check().is_err());
+        assert!(ControlOp::Connect(vec![0; MAX_SOCKADDR + 1])
+            .check()
+            .unwrap_err()
+            .contains("connect"));
+        let set = |n| ControlOp::SetSockOpt {
+            level: 1,
+            name: 1,
+            value: vec![0; n],
+        };
+        assert!(set(0).check().is_ok());
+        assert!(set(MAX_SOCKOPT).check().is_ok());
+        assert!(set(MAX_SOCKOPT + 1).check().is_err());
+        let get = |len| ControlOp::GetSockOpt {
+            level: 1,
+            name: 1,
+            len,
+        };
+        assert!(get(MAX_SOCKOPT as u32).check().is_ok());
+        assert!(get(u32::MAX).check().is_err());
+        assert!(ControlOp::Accept.check().is_ok());
+    }
+
+    #[test]
+    fn malformed_control_requests_are_errors_not_panics() {
+        let (a, mut b) = Channel::pair().unwrap();
+        let full = encode(&Request::Control {
+            id: 5,
+            op: crate::ControlOp::SetSockOpt {
+                level: 1,
+                name: 2,
+                value: vec![1, 2, 3, 4],
+            },
+        })
+        .unwrap();
+        // Every truncation of a valid Control request fails to decode.
+        for cut in 0..full.len() {
+            fdpass::send(a.as_fd(), &full[..cut], &[]).unwrap();
+            assert!(b.recv::<Request>().is_err(), "cut at {cut}");
+        }
+        // An unknown ControlOp tag.
+        let mut bad = encode(&Request::Control {
+            id: 5,
+            op: crate::ControlOp::Accept,
+        })
+        .unwrap();
+        let last = bad.len() - 1;
+        bad[last] = 0x7f;
+        fdpass::send(a.as_fd(), &bad, &[]).unwrap();
+        assert!(matches!(b.recv::<Request>(), Err(ProtoError::Decode(_))));
+        // An address length beyond the frame.
+        let mut huge = encode(&Request::Control {
+            id: 5,
+            op: crate::ControlOp::Bind(vec![]),
+        })
+        .unwrap();
+        huge.pop(); // the empty vec's length
+        huge.push(0xfc);
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        fdpass::send(a.as_fd(), &huge, &[]).unwrap();
+        assert!(b.recv::<Request>().is_err());
+        a.send(&Request::Close { id: 1 }, &[]).unwrap();
+        assert_eq!(b.recv::<Request>().unwrap().0, Request::Close { id: 1 });
     }
 
     #[test]

@@ -7,21 +7,26 @@
 //! * [`Channel`], the framing: one message per `SOCK_SEQPACKET` datagram, at most [`MAX_FRAME`]
 //!   bytes, bincode with a byte limit that rejects trailing bytes, file descriptors attached with
 //!   `SCM_RIGHTS` (all fd passing lives in [`fdpass`]);
-//! * the version handshake ([`PROTO_VERSION`]): the client's first request is [`Request::Hello`].
+//! * the version handshake ([`PROTO_VERSION`]): the client's first request is [`Request::Hello`];
+//! * the address header of unconnected proxied datagram sockets ([`dgram`]).
 //!
 //! Both the client and the host depend on this crate; it depends on neither.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
 pub mod channel;
+pub mod dgram;
 pub mod fdpass;
 mod message;
 
 pub use channel::{Channel, ProtoError};
-pub use message::{FdKind, Limits, Reply, Request, StackStats, WireError};
+pub use message::{
+    ControlOp, FdKind, Limits, Reply, Request, StackStats, WireError, MAX_SOCKADDR, MAX_SOCKOPT,
+};
 
-/// Version of this protocol. Client and host must agree exactly.
-pub const PROTO_VERSION: u32 = 2;
+/// Version of this protocol. Client and host must agree exactly. 3 added proxied sockets
+/// ([`FdKind::Proxied`], [`Request::Control`], [`Request::Close`]).
+pub const PROTO_VERSION: u32 = 3;
 
 /// Largest encoded message, in bytes. A bigger datagram is a protocol error.
 pub const MAX_FRAME: usize = 64 * 1024;

@@ -45,6 +45,114 @@ pub enum Request {
     /// Delete the stack (plug-in `delstack`), no fds. Answered by [`Reply::Deleted`]; the host exits
     /// right after a successful reply.
     DelStack,
+    /// A control call on proxied socket `id` (docs/proxied.md), no fds. Never blocks the host:
+    /// the plug-in's function is called non-blocking. Answered by [`Reply::Control`], by
+    /// [`Reply::Accepted`] (with one fd) for [`ControlOp::Accept`], or by [`Reply::Error`] with
+    /// the plug-in's errno (`EAGAIN` for an accept with nothing pending, `EINPROGRESS` for a
+    /// connect that goes on, `EBADF` for an unknown id).
+    Control {
+        /// The socket, as [`FdKind::Proxied`] named it.
+        id: u64,
+        /// The call.
+        op: ControlOp,
+    },
+    /// The application closed proxied socket `id`, no fds: the host calls the plug-in's `close`
+    /// and drops its own copies. Answered by [`Reply::Closed`] (or [`Reply::Error`] with `EBADF`).
+    Close {
+        /// The socket.
+        id: u64,
+    },
+}
+
+/// Longest socket address accepted on the wire (`sizeof(struct sockaddr_storage)`).
+pub const MAX_SOCKADDR: usize = 128;
+
+/// Longest socket option value accepted on the wire, in either direction.
+pub const MAX_SOCKOPT: usize = 1024;
+
+/// A control call on a proxied socket: the Berkeley call of the same name. Addresses travel as
+/// the raw bytes of a `struct sockaddr_*` (at least 2, at most [`MAX_SOCKADDR`]); option values as
+/// raw bytes (at most [`MAX_SOCKOPT`]). [`ControlOp::check`] says whether the lengths are legal;
+/// the host refuses an illegal one with `EINVAL` before calling the plug-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlOp {
+    /// `bind(addr)`. Reply: empty.
+    Bind(Vec<u8>),
+    /// `connect(addr)` (an `AF_UNSPEC` address disconnects a datagram socket). Reply: empty, or
+    /// the error `EINPROGRESS` while a stream connection is being set up.
+    Connect(Vec<u8>),
+    /// `listen(backlog)`. Reply: empty.
+    Listen(i32),
+    /// `accept()`, non-blocking. Reply: [`Reply::Accepted`] with the new socket's fd.
+    Accept,
+    /// `getsockname()`. Reply: the address bytes.
+    GetSockName,
+    /// `getpeername()`. Reply: the address bytes.
+    GetPeerName,
+    /// `setsockopt(level, name, value)`. Reply: empty.
+    SetSockOpt {
+        /// `level` of setsockopt(2).
+        level: i32,
+        /// `optname` of setsockopt(2).
+        name: i32,
+        /// The option value's bytes.
+        value: Vec<u8>,
+    },
+    /// `getsockopt(level, name)` with a buffer of `len` bytes. Reply: the value's bytes (at most
+    /// `len`).
+    GetSockOpt {
+        /// `level` of getsockopt(2).
+        level: i32,
+        /// `optname` of getsockopt(2).
+        name: i32,
+        /// Room the caller has for the value.
+        len: u32,
+    },
+    /// `shutdown(how)`. Reply: empty.
+    Shutdown(i32),
+}
+
+impl ControlOp {
+    /// Short name of the call, for error messages and audit lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ControlOp::Bind(_) => "bind",
+            ControlOp::Connect(_) => "connect",
+            ControlOp::Listen(_) => "listen",
+            ControlOp::Accept => "accept",
+            ControlOp::GetSockName => "getsockname",
+            ControlOp::GetPeerName => "getpeername",
+            ControlOp::SetSockOpt { .. } => "setsockopt",
+            ControlOp::GetSockOpt { .. } => "getsockopt",
+            ControlOp::Shutdown(_) => "shutdown",
+        }
+    }
+
+    /// Whether the lengths are legal (see the type's doc); the error says which is not.
+    pub fn check(&self) -> Result<(), String> {
+        let addr = |a: &[u8]| {
+            if a.len() < 2 || a.len() > MAX_SOCKADDR {
+                Err(format!(
+                    "{}: address of {} bytes (legal: 2 to {MAX_SOCKADDR})",
+                    self.name(),
+                    a.len()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            ControlOp::Bind(a) | ControlOp::Connect(a) => addr(a),
+            ControlOp::SetSockOpt { value, .. } if value.len() > MAX_SOCKOPT => Err(format!(
+                "setsockopt: value of {} bytes (at most {MAX_SOCKOPT})",
+                value.len()
+            )),
+            ControlOp::GetSockOpt { len, .. } if *len as usize > MAX_SOCKOPT => Err(format!(
+                "getsockopt: buffer of {len} bytes (at most {MAX_SOCKOPT})"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// How the application uses a socket fd handed over by the host.
@@ -52,6 +160,12 @@ pub enum Request {
 pub enum FdKind {
     /// The fd is the plug-in's own kernel socket: use it with plain syscalls.
     Native,
+    /// The fd is one end of a socketpair whose other end the plug-in or the host pumps
+    /// (docs/proxied.md): data with plain syscalls, control calls with [`Request::Control`].
+    Proxied {
+        /// Names the socket in [`Request::Control`] and [`Request::Close`]; unique per host.
+        id: u64,
+    },
 }
 
 /// An error as it crosses the wire: an errno and a message that says what failed.
@@ -118,6 +232,18 @@ pub enum Reply {
     Stats(StackStats),
     /// Answer to [`Request::DelStack`], no fds.
     Deleted,
+    /// Answer to a [`Request::Control`] other than accept, no fds: the bytes the call gives back
+    /// (an address, an option value), empty for calls that give none.
+    Control(Vec<u8>),
+    /// Answer to [`ControlOp::Accept`], exactly one fd: the new connection, a proxied socket.
+    Accepted {
+        /// The new socket's id.
+        id: u64,
+        /// The peer's address bytes.
+        peer: Vec<u8>,
+    },
+    /// Answer to [`Request::Close`], no fds.
+    Closed,
     /// Any request failed, no fds.
     Error(WireError),
 }
@@ -131,6 +257,8 @@ impl Request {
             Request::Socket { .. } => "Socket",
             Request::Stats => "Stats",
             Request::DelStack => "DelStack",
+            Request::Control { .. } => "Control",
+            Request::Close { .. } => "Close",
         }
     }
 }
@@ -144,6 +272,9 @@ impl Reply {
             Reply::Socket { .. } => "Socket",
             Reply::Stats(_) => "Stats",
             Reply::Deleted => "Deleted",
+            Reply::Control(_) => "Control",
+            Reply::Accepted { .. } => "Accepted",
+            Reply::Closed => "Closed",
             Reply::Error(_) => "Error",
         }
     }
@@ -151,7 +282,7 @@ impl Reply {
     /// How many fds travel with this reply.
     pub fn fd_count(&self) -> usize {
         match self {
-            Reply::Socket { .. } => 1,
+            Reply::Socket { .. } | Reply::Accepted { .. } => 1,
             _ => 0,
         }
     }

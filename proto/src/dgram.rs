@@ -1,0 +1,121 @@
+//! The address header of an unconnected proxied datagram socket (docs/proxied.md).
+//!
+//! While a proxied `SOCK_DGRAM` socket is not connected, every record on its `SOCK_SEQPACKET`
+//! pair starts with [`HDR_LEN`] bytes laid out as a `struct sockaddr_in6`:
+//!
+//! ```c
+//! struct { uint16_t family;   /* AF_INET or AF_INET6, host order */
+//!          uint16_t port;     /* network order */
+//!          uint32_t flowinfo; /* network order, 0 for AF_INET */
+//!          uint8_t  addr[16]; /* an IPv4 address in the first 4 bytes */
+//!          uint32_t scope_id; /* host order, 0 for AF_INET */ };
+//! ```
+//!
+//! followed by the payload: the destination of an outgoing datagram, the source of an incoming
+//! one. The functions here convert between that header and the raw `sockaddr` bytes the Berkeley
+//! calls carry. Pure code, used by the client (C ABI and Rust `Socket`) and by the host's pump.
+
+/// Size of the header.
+pub const HDR_LEN: usize = 28;
+
+const SIN_LEN: usize = 16;
+const SIN6_LEN: usize = 28;
+/// The RFC 2133 `sockaddr_in6` without `scope_id`, which the kernel accepts.
+const SIN6_LEN_OLD: usize = 24;
+
+fn family_of(b: &[u8]) -> Option<i32> {
+    (b.len() >= 2).then(|| i32::from(u16::from_ne_bytes([b[0], b[1]])))
+}
+
+/// The header for the `sockaddr` bytes `sa` (a `sockaddr_in` or `sockaddr_in6`); `Err(errno)`:
+/// `EINVAL` for a short address, `EAFNOSUPPORT` for another family.
+pub fn header_from_sockaddr(sa: &[u8]) -> Result<[u8; HDR_LEN], i32> {
+    let mut h = [0u8; HDR_LEN];
+    match family_of(sa) {
+        Some(libc::AF_INET) if sa.len() >= SIN_LEN => {
+            h[..4].copy_from_slice(&sa[..4]);
+            h[8..12].copy_from_slice(&sa[4..8]);
+            Ok(h)
+        }
+        Some(libc::AF_INET6) if sa.len() >= SIN6_LEN_OLD => {
+            let n = sa.len().min(SIN6_LEN);
+            h[..n].copy_from_slice(&sa[..n]);
+            Ok(h)
+        }
+        Some(libc::AF_INET | libc::AF_INET6) | None => Err(libc::EINVAL),
+        Some(_) => Err(libc::EAFNOSUPPORT),
+    }
+}
+
+/// The `sockaddr` bytes a header names (16 for `AF_INET`, 28 for `AF_INET6`); `Err(EINVAL)` for
+/// a short header or an unknown family.
+pub fn sockaddr_from_header(h: &[u8]) -> Result<Vec<u8>, i32> {
+    if h.len() < HDR_LEN {
+        return Err(libc::EINVAL);
+    }
+    match family_of(h) {
+        Some(libc::AF_INET) => {
+            let mut sa = vec![0u8; SIN_LEN];
+            sa[..4].copy_from_slice(&h[..4]);
+            sa[4..8].copy_from_slice(&h[8..12]);
+            Ok(sa)
+        }
+        Some(libc::AF_INET6) => Ok(h[..SIN6_LEN].to_vec()),
+        _ => Err(libc::EINVAL),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sin(port: u16, ip: [u8; 4]) -> Vec<u8> {
+        let mut b = vec![0u8; SIN_LEN];
+        b[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        b[2..4].copy_from_slice(&port.to_be_bytes());
+        b[4..8].copy_from_slice(&ip);
+        b
+    }
+
+    #[test]
+    fn ipv4_round_trip_and_layout() {
+        let sa = sin(7000, [10, 0, 0, 1]);
+        let h = header_from_sockaddr(&sa).unwrap();
+        assert_eq!(u16::from_ne_bytes([h[0], h[1]]), libc::AF_INET as u16);
+        assert_eq!(&h[2..4], &7000u16.to_be_bytes());
+        assert_eq!(&h[4..8], &[0; 4]);
+        assert_eq!(&h[8..12], &[10, 0, 0, 1]);
+        assert_eq!(sockaddr_from_header(&h).unwrap(), sa);
+    }
+
+    #[test]
+    fn ipv6_round_trip_is_the_sockaddr_itself() {
+        let mut sa = vec![0u8; SIN6_LEN];
+        sa[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        sa[2..4].copy_from_slice(&53u16.to_be_bytes());
+        sa[4..8].copy_from_slice(&5u32.to_be_bytes());
+        sa[8] = 0xfd;
+        sa[23] = 2;
+        sa[24..28].copy_from_slice(&3u32.to_ne_bytes());
+        let h = header_from_sockaddr(&sa).unwrap();
+        assert_eq!(&h[..], &sa[..]);
+        assert_eq!(sockaddr_from_header(&h).unwrap(), sa);
+        // The 24-byte form gets a zero scope.
+        let h = header_from_sockaddr(&sa[..24]).unwrap();
+        assert_eq!(&h[24..], &[0; 4]);
+    }
+
+    #[test]
+    fn malformed_addresses_and_headers_are_errors() {
+        assert_eq!(header_from_sockaddr(&[]), Err(libc::EINVAL));
+        assert_eq!(
+            header_from_sockaddr(&sin(1, [1; 4])[..8]),
+            Err(libc::EINVAL)
+        );
+        let mut unix = vec![0u8; 16];
+        unix[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+        assert_eq!(header_from_sockaddr(&unix), Err(libc::EAFNOSUPPORT));
+        assert_eq!(sockaddr_from_header(&[0u8; 10]), Err(libc::EINVAL));
+        assert_eq!(sockaddr_from_header(&[0u8; HDR_LEN]), Err(libc::EINVAL));
+    }
+}
