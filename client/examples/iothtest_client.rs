@@ -3,9 +3,11 @@
 //! `iothtest_client STACK [VNL...]`: creates the stack, sets 192.168.250.51/24 on `vde0`, connects
 //! to 192.168.250.50:5000 and, with `poll` on stdin and the socket, sends what is typed and prints
 //! what comes back. At the end of stdin it half-closes and prints the rest of the echo.
+//!
+//! It uses the [`ioth::Socket`] methods, which work on every stack (native and proxied fds).
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
 use std::os::fd::AsFd;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -28,9 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let sock = stack.socket(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    let sock: socket2::Socket = sock.into();
-    sock.connect(&SocketAddr::from(([192, 168, 250, 50], 5000)).into())?;
-    let mut conn: TcpStream = sock.into();
+    sock.connect(&SocketAddr::from(([192, 168, 250, 50], 5000)))?;
+    let mut conn = &sock;
 
     let stdin = std::io::stdin();
     let mut stdin_open = true;

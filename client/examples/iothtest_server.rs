@@ -2,13 +2,16 @@
 //!
 //! `iothtest_server STACK [VNL...]`: creates the stack, sets 192.168.250.50/24 on `vde0` (default
 //! route via 192.168.250.1), and echoes every TCP connection on port 5000, a thread each.
+//!
+//! It uses the [`ioth::Socket`] methods (bind, listen, accept, read, write), which work on every
+//! stack: on kernel stacks (native fds) and on user-space stacks such as `smoltcp` (proxied fds).
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-fn handle(mut conn: TcpStream) {
-    let peer = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+fn handle(conn: ioth::Socket, peer: SocketAddr) {
     println!("new conn from {peer}");
+    let mut conn = &conn;
     let mut buf = [0u8; 8192];
     loop {
         match conn.read(&mut buf) {
@@ -42,20 +45,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let sock = stack.socket(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    let sock2: socket2::Socket = sock.into();
-    sock2.set_reuse_address(true)?;
-    sock2.bind(&SocketAddr::from(([0, 0, 0, 0], 5000)).into())?;
-    sock2.listen(5)?;
-    let listener: TcpListener = sock2.into();
+    sock.set_reuse_address(true)?;
+    sock.bind(&SocketAddr::from(([0, 0, 0, 0], 5000)))?;
+    sock.listen(5)?;
     println!(
         "listening on 192.168.250.50:5000 (stack {}, host pid {})",
         args[1],
         stack.pid().unwrap_or(0)
     );
-    for conn in listener.incoming() {
-        match conn {
-            Ok(c) => {
-                std::thread::spawn(move || handle(c));
+    loop {
+        match sock.accept() {
+            Ok((c, peer)) => {
+                std::thread::spawn(move || handle(c, peer));
             }
             Err(e) => {
                 eprintln!("accept: {e}");

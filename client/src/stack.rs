@@ -10,7 +10,8 @@
 //! that does not answer within the newstack timeout — or the optional request timeout — is killed
 //! and the call fails with [`Error::Timeout`] (`ETIMEDOUT`). Either way the host is reaped here
 //! (no zombie outlives the call that saw the death) and fds already handed out stay valid kernel
-//! sockets.
+//! sockets (native fds), or fds whose other end died with the host (proxied fds: reads see EOF or
+//! `ECONNRESET`, control calls fail with `ENETDOWN`).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -19,9 +20,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use ioth_proto::{Channel, FdKind, Limits, ProtoError, Reply, Request, WireError, PROTO_VERSION};
+use ioth_proto::{
+    Channel, ControlOp, FdKind, Limits, ProtoError, Reply, Request, WireError, PROTO_VERSION,
+};
 
-use crate::socket::{Hold, Socket};
+use crate::socket::{Hold, Proxy, Socket};
 use crate::{locate, spawn, sys, Error, Result};
 
 /// Default limit for a host to start its plug-in (`newstack`), overridden by
@@ -620,44 +623,91 @@ impl Stack {
     }
 
     /// A socket on this stack, as socket(2) (`ioth_msocket`): `SOCK_NONBLOCK` and `SOCK_CLOEXEC`
-    /// in `ty` are honoured.
+    /// in `ty` are honoured. On a stack with proxied fds (a user-space stack, docs/proxied.md)
+    /// the socket's control calls go to the host: use the [`Socket`] methods.
     pub fn msocket(&self, domain: i32, ty: i32, protocol: i32) -> Result<Socket> {
-        let fd = match self.link() {
-            None => sys::socket(domain, ty, protocol).map_err(|source| Error::Os {
+        if self.link().is_none() {
+            let fd = sys::socket(domain, ty, protocol).map_err(|source| Error::Os {
                 op: "socket",
                 source,
-            })?,
-            Some(_) => {
-                let req = Request::Socket {
-                    domain,
-                    ty,
-                    protocol,
-                };
-                match self.call(&req, None)? {
-                    (
-                        Reply::Socket {
-                            kind: FdKind::Native,
-                        },
-                        mut fds,
-                    ) => {
-                        let fd = fds.pop().expect("fd count checked by recv_reply");
-                        if ty & libc::SOCK_CLOEXEC == 0 {
-                            nix::fcntl::fcntl(
-                                &fd,
-                                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-                            )
-                            .map_err(|e| Error::Os {
-                                op: "fcntl(F_SETFD)",
-                                source: e.into(),
-                            })?;
-                        }
-                        fd
-                    }
-                    (other, _) => return Err(self.unexpected("Socket", other)),
-                }
+            })?;
+            return Ok(Socket::new(fd, Hold::new(&self.inner)));
+        }
+        let req = Request::Socket {
+            domain,
+            ty,
+            protocol,
+        };
+        let (kind, fd) = match self.call(&req, None)? {
+            (Reply::Socket { kind }, mut fds) => {
+                (kind, fds.pop().expect("fd count checked by recv_reply"))
+            }
+            (other, _) => return Err(self.unexpected("Socket", other)),
+        };
+        // The fd arrived close-on-exec (MSG_CMSG_CLOEXEC): as socket(2), keep that only if asked.
+        let flag_err = |op| {
+            move |e: nix::errno::Errno| Error::Os {
+                op,
+                source: e.into(),
             }
         };
-        Ok(Socket::new(fd, Hold::new(&self.inner)))
+        if ty & libc::SOCK_CLOEXEC == 0 {
+            nix::fcntl::fcntl(
+                &fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )
+            .map_err(flag_err("fcntl(F_SETFD)"))?;
+        }
+        match kind {
+            FdKind::Native => Ok(Socket::new(fd, Hold::new(&self.inner))),
+            FdKind::Proxied { id } => {
+                // The proxy first: if anything below fails, its drop closes the socket on the
+                // host.
+                let proxy = Proxy::new(self.clone(), id, domain, ty);
+                if ty & libc::SOCK_NONBLOCK != 0 {
+                    crate::socket::set_nonblocking(fd.as_fd(), true).map_err(|source| {
+                        Error::Os {
+                            op: "fcntl(O_NONBLOCK)",
+                            source,
+                        }
+                    })?;
+                }
+                Ok(Socket::proxied(fd, Hold::new(&self.inner), proxy))
+            }
+        }
+    }
+
+    /// A control call on proxied socket `id`: the bytes it gives back (an address, an option
+    /// value; empty for most). The host never blocks on it (docs/proxied.md).
+    pub(crate) fn control(&self, id: u64, op: ControlOp) -> Result<Vec<u8>> {
+        match self.call(&Request::Control { id, op }, None)? {
+            (Reply::Control(bytes), _) => Ok(bytes),
+            (other, _) => Err(self.unexpected("Control", other)),
+        }
+    }
+
+    /// A non-blocking accept on proxied socket `id`: the new socket's fd, id and peer address
+    /// bytes; `EAGAIN` when no connection is waiting.
+    pub(crate) fn accept_proxied(&self, id: u64) -> Result<(OwnedFd, u64, Vec<u8>)> {
+        let req = Request::Control {
+            id,
+            op: ControlOp::Accept,
+        };
+        match self.call(&req, None)? {
+            (Reply::Accepted { id, peer }, mut fds) => {
+                Ok((fds.pop().expect("fd count checked by recv_reply"), id, peer))
+            }
+            (other, _) => Err(self.unexpected("Accepted", other)),
+        }
+    }
+
+    /// Tells the host that the application closed proxied socket `id`. A host that is gone
+    /// answers at once (the socket went with it).
+    pub(crate) fn close_proxied(&self, id: u64) -> Result<()> {
+        match self.call(&Request::Close { id }, None)? {
+            (Reply::Closed, _) => Ok(()),
+            (other, _) => Err(self.unexpected("Closed", other)),
+        }
     }
 
     /// A socket with socket2's typed arguments.

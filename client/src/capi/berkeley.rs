@@ -1,37 +1,100 @@
-//! `ioth_X` for every Berkeley call X of `ioth.h`: same signature, same behaviour as X.
+//! `ioth_X` for the Berkeley control calls X of `ioth.h` (bind … fcntl): same signature, same
+//! behaviour as X. The data calls (read … sendmsg) are in [`super::data`].
 //!
-//! Runs in the application, on the data path. Each call looks its fd up once in the fd table
-//! ([`fdtable::kind`]): an fd ioth did not create fails with `EBADF` and is not touched; a
-//! [`Kind::Native`] fd (a kernel socket the host handed over) gets the very syscall X, so errno
-//! and return value are the kernel's. No allocation and no IPC happen on that path (`accept`
-//! adds one table entry). A later fd kind, e.g. sockets proxied by their host, adds its own arm to
-//! the `match` of each call.
+//! Runs in the application. Each call looks its fd up once in the fd table ([`fdtable::kind`]):
+//! an fd ioth did not create fails with `EBADF` and is not touched. A [`Kind::Native`] fd (a
+//! kernel socket the host handed over) gets the very syscall X, so errno and return value are the
+//! kernel's; no allocation and no IPC happen on that path (`accept` adds one table entry).
+//!
+//! A [`Kind::Proxied`] fd (docs/proxied.md) sends the call to its stack's host, with the
+//! blocking rules of [`crate::socket::Proxy`]: `connect` and `accept` wait (on the fd itself, no
+//! lock held) unless the fd has `O_NONBLOCK`. `ioctl` and `fcntl` act on the fd itself (its
+//! `O_NONBLOCK`, its `FIONREAD`), as do the options `SO_RCVTIMEO`/`SO_SNDTIMEO`. Argument
+//! checks come first, as the kernel's: a NULL address is `EFAULT`, an address longer than a
+//! `sockaddr_storage` or shorter than its family `EINVAL`.
 //!
 //! `close` is in the module root ([`super::ioth_close`]): it releases the fd's hold on its stack.
 
 use std::ffi::{c_int, c_long, c_ulong, c_void};
+use std::os::fd::{BorrowedFd, IntoRawFd};
 
-use libc::{iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
+use ioth_proto::{MAX_SOCKADDR, MAX_SOCKOPT};
+use libc::{sockaddr, socklen_t};
 
 use super::fdtable::{self, Kind};
-use super::guard;
+use super::{errno_of, guard};
 
 /// The kind of an ioth fd, or `EBADF` if ioth did not create it.
-fn kind(fd: c_int) -> Result<Kind, c_int> {
+pub(super) fn kind(fd: c_int) -> Result<Kind, c_int> {
     fdtable::kind(fd).ok_or(libc::EBADF)
 }
 
+/// The fd of an ioth socket, borrowed for one call.
+pub(super) fn borrowed<'a>(fd: c_int) -> BorrowedFd<'a> {
+    // SAFETY: fd is in the ioth table: a socket the C program holds open for the duration of the
+    // call it passed it to (closing it meanwhile is the program's error, as with any syscall,
+    // and gives EBADF from the calls made on it).
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// The bytes of a caller's address argument.
+///
+/// # Safety
+/// `addr` is NULL or readable for `len` bytes.
+pub(super) unsafe fn addr_in(addr: *const sockaddr, len: socklen_t) -> Result<Vec<u8>, c_int> {
+    if addr.is_null() {
+        return Err(libc::EFAULT);
+    }
+    let len = len as usize;
+    if !(2..=MAX_SOCKADDR).contains(&len) {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: per the contract, addr is readable for len bytes.
+    Ok(unsafe { std::slice::from_raw_parts(addr.cast::<u8>(), len) }.to_vec())
+}
+
+/// Copies address bytes `v` to a caller's `(addr, *len)` pair as the kernel does: at most `*len`
+/// bytes, and `*len` set to the full length. Nothing when `addr` is NULL.
+///
+/// # Safety
+/// `addr` is NULL or writable for `*len` bytes; `len` is NULL or a valid `socklen_t`.
+pub(super) unsafe fn addr_out(
+    v: &[u8],
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> Result<(), c_int> {
+    if addr.is_null() {
+        return Ok(());
+    }
+    if len.is_null() {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: len is a valid socklen_t (contract).
+    let room = unsafe { *len } as usize;
+    let n = room.min(v.len());
+    // SAFETY: addr is writable for room >= n bytes; v is readable for n; distinct memory.
+    unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), addr.cast::<u8>(), n) };
+    // SAFETY: as above.
+    unsafe { *len = v.len() as socklen_t };
+    Ok(())
+}
+
 /// Registers `newfd`, just made from the ioth fd `fd` (by accept or dup), as a socket of the same
-/// stack. `newfd < 0` (the call failed) is passed through with its errno. If `fd` left the table
-/// meanwhile (closed by another thread), `newfd` has no stack to belong to: it is closed and the
-/// call fails with `EBADF`.
-fn register_born_of(fd: c_int, newfd: c_int) -> Result<c_int, c_int> {
+/// stack; a dup of a proxied fd is the same socket (`proxy` is that of `fd`), an accepted one a
+/// new socket (`proxy` given). `newfd < 0` (the call failed) is passed through with its errno. If
+/// `fd` left the table meanwhile (closed by another thread), `newfd` has no stack to belong to:
+/// it is closed and the call fails with `EBADF`.
+fn register_born_of(
+    fd: c_int,
+    newfd: c_int,
+    accepted: Option<std::sync::Arc<crate::socket::Proxy>>,
+) -> Result<c_int, c_int> {
     if newfd < 0 {
         return Ok(newfd);
     }
-    match fdtable::another_hold(fd) {
-        Some(hold) => {
-            fdtable::insert(newfd, hold);
+    match fdtable::same_socket(fd) {
+        Some((hold, proxy)) => {
+            fdtable::insert(newfd, hold, accepted.or(proxy));
             Ok(newfd)
         }
         None => {
@@ -40,6 +103,11 @@ fn register_born_of(fd: c_int, newfd: c_int) -> Result<c_int, c_int> {
             Err(libc::EBADF)
         }
     }
+}
+
+/// Options that live on a proxied socket's fd itself, not in the stack.
+fn fd_option(level: c_int, name: c_int) -> bool {
+    level == libc::SOL_SOCKET && matches!(name, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO)
 }
 
 /// `int ioth_bind(int fd, const struct sockaddr *addr, socklen_t addrlen)`: bind(2).
@@ -51,6 +119,12 @@ pub unsafe extern "C" fn ioth_bind(fd: c_int, addr: *const sockaddr, addrlen: so
     guard(-1, || match kind(fd)? {
         // SAFETY: fd is an ioth kernel socket; addr/addrlen are the caller's, checked by the kernel.
         Kind::Native => Ok(unsafe { libc::bind(fd, addr, addrlen) }),
+        Kind::Proxied(p) => {
+            // SAFETY: addr is readable for addrlen bytes (caller's contract).
+            let a = unsafe { addr_in(addr, addrlen) }?;
+            p.bind(&a).map_err(errno_of)?;
+            Ok(0)
+        }
     })
 }
 
@@ -67,6 +141,12 @@ pub unsafe extern "C" fn ioth_connect(
     guard(-1, || match kind(fd)? {
         // SAFETY: fd is an ioth kernel socket; addr/addrlen are the caller's, checked by the kernel.
         Kind::Native => Ok(unsafe { libc::connect(fd, addr, addrlen) }),
+        Kind::Proxied(p) => {
+            // SAFETY: addr is readable for addrlen bytes (caller's contract).
+            let a = unsafe { addr_in(addr, addrlen) }?;
+            p.connect(borrowed(fd), &a).map_err(errno_of)?;
+            Ok(0)
+        }
     })
 }
 
@@ -76,6 +156,10 @@ pub extern "C" fn ioth_listen(fd: c_int, backlog: c_int) -> c_int {
     guard(-1, || match kind(fd)? {
         // SAFETY: fd is an ioth kernel socket; plain integers.
         Kind::Native => Ok(unsafe { libc::listen(fd, backlog) }),
+        Kind::Proxied(p) => {
+            p.listen(backlog).map_err(errno_of)?;
+            Ok(0)
+        }
     })
 }
 
@@ -94,9 +178,43 @@ pub unsafe extern "C" fn ioth_accept(
         Kind::Native => {
             // SAFETY: fd is an ioth kernel socket; addr/addrlen are the caller's, as accept(2).
             let newfd = unsafe { libc::accept(fd, addr, addrlen) };
-            register_born_of(fd, newfd)
+            register_born_of(fd, newfd, None)
+        }
+        Kind::Proxied(p) => {
+            if !addr.is_null() && addrlen.is_null() {
+                return Err(libc::EFAULT);
+            }
+            let (nfd, np, peer) = p.accept(borrowed(fd)).map_err(errno_of)?;
+            // As accept(2): no close-on-exec (it came with one, from SCM_RIGHTS).
+            let _ = nix::fcntl::fcntl(
+                &nfd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            );
+            let newfd = register_born_of(fd, nfd.into_raw_fd(), Some(np))?;
+            // SAFETY: addr/addrlen are NULL or valid (caller's contract; NULL length refused above).
+            unsafe { addr_out(&peer, addr, addrlen) }?;
+            Ok(newfd)
         }
     })
+}
+
+/// `getsockname`/`getpeername` of a proxied fd into the caller's buffer.
+///
+/// # Safety
+/// `addr` and `addrlen` are valid as for getsockname(2).
+unsafe fn proxied_name(
+    p: &crate::socket::Proxy,
+    peer: bool,
+    addr: *mut sockaddr,
+    addrlen: *mut socklen_t,
+) -> Result<c_int, c_int> {
+    if addr.is_null() || addrlen.is_null() {
+        return Err(libc::EFAULT);
+    }
+    let v = p.name(peer).map_err(errno_of)?;
+    // SAFETY: caller's contract.
+    unsafe { addr_out(&v, addr, addrlen) }?;
+    Ok(0)
 }
 
 /// `int ioth_getsockname(int fd, struct sockaddr *addr, socklen_t *addrlen)`: getsockname(2).
@@ -112,6 +230,8 @@ pub unsafe extern "C" fn ioth_getsockname(
     guard(-1, || match kind(fd)? {
         // SAFETY: fd is an ioth kernel socket; addr/addrlen are the caller's, checked by the kernel.
         Kind::Native => Ok(unsafe { libc::getsockname(fd, addr, addrlen) }),
+        // SAFETY: addr/addrlen are the caller's, valid as for getsockname(2).
+        Kind::Proxied(p) => unsafe { proxied_name(&p, false, addr, addrlen) },
     })
 }
 
@@ -128,6 +248,8 @@ pub unsafe extern "C" fn ioth_getpeername(
     guard(-1, || match kind(fd)? {
         // SAFETY: fd is an ioth kernel socket; addr/addrlen are the caller's, checked by the kernel.
         Kind::Native => Ok(unsafe { libc::getpeername(fd, addr, addrlen) }),
+        // SAFETY: addr/addrlen are the caller's, valid as for getpeername(2).
+        Kind::Proxied(p) => unsafe { proxied_name(&p, true, addr, addrlen) },
     })
 }
 
@@ -145,8 +267,23 @@ pub unsafe extern "C" fn ioth_setsockopt(
     optlen: socklen_t,
 ) -> c_int {
     guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; optval/optlen are the caller's, as setsockopt(2).
-        Kind::Native => Ok(unsafe { libc::setsockopt(fd, level, optname, optval, optlen) }),
+        Kind::Proxied(p) if !fd_option(level, optname) => {
+            let len = optlen as usize;
+            if len > MAX_SOCKOPT {
+                return Err(libc::EINVAL);
+            }
+            let v: &[u8] = match (optval.is_null(), len) {
+                (_, 0) => &[],
+                (true, _) => return Err(libc::EFAULT),
+                // SAFETY: optval is readable for optlen bytes (caller's contract).
+                (false, _) => unsafe { std::slice::from_raw_parts(optval.cast::<u8>(), len) },
+            };
+            p.setsockopt(level, optname, v).map_err(errno_of)?;
+            Ok(0)
+        }
+        // SAFETY: fd is an ioth socket (a kernel socket, or a proxied fd's own option);
+        // optval/optlen are the caller's, as setsockopt(2).
+        _ => Ok(unsafe { libc::setsockopt(fd, level, optname, optval, optlen) }),
     })
 }
 
@@ -164,8 +301,26 @@ pub unsafe extern "C" fn ioth_getsockopt(
     optlen: *mut socklen_t,
 ) -> c_int {
     guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; optval/optlen are the caller's, as getsockopt(2).
-        Kind::Native => Ok(unsafe { libc::getsockopt(fd, level, optname, optval, optlen) }),
+        Kind::Proxied(p) if !fd_option(level, optname) => {
+            if optlen.is_null() {
+                return Err(libc::EFAULT);
+            }
+            // SAFETY: optlen is a valid socklen_t (caller's contract).
+            let room = (unsafe { *optlen } as usize).min(MAX_SOCKOPT);
+            if optval.is_null() && room > 0 {
+                return Err(libc::EFAULT);
+            }
+            let v = p.getsockopt(level, optname, room).map_err(errno_of)?;
+            let n = v.len().min(room);
+            // SAFETY: optval is writable for *optlen >= n bytes; v is readable for n.
+            unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), optval.cast::<u8>(), n) };
+            // SAFETY: as above.
+            unsafe { *optlen = n as socklen_t };
+            Ok(0)
+        }
+        // SAFETY: fd is an ioth socket (a kernel socket, or a proxied fd's own option);
+        // optval/optlen are the caller's, as getsockopt(2).
+        _ => Ok(unsafe { libc::getsockopt(fd, level, optname, optval, optlen) }),
     })
 }
 
@@ -175,184 +330,51 @@ pub extern "C" fn ioth_shutdown(fd: c_int, how: c_int) -> c_int {
     guard(-1, || match kind(fd)? {
         // SAFETY: fd is an ioth kernel socket; plain integers.
         Kind::Native => Ok(unsafe { libc::shutdown(fd, how) }),
+        Kind::Proxied(p) => {
+            p.shutdown(how).map_err(errno_of)?;
+            Ok(0)
+        }
     })
 }
 
-/// `int ioth_ioctl(int fd, unsigned long cmd, void *argp)`: ioctl(2).
+/// `int ioth_ioctl(int fd, unsigned long cmd, void *argp)`: ioctl(2), on the fd itself for both
+/// kinds (`FIONREAD` of an unconnected proxied datagram socket leaves out the address header).
 ///
 /// # Safety
 /// `argp` is what request `cmd` expects, as for ioctl(2).
 #[no_mangle]
 pub unsafe extern "C" fn ioth_ioctl(fd: c_int, cmd: c_ulong, argp: *mut c_void) -> c_int {
-    guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; argp is the caller's, as ioctl(2) with cmd wants.
-        Kind::Native => Ok(unsafe { libc::ioctl(fd, cmd, argp) }),
+    guard(-1, || {
+        let k = kind(fd)?;
+        // SAFETY: fd is an ioth socket; argp is the caller's, as ioctl(2) with cmd wants.
+        let r = unsafe { libc::ioctl(fd, cmd, argp) };
+        if let Kind::Proxied(p) = k {
+            if r == 0 && cmd == libc::FIONREAD && !argp.is_null() && p.framed_now() {
+                // SAFETY: FIONREAD wrote an int at argp (it succeeded).
+                let n = unsafe { &mut *argp.cast::<c_int>() };
+                *n = n.saturating_sub(ioth_proto::dgram::HDR_LEN as c_int).max(0);
+            }
+        }
+        Ok(r)
     })
 }
 
-/// `int ioth_fcntl(int fd, int cmd, long val)`: fcntl(2). The fd `F_DUPFD`/`F_DUPFD_CLOEXEC`
-/// make is an ioth fd of the same stack, like one from `ioth_accept`.
+/// `int ioth_fcntl(int fd, int cmd, long val)`: fcntl(2), on the fd itself for both kinds. The
+/// fd `F_DUPFD`/`F_DUPFD_CLOEXEC` make is an ioth fd of the same stack (of a proxied fd: the
+/// same socket, closed on the host when its last fd is `ioth_close`d).
 ///
 /// # Safety
 /// When `cmd` takes a pointer, `val` carries a valid one, as for fcntl(2).
 #[no_mangle]
 pub unsafe extern "C" fn ioth_fcntl(fd: c_int, cmd: c_int, val: c_long) -> c_int {
-    guard(-1, || match kind(fd)? {
-        Kind::Native => {
-            // SAFETY: fd is an ioth kernel socket; val is the caller's third argument of
-            // fcntl(2), passed in the same register whether it is an integer or a pointer.
-            let r = unsafe { libc::fcntl(fd, cmd, val) };
-            match cmd {
-                libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => register_born_of(fd, r),
-                _ => Ok(r),
-            }
+    guard(-1, || {
+        kind(fd)?;
+        // SAFETY: fd is an ioth socket; val is the caller's third argument of fcntl(2), passed
+        // in the same register whether it is an integer or a pointer.
+        let r = unsafe { libc::fcntl(fd, cmd, val) };
+        match cmd {
+            libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => register_born_of(fd, r, None),
+            _ => Ok(r),
         }
-    })
-}
-
-/// `ssize_t ioth_read(int fd, void *buf, size_t len)`: read(2).
-///
-/// # Safety
-/// `buf` points at `len` writable bytes, as for read(2).
-#[no_mangle]
-pub unsafe extern "C" fn ioth_read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t {
-    guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; buf/len are the caller's, as read(2).
-        Kind::Native => Ok(unsafe { libc::read(fd, buf, len) }),
-    })
-}
-
-/// `ssize_t ioth_readv(int fd, const struct iovec *iov, int iovcnt)`: readv(2).
-///
-/// # Safety
-/// `iov` points at `iovcnt` iovecs of writable buffers, as for readv(2).
-#[no_mangle]
-pub unsafe extern "C" fn ioth_readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; iov/iovcnt are the caller's, as readv(2).
-        Kind::Native => Ok(unsafe { libc::readv(fd, iov, iovcnt) }),
-    })
-}
-
-/// `ssize_t ioth_recv(int fd, void *buf, size_t len, int flags)`: recv(2).
-///
-/// # Safety
-/// `buf` points at `len` writable bytes, as for recv(2).
-#[no_mangle]
-pub unsafe extern "C" fn ioth_recv(
-    fd: c_int,
-    buf: *mut c_void,
-    len: size_t,
-    flags: c_int,
-) -> ssize_t {
-    guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; buf/len are the caller's, as recv(2).
-        Kind::Native => Ok(unsafe { libc::recv(fd, buf, len, flags) }),
-    })
-}
-
-/// `ssize_t ioth_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from,
-/// socklen_t *fromlen)`: recvfrom(2).
-///
-/// # Safety
-/// `buf` points at `len` writable bytes; `from`/`fromlen` are NULL or valid, as for recvfrom(2).
-#[no_mangle]
-pub unsafe extern "C" fn ioth_recvfrom(
-    fd: c_int,
-    buf: *mut c_void,
-    len: size_t,
-    flags: c_int,
-    from: *mut sockaddr,
-    fromlen: *mut socklen_t,
-) -> ssize_t {
-    guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; the pointers are the caller's, as recvfrom(2).
-        Kind::Native => Ok(unsafe { libc::recvfrom(fd, buf, len, flags, from, fromlen) }),
-    })
-}
-
-/// `ssize_t ioth_recvmsg(int fd, struct msghdr *msg, int flags)`: recvmsg(2).
-///
-/// # Safety
-/// `msg` is a valid `msghdr`, as for recvmsg(2).
-#[no_mangle]
-pub unsafe extern "C" fn ioth_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; msg is the caller's, as recvmsg(2).
-        Kind::Native => Ok(unsafe { libc::recvmsg(fd, msg, flags) }),
-    })
-}
-
-/// `ssize_t ioth_write(int fd, const void *buf, size_t len)`: write(2).
-///
-/// # Safety
-/// `buf` points at `len` readable bytes, as for write(2).
-#[no_mangle]
-pub unsafe extern "C" fn ioth_write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t {
-    guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; buf/len are the caller's, as write(2).
-        Kind::Native => Ok(unsafe { libc::write(fd, buf, len) }),
-    })
-}
-
-/// `ssize_t ioth_writev(int fd, const struct iovec *iov, int iovcnt)`: writev(2).
-///
-/// # Safety
-/// `iov` points at `iovcnt` iovecs of readable buffers, as for writev(2).
-#[no_mangle]
-pub unsafe extern "C" fn ioth_writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; iov/iovcnt are the caller's, as writev(2).
-        Kind::Native => Ok(unsafe { libc::writev(fd, iov, iovcnt) }),
-    })
-}
-
-/// `ssize_t ioth_send(int fd, const void *buf, size_t len, int flags)`: send(2).
-///
-/// # Safety
-/// `buf` points at `len` readable bytes, as for send(2).
-#[no_mangle]
-pub unsafe extern "C" fn ioth_send(
-    fd: c_int,
-    buf: *const c_void,
-    len: size_t,
-    flags: c_int,
-) -> ssize_t {
-    guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; buf/len are the caller's, as send(2).
-        Kind::Native => Ok(unsafe { libc::send(fd, buf, len, flags) }),
-    })
-}
-
-/// `ssize_t ioth_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr
-/// *to, socklen_t tolen)`: sendto(2).
-///
-/// # Safety
-/// `buf` points at `len` readable bytes; `to` is NULL or points at `tolen` bytes, as for
-/// sendto(2).
-#[no_mangle]
-pub unsafe extern "C" fn ioth_sendto(
-    fd: c_int,
-    buf: *const c_void,
-    len: size_t,
-    flags: c_int,
-    to: *const sockaddr,
-    tolen: socklen_t,
-) -> ssize_t {
-    guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; the pointers are the caller's, as sendto(2).
-        Kind::Native => Ok(unsafe { libc::sendto(fd, buf, len, flags, to, tolen) }),
-    })
-}
-
-/// `ssize_t ioth_sendmsg(int fd, const struct msghdr *msg, int flags)`: sendmsg(2).
-///
-/// # Safety
-/// `msg` is a valid `msghdr`, as for sendmsg(2).
-#[no_mangle]
-pub unsafe extern "C" fn ioth_sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    guard(-1, || match kind(fd)? {
-        // SAFETY: fd is an ioth kernel socket; msg is the caller's, as sendmsg(2).
-        Kind::Native => Ok(unsafe { libc::sendmsg(fd, msg, flags) }),
     })
 }

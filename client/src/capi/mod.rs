@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 mod berkeley;
+mod data;
 pub(crate) mod fdtable;
 mod netlink;
 
@@ -199,9 +200,9 @@ pub unsafe extern "C" fn ioth_msocket(
         // SAFETY: caller's contract.
         let stack = unsafe { stack_arg(p) };
         let sock = stack.msocket(domain, ty, protocol).map_err(errno_of)?;
-        let (fd, hold) = sock.into_parts();
+        let (fd, hold, proxy) = sock.into_parts();
         let raw = fd.into_raw_fd();
-        fdtable::insert(raw, hold);
+        fdtable::insert(raw, hold, proxy);
         Ok(raw)
     })
 }
@@ -213,17 +214,19 @@ pub extern "C" fn ioth_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_in
     unsafe { ioth_msocket(std::ptr::null_mut(), domain, ty, protocol) }
 }
 
-/// `int ioth_close(int fd)`: closes an ioth fd and releases its hold on its stack.
+/// `int ioth_close(int fd)`: closes an ioth fd and releases its hold on its stack. The last fd
+/// of a proxied socket also tells its host, which closes the plug-in's side (a dead host is not
+/// waited for).
 #[no_mangle]
 pub extern "C" fn ioth_close(fd: c_int) -> c_int {
     guard(-1, || {
-        let hold = fdtable::remove(fd).ok_or(libc::EBADF)?;
+        let entry = fdtable::remove(fd).ok_or(libc::EBADF)?;
         // SAFETY: fd is an ioth socket the C program hands back to be closed.
         let r = unsafe { libc::close(fd) };
         let e = std::io::Error::last_os_error()
             .raw_os_error()
             .unwrap_or(libc::EIO);
-        drop(hold);
+        drop(entry);
         if r < 0 {
             return Err(e);
         }
