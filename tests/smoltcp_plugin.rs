@@ -1322,3 +1322,221 @@ fn tcp_10mb_between_two_smoltcp_stacks() {
         }
     );
 }
+
+// ---------------------------------------------------------------- throughput, side by side
+
+/// One end of a bench transfer: a smoltcp socket or a vdestack (kernel) stream.
+enum End<'a> {
+    Smol(PSock<'a>),
+    Kern(TcpStream),
+}
+
+impl End<'_> {
+    fn write_all_and_close(&self, data: &[u8]) {
+        match self {
+            End::Smol(s) => {
+                let mut w = s;
+                w.write_all(data).unwrap();
+                s.shutdown(libc::SHUT_WR).unwrap();
+            }
+            End::Kern(s) => {
+                let mut w = s;
+                w.write_all(data).unwrap();
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+            }
+        }
+    }
+
+    /// Reads to EOF; returns the byte count and a checksum of what came.
+    fn drain(&self) -> (usize, u64) {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut n = 0;
+        loop {
+            let k = match self {
+                End::Smol(s) => {
+                    let mut r = s;
+                    r.read(&mut buf)
+                }
+                End::Kern(s) => {
+                    let mut r = s;
+                    r.read(&mut buf)
+                }
+            }
+            .expect("bench read");
+            if k == 0 {
+                return (n, h.finish());
+            }
+            h.write(&buf[..k]);
+            n += k;
+        }
+    }
+}
+
+/// A listening end on either kind of stack.
+enum Lis<'a> {
+    Smol(PSock<'a>),
+    Kern(TcpListener),
+}
+
+/// A stack of the bench: smoltcp (through the ABI) or vdestack (through the ioth client).
+enum Node<'a> {
+    Smol(&'a Smol),
+    Kern(&'a Stack),
+}
+
+impl<'a> Node<'a> {
+    fn listen(&self, at: SocketAddr) -> Lis<'a> {
+        match self {
+            Node::Smol(s) => {
+                let l = s.tcp(&at);
+                l.bind(at).unwrap();
+                l.listen(1).unwrap();
+                Lis::Smol(l)
+            }
+            Node::Kern(k) => Lis::Kern(peer_listen(k, at)),
+        }
+    }
+
+    fn connect(&self, to: SocketAddr) -> End<'a> {
+        match self {
+            Node::Smol(s) => {
+                let c = s.tcp(&to);
+                c.connect(to).unwrap();
+                c.set_read_timeout();
+                End::Smol(c)
+            }
+            Node::Kern(k) => End::Kern(peer_connect(k, to)),
+        }
+    }
+}
+
+impl<'a> Lis<'a> {
+    fn accept(&self) -> End<'a> {
+        match self {
+            Lis::Smol(l) => {
+                let (s, _) = l.accept();
+                s.set_read_timeout();
+                End::Smol(s)
+            }
+            Lis::Kern(l) => End::Kern(peer_accept(l)),
+        }
+    }
+}
+
+/// One transfer of `data` from `from` to `to` (a fresh connection); returns Mbit/s.
+fn bench_once(from: &Node<'_>, to: &Node<'_>, at: SocketAddr, data: &[u8], want: u64) -> f64 {
+    let l = to.listen(at);
+    let c = from.connect(at);
+    let s = l.accept();
+    let t0 = Instant::now();
+    let (n, got) = std::thread::scope(|sc| {
+        let r = sc.spawn(|| s.drain());
+        c.write_all_and_close(data);
+        r.join().unwrap()
+    });
+    let dt = t0.elapsed();
+    assert_eq!(n, data.len());
+    assert_eq!(got, want);
+    data.len() as f64 * 8.0 / dt.as_secs_f64() / 1e6
+}
+
+/// TCP throughput over one switch, paths rotated each round, all in one run: smoltcp →
+/// vdestack, vdestack → smoltcp, smoltcp → smoltcp, and vdestack → vdestack as the reference.
+/// Prints min/median/max; asserts only the data. `IOTH_BENCH_MIB` (default 32) and
+/// `IOTH_BENCH_ROUNDS` (default 5) size it. Run with
+/// `cargo test --release -p ioth-tests --test smoltcp_plugin -- --ignored --nocapture bench_`.
+#[test]
+#[ignore = "a benchmark: run it on purpose, in a release build"]
+fn bench_tcp_throughput_side_by_side() {
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let mib = env("IOTH_BENCH_MIB", 32);
+    let rounds = env("IOTH_BENCH_ROUNDS", 5);
+    let sw = Switch::start();
+    let a = Smol::new(&[&sw.vnl()]).expect("newstack smoltcp a");
+    let b = Smol::new(&[&sw.vnl()]).expect("newstack smoltcp b");
+    configure_smol(&a, "10.0.0.1", "fd00::1");
+    configure_smol(&b, "10.0.0.3", "fd00::3");
+    let kern = |ip: &str| {
+        let k = Stack::new("vdestack", &[sw.vnl()]).expect("newstack vdestack");
+        let idx = k.if_nametoindex("vde0").unwrap();
+        k.ipaddr_add(ip.parse().unwrap(), 24, idx).unwrap();
+        k.link_set_up(idx, true).unwrap();
+        k
+    };
+    let p = kern("10.0.0.2");
+    let q = kern("10.0.0.4");
+    let data = pattern(mib * 1024 * 1024);
+    let want = sum(&data);
+    let paths: [(&str, Node<'_>, Node<'_>, &str); 4] = [
+        (
+            "vdestack -> vdestack (ref)",
+            Node::Kern(&p),
+            Node::Kern(&q),
+            "10.0.0.4",
+        ),
+        (
+            "smoltcp -> vdestack",
+            Node::Smol(&a),
+            Node::Kern(&p),
+            "10.0.0.2",
+        ),
+        (
+            "vdestack -> smoltcp",
+            Node::Kern(&p),
+            Node::Smol(&a),
+            "10.0.0.1",
+        ),
+        (
+            "smoltcp -> smoltcp",
+            Node::Smol(&a),
+            Node::Smol(&b),
+            "10.0.0.3",
+        ),
+    ];
+    // Warm-up: neighbours learnt, one small transfer per path.
+    for (k, (_, from, to, ip)) in paths.iter().enumerate() {
+        let at = SocketAddr::new(ip.parse().unwrap(), 9300 + k as u16);
+        bench_once(from, to, at, &data[..1 << 20], sum(&data[..1 << 20]));
+    }
+    let mut res: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    let mut port = 9400;
+    for r in 0..rounds {
+        for k in 0..paths.len() {
+            let k = (k + r) % paths.len();
+            let (_, from, to, ip) = &paths[k];
+            port += 1;
+            let at = SocketAddr::new(ip.parse().unwrap(), port);
+            res[k].push(bench_once(from, to, at, &data, want));
+        }
+    }
+    println!(
+        "TCP throughput over one VDE switch, {rounds} rounds x {mib} MiB, {} build:",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    let refmed = {
+        let mut v = res[0].clone();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (k, (name, ..)) in paths.iter().enumerate() {
+        let mut v = res[k].clone();
+        v.sort_by(f64::total_cmp);
+        let med = v[v.len() / 2];
+        println!(
+            "  {name:28} min {:6.0}  median {med:6.0}  max {:6.0} Mbit/s  ({:.2}x the reference)",
+            v[0],
+            v[v.len() - 1],
+            med / refmed
+        );
+    }
+}

@@ -21,10 +21,6 @@ use smoltcp::time::Instant;
 
 /// Frames received per device per turn of the event loop.
 pub const RX_BUDGET: usize = 128;
-/// Frames a peer may send us in one window (smoltcp caps the TCP window it advertises to this
-/// many segments): about what a VDE data socket buffers, so that a burst is not dropped by the
-/// switch in front of us (smoltcp#949).
-pub const MAX_BURST: usize = 64;
 /// Socket buffers asked for on a datagram data fd (best effort: `SO_*BUFFORCE` needs
 /// CAP_NET_ADMIN, the plain options are capped by `net.core.[rw]mem_max`).
 const DATA_SOCK_BUF: libc::c_int = 4 * 1024 * 1024;
@@ -250,7 +246,9 @@ impl phy::Device for VdeDevice {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.mtu + ETH_HLEN;
-        caps.max_burst_size = Some(MAX_BURST);
+        // No `max_burst_size`: smoltcp 0.14 compares it (× MSS, in bytes) with the *scaled*
+        // window field, so with window scaling it never bites; the windows are bounded by the
+        // TCP buffer sizes instead (crate::stack::TCP_RCVBUF).
         caps
     }
 }

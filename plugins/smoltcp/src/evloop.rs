@@ -5,10 +5,14 @@
 //! the pairs, settle handshakes, closes and resets. Then, without the mutex, sleep in poll(2) on
 //! the wake-up eventfd (control calls), every VDE data fd (and control fd, whose hang-up means
 //! the switch went away), and the plug-in's end of every socket for the events it needs now,
-//! for as long as smoltcp's `poll_delay` allows — never a fixed tick. A turn that left work
-//! (a receive budget spent, packets on the loopback) polls with a zero timeout.
+//! for as long as smoltcp's `poll_delay` allows (ppoll(2), to the microsecond) — never a fixed
+//! tick. A turn that left work (a receive budget spent, packets on the loopback) polls with a
+//! zero timeout. An interface whose device holds a frame the VDE side refused ignores its
+//! `poll_delay` (smoltcp says "now" while it has segments to send, but nothing can leave
+//! before the data fd turns writable): it waits for `POLLOUT` instead of spinning.
 
 use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
 
 use crate::net::Dev;
 use crate::stack::{Core, Fate, Kind, Shared};
@@ -51,7 +55,7 @@ pub fn run(shared: &Shared) {
                 }
             }
         };
-        if let Err(e) = crate::sys::poll(&mut pfds, timeout) {
+        if let Err(e) = crate::sys::ppoll(&mut pfds, timeout) {
             eprintln!("ioth_smoltcp[{}]: poll: {e}", std::process::id());
             return;
         }
@@ -161,8 +165,13 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
     tcp::bury(&mut core.net, &mut core.graves);
 }
 
-/// Fills the poll set; returns the timeout in milliseconds (-1: none).
-fn poll_set(core: &mut Core, pfds: &mut Vec<libc::pollfd>, keys: &mut Vec<Key>, wake: i32) -> i32 {
+/// Fills the poll set; returns the timeout (`None`: none).
+fn poll_set(
+    core: &mut Core,
+    pfds: &mut Vec<libc::pollfd>,
+    keys: &mut Vec<Key>,
+    wake: i32,
+) -> Option<Duration> {
     pfds.clear();
     keys.clear();
     let mut push = |fd: i32, events: i16, key: Key| {
@@ -176,9 +185,12 @@ fn poll_set(core: &mut Core, pfds: &mut Vec<libc::pollfd>, keys: &mut Vec<Key>, 
     push(wake, libc::POLLIN, Key::Wake);
     let mut busy = false;
     let now = core.now();
-    let mut timeout: Option<u64> = None;
+    let mut timeout: Option<Duration> = None;
+    let mut sooner = |d: Duration| timeout = Some(timeout.map_or(d, |t: Duration| t.min(d)));
     for (i, f) in core.net.ifaces.iter_mut().enumerate() {
+        let mut blocked = false;
         if let Dev::Vde(d) = &f.dev {
+            blocked = d.tx_blocked();
             if !d.dead {
                 if let Some(fd) = d.datafd() {
                     let mut ev = 0;
@@ -199,9 +211,12 @@ fn poll_set(core: &mut Core, pfds: &mut Vec<libc::pollfd>, keys: &mut Vec<Key>, 
             continue;
         }
         busy |= f.busy();
+        if blocked {
+            // POLLOUT on the data fd starts the next turn.
+            continue;
+        }
         if let Some(d) = f.iface.poll_delay(now, &f.sockets) {
-            let ms = d.total_micros().div_ceil(1000);
-            timeout = Some(timeout.map_or(ms, |t| t.min(ms)));
+            sooner(Duration::from_micros(d.total_micros()));
         }
     }
     for (id, s) in &core.socks {
@@ -213,10 +228,10 @@ fn poll_set(core: &mut Core, pfds: &mut Vec<libc::pollfd>, keys: &mut Vec<Key>, 
     }
     if !core.graves.is_empty() || core.socks.values().any(|s| s.orphan_since.is_some()) {
         // Lingering sockets are checked at least once a second.
-        timeout = Some(timeout.map_or(1000, |t| t.min(1000)));
+        sooner(Duration::from_secs(1));
     }
     if busy {
-        return 0;
+        return Some(Duration::ZERO);
     }
-    timeout.map_or(-1, |t| t.min(i32::MAX as u64) as i32)
+    timeout
 }

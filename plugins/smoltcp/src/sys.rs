@@ -198,6 +198,33 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usi
     }
 }
 
+/// ppoll(2) over `fds` for at most `timeout` (`None`: no limit), to the microsecond: smoltcp's
+/// deadlines (delayed ACKs, retransmissions) are not rounded up to whole milliseconds. EINTR
+/// counts as "nothing ready".
+pub fn ppoll(fds: &mut [libc::pollfd], timeout: Option<std::time::Duration>) -> io::Result<usize> {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: fds is a live, writable array of fds.len() pollfd structures; tsp is null or
+    // points to a live timespec; a null signal mask leaves the mask as it is.
+    match cvt(unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            tsp,
+            std::ptr::null(),
+        )
+    }) {
+        Ok(n) => Ok(n as usize),
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 /// Random bytes from the kernel (`getrandom(2)`); a weak fallback if that fails.
 pub fn random_bytes(buf: &mut [u8]) {
     // SAFETY: buf is writable for buf.len() bytes.

@@ -10,7 +10,8 @@
 //!   application's fd is readable exactly when `accept` has something;
 //! - **non-blocking connect**: the application's end is made unwritable with filler bytes
 //!   until the handshake ends (docs/proxied.md); `SO_ERROR` and a repeated `connect` say how;
-//! - **buffers** of `SO_RCVBUF`/`SO_SNDBUF` (default 256 KiB) fixed before listen/connect, so
+//! - **buffers** of `SO_RCVBUF`/`SO_SNDBUF` (defaults 128 KiB and 96 KiB, sized so that a
+//!   VDE switch does not drop: [`crate::stack::TCP_RCVBUF`]) fixed before listen/connect, so
 //!   the window scale fits them; Nagle off unless `TCP_NODELAY` is cleared.
 //!
 //! Data: the pair is read only while smoltcp's send buffer has room (straight into it), and
