@@ -3,9 +3,9 @@
 //!
 //! Control calls go to the host ([`Stack::control`]), which never blocks on them. Blocking
 //! semantics are made here, per the fd's `O_NONBLOCK`, by waiting on the application's own fd
-//! with no lock held: `connect` waits for `POLLOUT` and then asks `SO_ERROR`; `accept` waits for
-//! `POLLIN` (a token byte, or EOF if the host died) and asks again while the answer is
-//! `EAGAIN`. So a blocking call on one socket never holds up another socket or another stack.
+//! with no lock held: `connect` waits for `POLLOUT` and then asks `SO_ERROR`; `accept` asks, and
+//! while the answer is `EAGAIN` waits for `POLLIN` (a token byte, or EOF if the host died) and
+//! asks again. So a blocking call on one socket never holds up another socket or another stack.
 //!
 //! Datagram framing: an `AF_INET`/`AF_INET6` datagram socket that is not connected carries the
 //! address header of [`ioth_proto::dgram`] before each payload; [`Proxy::send_to`] and
@@ -185,12 +185,10 @@ impl Proxy {
     /// end (close-on-exec), its proxy and the peer's address bytes.
     pub(crate) fn accept(&self, fd: BorrowedFd<'_>) -> Result<(OwnedFd, Arc<Proxy>, Vec<u8>)> {
         let nonblocking = is_nonblocking(fd).map_err(os("fcntl(F_GETFL)"))?;
+        // Ask first (a socket that does not listen fails at once, as accept(2) does); wait for
+        // a token only when nothing is pending.
+        let mut hung_up = false;
         loop {
-            let mut hung_up = false;
-            if !nonblocking {
-                let r = wait(fd, PollFlags::POLLIN).map_err(os("poll"))?;
-                hung_up = r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR);
-            }
             match self.stack.accept_proxied(self.id) {
                 Ok((newfd, id, peer)) => {
                     let p = Proxy::new(self.stack.clone(), id, self.domain, libc::SOCK_STREAM);
@@ -200,7 +198,10 @@ impl Proxy {
                 Err(e) if e.errno() == libc::EAGAIN && hung_up => {
                     return Err(errno(libc::EINVAL, "accept: the listening socket is gone"))
                 }
-                Err(e) if e.errno() == libc::EAGAIN && !nonblocking => {}
+                Err(e) if e.errno() == libc::EAGAIN && !nonblocking => {
+                    let r = wait(fd, PollFlags::POLLIN).map_err(os("poll"))?;
+                    hung_up = r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR);
+                }
                 Err(e) => return Err(e),
             }
         }

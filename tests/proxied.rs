@@ -1,0 +1,1720 @@
+//! Proxied fds end to end (issue 5, docs/proxied.md): the `smoltcp` plug-in ("proxied, fd
+//! data") through a real host and the client library, against `vdestack` stacks (native fds)
+//! on VDE switches the tests start; and a C plug-in with its own read/write ("proxied, host
+//! pump", `tests/c/plugins/ioth_rwwrap.c`), whose kernel sockets live on the machine's loopback.
+//!
+//! smoltcp stacks are configured with the ioth netlink calls (the plug-in emulates rtnetlink),
+//! vdestack stacks with `ip` in their namespace. Addresses 10.0.0.x and fd00::x exist only inside
+//! the stacks. Needs root for vdestack (namespaces, taps) and libvdeplug2 + vdeplug; without root
+//! the smoltcp/vdestack tests say so loudly and return (the host-pump tests run anyway). Every
+//! wait is bounded; rates are printed, never asserted.
+#![allow(unsafe_code)]
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ioth::{Socket, Stack};
+use ioth_tests::vde::{self, Switch, TempDir};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// Upper bound of any single wait.
+const WAIT: Duration = Duration::from_secs(30);
+const IFA_F_NODAD: u32 = 0x02;
+/// The rwwrap plug-in's private getsockopt: bytes it read and wrote.
+const RWWRAP_LEVEL: i32 = 0x7277;
+const RWWRAP_COUNTS: i32 = 1;
+
+const PROFILE: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
+
+// ---------------------------------------------------------------- setup
+
+/// Builds the test plug-ins and points `IOTH_PLUGIN_PATH` at them, once, before any stack
+/// exists: every test calls this first.
+fn setup() {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("proxied-plugins");
+        std::fs::create_dir_all(&dir).expect("plug-in dir");
+        let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let tmp = dir.join(format!(".ioth_rwwrap.so.{}", std::process::id()));
+        let st = Command::new("gcc")
+            .args([
+                "-Wall", "-Wextra", "-Werror", "-O1", "-fPIC", "-shared", "-I",
+            ])
+            .arg(tests.join("../client/include"))
+            .arg("-o")
+            .arg(&tmp)
+            .arg(tests.join("c/plugins/ioth_rwwrap.c"))
+            .status()
+            .expect("gcc (the host-pump tests build a C plug-in; install gcc)");
+        assert!(st.success(), "gcc failed on ioth_rwwrap.c");
+        std::fs::rename(&tmp, dir.join("ioth_rwwrap.so")).expect("rename plug-in");
+        // Set once, before any stack exists; never changed afterwards.
+        std::env::set_var("IOTH_PLUGIN_PATH", &dir);
+        dir
+    });
+}
+
+fn root() -> bool {
+    setup();
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("\n*** SKIPPED: smoltcp ↔ vdestack tests need root (vdestack: netns, taps) ***\n");
+    false
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn domain(a: &SocketAddr) -> i32 {
+    if a.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    }
+}
+
+/// A smoltcp stack on `sw`: 10.0.0.`n`/24 and fd00::`n`/64 on vde0, default route via
+/// 10.0.0.254, configured with the ioth netlink calls.
+fn smoltcp(sw: &Switch, n: u8) -> Stack {
+    let s = Stack::new("smoltcp", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack smoltcp: {e}"));
+    let idx = s.if_nametoindex("vde0").expect("if_nametoindex vde0");
+    s.link_set_up(idx, true).expect("link up");
+    s.ipaddr_add(ip(&format!("10.0.0.{n}")), 24, idx)
+        .expect("ipaddr_add v4");
+    s.ipaddr_add_flags(ip(&format!("fd00::{n}")), 64, idx, IFA_F_NODAD, 0)
+        .expect("ipaddr_add v6");
+    s.iproute_add(None, Some(ip("10.0.0.254")), None)
+        .expect("default route");
+    s
+}
+
+/// A vdestack stack on `sw`: 10.0.0.`n`/24 and fd00::`n`/64 on vde0, with `ip`.
+fn vdestack(sw: &Switch, n: u8) -> Stack {
+    let s =
+        Stack::new("vdestack", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack vdestack: {e}"));
+    let pid = s.pid().unwrap();
+    vde::ip(
+        pid,
+        &["addr", "add", &format!("10.0.0.{n}/24"), "dev", "vde0"],
+    );
+    vde::configure(pid, "vde0", &format!("fd00::{n}/64"));
+    s
+}
+
+/// A smoltcp stack (10.0.0.1, fd00::1) and a vdestack stack (10.0.0.2, fd00::2) on one
+/// switch. Fields drop in order: the stacks, then the switch.
+struct Net {
+    smol: Stack,
+    vde: Stack,
+    _sw: Switch,
+}
+
+fn net() -> Net {
+    let sw = Switch::start();
+    Net {
+        smol: smoltcp(&sw, 1),
+        vde: vdestack(&sw, 2),
+        _sw: sw,
+    }
+}
+
+/// The two ends of a test, by kind.
+#[derive(Clone, Copy, Debug)]
+enum Side {
+    Smol,
+    Vde,
+}
+
+impl Net {
+    fn stack(&self, s: Side) -> &Stack {
+        match s {
+            Side::Smol => &self.smol,
+            Side::Vde => &self.vde,
+        }
+    }
+
+    /// The address of side `s`, IPv4 or IPv6, port `port`.
+    fn at(&self, s: Side, v6: bool, port: u16) -> SocketAddr {
+        let n = match s {
+            Side::Smol => 1,
+            Side::Vde => 2,
+        };
+        if v6 {
+            addr(&format!("[fd00::{n}]:{port}"))
+        } else {
+            addr(&format!("10.0.0.{n}:{port}"))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- socket helpers
+
+fn stream(stack: &Stack, a: &SocketAddr) -> Socket {
+    stack
+        .msocket(domain(a), libc::SOCK_STREAM, 0)
+        .expect("msocket")
+}
+
+fn listener(stack: &Stack, at: SocketAddr) -> Socket {
+    let l = stream(stack, &at);
+    l.set_reuse_address(true).expect("SO_REUSEADDR");
+    l.bind(&at).unwrap_or_else(|e| panic!("bind {at}: {e}"));
+    l.listen(64).expect("listen");
+    l
+}
+
+/// Waits (bounded) until `fd` reports one of `ev`; the events, empty if the wait ran out.
+fn wait_for(fd: BorrowedFd<'_>, ev: PollFlags, bound: Duration) -> PollFlags {
+    let deadline = Instant::now() + bound;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut p = [PollFd::new(fd, ev)];
+        match poll(
+            &mut p,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(n) if n > 0 => return p[0].revents().unwrap_or(PollFlags::empty()),
+            Ok(_) => return PollFlags::empty(),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+}
+
+fn ready_now(fd: BorrowedFd<'_>, ev: PollFlags) -> bool {
+    wait_for(fd, ev, Duration::ZERO).intersects(ev)
+}
+
+/// A connection from `stack` to `to`, waited for at most [`WAIT`] (a non-blocking connect, then
+/// POLLOUT and SO_ERROR); blocking afterwards, with read and write timeouts.
+fn try_connect(stack: &Stack, to: SocketAddr) -> io::Result<Socket> {
+    let c = stream(stack, &to);
+    c.set_nonblocking(true)?;
+    match c.connect(&to) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            let ev = wait_for(c.as_fd(), PollFlags::POLLOUT, WAIT);
+            assert!(!ev.is_empty(), "connect {to}: not done within {WAIT:?}");
+            if let Some(e) = c.take_error()? {
+                return Err(e);
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    c.set_nonblocking(false)?;
+    c.set_read_timeout(Some(WAIT))?;
+    c.set_write_timeout(Some(WAIT))?;
+    Ok(c)
+}
+
+fn connect(stack: &Stack, to: SocketAddr) -> Socket {
+    try_connect(stack, to).unwrap_or_else(|e| panic!("connect {to}: {e}"))
+}
+
+/// Accepts one connection, waiting at most [`WAIT`] for it.
+fn accept(l: &Socket) -> (Socket, SocketAddr) {
+    let ev = wait_for(l.as_fd(), PollFlags::POLLIN, WAIT);
+    assert!(
+        ev.contains(PollFlags::POLLIN),
+        "no connection within {WAIT:?}"
+    );
+    let (c, peer) = l.accept().expect("accept after POLLIN");
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.set_write_timeout(Some(WAIT)).unwrap();
+    (c, peer)
+}
+
+/// Accepts one connection and echoes until EOF; the bytes echoed.
+fn echo_server(l: Socket) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let (c, _) = accept(&l);
+        let mut buf = vec![0u8; 65536];
+        let mut total = 0;
+        loop {
+            let n = (&c).read(&mut buf).expect("server read");
+            if n == 0 {
+                return total;
+            }
+            (&c).write_all(&buf[..n]).expect("server write");
+            total += n;
+        }
+    })
+}
+
+fn echo_round_trips(c: &Socket) {
+    for i in 0..20 {
+        let msg = format!("hello {i} from the other stack");
+        (&*c).write_all(msg.as_bytes()).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        (&*c).read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+}
+
+fn epoll() -> OwnedFd {
+    // SAFETY: epoll_create1 takes a flag only.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(ep >= 0, "epoll_create1: {}", io::Error::last_os_error());
+    // SAFETY: ep was just created and has no other owner.
+    unsafe { OwnedFd::from_raw_fd(ep) }
+}
+
+fn epoll_add(ep: &OwnedFd, fd: BorrowedFd<'_>, events: u32, key: u64) {
+    let mut ev = libc::epoll_event { events, u64: key };
+    // SAFETY: ep is an epoll fd, fd an open socket, ev a valid event.
+    let r =
+        unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev) };
+    assert_eq!(r, 0, "epoll_ctl: {}", io::Error::last_os_error());
+}
+
+/// `epoll_wait` for at most `ms`: the keys and events that fired.
+fn epoll_wait(ep: &OwnedFd, ms: i32) -> Vec<(u64, u32)> {
+    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 16];
+    loop {
+        // SAFETY: evs is writable for 16 events; ep is an epoll fd.
+        let n = unsafe { libc::epoll_wait(ep.as_raw_fd(), evs.as_mut_ptr(), 16, ms) };
+        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        assert!(n >= 0, "epoll_wait: {}", io::Error::last_os_error());
+        return evs[..n as usize]
+            .iter()
+            .map(|e| (e.u64, e.events))
+            .collect();
+    }
+}
+
+// ---------------------------------------------------------------- TCP and UDP, both ways
+
+fn tcp_echo(server: Side, client: Side, v6: bool) {
+    let n = net();
+    let at = n.at(server, v6, 5000);
+    let l = listener(n.stack(server), at);
+    assert_eq!(l.local_addr().unwrap(), at);
+    let srv = echo_server(l);
+    let c = connect(n.stack(client), at);
+    assert_eq!(c.peer_addr().unwrap(), at);
+    assert_eq!(c.local_addr().unwrap().ip(), n.at(client, v6, 0).ip());
+    echo_round_trips(&c);
+    drop(c);
+    assert!(srv.join().unwrap() > 0);
+}
+
+#[test]
+fn tcp_echo_smoltcp_server_ipv4() {
+    if root() {
+        tcp_echo(Side::Smol, Side::Vde, false);
+    }
+}
+
+#[test]
+fn tcp_echo_smoltcp_server_ipv6() {
+    if root() {
+        tcp_echo(Side::Smol, Side::Vde, true);
+    }
+}
+
+#[test]
+fn tcp_echo_smoltcp_client_ipv4() {
+    if root() {
+        tcp_echo(Side::Vde, Side::Smol, false);
+    }
+}
+
+#[test]
+fn tcp_echo_smoltcp_client_ipv6() {
+    if root() {
+        tcp_echo(Side::Vde, Side::Smol, true);
+    }
+}
+
+#[test]
+fn tcp_echo_between_two_smoltcp_stacks() {
+    if !root() {
+        return;
+    }
+    let sw = Switch::start();
+    let a = smoltcp(&sw, 1);
+    let b = smoltcp(&sw, 3);
+    let srv = echo_server(listener(&a, addr("10.0.0.1:5000")));
+    let c = connect(&b, addr("10.0.0.1:5000"));
+    echo_round_trips(&c);
+    drop(c);
+    assert!(srv.join().unwrap() > 0);
+}
+
+/// Unconnected UDP: requests with `send_to`, answers to `recv_from`'s address.
+fn udp_unconnected(server: Side, client: Side, v6: bool) {
+    let n = net();
+    let at = n.at(server, v6, 7000);
+    let srv = n
+        .stack(server)
+        .msocket(domain(&at), libc::SOCK_DGRAM, 0)
+        .unwrap();
+    srv.bind(&at).unwrap();
+    srv.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let cli = n
+        .stack(client)
+        .msocket(domain(&at), libc::SOCK_DGRAM, 0)
+        .unwrap();
+    cli.bind(&n.at(client, v6, 0)).unwrap();
+    cli.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut answered = 0;
+    // A datagram may be lost while neighbours are discovered: retried, bounded.
+    for i in 0..10 {
+        let req = format!("request {i}");
+        let mut got = None;
+        for _ in 0..5 {
+            cli.send_to(req.as_bytes(), &at).unwrap();
+            let mut buf = [0u8; 1500];
+            if let Ok((k, from)) = srv.recv_from(&mut buf) {
+                got = Some((buf[..k].to_vec(), from));
+                break;
+            }
+        }
+        let (data, from) = got.expect("request lost five times");
+        assert_eq!(data, req.as_bytes());
+        assert_eq!(from.ip(), n.at(client, v6, 0).ip());
+        let resp = format!("response {i}");
+        srv.send_to(resp.as_bytes(), &from).unwrap();
+        let mut buf = [0u8; 1500];
+        if let Ok((k, from)) = cli.recv_from(&mut buf) {
+            assert_eq!(&buf[..k], resp.as_bytes());
+            assert_eq!(from, at);
+            answered += 1;
+        }
+    }
+    assert!(answered > 0, "no response arrived");
+}
+
+#[test]
+fn udp_smoltcp_server_ipv4() {
+    if root() {
+        udp_unconnected(Side::Smol, Side::Vde, false);
+    }
+}
+
+#[test]
+fn udp_smoltcp_server_ipv6() {
+    if root() {
+        udp_unconnected(Side::Smol, Side::Vde, true);
+    }
+}
+
+#[test]
+fn udp_smoltcp_client_ipv4() {
+    if root() {
+        udp_unconnected(Side::Vde, Side::Smol, false);
+    }
+}
+
+#[test]
+fn udp_smoltcp_client_ipv6() {
+    if root() {
+        udp_unconnected(Side::Vde, Side::Smol, true);
+    }
+}
+
+#[test]
+fn udp_connected_send_recv_and_disconnect() {
+    if !root() {
+        return;
+    }
+    let n = net();
+    let srv = n.vde.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    srv.bind(&addr("10.0.0.2:7001")).unwrap();
+    srv.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let c = n.smol.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    // Not connected: send() has no destination.
+    assert_eq!(
+        c.send(b"x").unwrap_err().raw_os_error(),
+        Some(libc::EDESTADDRREQ)
+    );
+    c.connect(&addr("10.0.0.2:7001")).unwrap();
+    assert_eq!(c.peer_addr().unwrap(), addr("10.0.0.2:7001"));
+    let local = c.local_addr().unwrap();
+    assert_ne!(local.port(), 0, "connect binds an ephemeral port");
+    let mut ok = 0;
+    for i in 0..10 {
+        let msg = format!("connected {i}");
+        // Plain send/recv on the fd itself: bare payloads once connected.
+        (&c).write_all(msg.as_bytes()).unwrap();
+        let mut buf = [0u8; 1500];
+        let Ok((k, from)) = srv.recv_from(&mut buf) else {
+            continue;
+        };
+        assert_eq!(&buf[..k], msg.as_bytes());
+        assert_eq!(from.port(), local.port());
+        srv.send_to(format!("re {i}").as_bytes(), &from).unwrap();
+        // SAFETY: a plain recv(2) on the application's fd: buf is writable for its length.
+        let r = unsafe { libc::recv(c.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if r > 0 {
+            assert_eq!(&buf[..r as usize], format!("re {i}").as_bytes());
+            ok += 1;
+        }
+    }
+    assert!(ok > 0, "no answer on the connected socket");
+    // recv_from on a connected socket reports the peer.
+    srv.send_to(b"again", &SocketAddr::new(ip("10.0.0.1"), local.port()))
+        .unwrap();
+    let mut buf = [0u8; 100];
+    if let Ok((k, from)) = c.recv_from(&mut buf) {
+        assert_eq!(&buf[..k], b"again");
+        assert_eq!(from, addr("10.0.0.2:7001"));
+    }
+    // AF_UNSPEC disconnects: addresses again.
+    c.disconnect().expect("connect(AF_UNSPEC)");
+    assert_eq!(
+        c.send(b"x").unwrap_err().raw_os_error(),
+        Some(libc::EDESTADDRREQ)
+    );
+    let mut delivered = false;
+    for _ in 0..5 {
+        c.send_to(b"after", &addr("10.0.0.2:7001")).unwrap();
+        if let Ok((k, _)) = srv.recv_from(&mut buf) {
+            assert_eq!(&buf[..k], b"after");
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "no datagram after the disconnect");
+}
+
+// ---------------------------------------------------------------- bulk, many, half-close, reset
+
+const CHUNK: usize = 64 * 1024;
+
+/// A deterministic byte stream, 64 KiB at a time, and its checksum.
+struct Pattern {
+    base: Vec<u8>,
+    n: u64,
+    sum: std::collections::hash_map::DefaultHasher,
+}
+
+impl Pattern {
+    fn new() -> Pattern {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let base = (0..CHUNK)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        Pattern {
+            base,
+            n: 0,
+            sum: Default::default(),
+        }
+    }
+
+    fn fill(&mut self, chunk: &mut [u8]) {
+        chunk.copy_from_slice(&self.base);
+        chunk[..8].copy_from_slice(&self.n.to_le_bytes());
+        self.n += 1;
+    }
+
+    fn add(&mut self, chunk: &[u8]) {
+        std::hash::Hasher::write(&mut self.sum, chunk);
+    }
+
+    fn checksum(&self) -> u64 {
+        std::hash::Hasher::finish(&self.sum)
+    }
+}
+
+/// Sends `chunks` × 64 KiB from `from` to a listener of `to` at `at`, checks the checksum;
+/// returns the rate in MB/s.
+fn transfer(from: &Stack, to: &Stack, at: SocketAddr, chunks: usize) -> f64 {
+    let l = listener(to, at);
+    let sink = std::thread::spawn(move || {
+        let (c, _) = accept(&l);
+        let mut p = Pattern::new();
+        let mut buf = vec![0u8; CHUNK];
+        for _ in 0..chunks {
+            (&c).read_exact(&mut buf).expect("sink read");
+            p.add(&buf);
+        }
+        let mut rest = [0u8; 1];
+        assert_eq!((&c).read(&mut rest).unwrap(), 0, "more bytes than sent");
+        p.checksum()
+    });
+    let c = connect(from, at);
+    let mut p = Pattern::new();
+    let mut buf = vec![0u8; CHUNK];
+    let start = Instant::now();
+    for _ in 0..chunks {
+        p.fill(&mut buf);
+        p.add(&buf);
+        (&c).write_all(&buf).expect("source write");
+    }
+    c.shutdown(Shutdown::Write).unwrap();
+    let got = sink.join().expect("sink");
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(got, p.checksum(), "checksum mismatch");
+    (chunks * CHUNK) as f64 / 1e6 / secs
+}
+
+#[test]
+fn tcp_100mb_with_checksum_both_ways() {
+    if !root() {
+        return;
+    }
+    let n = net();
+    let chunks = 100 * 1024 * 1024 / CHUNK;
+    let into = transfer(&n.vde, &n.smol, addr("10.0.0.1:5001"), chunks);
+    let out = transfer(&n.smol, &n.vde, addr("10.0.0.2:5002"), chunks);
+    println!(
+        "proxied: 100 MiB vdestack → smoltcp {into:.1} MB/s ({:.0} Mbit/s), smoltcp → vdestack \
+         {out:.1} MB/s ({:.0} Mbit/s), over a vde_plug switch at MTU 1500 (host and plug-ins of \
+         this build profile, {PROFILE})",
+        into * 8.0,
+        out * 8.0
+    );
+}
+
+#[test]
+fn thousand_sequential_connections() {
+    if !root() {
+        return;
+    }
+    let n = net();
+    let l = listener(&n.smol, addr("10.0.0.1:5003"));
+    let before = n.smol.stats().unwrap().host_fds;
+    let srv = std::thread::spawn(move || {
+        for i in 0..1000u32 {
+            let (c, _) = accept(&l);
+            let mut b = [0u8; 4];
+            (&c).read_exact(&mut b).expect("server read");
+            assert_eq!(u32::from_le_bytes(b), i);
+            (&c).write_all(&b).expect("server write");
+            // EOF from the client before the server's close.
+            assert_eq!((&c).read(&mut b).unwrap(), 0);
+        }
+        l
+    });
+    let start = Instant::now();
+    for i in 0..1000u32 {
+        let c = connect(&n.vde, addr("10.0.0.1:5003"));
+        (&c).write_all(&i.to_le_bytes()).unwrap();
+        let mut b = [0u8; 4];
+        (&c).read_exact(&mut b).unwrap();
+        assert_eq!(u32::from_le_bytes(b), i);
+    }
+    let l = srv.join().expect("server");
+    println!(
+        "proxied: 1000 sequential connections vdestack → smoltcp in {:.2} s ({PROFILE})",
+        start.elapsed().as_secs_f64()
+    );
+    // Every accepted socket was closed on the host: its fd count is back where it was.
+    let s = &n.smol;
+    assert!(
+        ioth_tests::proc::wait_until(WAIT, || s.stats().unwrap().host_fds <= before),
+        "host fds: {before} before, {} after",
+        s.stats().unwrap().host_fds
+    );
+    drop(l);
+}
+
+/// The client half-closes; the server reads to EOF, then answers and closes.
+fn half_close(server: Side, client: Side) {
+    let n = net();
+    let at = n.at(server, false, 5004);
+    let l = listener(n.stack(server), at);
+    let srv = std::thread::spawn(move || {
+        let (c, _) = accept(&l);
+        let mut all = Vec::new();
+        (&c).read_to_end(&mut all).expect("read to EOF");
+        // The write side is still open after the peer's FIN.
+        (&c).write_all(format!("got {} bytes", all.len()).as_bytes())
+            .unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        all.len()
+    });
+    let c = connect(n.stack(client), at);
+    (&c).write_all(&[7u8; 100_000]).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    // Writing after SHUT_WR fails.
+    assert!((&c).write_all(b"late").is_err());
+    let mut answer = String::new();
+    (&c).read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "got 100000 bytes");
+    assert_eq!(srv.join().unwrap(), 100_000);
+}
+
+#[test]
+fn half_close_smoltcp_client() {
+    if root() {
+        half_close(Side::Vde, Side::Smol);
+    }
+}
+
+#[test]
+fn half_close_smoltcp_server() {
+    if root() {
+        half_close(Side::Smol, Side::Vde);
+    }
+}
+
+#[test]
+fn peer_reset_is_econnreset() {
+    if !root() {
+        return;
+    }
+    let n = net();
+    // vdestack resets the connection (SO_LINGER 0): the smoltcp side's read fails.
+    let l = listener(&n.smol, addr("10.0.0.1:5005"));
+    let c = connect(&n.vde, addr("10.0.0.1:5005"));
+    let (s, _) = accept(&l);
+    (&c).write_all(b"x").unwrap();
+    let mut b = [0u8; 1];
+    (&s).read_exact(&mut b).unwrap();
+    let linger = [1i32.to_ne_bytes(), 0i32.to_ne_bytes()].concat();
+    c.setsockopt(libc::SOL_SOCKET, libc::SO_LINGER, &linger)
+        .unwrap();
+    drop(c);
+    let ev = wait_for(s.as_fd(), PollFlags::POLLIN, WAIT);
+    assert!(!ev.is_empty(), "no event after the peer's reset");
+    let e = (&s).read(&mut b).expect_err("read after a reset");
+    assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET), "{e}");
+    // And the other way: smoltcp resets, vdestack sees it.
+    let l2 = listener(&n.vde, addr("10.0.0.2:5006"));
+    let c2 = connect(&n.smol, addr("10.0.0.2:5006"));
+    let (s2, _) = accept(&l2);
+    c2.setsockopt(libc::SOL_SOCKET, libc::SO_LINGER, &linger)
+        .unwrap();
+    drop(c2);
+    let ev = wait_for(s2.as_fd(), PollFlags::POLLIN, WAIT);
+    assert!(!ev.is_empty(), "no event after smoltcp's reset");
+    let e = (&s2).read(&mut b).expect_err("read after a reset");
+    assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET), "{e}");
+}
+
+#[test]
+fn refused_connect_reports_econnrefused() {
+    if !root() {
+        return;
+    }
+    let n = net();
+    // Blocking connect: the error comes back from connect itself.
+    let c = stream(&n.smol, &addr("10.0.0.2:1"));
+    let e = c.connect(&addr("10.0.0.2:1")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED), "{e}");
+    // Non-blocking: EINPROGRESS, writable, SO_ERROR says refused.
+    let c = stream(&n.smol, &addr("10.0.0.2:2"));
+    c.set_nonblocking(true).unwrap();
+    let e = c.connect(&addr("10.0.0.2:2")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINPROGRESS));
+    assert!(!wait_for(c.as_fd(), PollFlags::POLLOUT, WAIT).is_empty());
+    let e = c.take_error().unwrap().expect("an error");
+    assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
+}
+
+// ---------------------------------------------------------------- plain syscalls, poll, epoll
+
+#[test]
+fn plain_read_write_poll_epoll_on_proxied_fds() {
+    if !root() {
+        return;
+    }
+    let n = net();
+    let l = listener(&n.smol, addr("10.0.0.1:5007"));
+    assert!(l.is_proxied());
+    // A listener is readable exactly when a connection is pending.
+    assert!(!ready_now(l.as_fd(), PollFlags::POLLIN));
+    let c = connect(&n.vde, addr("10.0.0.1:5007"));
+    assert!(wait_for(l.as_fd(), PollFlags::POLLIN, WAIT).contains(PollFlags::POLLIN));
+    let (s, _) = l.accept().unwrap();
+    assert!(
+        !ready_now(l.as_fd(), PollFlags::POLLIN),
+        "one connection, one token"
+    );
+    // The accepted socket is writable at once, not readable.
+    assert!(ready_now(s.as_fd(), PollFlags::POLLOUT));
+    assert!(!ready_now(s.as_fd(), PollFlags::POLLIN));
+    // epoll on it: nothing, then readable once the peer writes.
+    let ep = epoll();
+    epoll_add(&ep, s.as_fd(), libc::EPOLLIN as u32, 42);
+    assert!(epoll_wait(&ep, 0).is_empty());
+    (&c).write_all(b"ping").unwrap();
+    assert_eq!(epoll_wait(&ep, WAIT.as_millis() as i32)[0].0, 42);
+    // Plain read(2) and write(2) on the proxied fd.
+    let mut b = [0u8; 4];
+    // SAFETY: b is writable for 4 bytes; s is an open fd.
+    let r = unsafe { libc::read(s.as_raw_fd(), b.as_mut_ptr().cast(), 4) };
+    assert_eq!(r, 4);
+    assert_eq!(&b, b"ping");
+    assert!(epoll_wait(&ep, 0).is_empty(), "drained: not readable");
+    // SAFETY: the buffer is readable for 4 bytes; s is an open fd.
+    let w = unsafe { libc::write(s.as_raw_fd(), b"pong".as_ptr().cast(), 4) };
+    assert_eq!(w, 4);
+    (&c).read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"pong");
+    // FIONREAD counts what waits in the pair.
+    (&c).write_all(b"123456").unwrap();
+    assert!(wait_for(s.as_fd(), PollFlags::POLLIN, WAIT).contains(PollFlags::POLLIN));
+    let mut avail: libc::c_int = 0;
+    assert!(ioth_tests::proc::wait_until(WAIT, || {
+        // SAFETY: FIONREAD writes an int at the pointer.
+        unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut avail) };
+        avail == 6
+    }));
+    // EOF reaches epoll too.
+    drop(c);
+    let mut six = [0u8; 6];
+    (&s).read_exact(&mut six).unwrap();
+    assert!(!epoll_wait(&ep, WAIT.as_millis() as i32).is_empty());
+    assert_eq!((&s).read(&mut b).unwrap(), 0);
+    // A UDP socket is readable when a datagram is queued.
+    let u = n.smol.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    u.bind(&addr("10.0.0.1:7002")).unwrap();
+    assert!(!ready_now(u.as_fd(), PollFlags::POLLIN));
+    let v = n.vde.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    let mut seen = false;
+    for _ in 0..5 {
+        v.send_to(b"dgram", &addr("10.0.0.1:7002")).unwrap();
+        if !wait_for(u.as_fd(), PollFlags::POLLIN, Duration::from_secs(2)).is_empty() {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the UDP socket never turned readable");
+}
+
+#[test]
+fn nonblocking_accept_and_connect_in_an_epoll_loop() {
+    if !root() {
+        return;
+    }
+    let n = net();
+    let l = listener(&n.smol, addr("10.0.0.1:5008"));
+    l.set_nonblocking(true).unwrap();
+    assert_eq!(
+        l.accept().unwrap_err().kind(),
+        io::ErrorKind::WouldBlock,
+        "nothing pending"
+    );
+    let ep = epoll();
+    epoll_add(&ep, l.as_fd(), libc::EPOLLIN as u32, 0);
+    // Ten non-blocking connects from smoltcp to vdestack and ten from vdestack to smoltcp, all
+    // driven by one epoll loop.
+    let vl = listener(&n.vde, addr("10.0.0.2:5009"));
+    vl.set_nonblocking(true).unwrap();
+    epoll_add(&ep, vl.as_fd(), libc::EPOLLIN as u32, 1);
+    let mut pending = Vec::new();
+    for i in 0..10u64 {
+        for (stack, to) in [(&n.smol, "10.0.0.2:5009"), (&n.vde, "10.0.0.1:5008")] {
+            let c = stream(stack, &addr(to));
+            c.set_nonblocking(true).unwrap();
+            match c.connect(&addr(to)) {
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                r => panic!("non-blocking connect: {r:?}"),
+            }
+            let key = 100 + pending.len() as u64;
+            epoll_add(&ep, c.as_fd(), libc::EPOLLOUT as u32, key);
+            pending.push(Some(c));
+        }
+        let _ = i;
+    }
+    let (mut accepted, mut connected) = (0, 0);
+    let deadline = Instant::now() + WAIT;
+    let mut keep = Vec::new();
+    while (accepted < 20 || connected < 20) && Instant::now() < deadline {
+        for (key, ev) in epoll_wait(&ep, 1000) {
+            match key {
+                0 | 1 => {
+                    let lst = if key == 0 { &l } else { &vl };
+                    // Drain: accept until EAGAIN.
+                    for _ in 0..64 {
+                        match lst.accept() {
+                            Ok((s, _)) => {
+                                accepted += 1;
+                                keep.push(s);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => panic!("accept: {e}"),
+                        }
+                    }
+                }
+                k => {
+                    assert!(ev & libc::EPOLLOUT as u32 != 0);
+                    let c = pending[(k - 100) as usize].take();
+                    if let Some(c) = c {
+                        assert!(c.take_error().unwrap().is_none(), "connect failed");
+                        // SAFETY: removes an fd that is registered in ep.
+                        unsafe {
+                            libc::epoll_ctl(
+                                ep.as_raw_fd(),
+                                libc::EPOLL_CTL_DEL,
+                                c.as_raw_fd(),
+                                std::ptr::null_mut(),
+                            )
+                        };
+                        connected += 1;
+                        keep.push(c);
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!((accepted, connected), (20, 20));
+}
+
+#[test]
+fn blocking_calls_on_one_socket_do_not_block_others() {
+    if !root() {
+        return;
+    }
+    let sw = Switch::start();
+    let a = smoltcp(&sw, 1);
+    let b = smoltcp(&sw, 3);
+    let v = vdestack(&sw, 2);
+    // A blocking accept on stack a, with nothing to accept yet.
+    let l = listener(&a, addr("10.0.0.1:5010"));
+    let (tx, rx) = mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let r = l.accept().map(|(s, p)| (s.is_proxied(), p));
+        let _ = tx.send(());
+        r
+    });
+    // Meanwhile: connects and echoes on stack b and on stack a itself, and a blocking connect on
+    // a to a vdestack listener.
+    let srv = echo_server(listener(&v, addr("10.0.0.2:5011")));
+    let c = stream(&a, &addr("10.0.0.2:5011"));
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.connect(&addr("10.0.0.2:5011")).expect("blocking connect");
+    echo_round_trips(&c);
+    drop(c);
+    srv.join().unwrap();
+    let srv = echo_server(listener(&v, addr("10.0.0.2:5012")));
+    let c = connect(&b, addr("10.0.0.2:5012"));
+    echo_round_trips(&c);
+    drop(c);
+    srv.join().unwrap();
+    assert!(rx.try_recv().is_err(), "the accept is still waiting");
+    // Now give it its connection.
+    let _c = connect(&v, addr("10.0.0.1:5010"));
+    rx.recv_timeout(WAIT).expect("accept did not return");
+    let (proxied, peer) = t.join().unwrap().expect("accept");
+    assert!(proxied);
+    assert_eq!(peer.ip(), ip("10.0.0.2"));
+}
+
+// ---------------------------------------------------------------- host pump: a C plug-in
+
+/// A stack of the rwwrap plug-in (kernel sockets of this machine's loopback, read and written
+/// by the plug-in's own functions, pumped by the host).
+fn rwwrap() -> Stack {
+    setup();
+    Stack::new("rwwrap", &[] as &[&str]).unwrap_or_else(|e| panic!("newstack rwwrap: {e}"))
+}
+
+/// The bytes the rwwrap stack's own functions read and wrote, through any of its sockets.
+fn rwwrap_counts(s: &Socket) -> (u64, u64) {
+    let v = s
+        .getsockopt(RWWRAP_LEVEL, RWWRAP_COUNTS, 16)
+        .expect("counts");
+    assert_eq!(v.len(), 16);
+    (
+        u64::from_ne_bytes(v[..8].try_into().unwrap()),
+        u64::from_ne_bytes(v[8..].try_into().unwrap()),
+    )
+}
+
+fn plain_read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is writable for its length; fd is open.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn plain_write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is readable for its length; fd is open.
+    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[test]
+fn host_pump_tcp_echo_with_plain_read_write_poll() {
+    let st = rwwrap();
+    let l = listener(&st, addr("127.0.0.1:0"));
+    assert!(
+        l.is_proxied(),
+        "a plug-in with its own read/write is proxied"
+    );
+    let at = l.local_addr().unwrap();
+    assert_ne!(at.port(), 0);
+    assert!(
+        !ready_now(l.as_fd(), PollFlags::POLLIN),
+        "nothing pending yet"
+    );
+    // A plain kernel client of the machine's loopback.
+    let mut k = std::net::TcpStream::connect(at).unwrap();
+    k.set_read_timeout(Some(WAIT)).unwrap();
+    assert!(
+        wait_for(l.as_fd(), PollFlags::POLLIN, WAIT).contains(PollFlags::POLLIN),
+        "the listener turns readable with a connection pending"
+    );
+    let (s, peer) = l.accept().unwrap();
+    assert_eq!(peer, k.local_addr().unwrap());
+    assert_eq!(s.peer_addr().unwrap(), peer);
+    assert!(!ready_now(l.as_fd(), PollFlags::POLLIN), "token consumed");
+    let mut sent = 0u64;
+    for i in 0..50 {
+        let msg = format!("message {i} through the host's pump");
+        k.write_all(msg.as_bytes()).unwrap();
+        sent += msg.len() as u64;
+        let mut buf = vec![0u8; msg.len()];
+        let mut got = 0;
+        while got < buf.len() {
+            assert!(wait_for(s.as_fd(), PollFlags::POLLIN, WAIT).contains(PollFlags::POLLIN));
+            got += plain_read(s.as_fd(), &mut buf[got..]).unwrap();
+        }
+        assert_eq!(buf, msg.as_bytes());
+        assert!(ready_now(s.as_fd(), PollFlags::POLLOUT));
+        assert_eq!(plain_write(s.as_fd(), &buf).unwrap(), buf.len());
+        let mut back = vec![0u8; msg.len()];
+        k.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+    let (read, written) = rwwrap_counts(&s);
+    assert!(
+        read >= sent && written >= sent,
+        "plug-in counts {read}/{written}, sent {sent}"
+    );
+    // EOF from the kernel side reaches the proxied fd; ours reaches the kernel side.
+    k.shutdown(Shutdown::Write).unwrap();
+    assert!(!wait_for(s.as_fd(), PollFlags::POLLIN, WAIT).is_empty());
+    let mut b = [0u8; 8];
+    assert_eq!(plain_read(s.as_fd(), &mut b).unwrap(), 0);
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(k.read(&mut b).unwrap(), 0);
+}
+
+#[test]
+fn host_pump_tcp_client_connect_refused_and_reset() {
+    let st = rwwrap();
+    let kl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = kl.local_addr().unwrap();
+    // A blocking connect through the pump: EINPROGRESS in the host, POLLOUT here.
+    let c = stream(&st, &at);
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.connect(&at).expect("blocking connect");
+    let (mut k, _) = kl.accept().unwrap();
+    assert_eq!(c.peer_addr().unwrap(), at);
+    (&c).write_all(b"hi").unwrap();
+    let mut b = [0u8; 2];
+    k.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"hi");
+    // The kernel side resets: ECONNRESET on the proxied fd.
+    socket2::SockRef::from(&k)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(k);
+    assert!(!wait_for(c.as_fd(), PollFlags::POLLIN, WAIT).is_empty());
+    let e = (&c).read(&mut b).expect_err("read after reset");
+    assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET), "{e}");
+    // Refused, blocking and non-blocking.
+    drop(kl);
+    let c = stream(&st, &at);
+    let e = c.connect(&at).expect_err("nobody listens");
+    assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED), "{e}");
+    let c = stream(&st, &at);
+    c.set_nonblocking(true).unwrap();
+    match c.connect(&at) {
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            assert!(!wait_for(c.as_fd(), PollFlags::POLLOUT, WAIT).is_empty());
+            let e = c.take_error().unwrap().expect("an error");
+            assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
+        }
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED)),
+        Ok(()) => panic!("connect to a closed port succeeded"),
+    }
+}
+
+#[test]
+fn host_pump_udp_with_and_without_connect() {
+    let st = rwwrap();
+    let u = st.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    u.bind(&addr("127.0.0.1:0")).unwrap();
+    u.set_read_timeout(Some(WAIT)).unwrap();
+    let at = u.local_addr().unwrap();
+    let k = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    k.set_read_timeout(Some(WAIT)).unwrap();
+    for i in 0..20 {
+        let msg = format!("datagram {i}");
+        k.send_to(msg.as_bytes(), at).unwrap();
+        let mut buf = [0u8; 100];
+        let (n, from) = u.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], msg.as_bytes());
+        assert_eq!(from, k.local_addr().unwrap());
+        u.send_to(&buf[..n], &from).unwrap();
+        let (n, from) = k.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], msg.as_bytes());
+        assert_eq!(from, at);
+    }
+    // Boundaries are kept, the empty datagram included.
+    for m in [&b""[..], b"a", &[9u8; 9000]] {
+        k.send_to(m, at).unwrap();
+        let mut buf = vec![0u8; 10000];
+        let (n, _) = u.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], m);
+    }
+    // Connected: plain send/recv carry bare payloads.
+    u.connect(&k.local_addr().unwrap()).unwrap();
+    (&u).write_all(b"bare").unwrap();
+    let mut buf = [0u8; 100];
+    let (n, _) = k.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"bare");
+    k.send_to(b"back", at).unwrap();
+    let n = (&u).read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"back");
+    let (read, written) = rwwrap_counts(&u);
+    assert!(read > 0 && written > 0);
+}
+
+#[test]
+fn host_pump_bulk_both_ways_and_close_flushes() {
+    let st = rwwrap();
+    let chunks = 32 * 1024 * 1024 / CHUNK;
+    // kernel → proxied, then proxied → kernel, through the pump, with a checksum.
+    let l = listener(&st, addr("127.0.0.1:0"));
+    let at = l.local_addr().unwrap();
+    let src = std::thread::spawn(move || {
+        let mut k = std::net::TcpStream::connect(at).unwrap();
+        let mut p = Pattern::new();
+        let mut buf = vec![0u8; CHUNK];
+        for _ in 0..chunks {
+            p.fill(&mut buf);
+            p.add(&buf);
+            k.write_all(&buf).unwrap();
+        }
+        k.shutdown(Shutdown::Write).unwrap();
+        p.checksum()
+    });
+    let (s, _) = accept(&l);
+    let start = Instant::now();
+    let mut p = Pattern::new();
+    let mut buf = vec![0u8; CHUNK];
+    for _ in 0..chunks {
+        (&s).read_exact(&mut buf).unwrap();
+        p.add(&buf);
+    }
+    assert_eq!((&s).read(&mut buf).unwrap(), 0);
+    let inbound = (chunks * CHUNK) as f64 / 1e6 / start.elapsed().as_secs_f64();
+    assert_eq!(src.join().unwrap(), p.checksum());
+    // proxied → kernel; the Socket is dropped right after the last write: the host hands the
+    // plug-in everything before it closes.
+    let kl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let kat = kl.local_addr().unwrap();
+    let sink = std::thread::spawn(move || {
+        let (mut k, _) = kl.accept().unwrap();
+        k.set_read_timeout(Some(WAIT)).unwrap();
+        let mut p = Pattern::new();
+        let mut buf = vec![0u8; CHUNK];
+        for _ in 0..chunks {
+            k.read_exact(&mut buf).unwrap();
+            p.add(&buf);
+        }
+        assert_eq!(k.read(&mut buf).unwrap(), 0, "EOF after the data");
+        p.checksum()
+    });
+    let c = connect(&st, kat);
+    let start = Instant::now();
+    let mut p = Pattern::new();
+    for _ in 0..chunks {
+        p.fill(&mut buf);
+        p.add(&buf);
+        (&c).write_all(&buf).unwrap();
+    }
+    drop(c);
+    assert_eq!(sink.join().unwrap(), p.checksum());
+    let outbound = (chunks * CHUNK) as f64 / 1e6 / start.elapsed().as_secs_f64();
+    println!(
+        "proxied: 32 MiB through the host pump (rwwrap, 127.0.0.1): in {inbound:.1} MB/s, out \
+         {outbound:.1} MB/s ({PROFILE})"
+    );
+}
+
+#[test]
+fn host_pump_sockets_leave_no_fd_behind() {
+    let st = rwwrap();
+    let base = st.stats().unwrap().host_fds;
+    for _ in 0..50 {
+        let l = listener(&st, addr("127.0.0.1:0"));
+        let at = l.local_addr().unwrap();
+        let k = std::net::TcpStream::connect(at).unwrap();
+        let (s, _) = accept(&l);
+        drop((s, l, k));
+        let u = st.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+        drop(u);
+    }
+    assert!(
+        ioth_tests::proc::wait_until(WAIT, || st.stats().unwrap().host_fds <= base),
+        "host fds: {base} before, {} after",
+        st.stats().unwrap().host_fds
+    );
+    assert_eq!(st.open_sockets(), 0);
+    st.delete().map_err(|(_, e)| e).expect("delstack");
+}
+
+// ---------------------------------------------------------------- a host killed mid-transfer
+
+/// How a read that ended with the host's death ended: EOF or `ECONNRESET`, never a hang.
+fn ended_by_death(r: &io::Result<usize>) -> bool {
+    match r {
+        Ok(0) => true,
+        Err(e) => e.raw_os_error() == Some(libc::ECONNRESET),
+        Ok(_) => false,
+    }
+}
+
+/// Kills `host` (SIGKILL) while `c` (a proxied socket of its stack, connected to a peer that
+/// streams into it) is being read and written; checks that reader and writer end, and that
+/// control calls fail with `ENETDOWN`.
+fn kill_mid_transfer(host: u32, c: Socket, peer_source: impl FnOnce() + Send + 'static) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let got = Arc::new(AtomicU64::new(0));
+    let c = Arc::new(c);
+    let src = std::thread::spawn(peer_source);
+    let (rc, rgot) = (c.clone(), got.clone());
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match (&*rc).read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    rgot.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                r => return r,
+            }
+        }
+    });
+    let wc = c.clone();
+    let writer = std::thread::spawn(move || {
+        let buf = vec![1u8; CHUNK];
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Err(e) = (&*wc).write_all(&buf) {
+                return Some(e);
+            }
+        }
+        None
+    });
+    assert!(
+        ioth_tests::proc::wait_until(WAIT, || got.load(Ordering::Relaxed) > 1_000_000),
+        "no data before the kill"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let r = reader.join().unwrap();
+    assert!(ended_by_death(&r), "the reader ended with {r:?}");
+    let w = writer.join().unwrap().expect("the writer kept writing");
+    assert!(
+        matches!(w.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)),
+        "the writer ended with {w}"
+    );
+    let e = c.local_addr().expect_err("a control call on a dead stack");
+    assert_eq!(e.kind(), io::ErrorKind::NetworkDown, "{e}");
+    src.join().unwrap();
+}
+
+#[test]
+fn killed_smoltcp_host_mid_transfer_gives_eof_or_reset() {
+    if !root() {
+        return;
+    }
+    let n = net();
+    let l = listener(&n.vde, addr("10.0.0.2:5013"));
+    let c = connect(&n.smol, addr("10.0.0.2:5013"));
+    let (s, _) = accept(&l);
+    // A blocking accept on the same stack, waiting when the host dies.
+    let sl = listener(&n.smol, addr("10.0.0.1:5014"));
+    let acc = std::thread::spawn(move || sl.accept().map(drop));
+    let host = n.smol.pid().unwrap();
+    kill_mid_transfer(host, c, move || {
+        // vdestack streams into smoltcp until its writes stall (bounded by a write timeout).
+        s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let buf = vec![2u8; CHUNK];
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline && (&s).write_all(&buf).is_ok() {}
+        let linger = [1i32.to_ne_bytes(), 0i32.to_ne_bytes()].concat();
+        let _ = s.setsockopt(libc::SOL_SOCKET, libc::SO_LINGER, &linger);
+    });
+    let e = acc.join().unwrap().expect_err("accept on a dead stack");
+    assert_eq!(e.kind(), io::ErrorKind::NetworkDown, "{e}");
+    assert!(n.smol.is_gone());
+}
+
+#[test]
+fn killed_host_pump_host_mid_transfer_gives_eof_or_reset() {
+    let st = rwwrap();
+    let kl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = connect(&st, kl.local_addr().unwrap());
+    let (k, _) = kl.accept().unwrap();
+    kill_mid_transfer(st.pid().unwrap(), c, move || {
+        let mut k = k;
+        k.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let buf = vec![2u8; CHUNK];
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline && k.write_all(&buf).is_ok() {}
+    });
+    // The stack is gone; deleting it succeeds once its sockets are closed.
+    st.delete()
+        .map_err(|(_, e)| e)
+        .expect("delstack of a dead stack");
+}
+
+// ---------------------------------------------------------------- netlink configuration
+
+/// The configuration checks of tests/netlink.rs that apply to a stack with one VNL (`vde0`)
+/// and no links of its own to create, through the Rust API; run on vdestack and on smoltcp.
+fn netlink_configuration(s: &Stack) {
+    use ioth::Error;
+    let errno = |r: ioth::Result<()>| match r {
+        Ok(()) => panic!("expected an error"),
+        Err(e) => e.errno(),
+    };
+    assert_eq!(s.if_nametoindex("lo").unwrap(), 1);
+    let idx = s.if_nametoindex("vde0").unwrap();
+    assert!(idx > 1);
+    assert!(matches!(
+        s.if_nametoindex("nosuch0"),
+        Err(ref e @ Error::Stack { .. }) if e.errno() == libc::ENODEV
+    ));
+    let ifs = s.interfaces().unwrap();
+    let lo = ifs.iter().find(|i| i.name == "lo").expect("lo listed");
+    assert!(lo.is_up() && lo.index == 1 && lo.link_type == 772);
+    let vde0 = ifs.iter().find(|i| i.name == "vde0").expect("vde0 listed");
+    assert_eq!(vde0.index, idx);
+    assert_eq!(vde0.link_type, 1, "Ethernet");
+    assert!(vde0.mac().is_some());
+    // Down, up, MTU, MAC.
+    s.link_set_up(idx, false).unwrap();
+    assert!(!s.interface(idx).unwrap().is_up());
+    s.link_set_up(idx, true).unwrap();
+    assert!(s.interface(idx).unwrap().is_up());
+    s.link_set_mtu(idx, 1400).unwrap();
+    assert_eq!(s.interface(idx).unwrap().mtu, 1400);
+    s.link_set_mtu(idx, 1500).unwrap();
+    let mac = [0x02, 0x10, 0x20, 0x30, 0x40, 0x50];
+    s.link_set_mac(idx, mac).unwrap();
+    assert_eq!(s.link_get_mac(idx).unwrap(), mac);
+    assert_eq!(errno(s.link_set_up(4242, true)), libc::ENODEV);
+    assert_eq!(errno(s.link_set_mtu(4242, 1400)), libc::ENODEV);
+    // Addresses.
+    s.ipaddr_add(ip("10.55.0.1"), 24, idx).unwrap();
+    s.ipaddr_add_flags(ip("fd00:55::1"), 64, idx, IFA_F_NODAD, 0)
+        .unwrap();
+    assert_eq!(errno(s.ipaddr_add(ip("10.55.0.1"), 24, idx)), libc::EEXIST);
+    assert_eq!(errno(s.ipaddr_add(ip("10.55.0.1"), 33, idx)), libc::EINVAL);
+    assert_eq!(errno(s.ipaddr_add(ip("10.55.0.1"), 24, 4242)), libc::ENODEV);
+    assert_eq!(
+        errno(s.ipaddr_del(ip("10.55.0.99"), 24, idx)),
+        libc::EADDRNOTAVAIL
+    );
+    let addrs = s.addresses().unwrap();
+    let has = |a: &str, p: u8, i: u32| {
+        addrs
+            .iter()
+            .any(|x| x.addr == ip(a) && x.prefix_len == p && x.index == i)
+    };
+    assert!(has("10.55.0.1", 24, idx), "{addrs:?}");
+    assert!(has("fd00:55::1", 64, idx), "{addrs:?}");
+    assert!(has("127.0.0.1", 8, 1), "{addrs:?}");
+    // Routes: default via a gateway, a network, an IPv6 default through the interface.
+    s.iproute_add(None, Some(ip("10.55.0.254")), None).unwrap();
+    s.iproute_add(Some((ip("10.66.0.0"), 16)), Some(ip("10.55.0.254")), None)
+        .unwrap();
+    s.iproute_add(None, Some(ip("fd00:55::fe")), Some(idx))
+        .unwrap();
+    assert_eq!(
+        errno(s.iproute_add(None, Some(ip("10.55.0.254")), None)),
+        libc::EEXIST
+    );
+    let routes = s.routes().unwrap();
+    let route = |dst: &str, p: u8, gw: &str| {
+        routes
+            .iter()
+            .any(|r| r.dst == ip(dst) && r.prefix_len == p && r.gateway == Some(ip(gw)))
+    };
+    assert!(route("0.0.0.0", 0, "10.55.0.254"), "{routes:?}");
+    assert!(route("10.66.0.0", 16, "10.55.0.254"), "{routes:?}");
+    assert!(route("::", 0, "fd00:55::fe"), "{routes:?}");
+    // Undo everything.
+    s.iproute_del(None, Some(ip("10.55.0.254")), None).unwrap();
+    s.iproute_del(Some((ip("10.66.0.0"), 16)), Some(ip("10.55.0.254")), None)
+        .unwrap();
+    s.iproute_del(None, Some(ip("fd00:55::fe")), None).unwrap();
+    assert_eq!(
+        errno(s.iproute_del(None, Some(ip("10.55.0.254")), None)),
+        libc::ESRCH
+    );
+    s.ipaddr_del(ip("10.55.0.1"), 24, idx).unwrap();
+    s.ipaddr_del(ip("fd00:55::1"), 64, idx).unwrap();
+    let addrs = s.addresses().unwrap();
+    assert!(!addrs.iter().any(|a| a.addr == ip("10.55.0.1")));
+    assert!(!addrs.iter().any(|a| a.addr == ip("fd00:55::1")));
+}
+
+#[test]
+fn netlink_configuration_vdestack_and_smoltcp() {
+    if !root() {
+        return;
+    }
+    let sw = Switch::start();
+    for name in ["vdestack", "smoltcp"] {
+        let s = Stack::new(name, &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack {name}: {e}"));
+        netlink_configuration(&s);
+        // Every netlink socket the calls made was closed on the host.
+        assert_eq!(s.open_sockets(), 0, "{name}");
+        s.delete().map_err(|(_, e)| e).expect("delstack");
+    }
+}
+
+// ---------------------------------------------------------------- C programs
+
+/// `target/<profile>`: `libioth.so`, `ioth-host`, the plug-ins and the examples of this build.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let d = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    assert!(
+        d.join("libioth.so").is_file() && d.join("ioth-host").is_file(),
+        "{} must hold libioth.so and ioth-host: run `cargo build --workspace --all-targets`",
+        d.display()
+    );
+    d
+}
+
+/// Compiles `<dir>/<name>.c` (`tests/c` or `client/examples/c`) against `ioth.h` and
+/// `libioth.so` into `out`.
+fn compile_c(src_dir: &str, name: &str, out: &Path) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let lib = profile_dir();
+    let exe = out.join(name);
+    let st = Command::new("gcc")
+        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-g", "-o"])
+        .arg(&exe)
+        .arg(root.join(src_dir).join(format!("{name}.c")))
+        .arg(format!("-I{}", root.join("client/include").display()))
+        .arg(format!("-I{}", root.join("tests/c").display()))
+        .arg(format!("-L{}", lib.display()))
+        .arg("-lioth")
+        .arg("-lpthread")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .status()
+        .expect("gcc");
+    assert!(st.success(), "gcc {name}.c failed");
+    exe
+}
+
+/// Kills and reaps a child on drop.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `exe args` to completion (killed after `limit`); panics unless it exits 0 with `ok` as
+/// its last line. Returns its stdout.
+fn run_c(exe: &Path, args: &[&str], limit: Duration) -> String {
+    let child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
+    let mut child = Reaped(child);
+    let mut out = child.0.stdout.take().unwrap();
+    let mut err = child.0.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.0.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (o, e) = (t_out.join().unwrap(), t_err.join().unwrap());
+    assert!(
+        status.is_some_and(|s| s.success()) && o.lines().last() == Some("ok"),
+        "{} {args:?}: {status:?}\n--- stdout\n{o}--- stderr\n{e}",
+        exe.display()
+    );
+    o
+}
+
+#[test]
+fn c_abi_on_smoltcp_and_vdestack() {
+    if !root() {
+        return;
+    }
+    let dir = TempDir::new("proxied-c");
+    let exe = compile_c("tests/c", "proxied", dir.path());
+    let sw = Switch::start();
+    let out = run_c(&exe, &[&sw.vnl()], Duration::from_secs(120));
+    assert!(out.contains("tcp ok") && out.contains("udp ok") && out.contains("epoll ok"));
+}
+
+#[test]
+fn c_abi_every_call_through_the_host_pump() {
+    // tests/c/echo.c (TCP and UDP on 127.0.0.1 with every ioth_X) on the rwwrap plug-in.
+    setup();
+    let dir = TempDir::new("proxied-echo");
+    let exe = compile_c("tests/c", "echo", dir.path());
+    run_c(&exe, &["rwwrap"], Duration::from_secs(60));
+}
+
+#[test]
+fn c_netlink_configuration_vdestack_and_smoltcp() {
+    if !root() {
+        return;
+    }
+    let dir = TempDir::new("proxied-nl");
+    let exe = compile_c("tests/c", "proxied_netlink", dir.path());
+    let sw = Switch::start();
+    for name in ["vdestack", "smoltcp"] {
+        run_c(&exe, &[name, &sw.vnl()], Duration::from_secs(60));
+    }
+}
+
+// ---------------------------------------------------------------- the seed's demo
+
+const DEMO_LINES: [&str; 3] = ["hello from the client stack", "second line", "bye"];
+
+fn example(name: &str) -> PathBuf {
+    let p = profile_dir().join("examples").join(name);
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo build --workspace --all-targets` first",
+        p.display()
+    );
+    p
+}
+
+/// Lines of a child's stdout, read on a thread.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The demo (as tests/demo.rs runs it) with the server on stack `ss` and the client on `cs`.
+fn run_demo(server: &Path, ss: &str, client: &Path, cs: &str) {
+    let sw = Switch::start();
+    let mut srv = Reaped(
+        Command::new(server)
+            .args([ss, &sw.vnl()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let srv_lines = lines_of(&mut srv.0);
+    let first = srv_lines.recv_timeout(WAIT).expect("server did not start");
+    assert!(first.contains("listening"), "server said {first:?}");
+    let mut cli = Reaped(
+        Command::new(client)
+            .args([cs, &sw.vnl()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let cli_lines = lines_of(&mut cli.0);
+    let mut stdin = cli.0.stdin.take().unwrap();
+    for l in DEMO_LINES {
+        stdin.write_all(format!("{l}\n").as_bytes()).unwrap();
+        let echoed = cli_lines
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no echo of {l:?} ({ss} server, {cs} client)"));
+        assert_eq!(echoed, l);
+    }
+    drop(stdin);
+    // The client ends once the server has echoed everything and closed.
+    assert!(
+        ioth_tests::proc::wait_until(WAIT, || cli.0.try_wait().unwrap().is_some()),
+        "client did not end after the end of its input ({ss} server, {cs} client)"
+    );
+    let log: Vec<String> = srv_lines.try_iter().collect();
+    let received = log.join("\n");
+    for l in DEMO_LINES {
+        assert!(received.contains(l), "server log lacks {l:?}: {log:?}");
+    }
+}
+
+#[test]
+fn demo_rust_on_smoltcp() {
+    if root() {
+        let (s, c) = (example("iothtest_server"), example("iothtest_client"));
+        run_demo(&s, "smoltcp", &c, "smoltcp");
+    }
+}
+
+#[test]
+fn demo_c_on_smoltcp() {
+    if root() {
+        let dir = TempDir::new("proxied-demo");
+        let s = compile_c("client/examples/c", "iothtest_server", dir.path());
+        let c = compile_c("client/examples/c", "iothtest_client", dir.path());
+        run_demo(&s, "smoltcp", &c, "smoltcp");
+    }
+}
+
+#[test]
+fn demo_mixed_smoltcp_and_vdestack() {
+    if root() {
+        let dir = TempDir::new("proxied-demo-mixed");
+        let cs = compile_c("client/examples/c", "iothtest_server", dir.path());
+        let cc = compile_c("client/examples/c", "iothtest_client", dir.path());
+        let (rs, rc) = (example("iothtest_server"), example("iothtest_client"));
+        run_demo(&rs, "smoltcp", &cc, "vdestack");
+        run_demo(&cs, "vdestack", &rc, "smoltcp");
+        run_demo(&cs, "smoltcp", &rc, "vdestack");
+        run_demo(&rs, "vdestack", &cc, "smoltcp");
+    }
+}
+
+// ---------------------------------------------------------------- audit, native fds
+
+#[test]
+fn audit_trail_names_control_calls_and_ids() {
+    setup();
+    let dir = TempDir::new("proxied-audit");
+    let file = dir.path().join("trail.jsonl");
+    let st = Stack::builder("rwwrap")
+        .audit(&file)
+        .build()
+        .expect("newstack");
+    let l = listener(&st, addr("127.0.0.1:0"));
+    let id = l.proxy_id().expect("proxied");
+    let at = l.local_addr().unwrap();
+    let _k = std::net::TcpStream::connect(at).unwrap();
+    let (s, _) = accept(&l);
+    let sid = s.proxy_id().unwrap();
+    drop((s, l));
+    let _ = st.stats().unwrap(); // one more round trip: the Close lines are written
+    let text = std::fs::read_to_string(&file).unwrap();
+    let has = |needle: &str| text.lines().any(|l| l.contains(needle));
+    assert!(
+        has(&format!("\"fd_kind\":\"proxied\",\"id\":{id}")),
+        "{text}"
+    );
+    assert!(
+        has(&format!(
+            "\"args\":{{\"id\":{id},\"op\":\"bind\",\"addr\":\"127.0.0.1:0\"}}"
+        )),
+        "{text}"
+    );
+    assert!(has("\"op\":\"listen\",\"backlog\":64"), "{text}");
+    assert!(has(&format!("\"request\":\"Control\",\"args\":{{\"id\":{id},\"op\":\"accept\"}},\"result\":\"ok\",\"id\":{sid},\"peer\":\"127.0.0.1:")), "{text}");
+    assert!(
+        has(&format!(
+            "\"request\":\"Close\",\"args\":{{\"id\":{sid}}},\"result\":\"ok\""
+        )),
+        "{text}"
+    );
+    assert!(
+        has(&format!(
+            "\"request\":\"Close\",\"args\":{{\"id\":{id}}},\"result\":\"ok\""
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn socket_methods_on_native_fds() {
+    // The same Socket methods on a kernel stack's native fds, on 127.0.0.1.
+    setup();
+    let st = Stack::new("kernel", &[] as &[&str]).expect("newstack kernel");
+    let l = listener(&st, addr("127.0.0.1:0"));
+    assert!(!l.is_proxied() && l.proxy_id().is_none());
+    l.set_nonblocking(true).unwrap();
+    assert_eq!(l.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    let at = l.local_addr().unwrap();
+    let srv = std::thread::spawn(move || {
+        l.set_nonblocking(false).unwrap();
+        let (c, peer) = accept(&l);
+        assert_eq!(c.peer_addr().unwrap(), peer);
+        let mut all = Vec::new();
+        (&c).read_to_end(&mut all).unwrap();
+        (&c).write_all(&all).unwrap();
+    });
+    let c = stream(&st, &at);
+    c.set_nodelay(true).unwrap();
+    assert!(c.nodelay().unwrap());
+    c.connect(&at).unwrap();
+    (&c).write_all(b"native").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut back = String::new();
+    (&c).read_to_string(&mut back).unwrap();
+    assert_eq!(back, "native");
+    srv.join().unwrap();
+    let u = st.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    u.bind(&addr("127.0.0.1:0")).unwrap();
+    u.set_read_timeout(Some(WAIT)).unwrap();
+    let ua = u.local_addr().unwrap();
+    let v = st.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    v.connect(&ua).unwrap();
+    (&v).write_all(b"dgram").unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from) = u.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"dgram"[..], v.local_addr().unwrap()));
+    v.disconnect().unwrap();
+    assert!(v.peer_addr().is_err());
+    v.send_to(b"again", &ua).unwrap();
+    assert_eq!(u.recv(&mut buf).unwrap(), 5);
+}
