@@ -16,6 +16,16 @@
  * including calls that were blocked on it when it died; sockets already created keep working.
  * ioth_delstack of a dead stack succeeds once its sockets are closed (EBUSY before).
  * See the "ioth extensions" section for timeouts, audit trails and docs/faults.md.
+ *
+ * Proxied fds (user-space stacks such as smoltcp, or plug-ins with their own read/write;
+ * docs/proxied.md): every ioth fd is a real fd, and read/write/send/recv/poll/select/epoll work
+ * on it with the plain calls. The control calls (bind, connect, listen, accept, getsockname,
+ * getpeername, setsockopt, getsockopt, shutdown) must be the ioth_X ones: they go to the stack's
+ * host, with X's blocking behaviour (per the fd's O_NONBLOCK) and the stack's errno. ioth_ioctl
+ * and ioth_fcntl act on the fd itself. An unconnected UDP socket's records carry an address
+ * header: use ioth_sendto/ioth_recvfrom/ioth_sendmsg/ioth_recvmsg (or ioth_read/ioth_recv),
+ * not the plain calls. Close with ioth_close: plain close(2) leaves the stack's side open. If the
+ * stack's host dies, reads see EOF or ECONNRESET, writes EPIPE, control calls ENETDOWN.
  * A NULL or empty stack name means the process's own kernel stack (no host process).
  */
 #ifndef IOTH_H

@@ -37,6 +37,25 @@ fn ebadf(id: u64) -> WireError {
     }
 }
 
+/// A copy of a new fd-data handle to send, and the handle; if the copy fails, the socket is
+/// closed on the plug-in (as [`Sockets::close`] would) and the call fails.
+fn dup_or_close(
+    c: &Calls,
+    own_close: bool,
+    fd: OwnedFd,
+    what: &str,
+) -> Result<(OwnedFd, OwnedFd), WireError> {
+    match fd.try_clone() {
+        Ok(give) => Ok((give, fd)),
+        Err(e) => {
+            if own_close {
+                let _ = c.close(fd.as_raw_fd());
+            }
+            Err(wire(&format!("{what}: dup"), e))
+        }
+    }
+}
+
 /// Where the sockets live.
 enum Table {
     FdData(HashMap<u64, OwnedFd>),
@@ -93,9 +112,9 @@ impl Sockets {
                     .calls
                     .socket_fd(domain, ty, protocol)
                     .map_err(|e| wire("socket", e))?;
-                let give = fd.try_clone().map_err(|e| wire("socket: dup", e))?;
-                map.insert(id, fd);
-                Ok((id, give))
+                let give = dup_or_close(&self.calls, self.own_close, fd, "socket")?;
+                map.insert(id, give.1);
+                Ok((id, give.0))
             }
             Table::Pump(p) => p
                 .socket(id, domain, ty, protocol)
@@ -132,7 +151,7 @@ impl Sockets {
                     ControlOp::Listen(b) => c.listen(h, b).map(|()| Vec::new()),
                     ControlOp::Accept => {
                         let (fd, peer) = c.accept_fd(h).map_err(|e| wire(what, e))?;
-                        let give = fd.try_clone().map_err(|e| wire("accept: dup", e))?;
+                        let (give, fd) = dup_or_close(c, self.own_close, fd, what)?;
                         map.insert(new_id, fd);
                         return Ok((Reply::Accepted { id: new_id, peer }, Some(give)));
                     }

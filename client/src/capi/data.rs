@@ -339,6 +339,16 @@ pub unsafe extern "C" fn ioth_write(fd: c_int, buf: *const c_void, len: size_t) 
 pub unsafe extern "C" fn ioth_writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
     guard(-1, || match kind(fd)? {
         Kind::Proxied(p) if p.framed_now() => Err(libc::EDESTADDRREQ),
+        Kind::Proxied(p) if !p.is_stream() => {
+            // SAFETY: iov points at iovcnt readable iovecs (caller's contract).
+            let bufs = unsafe { iovecs(iov, iovcnt) }?;
+            // SAFETY: msghdr is plain data; zero is a valid empty header.
+            let mut m: msghdr = unsafe { std::mem::zeroed() };
+            m.msg_iov = bufs.as_ptr().cast_mut();
+            m.msg_iovlen = bufs.len();
+            // SAFETY: fd is an ioth socket; m describes the caller's readable buffers.
+            Ok(unsafe { libc::sendmsg(fd, &m, libc::MSG_NOSIGNAL) })
+        }
         // SAFETY: fd is an ioth socket; iov/iovcnt are the caller's, as writev(2).
         _ => Ok(unsafe { libc::writev(fd, iov, iovcnt) }),
     })
