@@ -369,7 +369,8 @@ impl Socket {
         }
     }
 
-    /// `recvfrom(2)`: one datagram and its source.
+    /// `recvfrom(2)`: one datagram and its source (on a stream: what `recv` gives, and the
+    /// peer). A proxied datagram socket whose stack is gone fails with `ECONNRESET`.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         match &self.proxy {
             None => {
@@ -380,8 +381,10 @@ impl Socket {
                 let (n, from) = p.recv_from(self.fd.as_fd(), buf, 0)?;
                 match from {
                     Some(a) => Ok((n, addr_from(&a)?)),
-                    None if n == 0 => Err(io::Error::from_raw_os_error(libc::ECONNRESET)),
-                    None => Err(io::Error::from_raw_os_error(libc::ENOTCONN)),
+                    // A stream carries no addresses: its peer's.
+                    None if p.is_stream() => Ok((n, self.peer_addr()?)),
+                    // An unconnected datagram socket whose stack is gone (EOF on its pair).
+                    None => Err(io::Error::from_raw_os_error(libc::ECONNRESET)),
                 }
             }
         }
