@@ -737,3 +737,61 @@ fn udp_vnl_is_opened_in_the_applications_netns() {
     .join()
     .expect("udp:// stacks");
 }
+
+/// Not privileged: the host enters a user namespace of its own before the network namespace
+/// (possible because the host is single-threaded until its stack exists). Runs a C program as
+/// uid/gid 65534 (nobody). Taps need a world-accessible `/dev/net/tun`, which this machine lacks,
+/// so the stack has no VNL.
+#[test]
+fn unprivileged_stack_gets_its_own_user_namespace() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("\n*** SKIPPED: needs root to switch to an unprivileged user ***\n");
+        return;
+    }
+    let dir = TempDir::new("unpriv");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let lib = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .to_path_buf();
+    let exe = dir.path().join("unprivileged");
+    let st = Command::new("gcc")
+        .args(["-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(root.join("tests/c/unprivileged.c"))
+        .arg("-I")
+        .arg(root.join("client/include"))
+        .arg(format!("-L{}", lib.display()))
+        .arg("-lioth")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .status()
+        .expect("gcc");
+    assert!(st.success());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .env_remove("IOTH_AUDIT")
+        .output()
+        .expect("setpriv (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "as nobody: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("socket ok lo 1"), "{text}");
+    let field = |who: &str, kind: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{who} {kind} ")))
+            .unwrap_or_else(|| panic!("no {who} {kind} in {text}"))
+            .to_owned()
+    };
+    assert_ne!(field("app", "user"), field("host", "user"), "{text}");
+    assert_ne!(field("app", "net"), field("host", "net"), "{text}");
+}

@@ -6,7 +6,9 @@
 //! requests one at a time until the channel reaches EOF — that is, until the application has gone —
 //! and exits. It knows nothing of the application beyond the channel.
 //!
-//! A watchdog thread makes "the host never outlives its application" hold even while the plug-in
+//! Until `NewStack` has succeeded the host has a single thread and dies with its parent
+//! (`PR_SET_PDEATHSIG`); from then on it is independent of the thread that created it, and a
+//! watchdog thread makes "the host never outlives its application" hold even while the plug-in
 //! is stuck in a call: it waits for the channel to hang up (`POLLHUP`), gives the serving thread
 //! [`EXIT_GRACE`] to finish on its own, then ends the process with `_exit`.
 #![deny(unsafe_code)]
@@ -58,6 +60,18 @@ fn take_channel() -> Result<OwnedFd, String> {
     )
     .map_err(|e| format!("fcntl: {e}"))?;
     Ok(fd)
+}
+
+/// prctl(PR_SET_PDEATHSIG): `sig` when the spawning thread ends, 0 for none.
+#[allow(unsafe_code)]
+fn set_parent_death_signal(sig: i32) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number and touches no memory.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } != 0 {
+        eprintln!(
+            "ioth-host: prctl(PR_SET_PDEATHSIG): {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 fn install_signal_handlers() {
@@ -126,14 +140,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    install_signal_handlers();
-    match fd.try_clone() {
-        Ok(watch) => start_watchdog(watch),
-        Err(e) => eprintln!("ioth-host: cannot start the watchdog: {e}"),
-    }
+    // Until the stack exists the host stays single-threaded, so that a plug-in may enter a new
+    // user namespace in newstack (unshare(CLONE_NEWUSER) refuses multithreaded callers). Meanwhile
+    // the parent-death signal stands in for the watchdog: the spawning application thread is
+    // blocked waiting for the NewStack reply, so it can only go away with its whole process.
+    set_parent_death_signal(libc::SIGKILL);
+    let watch = fd.try_clone();
     let own_dir = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.to_path_buf()));
-    let mut host = serve::Host::new(Channel::from_fd(fd), own_dir);
+    let mut host = serve::Host::new(Channel::from_fd(fd), own_dir).on_stack_ready(move || {
+        // From here on a stack may outlive the thread that created it: EOF on the channel (and
+        // the watchdog) end the host, not the death of that thread.
+        set_parent_death_signal(0);
+        install_signal_handlers();
+        match watch {
+            Ok(watch) => start_watchdog(watch),
+            Err(e) => eprintln!("ioth-host: cannot start the watchdog: {e}"),
+        }
+    });
     host.run()
 }

@@ -56,6 +56,8 @@ pub struct Host {
     audit: Option<Audit>,
     /// Requests served before `NewStack` (the `Hello`), written once the trail is open.
     early: Vec<Served>,
+    /// Run once the stack exists (see [`Host::on_stack_ready`]).
+    on_ready: Option<Box<dyn FnOnce()>>,
 }
 
 fn proto_err(message: String) -> WireError {
@@ -75,7 +77,15 @@ impl Host {
             stats: StackStats::default(),
             audit: None,
             early: Vec::new(),
+            on_ready: None,
         }
+    }
+
+    /// Runs `f` once `NewStack` has succeeded, before its reply is sent. Until then the host is
+    /// single-threaded, so a plug-in may `unshare(CLONE_NEWUSER)` in its `newstack`.
+    pub fn on_stack_ready(mut self, f: impl FnOnce() + 'static) -> Host {
+        self.on_ready = Some(Box::new(f));
+        self
     }
 
     /// Whether the request about to be served must be remembered for the audit trail: always
@@ -155,6 +165,13 @@ impl Host {
                 (Reply::Error(e), None, After::Continue)
             };
             self.stats.requests += 1;
+            // Before the reply: once the application has it, the thread that created the stack
+            // may end at once, and the hook must already have made the host independent of it.
+            if matches!(self.state, State::Serving(_)) {
+                if let Some(f) = self.on_ready.take() {
+                    f();
+                }
+            }
             if self.send(&reply, fd.as_ref().map(|f| f.as_fd())).is_err() {
                 return ExitCode::from(1);
             }
