@@ -3,6 +3,8 @@
 
 mod msocket;
 mod newstack;
+mod proxy_cost;
+mod smoltcp;
 mod tcp_throughput;
 mod vdestack;
 
@@ -34,5 +36,25 @@ pub const ALL: &[Scenario] = &[
         name: "vdestack-udp",
         about: "UDP round trip between two vdestack stacks over a VDE switch vs 127.0.0.1 (root)",
         run: vdestack::run_udp,
+    },
+    Scenario {
+        name: "smoltcp-tcp",
+        about: "TCP smoltcp↔vdestack, smoltcp↔smoltcp over a VDE switch vs vdestack↔vdestack (root)",
+        run: smoltcp::run_tcp,
+    },
+    Scenario {
+        name: "smoltcp-udp",
+        about: "UDP round trip smoltcp↔vdestack, smoltcp↔smoltcp over a VDE switch vs vdestack↔vdestack (root)",
+        run: smoltcp::run_udp,
+    },
+    Scenario {
+        name: "proxy-cost-tcp",
+        about: "TCP over 127.0.0.1: host-pump proxied fds (rwwrap) vs kernel native fds vs plain",
+        run: proxy_cost::run_tcp,
+    },
+    Scenario {
+        name: "proxy-cost-rtt",
+        about: "TCP ping-pong over 127.0.0.1: host-pump proxied fds (rwwrap) vs native vs plain",
+        run: proxy_cost::run_rtt,
     },
 ];

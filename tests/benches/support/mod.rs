@@ -6,7 +6,10 @@ pub mod cbridge;
 pub mod floor;
 pub mod procstat;
 pub mod report;
+pub mod rwwrap;
 pub mod samples;
+pub mod sock;
+pub mod sock_work;
 pub mod udp_echo;
 pub mod workload;
 
