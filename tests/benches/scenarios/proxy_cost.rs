@@ -23,6 +23,8 @@ use crate::support::workload::CHUNK;
 use crate::support::{procstat, udp_echo, Opts, Report, Samples};
 
 const BYTES: u64 = 256 << 20;
+/// The name of a host's pump thread (host/src/pump.rs).
+const PUMP_THREAD: &str = "ioth-pump";
 const TCP_ROUNDS: usize = 5;
 const RTT_N: usize = 10_000;
 const RTT_ROUNDS: usize = 10;
@@ -202,6 +204,7 @@ pub fn run_tcp(opts: &Opts) -> Report {
         .iter()
         .map(|p| vec![Default::default(); p.len()])
         .collect();
+    let mut sleeps: Vec<Vec<u64>> = procs.iter().map(|p| vec![0; p.len()]).collect();
     let mut pumped = vec![0u64; PATHS.len()];
     let mut wall = vec![std::time::Duration::ZERO; PATHS.len()];
     for r in 0..TCP_ROUNDS {
@@ -211,6 +214,10 @@ pub fn run_tcp(opts: &Opts) -> Report {
                 .iter()
                 .map(|(_, p)| procstat::cpu_time(*p))
                 .collect();
+            let s0: Vec<_> = procs[i]
+                .iter()
+                .map(|(_, p)| procstat::wakeups(*p, PUMP_THREAD))
+                .collect();
             let p0 = st.pumped();
             let t = run(i, bytes);
             samples[i].push(t);
@@ -218,6 +225,7 @@ pub fn run_tcp(opts: &Opts) -> Report {
             pumped[i] += st.pumped() - p0;
             for (j, (_, p)) in procs[i].iter().enumerate() {
                 cpu[i][j] += procstat::cpu_time(*p).saturating_sub(c0[j]);
+                sleeps[i][j] += procstat::wakeups(*p, PUMP_THREAD).saturating_sub(s0[j]);
             }
         }
     }
@@ -247,6 +255,21 @@ pub fn run_tcp(opts: &Opts) -> Report {
             .map(|((l, _), d)| format!("{l} {:.2}", d.as_secs_f64() / secs.max(1e-9)))
             .collect();
         let mut line = format!("- {}: CPU seconds per second: {}", PATHS[i].2, c.join(", "));
+        let per_mib: Vec<String> = procs[i]
+            .iter()
+            .zip(&sleeps[i])
+            .skip(1)
+            .filter(|(_, &n)| n > 0)
+            .map(|((l, _), &n)| {
+                format!(
+                    "{l} {:.1}",
+                    n as f64 / ((bytes >> 20) * TCP_ROUNDS as u64) as f64
+                )
+            })
+            .collect();
+        if !per_mib.is_empty() {
+            line += &format!("; pump thread sleeps per MiB: {}", per_mib.join(", "));
+        }
         if pumped[i] > 0 {
             line += &format!(
                 "; the plug-in's own read/write moved {:.2}x the bytes sent",
