@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::net::Dev;
 use crate::stack::{Core, Fate, Kind, Shared};
-use crate::{netlink, tcp, udp};
+use crate::{frag, netlink, tcp, udp};
 
 /// What a pollfd belongs to.
 #[derive(Clone, Copy)]
@@ -128,7 +128,7 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
     for s in socks.values_mut() {
         match &s.kind {
             Kind::Tcp(_) => tcp::pump_in(net, s),
-            Kind::Udp(_) => udp::pump_in(net, s, scratch),
+            Kind::Udp(_) => udp::pump_in(net, s, scratch, now),
             Kind::Netlink(_) => netlink::pump(net, s, scratch, now),
         }
     }
@@ -136,6 +136,7 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
     for f in net.ifaces.iter_mut().filter(|f| f.up) {
         f.poll(now);
     }
+    frag::collect(net, socks);
 
     // smoltcp → applications, and state changes.
     let Core {
@@ -145,7 +146,7 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
     for (id, s) in socks.iter_mut() {
         let fate = match &s.kind {
             Kind::Tcp(_) => tcp::after_poll(net, s, graves),
-            Kind::Udp(_) => udp::after_poll(net, s),
+            Kind::Udp(_) => udp::after_poll(net, s, now),
             Kind::Netlink(_) => {
                 if s.orphan_since.is_some() {
                     Fate::Remove

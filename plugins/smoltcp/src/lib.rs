@@ -13,7 +13,8 @@
 //!   pumps the other end; the data functions stay libc's. Control calls ([`ffi`]) are
 //!   non-blocking: `accept` answers `EAGAIN`, `connect` `EINPROGRESS`.
 //! - TCP ([`tcp`]) and UDP ([`udp`]) over IPv4 and IPv6; what smoltcp lacks (ephemeral ports,
-//!   a listen backlog, a loopback, routing between interfaces) is added here ([`net`]).
+//!   a listen backlog, a loopback, routing between interfaces) is added here ([`net`]), and
+//!   so is IPv6 fragmentation ([`frag`]; smoltcp fragments IPv4): datagrams up to 64 KiB.
 //! - `delstack` stops the loop and closes every socket and VDE connection.
 #![deny(unsafe_code)]
 
@@ -21,6 +22,7 @@ mod addr;
 mod device;
 mod evloop;
 mod ffi;
+mod frag;
 mod net;
 mod netlink;
 mod stack;

@@ -14,7 +14,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use smoltcp::iface::{Config, Interface, Route, SocketSet};
+use smoltcp::iface::{Config, Interface, Route, SocketHandle, SocketSet};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
 use crate::device::{LoopDevice, VdeDevice, LO_MTU};
@@ -29,6 +29,12 @@ pub const DEFAULT_MTU: u32 = 1500;
 pub const MAX_MTU: u32 = 9216;
 /// Smallest MTU (IPv4's minimum).
 pub const MIN_MTU: u32 = 68;
+/// How long a fragmented datagram may keep the next one of its interface waiting (one whose
+/// neighbour never answers is given up, as Linux gives up an unresolved neighbour's queue).
+pub const FRAG_STALL: std::time::Duration = std::time::Duration::from_secs(3);
+/// Egress passes per poll while smoltcp is sending the fragments of an IPv4 datagram (it sends
+/// one fragment per pass; a 64 KiB datagram is 45 fragments at MTU 1500).
+const FRAG_PASSES: usize = 64;
 
 /// A device: a VDE port or the loopback.
 pub enum Dev {
@@ -125,6 +131,15 @@ pub struct Iface {
     pub dev: Dev,
     /// The smoltcp sockets that talk through this interface.
     pub sockets: SocketSet<'static>,
+    /// The raw socket for IPv6 fragments in `sockets` ([`crate::frag`]), and when it was last
+    /// given a datagram.
+    pub frag6: (SocketHandle, std::time::Instant),
+    /// The UDP socket holding a datagram smoltcp will cut into IPv4 fragments, until it has
+    /// left, and since when (smoltcp 0.14 has one fragmentation buffer per interface: a second
+    /// fragmented datagram dispatched before the first is out would overwrite it).
+    pub big4: Option<(SocketHandle, std::time::Instant)>,
+    /// An empty socket set: [`Iface::fragmenting`] asks smoltcp's poll deadline about itself.
+    idle: SocketSet<'static>,
 }
 
 fn config(hw: HardwareAddress) -> Config {
@@ -140,6 +155,7 @@ impl Iface {
     pub fn loopback(now: smoltcp::time::Instant) -> Iface {
         let mut dev = LoopDevice::new();
         let iface = Interface::new(config(HardwareAddress::Ip), &mut dev, now);
+        let (sockets, frag6) = Self::sockets();
         let host = |ip: IpAddr, prefix| Addr {
             ip,
             prefix,
@@ -157,7 +173,10 @@ impl Iface {
             ],
             iface,
             dev: Dev::Lo(dev),
-            sockets: SocketSet::new(Vec::new()),
+            sockets,
+            frag6,
+            big4: None,
+            idle: SocketSet::new(Vec::new()),
         }
     }
 
@@ -168,6 +187,7 @@ impl Iface {
         mac[0] = (mac[0] & 0xfe) | 0x02;
         let mut dev = Dev::Vde(dev);
         let iface = Self::new_interface(&mut dev, mac, now);
+        let (sockets, frag6) = Self::sockets();
         Iface {
             index,
             name: name.to_owned(),
@@ -177,8 +197,24 @@ impl Iface {
             addrs: Vec::new(),
             iface,
             dev,
-            sockets: SocketSet::new(Vec::new()),
+            sockets,
+            frag6,
+            big4: None,
+            idle: SocketSet::new(Vec::new()),
         }
+    }
+
+    /// The socket set of a new interface, with the raw socket for IPv6 fragments in it.
+    fn sockets() -> (SocketSet<'static>, (SocketHandle, std::time::Instant)) {
+        let mut sockets = SocketSet::new(Vec::new());
+        let frag6 = sockets.add(crate::frag::raw_socket());
+        (sockets, (frag6, std::time::Instant::now()))
+    }
+
+    /// Whether smoltcp is still sending the fragments of an IPv4 datagram (its only deadline
+    /// without sockets is "now" while its fragmentation buffer is in use).
+    pub fn fragmenting(&mut self, now: smoltcp::time::Instant) -> bool {
+        self.iface.poll_at(now, &self.idle).is_some()
     }
 
     fn new_interface(dev: &mut Dev, mac: [u8; 6], now: smoltcp::time::Instant) -> Interface {
@@ -219,6 +255,13 @@ impl Iface {
         match &mut self.dev {
             Dev::Vde(d) => {
                 self.iface.poll(now, d, &mut self.sockets);
+                // The rest of a fragmented IPv4 datagram now, not one fragment per turn.
+                for _ in 0..FRAG_PASSES {
+                    if d.tx_blocked() || self.iface.poll_at(now, &self.idle).is_none() {
+                        break;
+                    }
+                    self.iface.poll_egress(now, d, &mut self.sockets);
+                }
             }
             Dev::Lo(d) => {
                 self.iface.poll(now, d, &mut self.sockets);
@@ -255,6 +298,10 @@ pub struct Net {
     pub ifaces: Vec<Iface>,
     /// The main table's gateway routes.
     pub routes: Vec<RouteEntry>,
+    /// Identification of the last IPv6 fragmented datagram sent ([`crate::frag`]).
+    pub frag_id: u32,
+    /// IPv6 datagrams being reassembled ([`crate::frag`]).
+    pub reasm: crate::frag::Reasm,
 }
 
 /// `lo`'s position in [`Net::ifaces`].

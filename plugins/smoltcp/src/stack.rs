@@ -534,9 +534,13 @@ impl Stack {
             let dev = VdeDevice::new(conn, crate::net::DEFAULT_MTU as usize)?;
             ifaces.push(Iface::vde(k as u32 + 2, &v.ifname, dev, now));
         }
+        let mut id = [0u8; 4];
+        sys::random_bytes(&mut id);
         let mut net = Net {
             ifaces,
             routes: Vec::new(),
+            frag_id: u32::from_ne_bytes(id),
+            reasm: Default::default(),
         };
         net.sync();
         let mut seed = [0u8; 2];

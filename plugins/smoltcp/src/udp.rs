@@ -10,15 +10,22 @@
 //!   from the peer are delivered.
 //! - A datagram smoltcp has no room for yet waits in the socket (one), and the pair is not read
 //!   until it has left; a received one stays in smoltcp until the pair takes it.
+//! - Datagrams up to the largest UDP payload (65507 bytes over IPv4, 65527 over IPv6) go both
+//!   ways: smoltcp fragments and reassembles IPv4 (`proto-ipv4-fragmentation`), one fragmented
+//!   datagram per interface at a time ([`crate::net::Iface::big4`]); IPv6 is fragmented and
+//!   reassembled by [`crate::frag`]. A larger record from the application is dropped (its
+//!   `sendto` succeeded: the pair cannot refuse it, see docs/proxied.md).
 
+use std::collections::VecDeque;
 use std::io;
 use std::io::IoSlice;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsFd, RawFd};
 use std::time::Duration;
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
+use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
 use crate::net::Net;
@@ -32,6 +39,12 @@ const PACKETS: usize = 128;
 const PAYLOAD: usize = 256 * 1024;
 /// How long a closed socket may take to send what it still holds.
 const LINGER: Duration = Duration::from_secs(2);
+/// Largest UDP payloads: IPv4 (65535 − 20 − 8) and IPv6 (65535 − 8).
+const MAX_V4: usize = 65507;
+const MAX_V6: usize = 65527;
+/// IP and UDP headers.
+const IPV4_UDP_HDR: usize = 28;
+const IPV6_UDP_HDR: usize = 48;
 
 pub struct Udp {
     /// Bound address (port non-zero).
@@ -41,6 +54,10 @@ pub struct Udp {
     socks: Vec<(usize, SocketHandle)>,
     /// A datagram read from the pair that smoltcp had no room for.
     pending: Option<(Vec<u8>, SocketAddr)>,
+    /// Reassembled IPv6 datagrams ([`crate::frag`]) and their sources, for the pair.
+    inbox: VecDeque<(Vec<u8>, SocketAddr)>,
+    /// Bytes in `inbox`.
+    inbox_bytes: usize,
     /// The pair reached EOF.
     eof: bool,
 }
@@ -52,7 +69,23 @@ impl Udp {
             remote: None,
             socks: Vec::new(),
             pending: None,
+            inbox: VecDeque::new(),
+            inbox_bytes: 0,
             eof: false,
+        }
+    }
+
+    /// Whether it receives on interface `i`.
+    pub fn listens_on(&self, i: usize) -> bool {
+        self.socks.iter().any(|&(j, _)| j == i)
+    }
+
+    /// Queues a datagram [`crate::frag`] reassembled for it (dropped when the queue is full,
+    /// as smoltcp drops one its socket has no room for).
+    pub fn take_reassembled(&mut self, payload: Vec<u8>, src: SocketAddr) {
+        if self.inbox_bytes + payload.len() <= PAYLOAD && self.inbox.len() < PACKETS {
+            self.inbox_bytes += payload.len();
+            self.inbox.push_back((payload, src));
         }
     }
 }
@@ -155,7 +188,8 @@ enum Sent {
 }
 
 /// Queues one datagram in smoltcp (or drops it: no route, too large, as a lossy network may).
-fn send(net: &mut Net, u: &Udp, dst: SocketAddr, payload: &[u8]) -> Sent {
+/// One that needs fragments waits while the interface is still sending another's.
+fn send(net: &mut Net, u: &Udp, dst: SocketAddr, payload: &[u8], now: Instant) -> Sent {
     let from = u.local.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
     let Some(i) = net.route(dst.ip(), from) else {
         return Sent::Done;
@@ -163,25 +197,60 @@ fn send(net: &mut Net, u: &Udp, dst: SocketAddr, payload: &[u8]) -> Sent {
     let Some(&(_, h)) = u.socks.iter().find(|(j, _)| *j == i) else {
         return Sent::Done;
     };
-    let k = net.ifaces[i].sockets.get_mut::<udp::Socket>(h);
+    let f = &mut net.ifaces[i];
+    let mtu = f.mtu as usize;
+    let fragmented = match dst {
+        SocketAddr::V4(_) if payload.len() > MAX_V4 => return Sent::Done,
+        SocketAddr::V6(_) if payload.len() > MAX_V6 => return Sent::Done,
+        SocketAddr::V4(_) => payload.len() + IPV4_UDP_HDR > mtu,
+        SocketAddr::V6(d) if payload.len() + IPV6_UDP_HDR > mtu => {
+            let Some(IpAddr::V6(src)) = from.or_else(|| net.source_for(i, dst.ip())) else {
+                return Sent::Done;
+            };
+            let port = u.local.map_or(0, |l| l.port());
+            let src = SocketAddrV6::new(src, port, 0, 0);
+            return match crate::frag::send(net, i, src, d, payload) {
+                crate::frag::Out::Done => Sent::Done,
+                crate::frag::Out::Busy => Sent::Full,
+            };
+        }
+        SocketAddr::V6(_) => false,
+    };
+    if fragmented {
+        if let Some((b, since)) = f.big4 {
+            let queued = f.sockets.get::<udp::Socket>(b).send_queue() > 0;
+            if queued && since.elapsed() < crate::net::FRAG_STALL {
+                return Sent::Full;
+            }
+            f.big4 = None;
+        }
+        if f.fragmenting(now) {
+            return Sent::Full;
+        }
+    }
+    let k = f.sockets.get_mut::<udp::Socket>(h);
     if payload.len() > k.payload_send_capacity() {
         return Sent::Done;
     }
     match k.send_slice(payload, IpEndpoint::from(dst)) {
         Err(udp::SendError::BufferFull) => Sent::Full,
+        Ok(()) if fragmented => {
+            f.big4 = Some((h, std::time::Instant::now()));
+            Sent::Done
+        }
         _ => Sent::Done,
     }
 }
 
 /// Before smoltcp's poll: moves datagrams the application wrote into smoltcp.
-pub fn pump_in(net: &mut Net, s: &mut Sock, scratch: &mut [u8]) {
+pub fn pump_in(net: &mut Net, s: &mut Sock, scratch: &mut [u8], now: Instant) {
     let orphan = s.orphan_since.is_some();
     let Sock {
         pe, kind, revents, ..
     } = s;
     let u = udp_of(kind);
     if let Some((p, dst)) = u.pending.take() {
-        match send(net, u, dst, &p) {
+        match send(net, u, dst, &p, now) {
             Sent::Full => {
                 u.pending = Some((p, dst));
                 return;
@@ -197,11 +266,13 @@ pub fn pump_in(net: &mut Net, s: &mut Sock, scratch: &mut [u8]) {
         return; // the event loop binds it first
     }
     for _ in 0..64 {
-        let n = match sys::recv(pe.as_fd(), scratch, 0) {
+        // MSG_TRUNC: the record's real length, to drop one larger than any datagram.
+        let n = match sys::recv(pe.as_fd(), scratch, libc::MSG_TRUNC) {
             Ok(0) if sys::hung_up(pe.as_fd()) => {
                 u.eof = true;
                 break;
             }
+            Ok(n) if n > scratch.len() => continue,
             Ok(n) => n,
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(_) => break,
@@ -216,7 +287,7 @@ pub fn pump_in(net: &mut Net, s: &mut Sock, scratch: &mut [u8]) {
         if dst.port() == 0 || dst.ip().is_unspecified() {
             continue;
         }
-        if let Sent::Full = send(net, u, dst, payload) {
+        if let Sent::Full = send(net, u, dst, payload, now) {
             u.pending = Some((payload.to_vec(), dst));
             break;
         }
@@ -224,7 +295,7 @@ pub fn pump_in(net: &mut Net, s: &mut Sock, scratch: &mut [u8]) {
 }
 
 /// After smoltcp's poll: moves received datagrams into the pair.
-pub fn after_poll(net: &mut Net, s: &mut Sock) -> Fate {
+pub fn after_poll(net: &mut Net, s: &mut Sock, now: Instant) -> Fate {
     let orphan = s.orphan_since;
     let domain = s.domain;
     let v6only = s.opts.v6only;
@@ -235,12 +306,29 @@ pub fn after_poll(net: &mut Net, s: &mut Sock) -> Fate {
     *want_out = false;
     // A datagram that waited for room: smoltcp's poll may just have made some.
     if let Some((p, dst)) = u.pending.take() {
-        if let Sent::Full = send(net, u, dst, &p) {
+        if let Sent::Full = send(net, u, dst, &p, now) {
             u.pending = Some((p, dst));
         }
     }
     if let Some(pe) = pe.as_ref() {
+        while let Some((payload, src)) = u.inbox.front() {
+            let hdr = addr::header(*src, domain);
+            let r = if u.remote.is_some() {
+                sys::sendv(pe.as_fd(), &[IoSlice::new(payload)])
+            } else {
+                sys::sendv(pe.as_fd(), &[IoSlice::new(&hdr), IoSlice::new(payload)])
+            };
+            if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+                *want_out = true;
+                break;
+            }
+            u.inbox_bytes -= payload.len();
+            u.inbox.pop_front();
+        }
         'socks: for &(i, h) in &u.socks {
+            if *want_out {
+                break;
+            }
             let k = net.ifaces[i].sockets.get_mut::<udp::Socket>(h);
             for _ in 0..64 {
                 let Ok((payload, meta)) = k.peek() else { break };
@@ -280,7 +368,11 @@ pub fn after_poll(net: &mut Net, s: &mut Sock) -> Fate {
         return Fate::Keep;
     }
     for (i, h) in u.socks.drain(..) {
-        net.ifaces[i].sockets.remove(h);
+        let f = &mut net.ifaces[i];
+        if f.big4.is_some_and(|(b, _)| b == h) {
+            f.big4 = None;
+        }
+        f.sockets.remove(h);
     }
     Fate::Remove
 }
