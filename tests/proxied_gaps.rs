@@ -1,0 +1,638 @@
+//! Issue 5, gaps a review found in the smoltcp plug-in and the host pump, through a real host
+//! and the client library:
+//!
+//! - UDP datagrams larger than one frame (IP fragmentation, both ways, IPv4 and IPv6): 1473,
+//!   8000, 65000 bytes and the largest UDP payload, smoltcp → vdestack and vdestack → smoltcp,
+//!   one at a time and several queued back to back;
+//! - more than one VNL on a smoltcp stack (`vde0`, `vde1`, a named `eth1`), traffic on each;
+//! - no busy loop: an idle smoltcp host and an idle host-pump host use near-zero CPU;
+//! - the empty UDP datagram both ways (unconnected and connected), and the stack's own loopback
+//!   (127.0.0.1, ::1, its own address) through host and client.
+//!
+//! Each test starts its own VDE switches (stopped by pid on drop); addresses exist only inside
+//! the stacks. Needs root (vdestack: a network namespace, a tap): without root the tests that
+//! need it say so loudly and return. Every wait and loop is bounded; no speed is asserted (the
+//! CPU bound is a resource bound, loose).
+#![allow(unsafe_code)]
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ioth::{Socket, Stack};
+use ioth_tests::vde::{self, Switch};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// Upper bound of any single wait.
+const WAIT: Duration = Duration::from_secs(30);
+/// How long one try waits for a datagram that may be lost while neighbours are discovered.
+const TRY: Duration = Duration::from_secs(2);
+const TRIES: usize = 5;
+const IFA_F_NODAD: u32 = 0x02;
+/// Largest UDP payloads: IPv4 (65535 − 20 − 8) and IPv6 (65535 − 8, no jumbograms).
+const MAX_V4: usize = 65507;
+const MAX_V6: usize = 65527;
+
+// ---------------------------------------------------------------- setup
+
+fn root() -> bool {
+    setup();
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("\n*** SKIPPED: smoltcp ↔ vdestack tests need root (vdestack: netns, taps) ***\n");
+    false
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn domain(a: &SocketAddr) -> i32 {
+    if a.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    }
+}
+
+/// Configures interface `ifname` of smoltcp stack `s`: up, `v4`/24, `v6`/64 (no DAD), with the
+/// ioth netlink calls.
+fn configure_smol(s: &Stack, ifname: &str, v4: &str, v6: &str) {
+    let idx = s
+        .if_nametoindex(ifname)
+        .unwrap_or_else(|e| panic!("if_nametoindex {ifname}: {e}"));
+    s.link_set_up(idx, true).expect("link up");
+    s.ipaddr_add(ip(v4), 24, idx).expect("ipaddr_add v4");
+    s.ipaddr_add_flags(ip(v6), 64, idx, IFA_F_NODAD, 0)
+        .expect("ipaddr_add v6");
+}
+
+/// A smoltcp stack (10.0.0.1/24, fd00::1/64 on vde0).
+fn smoltcp(sw: &Switch) -> Stack {
+    let s = Stack::new("smoltcp", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack smoltcp: {e}"));
+    configure_smol(&s, "vde0", "10.0.0.1", "fd00::1");
+    s
+}
+
+/// A vdestack stack on `sw` with `v4`/24 and `v6`/64 on vde0, configured with `ip` in its
+/// namespace.
+fn vdestack(sw: &Switch, v4: &str, v6: &str) -> Stack {
+    let s =
+        Stack::new("vdestack", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack vdestack: {e}"));
+    let pid = s.pid().unwrap();
+    vde::ip(pid, &["addr", "add", &format!("{v4}/24"), "dev", "vde0"]);
+    vde::configure(pid, "vde0", &format!("{v6}/64"));
+    s
+}
+
+/// A smoltcp stack (10.0.0.1, fd00::1) and a vdestack stack (10.0.0.2, fd00::2) on one
+/// switch. Fields drop in order: the stacks, then the switch.
+struct Net {
+    smol: Stack,
+    vde: Stack,
+    _sw: Switch,
+}
+
+fn net() -> Net {
+    let sw = Switch::start();
+    Net {
+        smol: smoltcp(&sw),
+        vde: vdestack(&sw, "10.0.0.2", "fd00::2"),
+        _sw: sw,
+    }
+}
+
+/// Waits (bounded) until `fd` reports one of `ev`; the events, empty if the wait ran out.
+fn wait_for(fd: BorrowedFd<'_>, ev: PollFlags, bound: Duration) -> PollFlags {
+    let deadline = Instant::now() + bound;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut p = [PollFd::new(fd, ev)];
+        match poll(
+            &mut p,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(n) if n > 0 => return p[0].revents().unwrap_or(PollFlags::empty()),
+            Ok(_) => return PollFlags::empty(),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+}
+
+fn stream(stack: &Stack, a: &SocketAddr) -> Socket {
+    stack
+        .msocket(domain(a), libc::SOCK_STREAM, 0)
+        .expect("msocket")
+}
+
+fn dgram(stack: &Stack, at: SocketAddr) -> Socket {
+    let s = stack
+        .msocket(domain(&at), libc::SOCK_DGRAM, 0)
+        .expect("msocket dgram");
+    s.bind(&at).unwrap_or_else(|e| panic!("bind {at}: {e}"));
+    s.set_read_timeout(Some(TRY)).unwrap();
+    s
+}
+
+fn listener(stack: &Stack, at: SocketAddr) -> Socket {
+    let l = stream(stack, &at);
+    l.set_reuse_address(true).expect("SO_REUSEADDR");
+    l.bind(&at).unwrap_or_else(|e| panic!("bind {at}: {e}"));
+    l.listen(16).expect("listen");
+    l
+}
+
+/// A connection from `stack` to `to` (non-blocking connect, POLLOUT bounded by [`WAIT`],
+/// SO_ERROR); blocking afterwards, with read and write timeouts.
+fn connect(stack: &Stack, to: SocketAddr) -> Socket {
+    let c = stream(stack, &to);
+    c.set_nonblocking(true).unwrap();
+    match c.connect(&to) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            let ev = wait_for(c.as_fd(), PollFlags::POLLOUT, WAIT);
+            assert!(!ev.is_empty(), "connect {to}: not done within {WAIT:?}");
+            if let Some(e) = c.take_error().unwrap() {
+                panic!("connect {to}: {e}");
+            }
+        }
+        Err(e) => panic!("connect {to}: {e}"),
+    }
+    c.set_nonblocking(false).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.set_write_timeout(Some(WAIT)).unwrap();
+    c
+}
+
+fn accept(l: &Socket) -> (Socket, SocketAddr) {
+    let ev = wait_for(l.as_fd(), PollFlags::POLLIN, WAIT);
+    assert!(
+        ev.contains(PollFlags::POLLIN),
+        "no connection within {WAIT:?}"
+    );
+    let (c, peer) = l.accept().expect("accept after POLLIN");
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.set_write_timeout(Some(WAIT)).unwrap();
+    (c, peer)
+}
+
+/// A TCP connection from `client` to a listener of `server` at `at`, and a few bytes each way.
+fn tcp_exchange(server: &Stack, client: &Stack, at: SocketAddr) {
+    let l = listener(server, at);
+    let mut c = connect(client, at);
+    let (mut s, peer) = accept(&l);
+    assert_eq!(
+        peer,
+        c.local_addr().unwrap(),
+        "peer of the accepted connection"
+    );
+    let msg = format!("to {at}");
+    c.write_all(msg.as_bytes()).unwrap();
+    let mut b = vec![0u8; msg.len()];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(b, msg.as_bytes());
+    s.write_all(b"back").unwrap();
+    let mut b = [0u8; 4];
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"back");
+}
+
+/// A `len`-byte payload, different for every `len` and `tag`.
+fn pattern(len: usize, tag: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(31)
+                .wrapping_add(u32::from(tag) * 7 + len as u32) as u8
+        })
+        .collect()
+}
+
+/// Receives one datagram on `rx` (one try); its payload and source.
+fn recv_one(rx: &Socket) -> io::Result<(Vec<u8>, SocketAddr)> {
+    let mut buf = vec![0u8; 70000];
+    let (k, from) = rx.recv_from(&mut buf)?;
+    buf.truncate(k);
+    Ok((buf, from))
+}
+
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Sends `msg` from `tx` to `to` until it arrives whole on `rx` from `tx`'s address (bounded
+/// tries: the first may wait for ARP/NDP). Every datagram received must be `msg` exactly.
+fn deliver(tx: &Socket, to: SocketAddr, rx: &Socket, msg: &[u8], what: &str) {
+    deliver_from(tx, to, rx, msg, what, tx.local_addr().unwrap());
+}
+
+/// [`deliver`], the datagram expected from `src`.
+fn deliver_from(tx: &Socket, to: SocketAddr, rx: &Socket, msg: &[u8], what: &str, src: SocketAddr) {
+    deliver_with(|| tx.send_to(msg, &to), rx, msg, what, src);
+}
+
+/// Sends `msg` with `send` until it arrives whole on `rx` from `src` (bounded tries). A
+/// datagram of another length is a late copy of an earlier try of an earlier message: skipped.
+fn deliver_with(
+    send: impl Fn() -> io::Result<usize>,
+    rx: &Socket,
+    msg: &[u8],
+    what: &str,
+    src: SocketAddr,
+) {
+    for _ in 0..TRIES {
+        let n = send().unwrap_or_else(|e| panic!("{what}: send {} bytes: {e}", msg.len()));
+        assert_eq!(n, msg.len(), "{what}: sent");
+        loop {
+            match recv_one(rx) {
+                Ok((got, _)) if got.len() != msg.len() => {
+                    println!(
+                        "proxied_gaps: {what}: skipped a late {}-byte datagram",
+                        got.len()
+                    );
+                }
+                Ok((got, from)) => {
+                    assert_eq!(from, src, "{what}: source");
+                    assert!(got == msg, "{what}: payload differs");
+                    return;
+                }
+                Err(e) if timed_out(&e) => break,
+                Err(e) => panic!("{what}: recv_from: {e}"),
+            }
+        }
+    }
+    panic!(
+        "{what}: a {}-byte datagram never arrived in {TRIES} tries",
+        msg.len()
+    );
+}
+
+/// Sends `msgs` once, back to back, and expects every one exactly once on `rx`, from `tx`.
+fn burst(tx: &Socket, to: SocketAddr, rx: &Socket, msgs: &[Vec<u8>], what: &str) {
+    let src = tx.local_addr().unwrap();
+    for m in msgs {
+        assert_eq!(tx.send_to(m, &to).unwrap(), m.len());
+    }
+    let mut seen = vec![false; msgs.len()];
+    while !seen.iter().all(|s| *s) {
+        match recv_one(rx) {
+            Ok((got, from)) => {
+                assert_eq!(from, src, "{what}: source");
+                let i = msgs
+                    .iter()
+                    .position(|m| *m == got)
+                    .unwrap_or_else(|| panic!("{what}: a {}-byte datagram never sent", got.len()));
+                assert!(!seen[i], "{what}: datagram {i} twice");
+                seen[i] = true;
+            }
+            Err(e) if timed_out(&e) => {
+                let sizes: Vec<_> = msgs.iter().map(Vec::len).collect();
+                panic!("{what}: of {sizes:?} only {seen:?} arrived")
+            }
+            Err(e) => panic!("{what}: recv_from: {e}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- 1. large datagrams
+
+fn large_datagrams(v6: bool) {
+    if !root() {
+        return;
+    }
+    let n = net();
+    let (s_at, v_at) = if v6 {
+        (addr("[fd00::1]:7200"), addr("[fd00::2]:7201"))
+    } else {
+        (addr("10.0.0.1:7200"), addr("10.0.0.2:7201"))
+    };
+    let max = if v6 { MAX_V6 } else { MAX_V4 };
+    let s = dgram(&n.smol, s_at);
+    let v = dgram(&n.vde, v_at);
+    // A small one first: neighbours known both ways.
+    deliver(&s, v_at, &v, b"hello", "warm-up smoltcp → vdestack");
+    deliver(&v, s_at, &s, b"hello", "warm-up vdestack → smoltcp");
+    for (k, len) in [1473usize, 8000, 65000, max].into_iter().enumerate() {
+        let m = pattern(len, k as u8);
+        deliver(&s, v_at, &v, &m, &format!("{len} bytes smoltcp → vdestack"));
+        deliver(&v, s_at, &s, &m, &format!("{len} bytes vdestack → smoltcp"));
+    }
+    // Several fragmented datagrams queued back to back, mixed with small ones, sent once.
+    let msgs: Vec<Vec<u8>> = [8000usize, 100, 20000, 1473, 12000, 3000]
+        .into_iter()
+        .enumerate()
+        .map(|(k, len)| pattern(len, 100 + k as u8))
+        .collect();
+    burst(&s, v_at, &v, &msgs, "burst smoltcp → vdestack");
+    burst(&v, s_at, &s, &msgs, "burst vdestack → smoltcp");
+    // A connected socket: bare payloads, fragmented too.
+    s.connect(&v_at).unwrap();
+    let m = pattern(30000, 7);
+    deliver_with(|| s.send(&m), &v, &m, "connected out", s_at);
+    deliver_with(|| v.send_to(&m, &s_at), &s, &m, "connected in", v_at);
+}
+
+#[test]
+fn udp_large_datagrams_ipv4_both_ways() {
+    large_datagrams(false);
+}
+
+#[test]
+fn udp_large_datagrams_ipv6_both_ways() {
+    large_datagrams(true);
+}
+
+/// The stack's own loopback carries the largest datagrams too (IPv4 unfragmented on `lo`'s
+/// 64 KiB MTU, IPv6 fragmented by the plug-in above 65487 bytes).
+#[test]
+fn udp_largest_datagrams_over_the_stacks_loopback() {
+    setup();
+    let s = Stack::new("smoltcp", &[] as &[&str]).expect("newstack smoltcp without VNL");
+    for (at, len) in [
+        (addr("127.0.0.1:7300"), MAX_V4),
+        (addr("[::1]:7301"), MAX_V6),
+        (addr("[::1]:7302"), 65000),
+    ] {
+        let a = dgram(&s, at);
+        let b = dgram(&s, SocketAddr::new(at.ip(), 0));
+        let m = pattern(len, 9);
+        deliver(&b, at, &a, &m, &format!("{len} bytes over lo to {at}"));
+    }
+}
+
+// ---------------------------------------------------------------- 2. several VNLs
+
+/// Two switches, a smoltcp stack on both (`vde0`, `vde1`) and a vdestack peer on each: TCP
+/// both ways and UDP both ways on each interface, IPv4 and IPv6.
+#[test]
+fn smoltcp_with_two_vnls() {
+    if !root() {
+        return;
+    }
+    let (a, b) = (Switch::start(), Switch::start());
+    let smol = Stack::new("smoltcp", &[a.vnl(), b.vnl()])
+        .unwrap_or_else(|e| panic!("newstack smoltcp on two VNLs: {e}"));
+    let i0 = smol.if_nametoindex("vde0").expect("vde0 exists");
+    let i1 = smol.if_nametoindex("vde1").expect("vde1 exists");
+    assert_ne!(i0, i1);
+    assert!(smol.if_nametoindex("vde2").is_err(), "no third interface");
+    configure_smol(&smol, "vde0", "10.0.1.1", "fd00:1::1");
+    configure_smol(&smol, "vde1", "10.0.2.1", "fd00:2::1");
+    let pa = vdestack(&a, "10.0.1.2", "fd00:1::2");
+    let pb = vdestack(&b, "10.0.2.2", "fd00:2::2");
+    for (peer, s4, p4, s6, p6) in [
+        (&pa, "10.0.1.1", "10.0.1.2", "fd00:1::1", "fd00:1::2"),
+        (&pb, "10.0.2.1", "10.0.2.2", "fd00:2::1", "fd00:2::2"),
+    ] {
+        for (mine, theirs) in [(ip(s4), ip(p4)), (ip(s6), ip(p6))] {
+            tcp_exchange(peer, &smol, SocketAddr::new(theirs, 7400));
+            tcp_exchange(&smol, peer, SocketAddr::new(mine, 7401));
+            let s = dgram(&smol, SocketAddr::new(mine, 7402));
+            let v = dgram(peer, SocketAddr::new(theirs, 7403));
+            let what = format!("{mine} ↔ {theirs}");
+            deliver(&s, v.local_addr().unwrap(), &v, what.as_bytes(), &what);
+            deliver(&v, s.local_addr().unwrap(), &s, what.as_bytes(), &what);
+            // A socket on the unspecified address answers on the interface it was reached on.
+            let any = dgram(
+                &smol,
+                if mine.is_ipv4() {
+                    addr("0.0.0.0:7404")
+                } else {
+                    addr("[::]:7404")
+                },
+            );
+            deliver(&v, SocketAddr::new(mine, 7404), &any, b"to any", &what);
+            // Its source is the address of the interface toward the peer.
+            let src = SocketAddr::new(mine, 7404);
+            deliver_from(&any, v.local_addr().unwrap(), &v, b"from any", &what, src);
+        }
+    }
+}
+
+/// A named interface: `eth1:vde://…` next to an unnamed one (`vde0`), traffic on both.
+#[test]
+fn smoltcp_with_a_named_vnl() {
+    if !root() {
+        return;
+    }
+    let (a, b) = (Switch::start(), Switch::start());
+    let named = format!("eth1:{}", b.vnl());
+    let smol = Stack::new("smoltcp", &[a.vnl(), named])
+        .unwrap_or_else(|e| panic!("newstack smoltcp with eth1: {e}"));
+    assert!(smol.if_nametoindex("vde0").is_ok(), "vde0 exists");
+    assert!(smol.if_nametoindex("eth1").is_ok(), "eth1 exists");
+    assert!(
+        smol.if_nametoindex("vde1").is_err(),
+        "the second one is named eth1"
+    );
+    configure_smol(&smol, "vde0", "10.0.1.1", "fd00:1::1");
+    configure_smol(&smol, "eth1", "10.0.2.1", "fd00:2::1");
+    let pa = vdestack(&a, "10.0.1.2", "fd00:1::2");
+    let pb = vdestack(&b, "10.0.2.2", "fd00:2::2");
+    tcp_exchange(&pa, &smol, addr("10.0.1.2:7410"));
+    tcp_exchange(&pb, &smol, addr("10.0.2.2:7410"));
+    tcp_exchange(&smol, &pb, addr("[fd00:2::1]:7411"));
+    let s = dgram(&smol, addr("10.0.2.1:7412"));
+    let v = dgram(&pb, addr("10.0.2.2:7413"));
+    deliver(&s, addr("10.0.2.2:7413"), &v, b"over eth1", "eth1 out");
+    deliver(&v, addr("10.0.2.1:7412"), &s, b"over eth1", "eth1 in");
+}
+
+// ---------------------------------------------------------------- 3. no busy loop
+
+/// utime + stime of process `pid` (all its threads), in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/stat: {e}"));
+    // After the command name in parentheses: state is field 3; utime, stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// CPU time `pid` used over one second, in milliseconds.
+fn cpu_ms_over_one_second(pid: u32) -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let t0 = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    (cpu_ticks(pid) - t0) * 1000 / hz
+}
+
+/// A loose resource bound, not a speed check: an idle host sleeps.
+const IDLE_CPU_MS: u64 = 100;
+
+/// An idle smoltcp host (a listener, a bound UDP socket, an established connection over its
+/// loopback, an interface up) sleeps: near-zero CPU over one second.
+#[test]
+fn idle_smoltcp_host_does_not_spin() {
+    setup();
+    let sw = Switch::start();
+    let smol = smoltcp(&sw);
+    let pid = smol.pid().expect("host pid");
+    let l = listener(&smol, addr("10.0.0.1:7500"));
+    let _u = dgram(&smol, addr("10.0.0.1:7501"));
+    let _u6 = dgram(&smol, addr("[::]:7502"));
+    let _c = connect(&smol, addr("10.0.0.1:7500"));
+    let (_s, _) = accept(&l);
+    std::thread::sleep(Duration::from_millis(300));
+    let ms = cpu_ms_over_one_second(pid);
+    println!("proxied_gaps: idle smoltcp host: {ms} ms of CPU in 1 s");
+    assert!(
+        ms < IDLE_CPU_MS,
+        "an idle smoltcp host used {ms} ms of CPU in 1 s (busy loop?)"
+    );
+}
+
+/// Builds the rwwrap C plug-in (host pump) into a directory of this test binary and points
+/// `IOTH_PLUGIN_PATH` at it, once, before any stack exists: every test calls this first.
+fn setup() {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("proxied-gaps-plugins");
+        std::fs::create_dir_all(&dir).expect("plug-in dir");
+        let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let tmp = dir.join(format!(".ioth_rwwrap.so.{}", std::process::id()));
+        let st = Command::new("gcc")
+            .args([
+                "-Wall", "-Wextra", "-Werror", "-O1", "-fPIC", "-shared", "-I",
+            ])
+            .arg(tests.join("../client/include"))
+            .arg("-o")
+            .arg(&tmp)
+            .arg(tests.join("c/plugins/ioth_rwwrap.c"))
+            .status()
+            .expect("gcc (the host-pump test builds a C plug-in; install gcc)");
+        assert!(st.success(), "gcc failed on ioth_rwwrap.c");
+        std::fs::rename(&tmp, dir.join("ioth_rwwrap.so")).expect("rename plug-in");
+        // Set once, before any stack exists; never changed afterwards.
+        std::env::set_var("IOTH_PLUGIN_PATH", &dir);
+        dir
+    });
+}
+
+/// An idle host-pump host (the rwwrap C plug-in: a listener, a UDP socket, an established
+/// connection, all pumped by the host) sleeps: near-zero CPU over one second.
+#[test]
+fn idle_host_pump_host_does_not_spin() {
+    setup();
+    let st =
+        Stack::new("rwwrap", &[] as &[&str]).unwrap_or_else(|e| panic!("newstack rwwrap: {e}"));
+    let pid = st.pid().expect("host pid");
+    let l = listener(&st, addr("127.0.0.1:0"));
+    let at = l.local_addr().unwrap();
+    let u = st.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    u.bind(&addr("127.0.0.1:0")).unwrap();
+    let mut k = std::net::TcpStream::connect(at).unwrap();
+    let (mut s, _) = accept(&l);
+    k.write_all(b"ping").unwrap();
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ms = cpu_ms_over_one_second(pid);
+    println!("proxied_gaps: idle host-pump host: {ms} ms of CPU in 1 s");
+    assert!(
+        ms < IDLE_CPU_MS,
+        "an idle host-pump host used {ms} ms of CPU in 1 s (busy loop?)"
+    );
+}
+
+// ---------------------------------------------------------------- 4. empty datagram, loopback
+
+/// The empty datagram, both ways, IPv4 and IPv6, unconnected (`send_to` with 0 bytes) and
+/// connected (`send` with 0 bytes): it arrives as a 0-byte datagram from the sender.
+#[test]
+fn empty_udp_datagram_both_ways() {
+    if !root() {
+        return;
+    }
+    let n = net();
+    for v6 in [false, true] {
+        let (s_at, v_at) = if v6 {
+            (addr("[fd00::1]:7600"), addr("[fd00::2]:7601"))
+        } else {
+            (addr("10.0.0.1:7600"), addr("10.0.0.2:7601"))
+        };
+        let s = dgram(&n.smol, s_at);
+        let v = dgram(&n.vde, v_at);
+        deliver(&s, v_at, &v, b"", "empty smoltcp → vdestack");
+        deliver(&v, s_at, &s, b"", "empty vdestack → smoltcp");
+        // Something after it: the empty one was not a marker of anything.
+        deliver(&s, v_at, &v, b"after", "after the empty one");
+        // Connected: bare payloads, the empty one included.
+        s.connect(&v_at).unwrap();
+        deliver_with(|| s.send(b""), &v, b"", "connected: empty out", s_at);
+        deliver_with(
+            || v.send_to(b"", &s_at),
+            &s,
+            b"",
+            "connected: empty in",
+            v_at,
+        );
+        deliver_with(
+            || v.send_to(b"x", &s_at),
+            &s,
+            b"x",
+            "connected: after",
+            v_at,
+        );
+        // A plain recv(2) on the application's fd sees the empty datagram as 0 bytes.
+        v.send_to(b"", &s_at).unwrap();
+        assert!(wait_for(s.as_fd(), PollFlags::POLLIN, WAIT).contains(PollFlags::POLLIN));
+        let mut buf = [0u8; 16];
+        // SAFETY: a plain recv on an open fd; buf is writable for its length.
+        let r = unsafe {
+            libc::recv(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        assert_eq!(r, 0, "plain recv of the empty datagram");
+    }
+}
+
+/// The stack's own loopback through host and client: a listener on 127.0.0.1 (and ::1, and
+/// the stack's own address) and a connection to it from the same stack; UDP on 127.0.0.1.
+#[test]
+fn smoltcp_loopback_through_host_and_client() {
+    setup();
+    let sw = Switch::start();
+    let smol = smoltcp(&sw);
+    tcp_exchange(&smol, &smol, addr("127.0.0.1:7700"));
+    tcp_exchange(&smol, &smol, addr("[::1]:7701"));
+    tcp_exchange(&smol, &smol, addr("10.0.0.1:7702"));
+    // 100 KiB through lo and back, in order.
+    let l = listener(&smol, addr("127.0.0.1:7703"));
+    let mut c = connect(&smol, addr("127.0.0.1:7703"));
+    let (mut s, _) = accept(&l);
+    let data = pattern(100 * 1024, 3);
+    let d2 = data.clone();
+    let t = std::thread::spawn(move || {
+        c.write_all(&d2).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        c
+    });
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert!(got == data, "100 KiB over lo: {} bytes differ", got.len());
+    drop(t.join().unwrap());
+    let a = dgram(&smol, addr("127.0.0.1:7704"));
+    let b = dgram(&smol, addr("127.0.0.1:0"));
+    deliver(&b, addr("127.0.0.1:7704"), &a, b"over lo", "UDP over lo");
+    deliver(&b, addr("127.0.0.1:7704"), &a, b"", "empty over lo");
+}
