@@ -8,13 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use ioth_tests::netns::is_root;
 use ioth_tests::vde::{pid_exists, Switch, TempDir};
 
 const LINES: [&str; 3] = ["hello from the client stack", "second line", "bye"];
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 /// `target/<profile>`, from this test binary's path (`target/<profile>/deps/demo-…`).
 fn profile_dir() -> PathBuf {

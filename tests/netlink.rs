@@ -17,9 +17,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ioth::{Error, Stack};
+use ioth_tests::stacks::{ip, IFA_F_NODAD};
 use nix::sched::{unshare, CloneFlags};
-
-const IFA_F_NODAD: u32 = 0x02;
 
 /// A `kernel` stack whose host runs in a new, private network namespace; `None` (after saying
 /// why, loudly) if this process may not create namespaces.
@@ -75,10 +74,6 @@ fn errno_of<T: std::fmt::Debug>(r: ioth::Result<T>) -> i32 {
         Ok(v) => panic!("expected an error, got Ok({v:?})"),
         Err(e) => e.errno(),
     }
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
 }
 
 #[test]

@@ -11,21 +11,20 @@
 #![allow(unsafe_code)]
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ioth::{Socket, Stack};
-use ioth_tests::vde::{self, Switch, TempDir};
+use ioth_tests::stacks::{self, addr, domain, ip, IFA_F_NODAD};
+use ioth_tests::vde::{Switch, TempDir};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// Upper bound of any single wait.
 const WAIT: Duration = Duration::from_secs(30);
-const IFA_F_NODAD: u32 = 0x02;
 /// The rwwrap plug-in's private getsockopt: bytes it read and wrote.
 const RWWRAP_LEVEL: i32 = 0x7277;
 const RWWRAP_COUNTS: i32 = 1;
@@ -41,65 +40,18 @@ const PROFILE: &str = if cfg!(debug_assertions) {
 /// Builds the test plug-ins and points `IOTH_PLUGIN_PATH` at them, once, before any stack
 /// exists: every test calls this first.
 fn setup() {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("proxied-plugins");
-        std::fs::create_dir_all(&dir).expect("plug-in dir");
-        let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let tmp = dir.join(format!(".ioth_rwwrap.so.{}", std::process::id()));
-        let st = Command::new("gcc")
-            .args([
-                "-Wall", "-Wextra", "-Werror", "-O1", "-fPIC", "-shared", "-I",
-            ])
-            .arg(tests.join("../client/include"))
-            .arg("-o")
-            .arg(&tmp)
-            .arg(tests.join("c/plugins/ioth_rwwrap.c"))
-            .status()
-            .expect("gcc (the host-pump tests build a C plug-in; install gcc)");
-        assert!(st.success(), "gcc failed on ioth_rwwrap.c");
-        std::fs::rename(&tmp, dir.join("ioth_rwwrap.so")).expect("rename plug-in");
-        // Set once, before any stack exists; never changed afterwards.
-        std::env::set_var("IOTH_PLUGIN_PATH", &dir);
-        dir
-    });
+    stacks::build_test_plugins(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("proxied-plugins"));
 }
 
 fn root() -> bool {
     setup();
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("\n*** SKIPPED: smoltcp ↔ vdestack tests need root (vdestack: netns, taps) ***\n");
-    false
-}
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn domain(a: &SocketAddr) -> i32 {
-    if a.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    }
+    stacks::root()
 }
 
 /// A smoltcp stack on `sw`: 10.0.0.`n`/24 and fd00::`n`/64 on vde0, default route via
 /// 10.0.0.254, configured with the ioth netlink calls.
 fn smoltcp(sw: &Switch, n: u8) -> Stack {
-    let s = Stack::new("smoltcp", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack smoltcp: {e}"));
-    let idx = s.if_nametoindex("vde0").expect("if_nametoindex vde0");
-    s.link_set_up(idx, true).expect("link up");
-    s.ipaddr_add(ip(&format!("10.0.0.{n}")), 24, idx)
-        .expect("ipaddr_add v4");
-    s.ipaddr_add_flags(ip(&format!("fd00::{n}")), 64, idx, IFA_F_NODAD, 0)
-        .expect("ipaddr_add v6");
+    let s = stacks::smoltcp(sw, &format!("10.0.0.{n}"), &format!("fd00::{n}"));
     s.iproute_add(None, Some(ip("10.0.0.254")), None)
         .expect("default route");
     s
@@ -107,15 +59,7 @@ fn smoltcp(sw: &Switch, n: u8) -> Stack {
 
 /// A vdestack stack on `sw`: 10.0.0.`n`/24 and fd00::`n`/64 on vde0, with `ip`.
 fn vdestack(sw: &Switch, n: u8) -> Stack {
-    let s =
-        Stack::new("vdestack", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack vdestack: {e}"));
-    let pid = s.pid().unwrap();
-    vde::ip(
-        pid,
-        &["addr", "add", &format!("10.0.0.{n}/24"), "dev", "vde0"],
-    );
-    vde::configure(pid, "vde0", &format!("fd00::{n}/64"));
-    s
+    stacks::vdestack(sw, &format!("10.0.0.{n}"), &format!("fd00::{n}"))
 }
 
 /// A smoltcp stack (10.0.0.1, fd00::1) and a vdestack stack (10.0.0.2, fd00::2) on one

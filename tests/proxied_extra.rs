@@ -17,6 +17,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use ioth::{Socket, Stack};
+use ioth_tests::stacks::{self, addr, domain, ip, root};
 use ioth_tests::vde::{self, Switch};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -26,55 +27,18 @@ const WAIT: Duration = Duration::from_secs(30);
 /// while neighbours are discovered; tries are bounded.
 const TRY: Duration = Duration::from_secs(2);
 const TRIES: usize = 5;
-const IFA_F_NODAD: u32 = 0x02;
 
 // ---------------------------------------------------------------- setup
-
-fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("\n*** SKIPPED: smoltcp ↔ vdestack tests need root (vdestack: netns, taps) ***\n");
-    false
-}
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn domain(a: &SocketAddr) -> i32 {
-    if a.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    }
-}
 
 /// A smoltcp stack (10.0.0.1/24, fd00::1/64 on vde0), configured with the ioth netlink calls;
 /// no route beyond its own networks.
 fn smoltcp(sw: &Switch) -> Stack {
-    let s = Stack::new("smoltcp", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack smoltcp: {e}"));
-    let idx = s.if_nametoindex("vde0").expect("if_nametoindex vde0");
-    s.link_set_up(idx, true).expect("link up");
-    s.ipaddr_add(ip("10.0.0.1"), 24, idx)
-        .expect("ipaddr_add v4");
-    s.ipaddr_add_flags(ip("fd00::1"), 64, idx, IFA_F_NODAD, 0)
-        .expect("ipaddr_add v6");
-    s
+    stacks::smoltcp(sw, "10.0.0.1", "fd00::1")
 }
 
 /// A vdestack stack (10.0.0.2/24, fd00::2/64 on vde0), configured with `ip` in its namespace.
 fn vdestack(sw: &Switch) -> Stack {
-    let s =
-        Stack::new("vdestack", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack vdestack: {e}"));
-    let pid = s.pid().unwrap();
-    vde::ip(pid, &["addr", "add", "10.0.0.2/24", "dev", "vde0"]);
-    vde::configure(pid, "vde0", "fd00::2/64");
-    s
+    stacks::vdestack(sw, "10.0.0.2", "fd00::2")
 }
 
 /// The two stacks on one switch. Fields drop in order: the stacks, then the switch.

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ioth::Stack;
+use ioth_tests::stacks::{addr, domain};
 use ioth_tests::vde::{self, Switch, TempDir};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -25,18 +26,6 @@ fn vdestack<S: AsRef<str>>(vnls: &[S]) -> Stack {
 
 fn pid(s: &Stack) -> u32 {
     s.pid().expect("a vdestack stack has a host")
-}
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn domain(a: &SocketAddr) -> i32 {
-    if a.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    }
 }
 
 fn listen(stack: &Stack, at: SocketAddr) -> TcpListener {

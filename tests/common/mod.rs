@@ -2,4 +2,5 @@
 
 pub mod netns;
 pub mod proc;
+pub mod stacks;
 pub mod vde;

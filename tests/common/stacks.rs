@@ -1,0 +1,105 @@
+//! Stacks for the smoltcp ↔ vdestack tests: the root check with its skip banner, address
+//! parsing, a configured smoltcp or vdestack stack on a [`Switch`], and the rwwrap C plug-in
+//! (host pump) built once per test binary with `IOTH_PLUGIN_PATH` pointing at it.
+//!
+//! smoltcp stacks are configured with the ioth netlink calls (the plug-in emulates rtnetlink),
+//! vdestack stacks with `ip` in their namespace. Addresses exist only inside the stacks.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use ioth::Stack;
+
+use crate::vde::{self, Switch};
+
+/// `IFA_F_NODAD`: an IPv6 address without duplicate address detection.
+pub const IFA_F_NODAD: u32 = 0x02;
+
+/// Whether this process runs as root; if not, says loudly that the smoltcp ↔ vdestack tests
+/// are skipped.
+pub fn root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("\n*** SKIPPED: smoltcp ↔ vdestack tests need root (vdestack: netns, taps) ***\n");
+    false
+}
+
+/// `s` as a socket address; panics if it is not one.
+pub fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// `s` as an IP address; panics if it is not one.
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// The address family of `a` (`AF_INET` or `AF_INET6`).
+pub fn domain(a: &SocketAddr) -> i32 {
+    if a.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    }
+}
+
+/// Configures interface `ifname` of smoltcp stack `s`: up, `v4`/24, `v6`/64 (no DAD), with the
+/// ioth netlink calls.
+pub fn configure_smol(s: &Stack, ifname: &str, v4: &str, v6: &str) {
+    let idx = s
+        .if_nametoindex(ifname)
+        .unwrap_or_else(|e| panic!("if_nametoindex {ifname}: {e}"));
+    s.link_set_up(idx, true).expect("link up");
+    s.ipaddr_add(ip(v4), 24, idx).expect("ipaddr_add v4");
+    s.ipaddr_add_flags(ip(v6), 64, idx, IFA_F_NODAD, 0)
+        .expect("ipaddr_add v6");
+}
+
+/// A smoltcp stack on `sw` with `v4`/24 and `v6`/64 on vde0 ([`configure_smol`]); no route
+/// beyond its own networks.
+pub fn smoltcp(sw: &Switch, v4: &str, v6: &str) -> Stack {
+    let s = Stack::new("smoltcp", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack smoltcp: {e}"));
+    configure_smol(&s, "vde0", v4, v6);
+    s
+}
+
+/// A vdestack stack on `sw` with `v4`/24 and `v6`/64 on vde0, configured with `ip` in its
+/// namespace.
+pub fn vdestack(sw: &Switch, v4: &str, v6: &str) -> Stack {
+    let s =
+        Stack::new("vdestack", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack vdestack: {e}"));
+    let pid = s.pid().unwrap();
+    vde::ip(pid, &["addr", "add", &format!("{v4}/24"), "dev", "vde0"]);
+    vde::configure(pid, "vde0", &format!("{v6}/64"));
+    s
+}
+
+/// Builds the rwwrap C plug-in (`tests/c/plugins/ioth_rwwrap.c`, host pump) with gcc into `dir`
+/// and points `IOTH_PLUGIN_PATH` at `dir`, once per process (later calls do nothing), before
+/// any stack exists: every test that may create a stack calls this first.
+pub fn build_test_plugins(dir: &Path) {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        std::fs::create_dir_all(dir).expect("plug-in dir");
+        let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let tmp = dir.join(format!(".ioth_rwwrap.so.{}", std::process::id()));
+        let st = Command::new("gcc")
+            .args([
+                "-Wall", "-Wextra", "-Werror", "-O1", "-fPIC", "-shared", "-I",
+            ])
+            .arg(tests.join("../client/include"))
+            .arg("-o")
+            .arg(&tmp)
+            .arg(tests.join("c/plugins/ioth_rwwrap.c"))
+            .status()
+            .expect("gcc (the host-pump tests build a C plug-in; install gcc)");
+        assert!(st.success(), "gcc failed on ioth_rwwrap.c");
+        std::fs::rename(&tmp, dir.join("ioth_rwwrap.so")).expect("rename plug-in");
+        // Set once, before any stack exists; never changed afterwards.
+        std::env::set_var("IOTH_PLUGIN_PATH", dir);
+        dir.to_path_buf()
+    });
+}
