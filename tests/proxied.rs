@@ -19,21 +19,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ioth::{Socket, Stack};
+use ioth_tests::pattern::{Pattern, CHUNK, PROFILE};
+use ioth_tests::sock::{accept, connect, listener, ready_now, stream, wait_for, WAIT};
 use ioth_tests::stacks::{self, addr, domain, ip, IFA_F_NODAD};
 use ioth_tests::vde::{Switch, TempDir};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
 
-/// Upper bound of any single wait.
-const WAIT: Duration = Duration::from_secs(30);
 /// The rwwrap plug-in's private getsockopt: bytes it read and wrote.
 const RWWRAP_LEVEL: i32 = 0x7277;
 const RWWRAP_COUNTS: i32 = 1;
-
-const PROFILE: &str = if cfg!(debug_assertions) {
-    "debug"
-} else {
-    "release"
-};
 
 // ---------------------------------------------------------------- setup
 
@@ -109,81 +103,6 @@ impl Net {
 }
 
 // ---------------------------------------------------------------- socket helpers
-
-fn stream(stack: &Stack, a: &SocketAddr) -> Socket {
-    stack
-        .msocket(domain(a), libc::SOCK_STREAM, 0)
-        .expect("msocket")
-}
-
-fn listener(stack: &Stack, at: SocketAddr) -> Socket {
-    let l = stream(stack, &at);
-    l.set_reuse_address(true).expect("SO_REUSEADDR");
-    l.bind(&at).unwrap_or_else(|e| panic!("bind {at}: {e}"));
-    l.listen(64).expect("listen");
-    l
-}
-
-/// Waits (bounded) until `fd` reports one of `ev`; the events, empty if the wait ran out.
-fn wait_for(fd: BorrowedFd<'_>, ev: PollFlags, bound: Duration) -> PollFlags {
-    let deadline = Instant::now() + bound;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut p = [PollFd::new(fd, ev)];
-        match poll(
-            &mut p,
-            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(n) if n > 0 => return p[0].revents().unwrap_or(PollFlags::empty()),
-            Ok(_) => return PollFlags::empty(),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => panic!("poll: {e}"),
-        }
-    }
-}
-
-fn ready_now(fd: BorrowedFd<'_>, ev: PollFlags) -> bool {
-    wait_for(fd, ev, Duration::ZERO).intersects(ev)
-}
-
-/// A connection from `stack` to `to`, waited for at most [`WAIT`] (a non-blocking connect, then
-/// POLLOUT and SO_ERROR); blocking afterwards, with read and write timeouts.
-fn try_connect(stack: &Stack, to: SocketAddr) -> io::Result<Socket> {
-    let c = stream(stack, &to);
-    c.set_nonblocking(true)?;
-    match c.connect(&to) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-            let ev = wait_for(c.as_fd(), PollFlags::POLLOUT, WAIT);
-            assert!(!ev.is_empty(), "connect {to}: not done within {WAIT:?}");
-            if let Some(e) = c.take_error()? {
-                return Err(e);
-            }
-        }
-        Err(e) => return Err(e),
-    }
-    c.set_nonblocking(false)?;
-    c.set_read_timeout(Some(WAIT))?;
-    c.set_write_timeout(Some(WAIT))?;
-    Ok(c)
-}
-
-fn connect(stack: &Stack, to: SocketAddr) -> Socket {
-    try_connect(stack, to).unwrap_or_else(|e| panic!("connect {to}: {e}"))
-}
-
-/// Accepts one connection, waiting at most [`WAIT`] for it.
-fn accept(l: &Socket) -> (Socket, SocketAddr) {
-    let ev = wait_for(l.as_fd(), PollFlags::POLLIN, WAIT);
-    assert!(
-        ev.contains(PollFlags::POLLIN),
-        "no connection within {WAIT:?}"
-    );
-    let (c, peer) = l.accept().expect("accept after POLLIN");
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    c.set_write_timeout(Some(WAIT)).unwrap();
-    (c, peer)
-}
 
 /// Accepts one connection and echoes until EOF; the bytes echoed.
 fn echo_server(l: Socket) -> std::thread::JoinHandle<usize> {
@@ -443,48 +362,6 @@ fn udp_connected_send_recv_and_disconnect() {
 }
 
 // ---------------------------------------------------------------- bulk, many, half-close, reset
-
-const CHUNK: usize = 64 * 1024;
-
-/// A deterministic byte stream, 64 KiB at a time, and its checksum.
-struct Pattern {
-    base: Vec<u8>,
-    n: u64,
-    sum: std::collections::hash_map::DefaultHasher,
-}
-
-impl Pattern {
-    fn new() -> Pattern {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let base = (0..CHUNK)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        Pattern {
-            base,
-            n: 0,
-            sum: Default::default(),
-        }
-    }
-
-    fn fill(&mut self, chunk: &mut [u8]) {
-        chunk.copy_from_slice(&self.base);
-        chunk[..8].copy_from_slice(&self.n.to_le_bytes());
-        self.n += 1;
-    }
-
-    fn add(&mut self, chunk: &[u8]) {
-        std::hash::Hasher::write(&mut self.sum, chunk);
-    }
-
-    fn checksum(&self) -> u64 {
-        std::hash::Hasher::finish(&self.sum)
-    }
-}
 
 /// Sends `chunks` × 64 KiB from `from` to a listener of `to` at `at`, checks the checksum;
 /// returns the rate in MB/s.

@@ -13,16 +13,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use ioth::{Socket, Stack};
+use ioth_tests::sock::{accept, connect, listener, stream, WAIT};
 use ioth_tests::stacks::{self, addr, domain, ip, root};
 use ioth_tests::vde::{self, Switch};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-/// Upper bound of any single wait.
-const WAIT: Duration = Duration::from_secs(30);
 /// How long one try waits for a datagram (an ICMP reply, a UDP datagram) that may be lost
 /// while neighbours are discovered; tries are bounded.
 const TRY: Duration = Duration::from_secs(2);
@@ -55,76 +52,6 @@ fn net() -> Net {
         vde: vdestack(&sw),
         _sw: sw,
     }
-}
-
-/// Waits (bounded) until `fd` reports one of `ev`; the events, empty if the wait ran out.
-fn wait_for(fd: BorrowedFd<'_>, ev: PollFlags, bound: Duration) -> PollFlags {
-    let deadline = std::time::Instant::now() + bound;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let mut p = [PollFd::new(fd, ev)];
-        match poll(
-            &mut p,
-            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(n) if n > 0 => return p[0].revents().unwrap_or(PollFlags::empty()),
-            Ok(_) => return PollFlags::empty(),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => panic!("poll: {e}"),
-        }
-    }
-}
-
-fn stream(stack: &Stack, a: &SocketAddr) -> Socket {
-    stack
-        .msocket(domain(a), libc::SOCK_STREAM, 0)
-        .expect("msocket")
-}
-
-fn listener(stack: &Stack, at: SocketAddr) -> Socket {
-    let l = stream(stack, &at);
-    l.set_reuse_address(true).expect("SO_REUSEADDR");
-    l.bind(&at).unwrap_or_else(|e| panic!("bind {at}: {e}"));
-    l.listen(64).expect("listen");
-    l
-}
-
-/// A connection from `stack` to `to` (non-blocking connect, POLLOUT bounded by [`WAIT`],
-/// SO_ERROR); blocking afterwards, with read and write timeouts.
-fn try_connect(stack: &Stack, to: SocketAddr) -> io::Result<Socket> {
-    let c = stream(stack, &to);
-    c.set_nonblocking(true)?;
-    match c.connect(&to) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-            let ev = wait_for(c.as_fd(), PollFlags::POLLOUT, WAIT);
-            assert!(!ev.is_empty(), "connect {to}: not done within {WAIT:?}");
-            if let Some(e) = c.take_error()? {
-                return Err(e);
-            }
-        }
-        Err(e) => return Err(e),
-    }
-    c.set_nonblocking(false)?;
-    c.set_read_timeout(Some(WAIT))?;
-    c.set_write_timeout(Some(WAIT))?;
-    Ok(c)
-}
-
-fn connect(stack: &Stack, to: SocketAddr) -> Socket {
-    try_connect(stack, to).unwrap_or_else(|e| panic!("connect {to}: {e}"))
-}
-
-fn accept(l: &Socket) -> (Socket, SocketAddr) {
-    let ev = wait_for(l.as_fd(), PollFlags::POLLIN, WAIT);
-    assert!(
-        ev.contains(PollFlags::POLLIN),
-        "no connection within {WAIT:?}"
-    );
-    let (c, peer) = l.accept().expect("accept after POLLIN");
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    c.set_write_timeout(Some(WAIT)).unwrap();
-    (c, peer)
 }
 
 // ---------------------------------------------------------------- ICMP echo

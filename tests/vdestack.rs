@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ioth::Stack;
+use ioth_tests::pattern::{Pattern, CHUNK, PROFILE};
 use ioth_tests::stacks::{addr, domain};
 use ioth_tests::vde::{self, Switch, TempDir};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -170,58 +171,6 @@ fn udp_request_response() {
     }
 }
 
-/// A deterministic byte stream, 64 KiB at a time, and its checksum (SipHash, computed by the
-/// optimised standard library so that it does not limit the measured rate).
-struct Stream {
-    base: Vec<u8>,
-    n: u64,
-    sum: std::collections::hash_map::DefaultHasher,
-}
-
-impl Stream {
-    fn new() -> Stream {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let base = (0..CHUNK)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        Stream {
-            base,
-            n: 0,
-            sum: Default::default(),
-        }
-    }
-
-    /// The next chunk: pseudo-random bytes stamped with the chunk number.
-    fn fill(&mut self, chunk: &mut [u8]) {
-        chunk.copy_from_slice(&self.base);
-        chunk[..8].copy_from_slice(&self.n.to_le_bytes());
-        self.n += 1;
-    }
-
-    fn add(&mut self, chunk: &[u8]) {
-        std::hash::Hasher::write(&mut self.sum, chunk);
-    }
-
-    fn checksum(&self) -> u64 {
-        std::hash::Hasher::finish(&self.sum)
-    }
-}
-
-/// The build profile of the test (and so, unless `IOTH_HOST` says otherwise, of the host and the
-/// plug-in that the rates printed below measure).
-const PROFILE: &str = if cfg!(debug_assertions) {
-    "debug"
-} else {
-    "release"
-};
-
-const CHUNK: usize = 64 * 1024;
-
 /// Sends `chunks` × 64 KiB from `from` to `to` (10.0.0.x) and checks the checksum; returns the
 /// rate in MB/s.
 fn transfer(from: &Stack, to: &Stack, to_addr: &str, chunks: usize) -> f64 {
@@ -229,7 +178,7 @@ fn transfer(from: &Stack, to: &Stack, to_addr: &str, chunks: usize) -> f64 {
     let sink = std::thread::spawn(move || {
         let (mut c, _) = accept_bounded(&l);
         c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        let mut s = Stream::new();
+        let mut s = Pattern::new();
         let mut buf = vec![0u8; CHUNK];
         for _ in 0..chunks {
             c.read_exact(&mut buf).expect("sink read");
@@ -240,7 +189,7 @@ fn transfer(from: &Stack, to: &Stack, to_addr: &str, chunks: usize) -> f64 {
         s.checksum()
     });
     let mut c = connect(from, addr(to_addr));
-    let mut s = Stream::new();
+    let mut s = Pattern::new();
     let mut buf = vec![0u8; CHUNK];
     let start = Instant::now();
     for _ in 0..chunks {

@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests.
 
 pub mod netns;
+pub mod pattern;
 pub mod proc;
+pub mod sock;
 pub mod stacks;
 pub mod vde;
