@@ -16,6 +16,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use ioth_tests::cprog::repo_root;
+
 /// How long one C program may run.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 /// How long a host may take to leave after its application has exited.
@@ -37,13 +39,6 @@ const NETLINK_FUNCTIONS: &[&str] = &[
     "ioth_getifaddrs",
     "ioth_freeifaddrs",
 ];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace")
-        .to_path_buf()
-}
 
 /// The cargo profile directory of this build (`target/debug`): `libioth.so`, `ioth-host` and the
 /// plug-ins. Found from this test's executable (`target/debug/deps/capi-<hash>`), else from

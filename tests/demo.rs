@@ -2,76 +2,26 @@
 //! `vdestack` stack, over a VDE switch started by the test — with the Rust examples, with the C
 //! versions compiled against the drop-in `ioth.h`, and mixed. Needs root (namespaces, taps).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use ioth_tests::cprog::{self, example, lines_of, Reaped};
 use ioth_tests::netns::is_root;
 use ioth_tests::vde::{pid_exists, Switch, TempDir};
 
 const LINES: [&str; 3] = ["hello from the client stack", "second line", "bye"];
 
-/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/demo-…`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-}
-
-fn example(name: &str) -> PathBuf {
-    let p = profile_dir().join("examples").join(name);
-    assert!(
-        p.is_file(),
-        "{} missing: run `cargo build --workspace --all-targets` first",
-        p.display()
-    );
-    p
-}
-
 fn c_demo(dir: &Path, name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let lib = profile_dir();
     let out = dir.join(name);
-    let st = Command::new("gcc")
-        .arg("-Wall")
-        .arg("-Werror")
-        .arg("-o")
-        .arg(&out)
-        .arg(root.join("client/examples/c").join(format!("{name}.c")))
-        .arg("-I")
-        .arg(root.join("client/include"))
-        .arg(format!("-L{}", lib.display()))
-        .arg("-lioth")
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .arg("-lpthread")
-        .status()
-        .expect("gcc");
-    assert!(st.success(), "gcc {name}");
+    cprog::compile_c(
+        &cprog::repo_root()
+            .join("client/examples/c")
+            .join(format!("{name}.c")),
+        &out,
+    );
     out
-}
-
-/// Kills and reaps a child on drop.
-struct Reaped(Child);
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Lines of a child's stdout, read on a thread, with a bounded wait for each.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn run_demo(server: &Path, client: &Path) {

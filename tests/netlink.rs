@@ -12,11 +12,12 @@
 //! host's namespace (and, in C, glibc's own `getifaddrs`).
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
 use ioth::{Error, Stack};
+use ioth_tests::cprog;
 use ioth_tests::stacks::{ip, IFA_F_NODAD};
 use nix::sched::{unshare, CloneFlags};
 
@@ -521,77 +522,14 @@ fn native_stack_in_a_private_namespace() {
 
 // ---------------------------------------------------------------- C ABI
 
-/// `target/debug` (or the profile directory this test binary was built in).
-fn build_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary in <target>/<profile>/deps")
-        .to_path_buf()
-}
-
 /// Compiles `tests/c/<name>.c` against `ioth.h` and `libioth.so`; returns the program.
 fn compile_c(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf();
-    let lib = build_dir();
-    assert!(
-        lib.join("libioth.so").is_file() && lib.join("ioth-host").is_file(),
-        "{} must hold libioth.so and ioth-host: run `cargo build --workspace` first",
-        lib.display()
-    );
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("c-{name}"));
-    let src = root.join("tests/c").join(format!("{name}.c"));
-    let st = Command::new("gcc")
-        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-g", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .arg(format!("-I{}", root.join("client/include").display()))
-        .arg(format!("-L{}", lib.display()))
-        .arg("-lioth")
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .status()
-        .expect("run gcc");
-    assert!(st.success(), "gcc {} failed", src.display());
+    cprog::compile_c(
+        &cprog::repo_root().join("tests/c").join(format!("{name}.c")),
+        &out,
+    );
     out
-}
-
-/// Runs `cmd` to completion within `limit`, killing it after that; returns (success, stdout,
-/// stderr).
-fn run_bounded(mut cmd: Command, limit: Duration) -> (bool, String, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut out, &mut s).ok();
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut err, &mut s).ok();
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (o, e) = (t_out.join().unwrap(), t_err.join().unwrap());
-    (status.is_some_and(|s| s.success()), o, e)
 }
 
 #[test]
@@ -603,7 +541,8 @@ fn c_abi_configuration_and_getifaddrs() {
     let prog = compile_c("netlink");
     let mut cmd = Command::new("unshare");
     cmd.arg("-n").arg(&prog);
-    let (ok, out, err) = run_bounded(cmd, Duration::from_secs(60));
+    let (status, out, err) = cprog::run_bounded(&mut cmd, Duration::from_secs(60));
+    let ok = status.is_some_and(|s| s.success());
     assert!(
         ok,
         "C netlink test failed\n--- stdout\n{out}\n--- stderr\n{err}"

@@ -14,11 +14,12 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ioth::{Socket, Stack};
+use ioth_tests::cprog::{self, example, lines_of, Reaped};
 use ioth_tests::pattern::{Pattern, CHUNK, PROFILE};
 use ioth_tests::sock::{accept, connect, listener, ready_now, stream, wait_for, WAIT};
 use ioth_tests::stacks::{self, addr, domain, ip, IFA_F_NODAD};
@@ -1224,85 +1225,22 @@ fn netlink_configuration_vdestack_and_smoltcp() {
 
 // ---------------------------------------------------------------- C programs
 
-/// `target/<profile>`: `libioth.so`, `ioth-host`, the plug-ins and the examples of this build.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let d = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    assert!(
-        d.join("libioth.so").is_file() && d.join("ioth-host").is_file(),
-        "{} must hold libioth.so and ioth-host: run `cargo build --workspace --all-targets`",
-        d.display()
-    );
-    d
-}
-
-/// Compiles `<dir>/<name>.c` (`tests/c` or `client/examples/c`) against `ioth.h` and
+/// Compiles `<src_dir>/<name>.c` (`tests/c` or `client/examples/c`) against `ioth.h` and
 /// `libioth.so` into `out`.
 fn compile_c(src_dir: &str, name: &str, out: &Path) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let lib = profile_dir();
     let exe = out.join(name);
-    let st = Command::new("gcc")
-        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-g", "-o"])
-        .arg(&exe)
-        .arg(root.join(src_dir).join(format!("{name}.c")))
-        .arg(format!("-I{}", root.join("client/include").display()))
-        .arg(format!("-I{}", root.join("tests/c").display()))
-        .arg(format!("-L{}", lib.display()))
-        .arg("-lioth")
-        .arg("-lpthread")
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .status()
-        .expect("gcc");
-    assert!(st.success(), "gcc {name}.c failed");
+    cprog::compile_c(
+        &cprog::repo_root().join(src_dir).join(format!("{name}.c")),
+        &exe,
+    );
     exe
-}
-
-/// Kills and reaps a child on drop.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Runs `exe args` to completion (killed after `limit`); panics unless it exits 0 with `ok` as
 /// its last line. Returns its stdout.
 fn run_c(exe: &Path, args: &[&str], limit: Duration) -> String {
-    let child = Command::new(exe)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
-    let mut child = Reaped(child);
-    let mut out = child.0.stdout.take().unwrap();
-    let mut err = child.0.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.0.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (o, e) = (t_out.join().unwrap(), t_err.join().unwrap());
+    let (status, o, e) =
+        cprog::run_bounded(Command::new(exe).args(args).stdin(Stdio::null()), limit);
     assert!(
         status.is_some_and(|s| s.success()) && o.lines().last() == Some("ok"),
         "{} {args:?}: {status:?}\n--- stdout\n{o}--- stderr\n{e}",
@@ -1348,31 +1286,6 @@ fn c_netlink_configuration_vdestack_and_smoltcp() {
 // ---------------------------------------------------------------- the seed's demo
 
 const DEMO_LINES: [&str; 3] = ["hello from the client stack", "second line", "bye"];
-
-fn example(name: &str) -> PathBuf {
-    let p = profile_dir().join("examples").join(name);
-    assert!(
-        p.is_file(),
-        "{} missing: run `cargo build --workspace --all-targets` first",
-        p.display()
-    );
-    p
-}
-
-/// Lines of a child's stdout, read on a thread.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    use std::io::BufRead;
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in io::BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// The demo (as tests/demo.rs runs it) with the server on stack `ss` and the client on `cs`.
 fn run_demo(server: &Path, ss: &str, client: &Path, cs: &str) {

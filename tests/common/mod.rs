@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end tests.
 
+pub mod cprog;
 pub mod netns;
 pub mod pattern;
 pub mod proc;

@@ -1,0 +1,130 @@
+//! The build tree and C programs: `target/<profile>` of this build (`libioth.so`, `ioth-host`,
+//! the plug-ins, the examples), a C program compiled with gcc against `client/include/ioth.h`
+//! and that `libioth.so`, child processes killed and reaped on drop, their output read on
+//! threads with bounded waits.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The workspace root (the parent of `tests/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// `target/<profile>` of this build, from the test binary's path (`target/<profile>/deps/…`):
+/// `libioth.so`, `ioth-host`, the plug-ins and the examples. Panics unless it holds
+/// `libioth.so` and `ioth-host`.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let d = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary in <target>/<profile>/deps")
+        .to_path_buf();
+    assert!(
+        d.join("libioth.so").is_file() && d.join("ioth-host").is_file(),
+        "{} must hold libioth.so and ioth-host: run `cargo build --workspace --all-targets`",
+        d.display()
+    );
+    d
+}
+
+/// The example program `name` of this build (`target/<profile>/examples/<name>`); panics if it
+/// is missing.
+pub fn example(name: &str) -> PathBuf {
+    let p = profile_dir().join("examples").join(name);
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo build --workspace --all-targets` first",
+        p.display()
+    );
+    p
+}
+
+/// Compiles the C program `src` into `exe` with gcc (`-std=gnu11 -Wall -Wextra -Werror -g`)
+/// against `client/include/ioth.h` (and `tests/c/check.h`) and this build's `libioth.so` (also
+/// its run path). Panics if gcc fails.
+pub fn compile_c(src: &Path, exe: &Path) {
+    let root = repo_root();
+    let lib = profile_dir();
+    let st = Command::new("gcc")
+        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-g", "-o"])
+        .arg(exe)
+        .arg(src)
+        .arg(format!("-I{}", root.join("client/include").display()))
+        .arg(format!("-I{}", root.join("tests/c").display()))
+        .arg(format!("-L{}", lib.display()))
+        .arg("-lioth")
+        .arg("-lpthread")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .status()
+        .expect("run gcc");
+    assert!(st.success(), "gcc {} failed", src.display());
+}
+
+/// A child process, killed (by its pid) and reaped on drop.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines of a child's stdout, read on a thread (wait for each with `recv_timeout`).
+pub fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs `cmd` (its stdout and stderr piped) to completion within `limit`, killing it after
+/// that; its exit status (`None` if it was killed), stdout and stderr.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (Option<ExitStatus>, String, String) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let mut child = Reaped(child);
+    let mut out = child.0.stdout.take().unwrap();
+    let mut err = child.0.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (o, e) = (t_out.join().unwrap(), t_err.join().unwrap());
+    (status, o, e)
+}
