@@ -21,17 +21,14 @@
 //! namespaces the test creates; Drop guards delete them, on failure too.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use ioth::Stack;
 use ioth_tests::netns::{is_root, Machines, NetNs};
+use ioth_tests::stdsock::{echo_server, listen, pid, udp, IO_TIMEOUT};
 use ioth_tests::{proc, vde};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-/// Upper bound for any single blocking socket operation.
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// The stacks' addresses on `vde0` (inside the stacks only).
 const STACK_A: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
 const STACK_B: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
@@ -53,10 +50,6 @@ fn stack_on(machine: &NetNs, vnl: &str) -> Stack {
         Stack::new("vdestack", &[vnl])
             .unwrap_or_else(|e| panic!("newstack vdestack {vnl} in {}: {e}", machine.name()))
     })
-}
-
-fn pid(s: &Stack) -> u32 {
-    s.pid().expect("a vdestack stack has a host")
 }
 
 /// `vde0` gets `addr`/24 and goes up, through the ioth netlink API.
@@ -128,18 +121,6 @@ fn veth_bytes(machine: &NetNs) -> (u64, u64) {
     )
 }
 
-fn listen(s: &Stack, at: SocketAddr) -> TcpListener {
-    let sock: socket2::Socket = s
-        .msocket(libc::AF_INET, libc::SOCK_STREAM, 0)
-        .expect("msocket")
-        .into();
-    sock.set_reuse_address(true).unwrap();
-    sock.bind(&at.into())
-        .unwrap_or_else(|e| panic!("bind {at}: {e}"));
-    sock.listen(4).unwrap();
-    sock.into()
-}
-
 /// connect(2) from stack `s`, a few attempts of 10 s each.
 fn connect(s: &Stack, to: SocketAddr) -> TcpStream {
     let mut last = None;
@@ -162,32 +143,10 @@ fn connect(s: &Stack, to: SocketAddr) -> TcpStream {
     panic!("connect {to}: {}", last.expect("an attempt"));
 }
 
-/// Accepts one connection (within [`IO_TIMEOUT`]) and echoes until EOF; returns the byte count.
-fn echo_server(l: TcpListener) -> std::thread::JoinHandle<usize> {
-    std::thread::spawn(move || {
-        let mut fds = [PollFd::new(l.as_fd(), PollFlags::POLLIN)];
-        let n = poll(&mut fds, PollTimeout::try_from(IO_TIMEOUT).unwrap()).expect("poll");
-        assert_eq!(n, 1, "no connection within {IO_TIMEOUT:?}");
-        let (mut c, _) = l.accept().expect("accept");
-        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        c.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        let mut buf = vec![0u8; 65536];
-        let mut total = 0;
-        loop {
-            let n = c.read(&mut buf).expect("server read");
-            if n == 0 {
-                return total;
-            }
-            c.write_all(&buf[..n]).expect("server write");
-            total += n;
-        }
-    })
-}
-
 /// TCP echo from stack `client` to a server on stack `server` at `to`: a few lines, then
 /// [`BULK`] bytes chunk by chunk, each checked.
 fn tcp_echo(server: &Stack, client: &Stack, to: SocketAddr) {
-    let srv = echo_server(listen(server, to));
+    let srv = echo_server(listen(server, to, 4));
     let mut c = connect(client, to);
     for i in 0..20 {
         let msg = format!("line {i} from the other machine");
@@ -209,18 +168,6 @@ fn tcp_echo(server: &Stack, client: &Stack, to: SocketAddr) {
     drop(c);
     let echoed = srv.join().expect("echo server");
     assert!(echoed >= BULK, "server echoed {echoed} bytes");
-}
-
-fn udp(s: &Stack, at: SocketAddr) -> UdpSocket {
-    let u: UdpSocket = s
-        .msocket(libc::AF_INET, libc::SOCK_DGRAM, 0)
-        .expect("msocket")
-        .into();
-    socket2::SockRef::from(&u)
-        .bind(&at.into())
-        .unwrap_or_else(|e| panic!("bind {at}: {e}"));
-    u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    u
 }
 
 /// UDP request/response: `client` sends to `server`, which answers; a few bounded retries in

@@ -6,7 +6,7 @@
 #![allow(unsafe_code)]
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
@@ -15,30 +15,16 @@ use std::time::{Duration, Instant};
 use ioth::Stack;
 use ioth_tests::pattern::{Pattern, CHUNK, PROFILE};
 use ioth_tests::stacks::{addr, domain};
+use ioth_tests::stdsock::{self, accept_bounded, echo_server, pid, udp, IO_TIMEOUT};
 use ioth_tests::vde::{self, Switch, TempDir};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-
-/// Upper bound for any single blocking socket operation in these tests.
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn vdestack<S: AsRef<str>>(vnls: &[S]) -> Stack {
     Stack::new("vdestack", vnls).unwrap_or_else(|e| panic!("newstack vdestack: {e}"))
 }
 
-fn pid(s: &Stack) -> u32 {
-    s.pid().expect("a vdestack stack has a host")
-}
-
 fn listen(stack: &Stack, at: SocketAddr) -> TcpListener {
-    let s: socket2::Socket = stack
-        .msocket(domain(&at), libc::SOCK_STREAM, 0)
-        .expect("msocket")
-        .into();
-    s.set_reuse_address(true).unwrap();
-    s.bind(&at.into())
-        .unwrap_or_else(|e| panic!("bind {at}: {e}"));
-    s.listen(16).unwrap();
-    s.into()
+    stdsock::listen(stack, at, 16)
 }
 
 fn try_connect(stack: &Stack, to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
@@ -55,44 +41,6 @@ fn try_connect(stack: &Stack, to: SocketAddr, timeout: Duration) -> std::io::Res
 
 fn connect(stack: &Stack, to: SocketAddr) -> TcpStream {
     try_connect(stack, to, Duration::from_secs(10)).unwrap_or_else(|e| panic!("connect {to}: {e}"))
-}
-
-fn udp(stack: &Stack, at: SocketAddr) -> UdpSocket {
-    let s: UdpSocket = stack
-        .msocket(domain(&at), libc::SOCK_DGRAM, 0)
-        .expect("msocket")
-        .into();
-    let s2 = socket2::SockRef::from(&s);
-    s2.bind(&at.into())
-        .unwrap_or_else(|e| panic!("bind {at}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s
-}
-
-/// Accepts one connection (bounded) and echoes until EOF.
-fn echo_server(l: TcpListener) -> std::thread::JoinHandle<usize> {
-    std::thread::spawn(move || {
-        let (mut c, _) = accept_bounded(&l);
-        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        let mut buf = vec![0u8; 65536];
-        let mut total = 0;
-        loop {
-            let n = c.read(&mut buf).expect("server read");
-            if n == 0 {
-                return total;
-            }
-            c.write_all(&buf[..n]).expect("server write");
-            total += n;
-        }
-    })
-}
-
-/// accept(2), but giving up after [`IO_TIMEOUT`].
-fn accept_bounded(l: &TcpListener) -> (TcpStream, SocketAddr) {
-    let mut fds = [PollFd::new(l.as_fd(), PollFlags::POLLIN)];
-    let n = poll(&mut fds, PollTimeout::try_from(IO_TIMEOUT).unwrap()).expect("poll");
-    assert_eq!(n, 1, "no connection within {IO_TIMEOUT:?}");
-    l.accept().expect("accept")
 }
 
 fn echo_round_trips(c: &mut TcpStream) {

@@ -6,4 +6,5 @@ pub mod pattern;
 pub mod proc;
 pub mod sock;
 pub mod stacks;
+pub mod stdsock;
 pub mod vde;
