@@ -22,7 +22,7 @@ use ioth::{Socket, Stack};
 use ioth_tests::cprog::{self, example, lines_of, Reaped};
 use ioth_tests::pattern::{Pattern, CHUNK, PROFILE};
 use ioth_tests::sock::{accept, connect, listener, ready_now, stream, wait_for, WAIT};
-use ioth_tests::stacks::{self, addr, domain, ip, IFA_F_NODAD};
+use ioth_tests::stacks::{self, addr, domain, ip, Net, Side, IFA_F_NODAD};
 use ioth_tests::vde::{Switch, TempDir};
 use nix::poll::PollFlags;
 
@@ -57,50 +57,14 @@ fn vdestack(sw: &Switch, n: u8) -> Stack {
     stacks::vdestack(sw, &format!("10.0.0.{n}"), &format!("fd00::{n}"))
 }
 
-/// A smoltcp stack (10.0.0.1, fd00::1) and a vdestack stack (10.0.0.2, fd00::2) on one
-/// switch. Fields drop in order: the stacks, then the switch.
-struct Net {
-    smol: Stack,
-    vde: Stack,
-    _sw: Switch,
-}
-
+/// [`Net`]: a smoltcp stack (10.0.0.1, fd00::1; default route via 10.0.0.254) and a vdestack
+/// stack (10.0.0.2, fd00::2) on one switch.
 fn net() -> Net {
-    let sw = Switch::start();
-    Net {
-        smol: smoltcp(&sw, 1),
-        vde: vdestack(&sw, 2),
-        _sw: sw,
-    }
-}
-
-/// The two ends of a test, by kind.
-#[derive(Clone, Copy, Debug)]
-enum Side {
-    Smol,
-    Vde,
-}
-
-impl Net {
-    fn stack(&self, s: Side) -> &Stack {
-        match s {
-            Side::Smol => &self.smol,
-            Side::Vde => &self.vde,
-        }
-    }
-
-    /// The address of side `s`, IPv4 or IPv6, port `port`.
-    fn at(&self, s: Side, v6: bool, port: u16) -> SocketAddr {
-        let n = match s {
-            Side::Smol => 1,
-            Side::Vde => 2,
-        };
-        if v6 {
-            addr(&format!("[fd00::{n}]:{port}"))
-        } else {
-            addr(&format!("10.0.0.{n}:{port}"))
-        }
-    }
+    let n = Net::start();
+    n.smol
+        .iproute_add(None, Some(ip("10.0.0.254")), None)
+        .expect("default route");
+    n
 }
 
 // ---------------------------------------------------------------- socket helpers

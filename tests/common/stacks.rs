@@ -103,3 +103,56 @@ pub fn build_test_plugins(dir: &Path) {
         dir.to_path_buf()
     });
 }
+
+/// A smoltcp stack (10.0.0.1/24, fd00::1/64) and a vdestack stack (10.0.0.2/24, fd00::2/64) on
+/// one switch started for them. Fields drop in order: the stacks, then the switch.
+pub struct Net {
+    /// The smoltcp stack: 10.0.0.1, fd00::1.
+    pub smol: Stack,
+    /// The vdestack stack: 10.0.0.2, fd00::2.
+    pub vde: Stack,
+    _sw: Switch,
+}
+
+/// The two ends of a [`Net`], by kind.
+#[derive(Clone, Copy, Debug)]
+pub enum Side {
+    /// The smoltcp stack.
+    Smol,
+    /// The vdestack stack.
+    Vde,
+}
+
+impl Net {
+    /// Starts a switch and the two stacks on it ([`smoltcp`], [`vdestack`]); no route beyond
+    /// their own networks.
+    pub fn start() -> Net {
+        let sw = Switch::start();
+        Net {
+            smol: smoltcp(&sw, "10.0.0.1", "fd00::1"),
+            vde: vdestack(&sw, "10.0.0.2", "fd00::2"),
+            _sw: sw,
+        }
+    }
+
+    /// The stack of side `s`.
+    pub fn stack(&self, s: Side) -> &Stack {
+        match s {
+            Side::Smol => &self.smol,
+            Side::Vde => &self.vde,
+        }
+    }
+
+    /// The address of side `s`, IPv4 or IPv6, port `port`.
+    pub fn at(&self, s: Side, v6: bool, port: u16) -> SocketAddr {
+        let n = match s {
+            Side::Smol => 1,
+            Side::Vde => 2,
+        };
+        if v6 {
+            addr(&format!("[fd00::{n}]:{port}"))
+        } else {
+            addr(&format!("10.0.0.{n}:{port}"))
+        }
+    }
+}
