@@ -7,7 +7,11 @@
 //! - more than one VNL on a smoltcp stack (`vde0`, `vde1`, a named `eth1`), traffic on each;
 //! - no busy loop: an idle smoltcp host and an idle host-pump host use near-zero CPU;
 //! - the empty UDP datagram both ways (unconnected and connected), and the stack's own loopback
-//!   (127.0.0.1, ::1, its own address) through host and client.
+//!   (127.0.0.1, ::1, its own address) through host and client;
+//! - a UDP datagram to an on-link address nobody answers is given up after about 3 s (as
+//!   Linux does) instead of holding up every later datagram of its socket, IPv4 and IPv6;
+//! - a datagram larger than the largest UDP payload fails with `EMSGSIZE` in the client
+//!   library (Rust `Socket`, C `ioth_send*`/`ioth_write*`) instead of being dropped silently.
 //!
 //! Each test starts its own VDE switches (stopped by pid on drop); addresses exist only inside
 //! the stacks. Needs root (vdestack: a network namespace, a tap): without root the tests that
@@ -635,4 +639,341 @@ fn smoltcp_loopback_through_host_and_client() {
     let b = dgram(&smol, addr("127.0.0.1:0"));
     deliver(&b, addr("127.0.0.1:7704"), &a, b"over lo", "UDP over lo");
     deliver(&b, addr("127.0.0.1:7704"), &a, b"", "empty over lo");
+}
+
+// ---------------------------------------------------------------- 5. a neighbour that never answers
+
+/// Waits (bounded by `bound`) until every one of `want` arrived once on `rx`; what is left.
+fn await_all(rx: &Socket, want: &[&[u8]], bound: Duration) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + bound;
+    let mut left: Vec<Vec<u8>> = want.iter().map(|m| m.to_vec()).collect();
+    while !left.is_empty() && Instant::now() < deadline {
+        match recv_one(rx) {
+            Ok((got, _)) => {
+                if let Some(i) = left.iter().position(|m| *m == got) {
+                    left.remove(i);
+                }
+            }
+            Err(e) if timed_out(&e) => {}
+            Err(e) => panic!("recv_from: {e}"),
+        }
+    }
+    left
+}
+
+/// smoltcp keeps a datagram whose neighbour never answers at the head of its socket and would
+/// hold every later one of that socket forever; the plug-in gives it up after about 3 s, as
+/// Linux does, and what was queued behind it to a peer that answers leaves.
+fn unanswered_neighbour(v6: bool) {
+    if !root() {
+        return;
+    }
+    let n = net();
+    let (s_at, v_at, nobody) = if v6 {
+        (
+            addr("[fd00::1]:7800"),
+            addr("[fd00::2]:7801"),
+            addr("[fd00::99]:7801"),
+        )
+    } else {
+        (
+            addr("10.0.0.1:7800"),
+            addr("10.0.0.2:7801"),
+            addr("10.0.0.99:7801"),
+        )
+    };
+    let s = dgram(&n.smol, s_at);
+    let v = dgram(&n.vde, v_at);
+    // The peer's neighbour entry first: only the one to nobody waits for discovery below.
+    deliver(&s, v_at, &v, b"warm-up", "warm-up");
+    // One to nobody, then one to the peer, each sent once.
+    let t0 = Instant::now();
+    s.send_to(b"to nobody", &nobody).unwrap();
+    s.send_to(b"after nobody", &v_at).unwrap();
+    let left = await_all(&v, &[b"after nobody"], Duration::from_secs(10));
+    assert!(
+        left.is_empty(),
+        "a datagram queued behind one to {nobody} (no neighbour) never left"
+    );
+    println!(
+        "proxied_gaps: {nobody} unanswered: the next datagram arrived after {:?}",
+        t0.elapsed()
+    );
+    // Several to nobody and several to the peer, interleaved: the ones to nobody are given up
+    // together, every one to the peer arrives (once each, sent once).
+    let msgs: [&[u8]; 3] = [b"one", b"two", b"three"];
+    for m in msgs {
+        s.send_to(b"to nobody again", &nobody).unwrap();
+        s.send_to(m, &v_at).unwrap();
+    }
+    let left = await_all(&v, &msgs, Duration::from_secs(10));
+    assert!(
+        left.is_empty(),
+        "behind datagrams to {nobody}: {left:?} never arrived"
+    );
+    // The socket works as before, both ways, at once.
+    let t1 = Instant::now();
+    s.send_to(b"afterwards", &v_at).unwrap();
+    assert!(
+        await_all(&v, &[b"afterwards"], TRY * 2).is_empty(),
+        "afterwards: lost"
+    );
+    assert!(t1.elapsed() < TRY * 2);
+    deliver(&v, s_at, &s, b"in", "vdestack → smoltcp afterwards");
+}
+
+#[test]
+fn udp_datagram_to_an_unanswered_neighbour_does_not_block_the_socket_ipv4() {
+    unanswered_neighbour(false);
+}
+
+#[test]
+fn udp_datagram_to_an_unanswered_neighbour_does_not_block_the_socket_ipv6() {
+    unanswered_neighbour(true);
+}
+
+// ---------------------------------------------------------------- 6. oversized datagrams
+
+fn is_emsgsize(r: io::Result<usize>) -> bool {
+    matches!(r, Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE))
+}
+
+/// A datagram larger than the largest UDP payload fails with `EMSGSIZE` in the client library
+/// (`send_to`, `send` and `Write` once connected), as on a kernel socket, instead of being
+/// dropped silently by the stack; the largest one still goes, and so do later ones. Over the
+/// stack's own loopback (no VNL, no root): IPv4, IPv6, and a v4-mapped peer of an IPv6 socket.
+#[test]
+fn oversized_udp_datagram_fails_with_emsgsize() {
+    setup();
+    let st = Stack::new("smoltcp", &[] as &[&str]).expect("newstack smoltcp without VNL");
+    for (at, from, max) in [
+        (addr("127.0.0.1:7900"), addr("127.0.0.1:0"), MAX_V4),
+        (addr("[::1]:7901"), addr("[::1]:0"), MAX_V6),
+        (addr("[::ffff:127.0.0.1]:7902"), addr("[::]:0"), MAX_V4),
+    ] {
+        let rx = if at.is_ipv6() && from.ip().is_unspecified() {
+            dgram(&st, addr("[::]:7902"))
+        } else {
+            dgram(&st, at)
+        };
+        let mut tx = dgram(&st, from);
+        let big = pattern(max + 1, 1);
+        assert!(
+            is_emsgsize(tx.send_to(&big, &at)),
+            "send_to {} bytes to {at}",
+            big.len()
+        );
+        let huge = pattern(70000, 2);
+        assert!(
+            is_emsgsize(tx.send_to(&huge, &at)),
+            "send_to 70000 bytes to {at}"
+        );
+        let m = pattern(max, 3);
+        // The source a receiver sees: the destination's address (of `lo`), the sender's port.
+        let src = SocketAddr::new(at.ip(), tx.local_addr().unwrap().port());
+        deliver_from(&tx, at, &rx, &m, &format!("{max} bytes to {at}"), src);
+        // Connected: bare payloads through `send` and `Write`.
+        tx.connect(&at).unwrap();
+        assert!(
+            is_emsgsize(tx.send(&big)),
+            "send {} bytes to {at}",
+            big.len()
+        );
+        assert!(
+            is_emsgsize(tx.write(&big)),
+            "write {} bytes to {at}",
+            big.len()
+        );
+        assert!(
+            is_emsgsize(tx.send_to(&big, &at)),
+            "connected send_to to {at}"
+        );
+        deliver_with(|| tx.send(&m), &rx, &m, "connected, largest", src);
+        deliver_with(|| tx.send(b"small"), &rx, b"small", "connected, after", src);
+        // Nothing else arrived: no oversized datagram went through.
+        rx.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        match recv_one(&rx) {
+            Err(e) if timed_out(&e) => {}
+            Ok((got, _)) => panic!("{at}: an unexpected {}-byte datagram", got.len()),
+            Err(e) => panic!("{at}: recv_from: {e}"),
+        }
+    }
+}
+
+/// The C ABI's data and socket calls of `ioth.h` that `ioth::capi` does not name (the client
+/// library exports them; linked from it), and safe wrappers of them over slices: each returns
+/// the call's value and, if it failed, its errno.
+mod c {
+    use std::io;
+
+    use libc::{c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
+    use socket2::SockAddr;
+
+    extern "C" {
+        fn ioth_bind(fd: c_int, a: *const sockaddr, len: socklen_t) -> c_int;
+        fn ioth_connect(fd: c_int, a: *const sockaddr, len: socklen_t) -> c_int;
+        fn ioth_send(fd: c_int, b: *const c_void, n: size_t, flags: c_int) -> ssize_t;
+        fn ioth_sendto(
+            fd: c_int,
+            b: *const c_void,
+            n: size_t,
+            flags: c_int,
+            to: *const sockaddr,
+            len: socklen_t,
+        ) -> ssize_t;
+        fn ioth_sendmsg(fd: c_int, m: *const msghdr, flags: c_int) -> ssize_t;
+        fn ioth_write(fd: c_int, b: *const c_void, n: size_t) -> ssize_t;
+        fn ioth_writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
+        fn ioth_recv(fd: c_int, b: *mut c_void, n: size_t, flags: c_int) -> ssize_t;
+    }
+
+    fn out(r: isize) -> (isize, Option<i32>) {
+        let e = (r < 0).then(|| io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        (r, e)
+    }
+
+    fn iov(bufs: &[&[u8]]) -> Vec<iovec> {
+        bufs.iter()
+            .map(|b| iovec {
+                iov_base: b.as_ptr() as *mut c_void,
+                iov_len: b.len(),
+            })
+            .collect()
+    }
+
+    pub fn bind(fd: c_int, a: &SockAddr) -> (isize, Option<i32>) {
+        // SAFETY: a is a valid sockaddr of its length.
+        out(unsafe { ioth_bind(fd, a.as_ptr().cast(), a.len()) } as isize)
+    }
+
+    pub fn connect(fd: c_int, a: &SockAddr) -> (isize, Option<i32>) {
+        // SAFETY: a is a valid sockaddr of its length.
+        out(unsafe { ioth_connect(fd, a.as_ptr().cast(), a.len()) } as isize)
+    }
+
+    pub fn send(fd: c_int, b: &[u8]) -> (isize, Option<i32>) {
+        // SAFETY: b is readable for its length.
+        out(unsafe { ioth_send(fd, b.as_ptr().cast(), b.len(), 0) })
+    }
+
+    pub fn write(fd: c_int, b: &[u8]) -> (isize, Option<i32>) {
+        // SAFETY: b is readable for its length.
+        out(unsafe { ioth_write(fd, b.as_ptr().cast(), b.len()) })
+    }
+
+    pub fn sendto(fd: c_int, b: &[u8], to: &SockAddr) -> (isize, Option<i32>) {
+        // SAFETY: b is readable for its length; to is a valid sockaddr of its length.
+        out(unsafe {
+            ioth_sendto(
+                fd,
+                b.as_ptr().cast(),
+                b.len(),
+                0,
+                to.as_ptr().cast(),
+                to.len(),
+            )
+        })
+    }
+
+    pub fn writev(fd: c_int, bufs: &[&[u8]]) -> (isize, Option<i32>) {
+        let v = iov(bufs);
+        // SAFETY: v holds v.len() iovecs of readable buffers.
+        out(unsafe { ioth_writev(fd, v.as_ptr(), v.len() as c_int) })
+    }
+
+    pub fn sendmsg(fd: c_int, bufs: &[&[u8]], to: Option<&SockAddr>) -> (isize, Option<i32>) {
+        let mut v = iov(bufs);
+        // SAFETY: msghdr is plain data; zero is a valid empty header.
+        let mut m: msghdr = unsafe { std::mem::zeroed() };
+        m.msg_iov = v.as_mut_ptr();
+        m.msg_iovlen = v.len();
+        if let Some(a) = to {
+            m.msg_name = a.as_ptr() as *mut c_void;
+            m.msg_namelen = a.len();
+        }
+        // SAFETY: m describes live readable buffers and, if any, a valid address.
+        out(unsafe { ioth_sendmsg(fd, &m, 0) })
+    }
+
+    pub fn recv(fd: c_int, b: &mut [u8]) -> (isize, Option<i32>) {
+        // SAFETY: b is writable for its length.
+        out(unsafe { ioth_recv(fd, b.as_mut_ptr().cast(), b.len(), 0) })
+    }
+}
+
+/// The C ABI's proxied branch: `ioth_sendto`/`ioth_sendmsg` (unconnected) and `ioth_send`/
+/// `ioth_write`/`ioth_writev`/`ioth_sendto`/`ioth_sendmsg` (connected) fail with `EMSGSIZE` on
+/// a datagram larger than the largest UDP payload; the largest one goes.
+#[test]
+fn c_oversized_udp_datagram_fails_with_emsgsize() {
+    setup();
+    // SAFETY: NUL-terminated name, NULL VNL.
+    let p = unsafe { ioth::capi::ioth_newstack(c"smoltcp".as_ptr(), std::ptr::null()) };
+    assert!(!p.is_null(), "ioth_newstack smoltcp");
+    let refused = (-1, Some(libc::EMSGSIZE));
+    for (dom, at, max) in [
+        (libc::AF_INET, addr("127.0.0.1:7910"), MAX_V4),
+        (libc::AF_INET6, addr("[::1]:7911"), MAX_V6),
+    ] {
+        let sa = socket2::SockAddr::from(at);
+        // SAFETY: p is a live stack until ioth_delstack below.
+        let rx = unsafe { ioth::capi::ioth_msocket(p, dom, libc::SOCK_DGRAM, 0) };
+        // SAFETY: as above.
+        let tx = unsafe { ioth::capi::ioth_msocket(p, dom, libc::SOCK_DGRAM, 0) };
+        assert!(rx >= 0 && tx >= 0, "ioth_msocket");
+        assert_eq!(c::bind(rx, &sa), (0, None), "bind {at}");
+        let big = pattern(max + 1, 4);
+        let halves: [&[u8]; 2] = [&big[..max / 2], &big[max / 2..]];
+        let ok = pattern(max, 5);
+        assert_eq!(c::sendto(tx, &big, &sa), refused, "ioth_sendto {at}");
+        assert_eq!(
+            c::sendmsg(tx, &halves, Some(&sa)),
+            refused,
+            "ioth_sendmsg {at}"
+        );
+        let n = ok.len() as isize;
+        assert_eq!(
+            c::sendto(tx, &ok, &sa),
+            (n, None),
+            "ioth_sendto the largest to {at}"
+        );
+        // Connected right after a send the stack may not have read yet (tx was not even bound):
+        // that one still goes out as it was written, with its address header.
+        assert_eq!(c::connect(tx, &sa), (0, None), "connect {at}");
+        assert_eq!(c::send(tx, &big), refused, "ioth_send {at}");
+        assert_eq!(c::write(tx, &big), refused, "ioth_write {at}");
+        assert_eq!(c::writev(tx, &halves), refused, "ioth_writev {at}");
+        assert_eq!(
+            c::sendto(tx, &big, &sa),
+            refused,
+            "connected ioth_sendto {at}"
+        );
+        assert_eq!(
+            c::sendmsg(tx, &halves, None),
+            refused,
+            "connected ioth_sendmsg {at}"
+        );
+        assert_eq!(
+            c::send(tx, b"tail"),
+            (4, None),
+            "ioth_send after the refusals"
+        );
+        // What arrives: the largest one, then the tail; nothing else.
+        let mut buf = vec![0u8; 70000];
+        for (want, what) in [(&ok[..], "the largest"), (&b"tail"[..], "the tail")] {
+            // SAFETY: rx stays open for the wait.
+            let fd = unsafe { BorrowedFd::borrow_raw(rx) };
+            let ev = wait_for(fd, PollFlags::POLLIN, WAIT);
+            assert!(ev.contains(PollFlags::POLLIN), "{at}: {what} never arrived");
+            let (r, e) = c::recv(rx, &mut buf);
+            assert!(r >= 0, "ioth_recv: {e:?}");
+            let r = r as usize;
+            assert!(&buf[..r] == want, "{at}: {what}: a {r}-byte datagram");
+        }
+        assert_eq!(ioth::capi::ioth_close(tx), 0);
+        assert_eq!(ioth::capi::ioth_close(rx), 0);
+    }
+    // SAFETY: p is live; freed by this call.
+    assert_eq!(unsafe { ioth::capi::ioth_delstack(p) }, 0);
 }

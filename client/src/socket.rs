@@ -340,10 +340,14 @@ impl Socket {
     }
 
     /// `send(2)` (`MSG_NOSIGNAL`). A datagram socket that is not connected fails with
-    /// `EDESTADDRREQ`: use [`Socket::send_to`].
+    /// `EDESTADDRREQ`: use [`Socket::send_to`]. A proxied UDP datagram larger than the largest
+    /// UDP payload fails with `EMSGSIZE`, as on a kernel socket.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         match &self.proxy {
             Some(p) if p.framed_now() => Err(io::Error::from_raw_os_error(libc::EDESTADDRREQ)),
+            Some(p) if p.too_big(buf.len(), None) => {
+                Err(io::Error::from_raw_os_error(libc::EMSGSIZE))
+            }
             _ => self.sock().send_with_flags(buf, libc::MSG_NOSIGNAL),
         }
     }
@@ -359,7 +363,8 @@ impl Socket {
     }
 
     /// `sendto(2)`: one datagram to `addr` (the connected peer once a datagram socket is
-    /// connected; a proxied socket then ignores `addr`).
+    /// connected; a proxied socket then ignores `addr`). A proxied UDP datagram larger than the
+    /// largest UDP payload (65507 bytes to IPv4, 65527 to IPv6) fails with `EMSGSIZE`.
     pub fn send_to(&self, buf: &[u8], addr: &SocketAddr) -> io::Result<usize> {
         match &self.proxy {
             None => self

@@ -11,6 +11,11 @@
 //! the address argument (`EDESTADDRREQ` without one), and `write`/`writev`/`send`, which have
 //! none, fail with `EDESTADDRREQ`, as on an unconnected UDP socket. Ancillary data given to
 //! `sendmsg` there is not sent. Sends on proxied datagram sockets never raise `SIGPIPE`.
+//!
+//! A UDP datagram larger than the largest UDP payload (65507 bytes to an IPv4 address, 65527
+//! to an IPv6 one) fails with `EMSGSIZE` on a proxied socket, as on a kernel one, before it
+//! reaches the pair (`write`/`writev`/`send`/`sendto`/`sendmsg`; a plain send(2) on the fd
+//! cannot be checked, docs/proxied.md).
 
 use std::ffi::{c_int, c_void};
 
@@ -47,6 +52,11 @@ unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> Result<&'a [iovec], c_int> 
     }
     // SAFETY: per the contract, iov points at n iovecs.
     Ok(unsafe { std::slice::from_raw_parts(iov, n as usize) })
+}
+
+/// The total length of `bufs`.
+fn iov_len(bufs: &[iovec]) -> usize {
+    bufs.iter().fold(0usize, |n, b| n.saturating_add(b.iov_len))
 }
 
 /// What [`recv_framed`] received: the payload's length (the whole payload's with `MSG_TRUNC`),
@@ -322,6 +332,7 @@ pub unsafe extern "C" fn ioth_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int)
 pub unsafe extern "C" fn ioth_write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t {
     guard(-1, || match kind(fd)? {
         Kind::Proxied(p) if p.framed_now() => Err(libc::EDESTADDRREQ),
+        Kind::Proxied(p) if p.too_big(len, None) => Err(libc::EMSGSIZE),
         Kind::Proxied(p) if !p.is_stream() => {
             // SAFETY: fd is an ioth socket; buf/len are the caller's, as send(2).
             Ok(unsafe { libc::send(fd, buf, len, libc::MSG_NOSIGNAL) })
@@ -342,6 +353,9 @@ pub unsafe extern "C" fn ioth_writev(fd: c_int, iov: *const iovec, iovcnt: c_int
         Kind::Proxied(p) if !p.is_stream() => {
             // SAFETY: iov points at iovcnt readable iovecs (caller's contract).
             let bufs = unsafe { iovecs(iov, iovcnt) }?;
+            if p.too_big(iov_len(bufs), None) {
+                return Err(libc::EMSGSIZE);
+            }
             // SAFETY: msghdr is plain data; zero is a valid empty header.
             let mut m: msghdr = unsafe { std::mem::zeroed() };
             m.msg_iov = bufs.as_ptr().cast_mut();
@@ -367,6 +381,7 @@ pub unsafe extern "C" fn ioth_send(
 ) -> ssize_t {
     guard(-1, || match kind(fd)? {
         Kind::Proxied(p) if p.framed_now() => Err(libc::EDESTADDRREQ),
+        Kind::Proxied(p) if p.too_big(len, None) => Err(libc::EMSGSIZE),
         Kind::Proxied(p) if !p.is_stream() => {
             // SAFETY: fd is an ioth socket; buf/len are the caller's, as send(2).
             Ok(unsafe { libc::send(fd, buf, len, flags | libc::MSG_NOSIGNAL) })
@@ -400,6 +415,9 @@ pub unsafe extern "C" fn ioth_sendto(
             }
             // SAFETY: to is readable for tolen bytes (caller's contract).
             let a = unsafe { addr_in(to, tolen) }?;
+            if p.too_big(len, Some(&a)) {
+                return Err(libc::EMSGSIZE);
+            }
             let b = [iovec {
                 iov_base: buf as *mut c_void,
                 iov_len: len,
@@ -407,6 +425,7 @@ pub unsafe extern "C" fn ioth_sendto(
             // SAFETY: buf is readable for len bytes (caller's contract).
             unsafe { send_framed(fd, &a, &b, flags) }
         }
+        Kind::Proxied(p) if p.too_big(len, None) => Err(libc::EMSGSIZE),
         Kind::Proxied(p) => {
             let flags = if p.is_stream() {
                 flags
@@ -442,8 +461,18 @@ pub unsafe extern "C" fn ioth_sendmsg(fd: c_int, msg: *const msghdr, flags: c_in
                 let a = unsafe { addr_in(m.msg_name.cast(), m.msg_namelen) }?;
                 // SAFETY: msg_iov points at msg_iovlen readable iovecs (caller's contract).
                 let bufs = unsafe { iovecs(m.msg_iov, m.msg_iovlen as c_int) }?;
+                if p.too_big(iov_len(bufs), Some(&a)) {
+                    return Err(libc::EMSGSIZE);
+                }
                 // SAFETY: as above.
                 return unsafe { send_framed(fd, &a, bufs, flags) };
+            }
+            if !p.is_stream() {
+                // SAFETY: msg_iov points at msg_iovlen readable iovecs (caller's contract).
+                let bufs = unsafe { iovecs(m.msg_iov, m.msg_iovlen as c_int) }?;
+                if p.too_big(iov_len(bufs), None) {
+                    return Err(libc::EMSGSIZE);
+                }
             }
             // The pair is connected: no address (a Unix socket would refuse one).
             let mut copy = *m;

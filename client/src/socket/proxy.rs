@@ -11,6 +11,10 @@
 //! address header of [`ioth_proto::dgram`] before each payload; [`Proxy::send_to`] and
 //! [`Proxy::recv_from`] add and strip it. `connected` follows the socket's successful
 //! `connect`s (an `AF_UNSPEC` address disconnects).
+//!
+//! Datagram sizes: a UDP datagram larger than the largest UDP payload (65507 bytes to an IPv4
+//! address, a v4-mapped one included, 65527 to an IPv6 one) fails with `EMSGSIZE` here
+//! ([`Proxy::too_big`]), as on a kernel socket: the pair would take it and the stack drop it.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -37,11 +41,18 @@ pub(crate) struct Proxy {
     /// An `AF_INET`/`AF_INET6` socket that is not a stream: records carry the address header
     /// while not connected.
     framed: bool,
+    /// An `AF_INET`/`AF_INET6` `SOCK_DGRAM` socket: datagrams are bounded by the largest UDP
+    /// payload.
+    udp: bool,
     connected: AtomicBool,
     /// The connected peer's address bytes (what `recvfrom` reports on a connected socket).
     peer: Mutex<Option<Vec<u8>>>,
     detached: AtomicBool,
 }
+
+/// Largest UDP payloads: IPv4 (65535 − 20 − 8) and IPv6 (65535 − 8, no jumbograms).
+const MAX_UDP_V4: usize = 65507;
+const MAX_UDP_V6: usize = 65527;
 
 fn errno(e: i32, what: &str) -> Error {
     Error::Stack {
@@ -83,6 +94,7 @@ impl Proxy {
             domain,
             stream: base == libc::SOCK_STREAM,
             framed: base != libc::SOCK_STREAM && matches!(domain, libc::AF_INET | libc::AF_INET6),
+            udp: base == libc::SOCK_DGRAM && matches!(domain, libc::AF_INET | libc::AF_INET6),
             connected: AtomicBool::new(false),
             peer: Mutex::new(None),
             detached: AtomicBool::new(false),
@@ -116,6 +128,31 @@ impl Proxy {
         } else {
             None
         }
+    }
+
+    /// Whether a `len`-byte datagram is larger than a UDP datagram to `to` (raw `sockaddr`
+    /// bytes; the peer once connected) may be: then its send fails with `EMSGSIZE`, as on a
+    /// kernel socket. Always false for a socket that is not UDP.
+    pub(crate) fn too_big(&self, len: usize, to: Option<&[u8]>) -> bool {
+        if !self.udp || len <= MAX_UDP_V4 {
+            return false;
+        }
+        let peer = self.connected_peer();
+        let dst = peer.as_deref().or(to);
+        let v4 = match dst {
+            Some(a) if a.len() >= 2 => {
+                match i32::from(u16::from_ne_bytes([a[0], a[1]])) {
+                    libc::AF_INET => true,
+                    // sockaddr_in6: family, port, flowinfo, then the address at 8..24.
+                    libc::AF_INET6 if a.len() >= 24 => {
+                        a[8..18].iter().all(|b| *b == 0) && a[18] == 0xff && a[19] == 0xff
+                    }
+                    _ => self.domain == libc::AF_INET,
+                }
+            }
+            _ => self.domain == libc::AF_INET,
+        };
+        len > if v4 { MAX_UDP_V4 } else { MAX_UDP_V6 }
     }
 
     /// Forgets the socket without telling the host: its fd was handed to code that closes it
@@ -239,7 +276,8 @@ impl Proxy {
 
     /// Sends `payload` as one datagram to `to` (raw `sockaddr` bytes) on application end `fd`:
     /// with the address header while not connected (`to` required: `EDESTADDRREQ`), bare once
-    /// connected (`to` ignored: the peer). Returns the payload bytes sent.
+    /// connected (`to` ignored: the peer). Returns the payload bytes sent. A UDP datagram too
+    /// large for its destination fails with `EMSGSIZE`.
     pub(crate) fn send_to(
         &self,
         fd: BorrowedFd<'_>,
@@ -247,6 +285,9 @@ impl Proxy {
         to: Option<&[u8]>,
         flags: i32,
     ) -> io::Result<usize> {
+        if self.too_big(payload.len(), to) {
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+        }
         let flags = MsgFlags::from_bits_retain(flags) | MsgFlags::MSG_NOSIGNAL;
         if !self.framed_now() {
             return nix::sys::socket::send(fd.as_raw_fd(), payload, flags).map_err(Into::into);

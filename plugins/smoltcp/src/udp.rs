@@ -7,14 +7,23 @@
 //!   first sends or connects, as in Linux.
 //! - Not connected: each record starts with the 28-byte address header (docs/proxied.md): the
 //!   destination going out, the source coming in. Connected: bare payloads, and only datagrams
-//!   from the peer are delivered.
+//!   from the peer are delivered. `connect` first takes what the application wrote before it,
+//!   with the framing it was written with.
 //! - A datagram smoltcp has no room for yet waits in the socket (one), and the pair is not read
 //!   until it has left; a received one stays in smoltcp until the pair takes it.
 //! - Datagrams up to the largest UDP payload (65507 bytes over IPv4, 65527 over IPv6) go both
 //!   ways: smoltcp fragments and reassembles IPv4 (`proto-ipv4-fragmentation`), one fragmented
 //!   datagram per interface at a time ([`crate::net::Iface::big4`]); IPv6 is fragmented and
-//!   reassembled by [`crate::frag`]. A larger record from the application is dropped (its
-//!   `sendto` succeeded: the pair cannot refuse it, see docs/proxied.md).
+//!   reassembled by [`crate::frag`]. A larger record from the application is dropped (the
+//!   client library refuses one with `EMSGSIZE` before it reaches the pair; a plain send(2)
+//!   cannot be refused, see docs/proxied.md).
+//! - A datagram whose neighbour never answers is given up after [`NEIGH_STALL`], as Linux gives
+//!   up an unresolved neighbour's queue: smoltcp keeps it at the head of its socket's transmit
+//!   buffer and retries neighbour discovery forever, holding up every later datagram of the
+//!   socket. Each smoltcp socket ([`Leg`]) keeps a copy of what it queued there; when the head
+//!   has not left for [`NEIGH_STALL`], the smoltcp socket is made anew (same binding), what it
+//!   had received is kept (moved to [`Udp::inbox`]), and what was queued behind the head is
+//!   queued again, except the datagrams to the head's destination (given up with it).
 
 use std::collections::VecDeque;
 use std::io;
@@ -24,7 +33,7 @@ use std::os::fd::{AsFd, RawFd};
 use std::time::Duration;
 
 use smoltcp::iface::SocketHandle;
-use smoltcp::socket::udp;
+use smoltcp::socket::{udp, Socket as AnySocket};
 use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
@@ -45,13 +54,107 @@ const MAX_V6: usize = 65527;
 /// IP and UDP headers.
 const IPV4_UDP_HDR: usize = 28;
 const IPV6_UDP_HDR: usize = 48;
+/// How long the head datagram of a smoltcp socket may wait (for a neighbour that never
+/// answers) before it is given up: Linux's ARP/NDP gives up after about 3 s (3 probes, 1 s
+/// apart). smoltcp retries every second, so a stuck one is given up within 3 to 4 s.
+pub const NEIGH_STALL: Duration = Duration::from_secs(3);
+
+/// A copy of one datagram queued in a smoltcp socket's transmit buffer.
+struct Queued {
+    payload: Vec<u8>,
+    dst: IpEndpoint,
+    /// The bytes it takes there: the payload, and the padding smoltcp put before it when the
+    /// ring wrapped (dropped on its own by a dispatch that fails).
+    footprint: usize,
+}
+
+/// One smoltcp socket of a UDP socket, in the set of interface `iface`.
+struct Leg {
+    iface: usize,
+    handle: SocketHandle,
+    /// Copies of what its transmit buffer holds, oldest first (see the module doc).
+    queued: VecDeque<Queued>,
+    /// The footprints of `queued`: equal to smoltcp's `send_queue()` after each accounting.
+    queued_bytes: usize,
+    /// Since when the head of `queued` has been at the head.
+    head_since: std::time::Instant,
+}
+
+impl Leg {
+    fn new(iface: usize, handle: SocketHandle) -> Leg {
+        Leg {
+            iface,
+            handle,
+            queued: VecDeque::new(),
+            queued_bytes: 0,
+            head_since: std::time::Instant::now(),
+        }
+    }
+
+    /// Queues `payload` to `dst` in smoltcp socket `k` (this leg's), keeping a copy.
+    fn enqueue(
+        &mut self,
+        k: &mut udp::Socket<'_>,
+        payload: &[u8],
+        dst: IpEndpoint,
+    ) -> Result<(), udp::SendError> {
+        let before = k.send_queue();
+        k.send_slice(payload, dst)?;
+        let footprint = k.send_queue().saturating_sub(before);
+        if self.queued.is_empty() {
+            self.head_since = std::time::Instant::now();
+        }
+        self.queued_bytes += footprint;
+        self.queued.push_back(Queued {
+            payload: payload.to_vec(),
+            dst,
+            footprint,
+        });
+        Ok(())
+    }
+
+    /// After smoltcp's poll: forgets the copies of what left (`bytes`: smoltcp's
+    /// `send_queue()`). An empty datagram takes no bytes: one at the head is only known to have
+    /// left once something after it has (else it is taken as stuck, and given up late).
+    fn account(&mut self, bytes: usize) {
+        let mut moved = false;
+        while self.queued_bytes > bytes {
+            let Some(h) = self.queued.front_mut() else {
+                break;
+            };
+            let pad = h.footprint - h.payload.len();
+            if pad > 0 && self.queued_bytes - pad == bytes {
+                // A dispatch that failed dropped the padding before the head: still there.
+                h.footprint -= pad;
+                self.queued_bytes -= pad;
+                break;
+            }
+            self.queued_bytes -= h.footprint;
+            self.queued.pop_front();
+            moved = true;
+        }
+        if self.queued_bytes != bytes {
+            // Out of step (never expected): start over with what smoltcp says.
+            self.queued.clear();
+            self.queued_bytes = bytes;
+        }
+        if moved {
+            self.head_since = std::time::Instant::now();
+        }
+    }
+
+    /// Whether the head datagram has waited for longer than [`NEIGH_STALL`].
+    fn stuck(&self) -> bool {
+        !self.queued.is_empty() && self.head_since.elapsed() >= NEIGH_STALL
+    }
+}
 
 pub struct Udp {
     /// Bound address (port non-zero).
     pub local: Option<SocketAddr>,
     /// Connected peer.
     pub remote: Option<SocketAddr>,
-    socks: Vec<(usize, SocketHandle)>,
+    socks: Vec<Leg>,
     /// A datagram read from the pair that smoltcp had no room for.
     pending: Option<(Vec<u8>, SocketAddr)>,
     /// Reassembled IPv6 datagrams ([`crate::frag`]) and their sources, for the pair.
@@ -77,7 +180,7 @@ impl Udp {
 
     /// Whether it receives on interface `i`.
     pub fn listens_on(&self, i: usize) -> bool {
-        self.socks.iter().any(|&(j, _)| j == i)
+        self.socks.iter().any(|l| l.iface == i)
     }
 
     /// Queues a datagram [`crate::frag`] reassembled for it (dropped when the queue is full,
@@ -97,6 +200,58 @@ fn udp_of(kind: &mut Kind) -> &mut Udp {
     }
 }
 
+fn new_socket() -> udp::Socket<'static> {
+    udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; PACKETS], vec![0; PAYLOAD]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; PACKETS], vec![0; PAYLOAD]),
+    )
+}
+
+/// Whether a socket of `domain` (`v6only`, connected to `remote`) takes a datagram from `src`.
+fn wanted(domain: i32, v6only: bool, remote: Option<SocketAddr>, src: SocketAddr) -> bool {
+    (match domain {
+        libc::AF_INET => src.is_ipv4(),
+        _ => !(src.is_ipv4() && v6only),
+    }) && remote.is_none_or(|r| addr::unmap(r) == src)
+}
+
+/// Makes the smoltcp socket of `leg` anew, giving up its head datagram and every datagram
+/// queued to the same destination (a neighbour that never answered), and queueing the others
+/// again; what it had received goes to `inbox`, as far as there is room.
+fn unstick(net: &mut Net, u: &mut Udp, leg: usize, domain: i32, v6only: bool) {
+    let remote = u.remote;
+    let l = &mut u.socks[leg];
+    let f = &mut net.ifaces[l.iface];
+    let AnySocket::Udp(mut old) = f.sockets.remove(l.handle) else {
+        unreachable!("a UDP leg holds a UDP socket")
+    };
+    if f.big4.is_some_and(|(b, _)| b == l.handle) {
+        f.big4 = None;
+    }
+    let mut k = new_socket();
+    let _ = k.bind(old.endpoint());
+    while let Ok((payload, meta)) = old.recv() {
+        let src = SocketAddr::from(meta.endpoint);
+        if wanted(domain, v6only, remote, src)
+            && u.inbox_bytes + payload.len() <= PAYLOAD
+            && u.inbox.len() < PACKETS
+        {
+            u.inbox_bytes += payload.len();
+            u.inbox.push_back((payload.to_vec(), src));
+        }
+    }
+    drop(old);
+    let queued = std::mem::take(&mut l.queued);
+    l.queued_bytes = 0;
+    let mut rest = queued.into_iter();
+    let given_up = rest.next().map(|q| q.dst.addr);
+    for q in rest.filter(|q| Some(q.dst.addr) != given_up) {
+        let _ = l.enqueue(&mut k, &q.payload, q.dst);
+    }
+    l.head_since = std::time::Instant::now();
+    l.handle = f.sockets.add(k);
+}
+
 /// Binds to `local` (port already chosen and checked).
 pub fn bind(net: &mut Net, s: &mut Sock, local: SocketAddr) {
     let u = udp_of(&mut s.kind);
@@ -106,12 +261,9 @@ pub fn bind(net: &mut Net, s: &mut Sock, local: SocketAddr) {
         port: local.port(),
     };
     for i in listen_ifaces(net, ip) {
-        let mut k = udp::Socket::new(
-            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; PACKETS], vec![0; PAYLOAD]),
-            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; PACKETS], vec![0; PAYLOAD]),
-        );
+        let mut k = new_socket();
         if k.bind(ep).is_ok() {
-            u.socks.push((i, net.ifaces[i].sockets.add(k)));
+            u.socks.push(Leg::new(i, net.ifaces[i].sockets.add(k)));
         }
     }
     u.local = Some(local);
@@ -137,6 +289,25 @@ pub fn autobind(core: &mut Core, id: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves into smoltcp what the application wrote on socket `id` and the event loop has not
+/// read yet, with the framing it was written with: before a `connect` changes it (a record
+/// read afterwards would be taken for a bare payload, or the other way round, and dropped).
+fn drain(core: &mut Core, id: u64) {
+    let now = core.now();
+    let Core {
+        net,
+        socks,
+        scratch,
+        ..
+    } = core;
+    if let Some(s) = socks.get_mut(&id) {
+        let revents = s.revents;
+        s.revents |= libc::POLLIN;
+        pump_in(net, s, scratch, now);
+        s.revents = revents;
+    }
+}
+
 /// `connect`: sets (or, with `AF_UNSPEC`, clears) the peer.
 pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
     let (id, s) = core.sock(handle)?;
@@ -144,6 +315,8 @@ pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
     let v6only = s.opts.v6only;
     let dst = addr::from_sockaddr(a, domain)?;
     let Some(dst) = dst else {
+        drain(core, id);
+        let (_, s) = core.sock(handle)?;
         udp_of(&mut s.kind).remote = None;
         return Ok(());
     };
@@ -165,6 +338,7 @@ pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
         return Err(errno(libc::ENETUNREACH));
     }
     autobind(core, id)?;
+    drain(core, id);
     let (_, s) = core.sock(handle)?;
     udp_of(&mut s.kind).remote = Some(dst);
     Ok(())
@@ -189,14 +363,16 @@ enum Sent {
 
 /// Queues one datagram in smoltcp (or drops it: no route, too large, as a lossy network may).
 /// One that needs fragments waits while the interface is still sending another's.
-fn send(net: &mut Net, u: &Udp, dst: SocketAddr, payload: &[u8], now: Instant) -> Sent {
+fn send(net: &mut Net, u: &mut Udp, dst: SocketAddr, payload: &[u8], now: Instant) -> Sent {
     let from = u.local.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
     let Some(i) = net.route(dst.ip(), from) else {
         return Sent::Done;
     };
-    let Some(&(_, h)) = u.socks.iter().find(|(j, _)| *j == i) else {
+    let port = u.local.map_or(0, |l| l.port());
+    let Some(leg) = u.socks.iter_mut().find(|l| l.iface == i) else {
         return Sent::Done;
     };
+    let h = leg.handle;
     let f = &mut net.ifaces[i];
     let mtu = f.mtu as usize;
     let fragmented = match dst {
@@ -207,7 +383,6 @@ fn send(net: &mut Net, u: &Udp, dst: SocketAddr, payload: &[u8], now: Instant) -
             let Some(IpAddr::V6(src)) = from.or_else(|| net.source_for(i, dst.ip())) else {
                 return Sent::Done;
             };
-            let port = u.local.map_or(0, |l| l.port());
             let src = SocketAddrV6::new(src, port, 0, 0);
             return match crate::frag::send(net, i, src, d, payload) {
                 crate::frag::Out::Done => Sent::Done,
@@ -232,7 +407,7 @@ fn send(net: &mut Net, u: &Udp, dst: SocketAddr, payload: &[u8], now: Instant) -
     if payload.len() > k.payload_send_capacity() {
         return Sent::Done;
     }
-    match k.send_slice(payload, IpEndpoint::from(dst)) {
+    match leg.enqueue(k, payload, IpEndpoint::from(dst)) {
         Err(udp::SendError::BufferFull) => Sent::Full,
         Ok(()) if fragmented => {
             f.big4 = Some((h, std::time::Instant::now()));
@@ -304,7 +479,21 @@ pub fn after_poll(net: &mut Net, s: &mut Sock, now: Instant) -> Fate {
     } = s;
     let u = udp_of(kind);
     *want_out = false;
-    // A datagram that waited for room: smoltcp's poll may just have made some.
+    // What left; a head datagram that never does is given up.
+    for leg in 0..u.socks.len() {
+        let l = &mut u.socks[leg];
+        l.account(
+            net.ifaces[l.iface]
+                .sockets
+                .get::<udp::Socket>(l.handle)
+                .send_queue(),
+        );
+        if l.stuck() {
+            unstick(net, u, leg, domain, v6only);
+        }
+    }
+    // A datagram that waited for room: smoltcp's poll (or a socket made anew) may just have
+    // made some.
     if let Some((p, dst)) = u.pending.take() {
         if let Sent::Full = send(net, u, dst, &p, now) {
             u.pending = Some((p, dst));
@@ -325,19 +514,15 @@ pub fn after_poll(net: &mut Net, s: &mut Sock, now: Instant) -> Fate {
             u.inbox_bytes -= payload.len();
             u.inbox.pop_front();
         }
-        'socks: for &(i, h) in &u.socks {
+        'socks: for l in &u.socks {
             if *want_out {
                 break;
             }
-            let k = net.ifaces[i].sockets.get_mut::<udp::Socket>(h);
+            let k = net.ifaces[l.iface].sockets.get_mut::<udp::Socket>(l.handle);
             for _ in 0..64 {
                 let Ok((payload, meta)) = k.peek() else { break };
                 let src = SocketAddr::from(meta.endpoint);
-                let wanted = match domain {
-                    libc::AF_INET => src.is_ipv4(),
-                    _ => !(src.is_ipv4() && v6only),
-                } && u.remote.is_none_or(|r| addr::unmap(r) == src);
-                if wanted {
+                if wanted(domain, v6only, u.remote, src) {
                     let hdr = addr::header(src, domain);
                     let parts_connected = [IoSlice::new(payload)];
                     let parts = [IoSlice::new(&hdr), IoSlice::new(payload)];
@@ -361,18 +546,19 @@ pub fn after_poll(net: &mut Net, s: &mut Sock, now: Instant) -> Fate {
         return Fate::Keep;
     };
     let queued = u.pending.is_some()
-        || u.socks
-            .iter()
-            .any(|&(i, h)| net.ifaces[i].sockets.get::<udp::Socket>(h).send_queue() > 0);
+        || u.socks.iter().any(|l| {
+            let k = net.ifaces[l.iface].sockets.get::<udp::Socket>(l.handle);
+            k.send_queue() > 0
+        });
     if queued && since.elapsed() < LINGER {
         return Fate::Keep;
     }
-    for (i, h) in u.socks.drain(..) {
-        let f = &mut net.ifaces[i];
-        if f.big4.is_some_and(|(b, _)| b == h) {
+    for l in u.socks.drain(..) {
+        let f = &mut net.ifaces[l.iface];
+        if f.big4.is_some_and(|(b, _)| b == l.handle) {
             f.big4 = None;
         }
-        f.sockets.remove(h);
+        f.sockets.remove(l.handle);
     }
     Fate::Remove
 }
