@@ -20,23 +20,20 @@
 #![allow(unsafe_code)]
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ioth::{Socket, Stack};
-use ioth_tests::vde::{self, Switch};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use ioth_tests::sock::{accept, connect, listener_backlog, wait_for, WAIT};
+use ioth_tests::stacks::{self, addr, configure_smol, domain, ip, vdestack, Net};
+use ioth_tests::vde::Switch;
+use nix::poll::PollFlags;
 
-/// Upper bound of any single wait.
-const WAIT: Duration = Duration::from_secs(30);
 /// How long one try waits for a datagram that may be lost while neighbours are discovered.
 const TRY: Duration = Duration::from_secs(2);
 const TRIES: usize = 5;
-const IFA_F_NODAD: u32 = 0x02;
 /// Largest UDP payloads: IPv4 (65535 − 20 − 8) and IPv6 (65535 − 8, no jumbograms).
 const MAX_V4: usize = 65507;
 const MAX_V6: usize = 65527;
@@ -45,98 +42,18 @@ const MAX_V6: usize = 65527;
 
 fn root() -> bool {
     setup();
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("\n*** SKIPPED: smoltcp ↔ vdestack tests need root (vdestack: netns, taps) ***\n");
-    false
-}
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn domain(a: &SocketAddr) -> i32 {
-    if a.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    }
-}
-
-/// Configures interface `ifname` of smoltcp stack `s`: up, `v4`/24, `v6`/64 (no DAD), with the
-/// ioth netlink calls.
-fn configure_smol(s: &Stack, ifname: &str, v4: &str, v6: &str) {
-    let idx = s
-        .if_nametoindex(ifname)
-        .unwrap_or_else(|e| panic!("if_nametoindex {ifname}: {e}"));
-    s.link_set_up(idx, true).expect("link up");
-    s.ipaddr_add(ip(v4), 24, idx).expect("ipaddr_add v4");
-    s.ipaddr_add_flags(ip(v6), 64, idx, IFA_F_NODAD, 0)
-        .expect("ipaddr_add v6");
+    stacks::root()
 }
 
 /// A smoltcp stack (10.0.0.1/24, fd00::1/64 on vde0).
 fn smoltcp(sw: &Switch) -> Stack {
-    let s = Stack::new("smoltcp", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack smoltcp: {e}"));
-    configure_smol(&s, "vde0", "10.0.0.1", "fd00::1");
-    s
-}
-
-/// A vdestack stack on `sw` with `v4`/24 and `v6`/64 on vde0, configured with `ip` in its
-/// namespace.
-fn vdestack(sw: &Switch, v4: &str, v6: &str) -> Stack {
-    let s =
-        Stack::new("vdestack", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack vdestack: {e}"));
-    let pid = s.pid().unwrap();
-    vde::ip(pid, &["addr", "add", &format!("{v4}/24"), "dev", "vde0"]);
-    vde::configure(pid, "vde0", &format!("{v6}/64"));
-    s
+    stacks::smoltcp(sw, "10.0.0.1", "fd00::1")
 }
 
 /// A smoltcp stack (10.0.0.1, fd00::1) and a vdestack stack (10.0.0.2, fd00::2) on one
-/// switch. Fields drop in order: the stacks, then the switch.
-struct Net {
-    smol: Stack,
-    vde: Stack,
-    _sw: Switch,
-}
-
+/// switch.
 fn net() -> Net {
-    let sw = Switch::start();
-    Net {
-        smol: smoltcp(&sw),
-        vde: vdestack(&sw, "10.0.0.2", "fd00::2"),
-        _sw: sw,
-    }
-}
-
-/// Waits (bounded) until `fd` reports one of `ev`; the events, empty if the wait ran out.
-fn wait_for(fd: BorrowedFd<'_>, ev: PollFlags, bound: Duration) -> PollFlags {
-    let deadline = Instant::now() + bound;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut p = [PollFd::new(fd, ev)];
-        match poll(
-            &mut p,
-            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(n) if n > 0 => return p[0].revents().unwrap_or(PollFlags::empty()),
-            Ok(_) => return PollFlags::empty(),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => panic!("poll: {e}"),
-        }
-    }
-}
-
-fn stream(stack: &Stack, a: &SocketAddr) -> Socket {
-    stack
-        .msocket(domain(a), libc::SOCK_STREAM, 0)
-        .expect("msocket")
+    Net::start()
 }
 
 fn dgram(stack: &Stack, at: SocketAddr) -> Socket {
@@ -149,45 +66,7 @@ fn dgram(stack: &Stack, at: SocketAddr) -> Socket {
 }
 
 fn listener(stack: &Stack, at: SocketAddr) -> Socket {
-    let l = stream(stack, &at);
-    l.set_reuse_address(true).expect("SO_REUSEADDR");
-    l.bind(&at).unwrap_or_else(|e| panic!("bind {at}: {e}"));
-    l.listen(16).expect("listen");
-    l
-}
-
-/// A connection from `stack` to `to` (non-blocking connect, POLLOUT bounded by [`WAIT`],
-/// SO_ERROR); blocking afterwards, with read and write timeouts.
-fn connect(stack: &Stack, to: SocketAddr) -> Socket {
-    let c = stream(stack, &to);
-    c.set_nonblocking(true).unwrap();
-    match c.connect(&to) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-            let ev = wait_for(c.as_fd(), PollFlags::POLLOUT, WAIT);
-            assert!(!ev.is_empty(), "connect {to}: not done within {WAIT:?}");
-            if let Some(e) = c.take_error().unwrap() {
-                panic!("connect {to}: {e}");
-            }
-        }
-        Err(e) => panic!("connect {to}: {e}"),
-    }
-    c.set_nonblocking(false).unwrap();
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    c.set_write_timeout(Some(WAIT)).unwrap();
-    c
-}
-
-fn accept(l: &Socket) -> (Socket, SocketAddr) {
-    let ev = wait_for(l.as_fd(), PollFlags::POLLIN, WAIT);
-    assert!(
-        ev.contains(PollFlags::POLLIN),
-        "no connection within {WAIT:?}"
-    );
-    let (c, peer) = l.accept().expect("accept after POLLIN");
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    c.set_write_timeout(Some(WAIT)).unwrap();
-    (c, peer)
+    listener_backlog(stack, at, 16)
 }
 
 /// A TCP connection from `client` to a listener of `server` at `at`, and a few bytes each way.
@@ -504,28 +383,9 @@ fn idle_smoltcp_host_does_not_spin() {
 /// Builds the rwwrap C plug-in (host pump) into a directory of this test binary and points
 /// `IOTH_PLUGIN_PATH` at it, once, before any stack exists: every test calls this first.
 fn setup() {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("proxied-gaps-plugins");
-        std::fs::create_dir_all(&dir).expect("plug-in dir");
-        let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let tmp = dir.join(format!(".ioth_rwwrap.so.{}", std::process::id()));
-        let st = Command::new("gcc")
-            .args([
-                "-Wall", "-Wextra", "-Werror", "-O1", "-fPIC", "-shared", "-I",
-            ])
-            .arg(tests.join("../client/include"))
-            .arg("-o")
-            .arg(&tmp)
-            .arg(tests.join("c/plugins/ioth_rwwrap.c"))
-            .status()
-            .expect("gcc (the host-pump test builds a C plug-in; install gcc)");
-        assert!(st.success(), "gcc failed on ioth_rwwrap.c");
-        std::fs::rename(&tmp, dir.join("ioth_rwwrap.so")).expect("rename plug-in");
-        // Set once, before any stack exists; never changed afterwards.
-        std::env::set_var("IOTH_PLUGIN_PATH", &dir);
-        dir
-    });
+    stacks::build_test_plugins(
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join("proxied-gaps-plugins"),
+    );
 }
 
 /// An idle host-pump host (the rwwrap C plug-in: a listener, a UDP socket, an established
