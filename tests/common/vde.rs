@@ -55,7 +55,7 @@ pub struct Switch {
 }
 
 impl Switch {
-    /// Starts a switch and waits (bounded) until its control socket exists. Panics on failure.
+    /// Starts a switch and waits (bounded) until its control socket accepts connections. Panics on failure.
     pub fn start() -> Switch {
         let dir = TempDir::new("vdesw");
         let sw = dir.path().join("sw");
@@ -72,7 +72,9 @@ impl Switch {
         let mut s = Switch { child, dir };
         let ctl = sw.join("ctl");
         let deadline = Instant::now() + SWITCH_START;
-        while !ctl.exists() {
+        // Ready once its control socket accepts a connection: the socket file appears at bind(2),
+        // a moment before listen(2), and a connection in between is refused.
+        while std::os::unix::net::UnixStream::connect(&ctl).is_err() {
             if let Ok(Some(status)) = s.child.try_wait() {
                 panic!("vde_plug switch exited at start: {status}");
             }

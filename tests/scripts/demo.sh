@@ -36,8 +36,10 @@ trap cleanup EXIT
 
 echo "== switch: vde_plug null:// switch://$tmp/sw"
 vde_plug null:// "switch://$tmp/sw" & swpid=$!
-for _ in $(seq 100); do [ -e "$tmp/sw" ] && break; sleep 0.05; done
-[ -e "$tmp/sw" ] || { echo "the switch did not start" >&2; exit 1; }
+# Ready once its control socket listens (the file appears a moment before listen(2)).
+listening() { ss -xlH 2>/dev/null | grep -qF "$tmp/sw/ctl"; }
+for _ in $(seq 100); do listening && break; sleep 0.05; done
+listening || { echo "the switch did not start" >&2; exit 1; }
 
 echo "== server: $server vdestack vde://$tmp/sw"
 "$server" vdestack "vde://$tmp/sw" > "$tmp/server.log" 2>&1 & srvpid=$!
