@@ -110,6 +110,16 @@ int ioth_linksetaddr(struct ioth *iothstack, unsigned int ifindex, void *macaddr
 int ioth_linkgetaddr(struct ioth *iothstack, unsigned int ifindex, void *macaddr);
 int ioth_linksetmtu(struct ioth *iothstack, unsigned int ifindex, unsigned int mtu);
 
+/* nlinline's packing of extra arguments into the prefix length of ioth_ipaddr_add/del
+ * (address flags such as IFA_F_NODAD, and scope) and ioth_iproute_add/del (route type, scope):
+ * bits 0-7 prefix length, 8-15 flags or type, 16-23 scope. */
+static inline int nl_addrdata2prefix(unsigned char prefixlen, unsigned char flags, unsigned char scope) {
+	return prefixlen | (flags << 8) | (scope << 16);
+}
+static inline int nl_routedata2prefix(unsigned char prefixlen, unsigned char type, unsigned char scope) {
+	return prefixlen | (type << 8) | (scope << 16);
+}
+
 int ioth_getifaddrs(struct ioth *stack, struct ifaddrs **ifap);
 void ioth_freeifaddrs(struct ifaddrs *ifa);
 

@@ -41,10 +41,8 @@ static int failures;
 	} \
 } while (0)
 
-/* nlinline's nl_addrdata2prefix packing */
-static int addrdata2prefix(unsigned char prefixlen, unsigned char flags, unsigned char scope) {
-	return prefixlen | (flags << 8) | (scope << 16);
-}
+/* nlinline's packing, from ioth.h */
+#define addrdata2prefix nl_addrdata2prefix
 
 /* one getifaddrs entry, in words: "name family address netmask flags" */
 static void describe(const struct ifaddrs *i, char *out, size_t len) {
