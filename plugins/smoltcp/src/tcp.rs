@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, RawFd};
 use std::time::Duration;
 
@@ -324,19 +324,7 @@ pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
     if dst.port() == 0 {
         return Err(errno(libc::ECONNREFUSED));
     }
-    if domain == libc::AF_INET6 && dst.is_ipv4() && v6only {
-        return Err(errno(libc::ENETUNREACH));
-    }
-    // Connecting to the unspecified address means the loopback, as in Linux.
-    let dst = if dst.ip().is_unspecified() {
-        let lo = match dst.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        };
-        SocketAddr::new(lo, dst.port())
-    } else {
-        dst
-    };
+    let dst = addr::connect_target(dst, domain, v6only)?;
     let bound = t.local;
     let from = bound.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
     if from.is_some_and(|f| !crate::net::same_family(f, dst.ip())) {

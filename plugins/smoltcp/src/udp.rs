@@ -28,7 +28,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::io::IoSlice;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsFd, RawFd};
 use std::time::Duration;
 
@@ -320,18 +320,7 @@ pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
         udp_of(&mut s.kind).remote = None;
         return Ok(());
     };
-    if domain == libc::AF_INET6 && dst.is_ipv4() && v6only {
-        return Err(errno(libc::ENETUNREACH));
-    }
-    let dst = if dst.ip().is_unspecified() {
-        let lo = match dst.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        };
-        SocketAddr::new(lo, dst.port())
-    } else {
-        dst
-    };
+    let dst = addr::connect_target(dst, domain, v6only)?;
     let bound = udp_of(&mut s.kind).local;
     let from = bound.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
     if core.net.route(dst.ip(), from).is_none() {
