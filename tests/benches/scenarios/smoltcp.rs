@@ -17,74 +17,35 @@
 //! `libioth_vdestack.so` and `libioth_smoltcp.so`; without them the table says "skipped" and why.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ioth::Stack;
 use ioth_tests::vde::Switch;
 
 use crate::support::sock::Sock;
-use crate::support::sock_work::{transfer, DgramClient, DgramEcho, Transfer, IO_TIMEOUT};
+use crate::support::sock_work::{transfer, Transfer, IO_TIMEOUT};
+use crate::support::udp_echo::{self, Client, Echo};
+use crate::support::vde::{missing, skipped, udp_lost, udp_rounds};
 use crate::support::workload::CHUNK;
-use crate::support::{procstat, release_host, udp_echo, Opts, Report, Samples};
+use crate::support::{procstat, vde, Opts, Report, Samples};
+
+/// The plug-ins this scenario needs beside the release host.
+const SOS: [&str; 2] = ["libioth_vdestack.so", "libioth_smoltcp.so"];
+
+/// A stack of `plugin` on `vnl` with `addr`/24 on `vde0`, up (ioth netlink calls only).
+fn stack(plugin: &str, vnl: &str, addr: Ipv4Addr) -> Stack {
+    vde::stack(plugin, vnl, addr).0
+}
 
 const BYTES: u64 = 128 << 20;
 const TCP_ROUNDS: usize = 5;
 const UDP_N: usize = 5_000;
 const UDP_ROUNDS: usize = 10;
-const IFNAME: &str = "vde0";
 
 const ADDR_A: Ipv4Addr = Ipv4Addr::new(10, 250, 2, 1);
 const ADDR_B: Ipv4Addr = Ipv4Addr::new(10, 250, 2, 2);
 const ADDR_S: Ipv4Addr = Ipv4Addr::new(10, 250, 2, 3);
 const ADDR_T: Ipv4Addr = Ipv4Addr::new(10, 250, 2, 4);
-
-/// Why this scenario cannot run here, if it cannot.
-fn missing() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("skipped: needs root (network namespaces, tap devices)".into());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("skipped: no /dev/net/tun".into());
-    }
-    let on_path = |exe: &str| {
-        std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(exe).is_file()))
-    };
-    if !on_path("vde_plug") {
-        return Some("skipped: no vde_plug (Debian package vdeplug)".into());
-    }
-    match release_host() {
-        Ok((host, _)) => {
-            for so in ["libioth_vdestack.so", "libioth_smoltcp.so"] {
-                let so = host.with_file_name(so);
-                if !so.is_file() {
-                    return Some(format!(
-                        "skipped: {} is missing; cargo build --release --workspace",
-                        so.display()
-                    ));
-                }
-            }
-        }
-        Err(e) => return Some(format!("skipped: {e}")),
-    }
-    None
-}
-
-fn skipped(title: &str, why: &str) -> Report {
-    let mut rep = Report::new(title);
-    rep.value(why, "none", "-", "-", "-");
-    rep
-}
-
-/// A stack of `plugin` on `vnl` with `addr`/24 on `vde0`, up (ioth netlink calls only).
-fn stack(plugin: &str, vnl: &str, addr: Ipv4Addr) -> Stack {
-    let s = Stack::new(plugin, &[vnl]).unwrap_or_else(|e| panic!("newstack {plugin}: {e}"));
-    let idx = s.if_nametoindex(IFNAME).expect("if_nametoindex vde0");
-    s.link_set_up(idx, true).expect("link_set_up");
-    s.ipaddr_add(IpAddr::V4(addr), 24, idx).expect("ipaddr_add");
-    s
-}
 
 /// The four stacks on one switch. Fields drop in order: stacks, then the switch.
 struct Net {
@@ -236,15 +197,7 @@ fn tcp_pair(net: &Net, p: Via, ports: &mut Ports) -> (Sock, Sock) {
 
 /// A `TcpExt:` counter of `/proc/<pid>/net/netstat` (the namespace of `pid`).
 fn tcp_ext(pid: u32, name: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/net/netstat")).unwrap_or_default();
-    let ext: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
-    let [names, values] = ext[..] else { return 0 };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == name)
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
+    procstat::net_counter(pid, "netstat", "TcpExt:", name)
 }
 
 /// Where to read kernel TCP counters of one path: the vdestack sender's and receiver's hosts.
@@ -343,7 +296,7 @@ const TCP_TITLE: &str = "smoltcp TCP throughput: smoltcp ↔ vdestack and smoltc
 
 /// The `smoltcp-tcp` scenario.
 pub fn run_tcp(opts: &Opts) -> Report {
-    if let Some(why) = missing() {
+    if let Some(why) = missing(&SOS) {
         return skipped(TCP_TITLE, &why);
     }
     let bytes = if opts.quick { BYTES / 8 } else { BYTES };
@@ -409,7 +362,7 @@ pub fn run_tcp(opts: &Opts) -> Report {
 }
 
 /// An echo on the receiving end of `p` and a client on the sending end, connected to it.
-fn udp_pair(net: &Net, p: Via, port: u16) -> (DgramEcho, DgramClient) {
+fn udp_pair(net: &Net, p: Via, port: u16) -> (Echo, Client<Sock>) {
     let (from, to, ip) = p.ends(net);
     let s = sock(to, true);
     let port = if ip.is_loopback() { 0 } else { port };
@@ -419,7 +372,7 @@ fn udp_pair(net: &Net, p: Via, port: u16) -> (DgramEcho, DgramClient) {
     let c = sock(from, true);
     c.connect(&at, IO_TIMEOUT)
         .unwrap_or_else(|e| panic!("connect {at} ({}): {e}", p.label()));
-    (DgramEcho::start(s), DgramClient::new(c))
+    (Echo::start(s), Client::new(c))
 }
 
 const UDP_TITLE: &str = "smoltcp UDP round trip: smoltcp ↔ vdestack and smoltcp ↔ smoltcp over \
@@ -427,28 +380,19 @@ const UDP_TITLE: &str = "smoltcp UDP round trip: smoltcp ↔ vdestack and smoltc
 
 /// The `smoltcp-udp` scenario.
 pub fn run_udp(opts: &Opts) -> Report {
-    if let Some(why) = missing() {
+    if let Some(why) = missing(&SOS) {
         return skipped(UDP_TITLE, &why);
     }
     let n = opts.n(UDP_N);
     let per_round = (n / UDP_ROUNDS).max(1);
     let net = Net::new();
-    let mut cases: Vec<(DgramEcho, DgramClient)> = PATHS
+    let mut cases: Vec<(Echo, Client<Sock>)> = PATHS
         .iter()
         .enumerate()
         .map(|(k, &p)| udp_pair(&net, p, 7100 + k as u16))
         .collect();
-    // Warm-up, discarded (ARP, the switch's MAC table).
-    for (_, c) in &mut cases {
-        c.round_trips(200, &mut Samples::default());
-    }
-    let mut samples: Vec<Samples> = PATHS.iter().map(|_| Samples::with_capacity(n)).collect();
-    for r in 0..UDP_ROUNDS {
-        for k in 0..PATHS.len() {
-            let i = (r + k) % PATHS.len();
-            cases[i].1.round_trips(per_round, &mut samples[i]);
-        }
-    }
+    // Warm-up, discarded (ARP, the switch's MAC table), then interleaved rounds.
+    let samples = udp_rounds(&mut cases, n, UDP_ROUNDS, per_round);
     let mut rep = Report::new(UDP_TITLE);
     for (i, p) in PATHS.iter().enumerate() {
         let label = p.label().replace(" → ", " ⇄ ");
@@ -462,12 +406,8 @@ pub fn run_udp(opts: &Opts) -> Report {
          interleaved rounds of {per_round} per path. Unpinned.",
         udp_echo::PAYLOAD
     ));
-    let lost: Vec<String> = PATHS
-        .iter()
-        .zip(&cases)
-        .filter(|(_, c)| c.1.lost > 0)
-        .map(|(p, c)| format!("{}: {}", p.label(), c.1.lost))
-        .collect();
+    let labels: Vec<String> = PATHS.iter().map(|p| p.label().to_owned()).collect();
+    let lost = udp_lost(&labels, &cases);
     if !lost.is_empty() {
         rep.note(format!(
             "Lost datagrams (no reply within {:?}; warm-up included): {}.",

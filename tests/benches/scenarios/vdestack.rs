@@ -15,7 +15,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::OwnedFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ioth::Stack;
@@ -24,8 +23,9 @@ use ioth_tests::vde::{Switch, TempDir};
 use crate::support::cbridge::CBridge;
 use crate::support::procstat;
 use crate::support::udp_echo::{self, Echo};
+use crate::support::vde::{self, missing, skipped, udp_lost, udp_rounds, IFNAME};
 use crate::support::workload::{tcp_transfer, CHUNK};
-use crate::support::{release_host, Opts, Report, Samples};
+use crate::support::{Opts, Report, Samples};
 
 const BYTES: u64 = 256 << 20;
 const TCP_ROUNDS: usize = 3;
@@ -33,7 +33,6 @@ const UDP_N: usize = 5_000;
 const UDP_ROUNDS: usize = 10;
 /// Bound on any blocking socket call (connect, accept, read, write).
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
-const IFNAME: &str = "vde0";
 
 /// On the switch: vdestack A and B, C bridges C and D.
 const ADDR_A: Ipv4Addr = Ipv4Addr::new(10, 250, 0, 1);
@@ -44,42 +43,6 @@ const ADDR_D: Ipv4Addr = Ipv4Addr::new(10, 250, 0, 4);
 const ADDR_P: Ipv4Addr = Ipv4Addr::new(10, 250, 1, 1);
 const ADDR_Q: Ipv4Addr = Ipv4Addr::new(10, 250, 1, 2);
 
-/// Why this scenario cannot run here, if it cannot.
-fn missing() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("skipped: needs root (network namespaces, tap devices)".into());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("skipped: no /dev/net/tun".into());
-    }
-    let on_path = |exe: &str| {
-        std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(exe).is_file()))
-    };
-    if !on_path("vde_plug") {
-        return Some("skipped: no vde_plug (Debian package vdeplug)".into());
-    }
-    match release_host() {
-        Ok((host, _)) => {
-            let so = host.with_file_name("libioth_vdestack.so");
-            if !so.is_file() {
-                return Some(format!(
-                    "skipped: {} is missing; cargo build --release --workspace",
-                    so.display()
-                ));
-            }
-        }
-        Err(e) => return Some(format!("skipped: {e}")),
-    }
-    None
-}
-
-fn skipped(title: &str, why: &str) -> Report {
-    let mut rep = Report::new(title);
-    rep.value(why, "none", "-", "-", "-");
-    rep
-}
-
 /// A vdestack stack with `vde0` on `vnl`, `addr`/24 on it, up (all through ioth's netlink).
 struct VStack {
     stack: Stack,
@@ -89,13 +52,7 @@ struct VStack {
 
 impl VStack {
     fn new(vnl: &str, addr: Ipv4Addr) -> VStack {
-        let stack =
-            Stack::new("vdestack", &[vnl]).unwrap_or_else(|e| panic!("newstack vdestack: {e}"));
-        let ifindex = stack.if_nametoindex(IFNAME).expect("if_nametoindex vde0");
-        stack
-            .ipaddr_add(IpAddr::V4(addr), 24, ifindex)
-            .expect("ipaddr_add");
-        stack.link_set_up(ifindex, true).expect("link_set_up");
+        let (stack, ifindex) = vde::stack("vdestack", vnl, addr);
         VStack {
             stack,
             ifindex,
@@ -413,7 +370,7 @@ const TCP_TITLE: &str = "vdestack TCP throughput: two stacks over a VDE switch v
 
 /// The `vdestack-tcp` scenario.
 pub fn run_tcp(opts: &Opts) -> Report {
-    if let Some(why) = missing() {
+    if let Some(why) = missing(&["libioth_vdestack.so"]) {
         return skipped(TCP_TITLE, &why);
     }
     let bytes = if opts.quick { BYTES / 8 } else { BYTES };
@@ -520,7 +477,7 @@ const UDP_TITLE: &str = "vdestack UDP round trip: two stacks over a VDE switch v
 
 /// The `vdestack-udp` scenario.
 pub fn run_udp(opts: &Opts) -> Report {
-    if let Some(why) = missing() {
+    if let Some(why) = missing(&["libioth_vdestack.so"]) {
         return skipped(UDP_TITLE, &why);
     }
     let n = opts.n(UDP_N);
@@ -538,17 +495,8 @@ pub fn run_udp(opts: &Opts) -> Report {
             udp_pair(s, c, at, from)
         })
         .collect();
-    // Warm-up, discarded (ARP, the switch's MAC table).
-    for (_, c) in &mut cases {
-        c.round_trips(200, &mut Samples::default());
-    }
-    let mut samples: Vec<Samples> = paths.iter().map(|_| Samples::with_capacity(n)).collect();
-    for r in 0..UDP_ROUNDS {
-        for k in 0..paths.len() {
-            let i = (r + k) % paths.len();
-            cases[i].1.round_trips(per_round, &mut samples[i]);
-        }
-    }
+    // Warm-up, discarded (ARP, the switch's MAC table), then interleaved rounds.
+    let samples = udp_rounds(&mut cases, n, UDP_ROUNDS, per_round);
     let mut rep = Report::new(UDP_TITLE);
     for (i, p) in paths.iter().enumerate() {
         rep.latency(&p.label(), &samples[i], Some(&samples[0]));
@@ -560,12 +508,8 @@ pub fn run_udp(opts: &Opts) -> Report {
          pump A, client) across 4 processes on the machine's CPUs.",
         udp_echo::PAYLOAD
     ));
-    let lost: Vec<String> = paths
-        .iter()
-        .zip(&cases)
-        .filter(|(_, c)| c.1.lost > 0)
-        .map(|(p, c)| format!("{}: {}", p.label(), c.1.lost))
-        .collect();
+    let labels: Vec<String> = paths.iter().map(|p| p.label()).collect();
+    let lost = udp_lost(&labels, &cases);
     if !lost.is_empty() {
         rep.note(format!(
             "Lost datagrams (no reply within {:?}): {}.",

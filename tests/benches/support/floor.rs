@@ -15,6 +15,27 @@ fn cmsg_space() -> usize {
     unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize }
 }
 
+/// An iovec of the one byte `byte`.
+fn byte_iov(byte: &mut u8) -> libc::iovec {
+    libc::iovec {
+        iov_base: (byte as *mut u8).cast(),
+        iov_len: 1,
+    }
+}
+
+/// A message header of the one iovec `iov` and the control buffer `control`, `controllen` bytes
+/// of it declared. It points at both: they must outlive every use of it. No allocation (the
+/// forked peer calls it).
+fn one_byte_msg(iov: &mut libc::iovec, control: &mut [u64; 8], controllen: usize) -> libc::msghdr {
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = controllen;
+    msg
+}
+
 /// The peer's loop. Runs in a forked child: raw syscalls only, no allocation, no locks.
 fn serve(fd: RawFd, domain: i32, ty: i32) -> ! {
     let mut byte = 0u8;
@@ -28,16 +49,8 @@ fn serve(fd: RawFd, domain: i32, ty: i32) -> ! {
         }
         // SAFETY: socket(2) takes plain integers.
         let s = unsafe { libc::socket(domain, ty, 0) };
-        let mut iov = libc::iovec {
-            iov_base: (&mut byte as *mut u8).cast(),
-            iov_len: 1,
-        };
-        // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = cmsg_space();
+        let mut iov = byte_iov(&mut byte);
+        let msg = one_byte_msg(&mut iov, &mut control, cmsg_space());
         // SAFETY: msg's control buffer is live and large enough for one fd (64 bytes).
         unsafe {
             let c = libc::CMSG_FIRSTHDR(&msg);
@@ -93,16 +106,9 @@ impl FdPeer {
         let n = unsafe { libc::send(fd, (&byte as *const u8).cast(), 1, libc::MSG_NOSIGNAL) };
         assert_eq!(n, 1, "send: {}", std::io::Error::last_os_error());
         let mut control = [0u64; 8];
-        let mut iov = libc::iovec {
-            iov_base: (&mut byte as *mut u8).cast(),
-            iov_len: 1,
-        };
-        // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control);
+        let mut iov = byte_iov(&mut byte);
+        let len = std::mem::size_of_val(&control);
+        let mut msg = one_byte_msg(&mut iov, &mut control, len);
         // SAFETY: msg points at live, writable buffers of the declared sizes.
         let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
         assert_eq!(n, 1, "recvmsg: {}", std::io::Error::last_os_error());

@@ -11,6 +11,7 @@ pub mod samples;
 pub mod sock;
 pub mod sock_work;
 pub mod udp_echo;
+pub mod vde;
 pub mod workload;
 
 use std::path::PathBuf;

@@ -111,13 +111,20 @@ pub fn if_counters(pid: u32, ifname: &str) -> IfCounters {
 /// TCP segments retransmitted in the network namespace of `pid` (`RetransSegs` of
 /// `/proc/<pid>/net/snmp`).
 pub fn tcp_retransmits(pid: u32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/net/snmp")).unwrap_or_default();
-    let tcp: Vec<&str> = text.lines().filter(|l| l.starts_with("Tcp:")).collect();
-    let [names, values] = tcp[..] else { return 0 };
+    net_counter(pid, "snmp", "Tcp:", "RetransSegs")
+}
+
+/// Counter `name` of section `section` (`"Tcp:"`, `"TcpExt:"`, …: a line of names, then one of
+/// values) of `/proc/<pid>/net/<file>` (`snmp`, `netstat`), in the network namespace of `pid`;
+/// zero if there is none.
+pub fn net_counter(pid: u32, file: &str, section: &str, name: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(section)).collect();
+    let [names, values] = lines[..] else { return 0 };
     names
         .split_whitespace()
         .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "RetransSegs")
+        .find(|(n, _)| *n == name)
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0)
 }

@@ -1,19 +1,17 @@
-//! Workloads on [`Sock`] (plain, native ioth or proxied ioth sockets): a one-way TCP transfer,
-//! a small-message TCP ping-pong, and a UDP echo with a client.
+//! Workloads on [`Sock`] (plain, native ioth or proxied ioth sockets): a one-way TCP transfer and
+//! a small-message TCP ping-pong; the UDP echo and client of [`udp_echo`](super::udp_echo) run
+//! on a [`Sock`] too ([`Datagram`]).
 //!
 //! Bounded everywhere: every blocking read and write has a timeout ([`IO_TIMEOUT`]); the echo
-//! threads stop when told (checked every 100 ms), at EOF, after a count or after a lifetime; the
-//! UDP client waits [`udp_echo::WAIT`] per reply and gives up after [`udp_echo::MAX_LOST`] losses.
+//! thread stops at EOF or after [`IO_TIMEOUT`] without data.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::sock::Sock;
-use super::udp_echo::{ECHO_LIFETIME, ECHO_MAX, MAX_LOST, PAYLOAD, WAIT};
+use super::udp_echo::{Datagram, PAYLOAD};
 use super::workload::CHUNK;
 use super::Samples;
 
@@ -142,103 +140,24 @@ impl Drop for PingPong {
     }
 }
 
-/// A UDP echo thread on a bound [`Sock`] (unconnected: `recv_from`/`send_to`, which carry the
-/// address header on a proxied fd). Drop stops it.
-pub struct DgramEcho {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<u64>>,
-}
-
-impl DgramEcho {
-    pub fn start(sock: Sock) -> DgramEcho {
-        sock.set_read_timeout(Duration::from_millis(100))
-            .expect("SO_RCVTIMEO");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("udp-echo".into())
-            .spawn(move || {
-                let end = Instant::now() + ECHO_LIFETIME;
-                let mut buf = [0u8; 2048];
-                let mut n = 0u64;
-                while n < ECHO_MAX && !flag.load(Ordering::Relaxed) && Instant::now() < end {
-                    // An error is a timeout (EAGAIN) or EINTR: the loop checks flag and clock.
-                    if let Ok((len, from)) = sock.recv_from(&mut buf) {
-                        let _ = sock.send_to(&buf[..len], &from);
-                        n += 1;
-                    }
-                }
-                n
-            })
-            .expect("spawn echo thread");
-        DgramEcho {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for DgramEcho {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Replies with an older sequence number read per request before counting it lost.
-const STALE_MAX: usize = 8;
-
-/// A UDP client on a connected [`Sock`] (bare payloads, plain `send`/`recv`).
-pub struct DgramClient {
-    sock: Sock,
-    seq: u64,
-    /// Datagrams that got no reply within [`WAIT`].
-    pub lost: usize,
-}
-
-impl DgramClient {
-    /// `sock` must already be connected to a [`DgramEcho`].
-    pub fn new(sock: Sock) -> DgramClient {
-        sock.set_read_timeout(WAIT).expect("SO_RCVTIMEO");
-        DgramClient {
-            sock,
-            seq: 0,
-            lost: 0,
-        }
+impl Datagram for Sock {
+    fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
+        Sock::set_read_timeout(self, t)
     }
 
-    /// `n` round trips, each timed into `out` (a lost one adds no sample).
-    pub fn round_trips(&mut self, n: usize, out: &mut Samples) {
-        let mut msg = [0x5au8; PAYLOAD];
-        let mut back = [0u8; 2048];
-        for _ in 0..n {
-            self.seq += 1;
-            msg[..8].copy_from_slice(&self.seq.to_le_bytes());
-            let t = Instant::now();
-            self.sock.send(&msg).expect("send");
-            let mut ok = false;
-            for _ in 0..STALE_MAX {
-                match self.sock.recv(&mut back) {
-                    Ok(len) if len == PAYLOAD && back[..8] == msg[..8] => {
-                        ok = true;
-                        break;
-                    }
-                    Ok(_) => {} // a late reply to an earlier, lost request
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => break, // no reply within WAIT
-                }
-            }
-            if ok {
-                out.push(t.elapsed());
-            } else {
-                self.lost += 1;
-                assert!(
-                    self.lost <= MAX_LOST,
-                    "{MAX_LOST} UDP datagrams lost: the path is broken"
-                );
-            }
-        }
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        Sock::send(self, buf)
+    }
+
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Sock::recv(self, buf)
+    }
+
+    fn send_to(&self, buf: &[u8], to: &SocketAddr) -> io::Result<usize> {
+        Sock::send_to(self, buf, to)
+    }
+
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        Sock::recv_from(self, buf)
     }
 }

@@ -5,7 +5,8 @@
 //! [`ECHO_MAX`] datagrams or after [`ECHO_LIFETIME`]; the client waits at most [`WAIT`] for a
 //! reply, reads at most a few stale replies per request, and gives up after [`MAX_LOST`] losses.
 
-use std::net::UdpSocket;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,6 +27,43 @@ pub const ECHO_LIFETIME: Duration = Duration::from_secs(600);
 /// Replies with an older sequence number read per request before counting it lost.
 const STALE_MAX: usize = 8;
 
+/// A datagram socket the echo and the client run on: a std [`UdpSocket`], or a
+/// [`Sock`](super::sock::Sock) (plain, native or proxied ioth fd).
+pub trait Datagram: Send + 'static {
+    /// `SO_RCVTIMEO`.
+    fn set_read_timeout(&self, t: Duration) -> io::Result<()>;
+    /// `send(2)` on a connected socket.
+    fn send(&self, buf: &[u8]) -> io::Result<usize>;
+    /// `recv(2)`.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// `sendto(2)`.
+    fn send_to(&self, buf: &[u8], to: &SocketAddr) -> io::Result<usize>;
+    /// `recvfrom(2)`.
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
+}
+
+impl Datagram for UdpSocket {
+    fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
+        UdpSocket::set_read_timeout(self, Some(t))
+    }
+
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        UdpSocket::send(self, buf)
+    }
+
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        UdpSocket::recv(self, buf)
+    }
+
+    fn send_to(&self, buf: &[u8], to: &SocketAddr) -> io::Result<usize> {
+        UdpSocket::send_to(self, buf, to)
+    }
+
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        UdpSocket::recv_from(self, buf)
+    }
+}
+
 /// An echo thread: sends every datagram back to where it came from. Drop stops it.
 pub struct Echo {
     stop: Arc<AtomicBool>,
@@ -33,9 +71,10 @@ pub struct Echo {
 }
 
 impl Echo {
-    /// Starts echoing on `sock` (already bound).
-    pub fn start(sock: UdpSocket) -> Echo {
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
+    /// Starts echoing on `sock` (already bound, unconnected: `recv_from`/`send_to`, which carry
+    /// the address header on a proxied fd).
+    pub fn start(sock: impl Datagram) -> Echo {
+        sock.set_read_timeout(Duration::from_millis(100))
             .expect("SO_RCVTIMEO");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -48,7 +87,7 @@ impl Echo {
                 while n < ECHO_MAX && !flag.load(Ordering::Relaxed) && Instant::now() < end {
                     // An error is a timeout (EAGAIN) or EINTR: the loop checks flag and clock.
                     if let Ok((len, from)) = sock.recv_from(&mut buf) {
-                        let _ = sock.send_to(&buf[..len], from);
+                        let _ = sock.send_to(&buf[..len], &from);
                         n += 1;
                     }
                 }
@@ -71,18 +110,19 @@ impl Drop for Echo {
     }
 }
 
-/// A client: a connected UDP socket and the next sequence number.
-pub struct Client {
-    sock: UdpSocket,
+/// A client: a connected datagram socket (bare payloads, plain `send`/`recv`) and the next
+/// sequence number.
+pub struct Client<S: Datagram = UdpSocket> {
+    sock: S,
     seq: u64,
     /// Datagrams that got no reply within [`WAIT`].
     pub lost: usize,
 }
 
-impl Client {
+impl<S: Datagram> Client<S> {
     /// `sock` must already be connected to an [`Echo`].
-    pub fn new(sock: UdpSocket) -> Client {
-        sock.set_read_timeout(Some(WAIT)).expect("SO_RCVTIMEO");
+    pub fn new(sock: S) -> Client<S> {
+        sock.set_read_timeout(WAIT).expect("SO_RCVTIMEO");
         Client {
             sock,
             seq: 0,
@@ -107,7 +147,7 @@ impl Client {
                         break;
                     }
                     Ok(_) => {} // a late reply to an earlier, lost request
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => break, // no reply within WAIT
                 }
             }
