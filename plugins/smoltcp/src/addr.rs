@@ -150,6 +150,22 @@ pub fn parse_header(h: &[u8]) -> io::Result<SocketAddr> {
     }
 }
 
+/// The destination `connect` really aims at: `ENETUNREACH` for an IPv4 address on an
+/// `IPV6_V6ONLY` socket, and the unspecified address meaning the loopback, as in Linux.
+pub fn connect_target(dst: SocketAddr, domain: i32, v6only: bool) -> io::Result<SocketAddr> {
+    if domain == libc::AF_INET6 && dst.is_ipv4() && v6only {
+        return Err(io::Error::from_raw_os_error(libc::ENETUNREACH));
+    }
+    if !dst.ip().is_unspecified() {
+        return Ok(dst);
+    }
+    let lo = match dst.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    };
+    Ok(SocketAddr::new(lo, dst.port()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,20 +209,4 @@ mod tests {
         assert_eq!(parse_header(&header(v6, libc::AF_INET6)).unwrap(), v6);
         assert!(parse_header(&h[..20]).is_err());
     }
-}
-
-/// The destination `connect` really aims at: `ENETUNREACH` for an IPv4 address on an
-/// `IPV6_V6ONLY` socket, and the unspecified address meaning the loopback, as in Linux.
-pub fn connect_target(dst: SocketAddr, domain: i32, v6only: bool) -> io::Result<SocketAddr> {
-    if domain == libc::AF_INET6 && dst.is_ipv4() && v6only {
-        return Err(io::Error::from_raw_os_error(libc::ENETUNREACH));
-    }
-    if !dst.ip().is_unspecified() {
-        return Ok(dst);
-    }
-    let lo = match dst.ip() {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-    };
-    Ok(SocketAddr::new(lo, dst.port()))
 }
