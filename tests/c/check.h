@@ -1,9 +1,13 @@
-/* Assertions for the C test programs of tests/capi.rs: a failed CHECK prints where, what and
+/* Assertions (and a loopback address helper) for the C test programs of tests/capi.rs and others: a failed CHECK prints where, what and
  * errno, and exits with status 1. */
 #ifndef IOTH_TEST_CHECK_H
 #define IOTH_TEST_CHECK_H
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,5 +44,18 @@
 		exit(1); \
 	} \
 } while (0)
+
+typedef struct sockaddr SA;
+
+/* 127.0.0.1:port */
+static inline struct sockaddr_in loopback(uint16_t port)
+{
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_port = htons(port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return a;
+}
 
 #endif

@@ -10,18 +10,6 @@
 #include <ioth.h>
 #include "check.h"
 
-typedef struct sockaddr SA;
-
-static struct sockaddr_in loopback(uint16_t port)
-{
-	struct sockaddr_in a;
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_port = htons(port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	return a;
-}
-
 static void wait_readable(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };

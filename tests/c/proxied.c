@@ -16,7 +16,6 @@
 #include <ioth.h>
 #include "check.h"
 
-typedef struct sockaddr SA;
 
 #define WAIT_MS 20000
 
