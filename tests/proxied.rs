@@ -19,7 +19,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ioth::{Socket, Stack};
-use ioth_tests::cprog::{self, example, lines_of, Reaped};
+use ioth_tests::cprog::{self, example};
+use ioth_tests::demo::run as run_demo;
 use ioth_tests::pattern::{Pattern, CHUNK, PROFILE};
 use ioth_tests::sock::{accept, connect, listener, ready_now, stream, wait_for, WAIT};
 use ioth_tests::stacks::{self, addr, domain, ip, Net, Side, IFA_F_NODAD};
@@ -1248,51 +1249,6 @@ fn c_netlink_configuration_vdestack_and_smoltcp() {
 }
 
 // ---------------------------------------------------------------- the seed's demo
-
-const DEMO_LINES: [&str; 3] = ["hello from the client stack", "second line", "bye"];
-
-/// The demo (as tests/demo.rs runs it) with the server on stack `ss` and the client on `cs`.
-fn run_demo(server: &Path, ss: &str, client: &Path, cs: &str) {
-    let sw = Switch::start();
-    let mut srv = Reaped(
-        Command::new(server)
-            .args([ss, &sw.vnl()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let srv_lines = lines_of(&mut srv.0);
-    let first = srv_lines.recv_timeout(WAIT).expect("server did not start");
-    assert!(first.contains("listening"), "server said {first:?}");
-    let mut cli = Reaped(
-        Command::new(client)
-            .args([cs, &sw.vnl()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let cli_lines = lines_of(&mut cli.0);
-    let mut stdin = cli.0.stdin.take().unwrap();
-    for l in DEMO_LINES {
-        stdin.write_all(format!("{l}\n").as_bytes()).unwrap();
-        let echoed = cli_lines
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("no echo of {l:?} ({ss} server, {cs} client)"));
-        assert_eq!(echoed, l);
-    }
-    drop(stdin);
-    // The client ends once the server has echoed everything and closed.
-    assert!(
-        ioth_tests::proc::wait_until(WAIT, || cli.0.try_wait().unwrap().is_some()),
-        "client did not end after the end of its input ({ss} server, {cs} client)"
-    );
-    let log: Vec<String> = srv_lines.try_iter().collect();
-    let received = log.join("\n");
-    for l in DEMO_LINES {
-        assert!(received.contains(l), "server log lacks {l:?}: {log:?}");
-    }
-}
 
 #[test]
 fn demo_rust_on_smoltcp() {
