@@ -11,7 +11,8 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "the demo needs root: vdestack stacks create network namespaces and tap devices" >&2
   exit 1
 fi
-cargo build --workspace --examples --quiet
+# Everything the demo runs: the examples, libioth.so, ioth-host and the plug-ins it loads.
+cargo build --workspace --lib --bins --examples --quiet
 target=${CARGO_TARGET_DIR:-target}/debug
 case "$lang" in
   rust) server=$target/examples/iothtest_server; client=$target/examples/iothtest_client ;;
