@@ -134,8 +134,9 @@ impl Smol {
         let c: Vec<CString> = vnls.iter().map(|v| CString::new(*v).unwrap()).collect();
         let mut v: Vec<*const libc::c_char> = c.iter().map(|s| s.as_ptr()).collect();
         v.push(std::ptr::null());
-        // SAFETY: v is a NULL-terminated vector of live C strings; f lives as long as the stack.
-        let data = unsafe { (lib().newstack)(v.as_ptr(), &mut *f) };
+        // SAFETY: v is a NULL-terminated vector of live C strings, the options a C string; f
+        // lives as long as the stack.
+        let data = unsafe { (lib().newstack)(v.as_ptr(), c"".as_ptr(), &mut *f) };
         if data.is_null() {
             return Err(last_err());
         }

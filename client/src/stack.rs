@@ -107,6 +107,7 @@ struct HostLink {
 #[derive(Debug, Clone)]
 pub struct StackBuilder {
     plugin: String,
+    options: String,
     vnls: Vec<String>,
     license: Option<Option<String>>,
     timeout: Option<Duration>,
@@ -124,11 +125,15 @@ fn env_ms(var: &str) -> Option<Duration> {
 }
 
 impl StackBuilder {
-    /// A stack of plug-in `plugin` (`"vdestack"` loads `ioth_vdestack.so`). An empty name means
-    /// the native kernel stack.
+    /// A stack of plug-in `plugin` (`"vdestack"` loads `ioth_vdestack-r.so` or
+    /// `ioth_vdestack.so`). As in C, what follows the first comma is the plug-in's options,
+    /// handed to it verbatim: `"vdestack,a,b=1"` is plug-in `vdestack` with options `"a,b=1"`
+    /// (see [`StackBuilder::options`]). An empty name means the native kernel stack.
     pub fn new(plugin: &str) -> StackBuilder {
+        let (plugin, options) = plugin.split_once(',').unwrap_or((plugin, ""));
         StackBuilder {
             plugin: plugin.to_owned(),
+            options: options.to_owned(),
             vnls: Vec::new(),
             license: None,
             timeout: None,
@@ -136,6 +141,14 @@ impl StackBuilder {
             audit: None,
             limits: Limits::default(),
         }
+    }
+
+    /// Sets the plug-in's options (replacing those of the name given to [`StackBuilder::new`]):
+    /// a string the plug-in's `newstack` receives verbatim. Our plug-ins (`kernel`,
+    /// `vdestack`, `smoltcp`) take none and fail with `EINVAL` on any.
+    pub fn options(mut self, options: &str) -> StackBuilder {
+        self.options = options.to_owned();
+        self
     }
 
     /// Adds an interface on a virtual network (`vde:///tmp/sw`, `eth1:vde:///tmp/sw`, …).
@@ -308,6 +321,7 @@ impl StackBuilder {
         }
         let req = Request::NewStack {
             plugin: self.plugin.clone(),
+            options: self.options.clone(),
             vnls: self.vnls.clone(),
             search_path: locate::plugin_search_path(),
             app_license: license,

@@ -126,6 +126,7 @@ pub fn args_json(req: &Request) -> String {
         }
         Request::NewStack {
             plugin,
+            options,
             vnls,
             search_path,
             app_license,
@@ -134,6 +135,8 @@ pub fn args_json(req: &Request) -> String {
         } => {
             o.push_str("\"plugin\":");
             json_str(&mut o, plugin);
+            o.push_str(",\"options\":");
+            json_str(&mut o, options);
             o.push_str(",\"vnls\":");
             json_str_array(&mut o, vnls);
             o.push_str(",\"search_path\":");
@@ -415,6 +418,7 @@ mod tests {
         ));
         let ns = Request::NewStack {
             plugin: "x\"y".into(),
+            options: String::new(),
             vnls: vec!["vde:///tmp/sw".into()],
             search_path: vec![],
             app_license: None,

@@ -1,4 +1,17 @@
-//! Finding, loading and calling a plug-in with the seed's ABI. Runs in the host process only.
+//! Finding, loading and calling a plug-in. Runs in the host process only.
+//!
+//! Both forms of `newstack` found in the wild load unchanged: the original's
+//! `void *ioth_NAME_newstack(const char *vnlv[], const char *options, struct ioth_functions *f)`
+//! and the older `void *ioth_NAME_newstack(const char *vnlv[], struct ioth_functions *f)`. A
+//! symbol does not say which one a plug-in has, so one call serves both ([`call_newstack`]):
+//! with no options the host passes `f` as the second *and* the third argument. A two-argument
+//! plug-in reads its `f` from the second; a three-argument one reads the options from the
+//! second, and there they are `""`, because the first field of `f` is `getstackdata`, which
+//! points at a function whose address ends in a zero byte ([`getstackdata_entry`]), and on a
+//! little-endian machine that byte comes first. With options the three-argument form is called
+//! with them; a two-argument plug-in would take the options for its `f`, so they are handed over
+//! in a buffer as large as `struct ioth_functions`, and a plug-in that wrote into it is refused
+//! (`EINVAL`: it takes no options).
 //!
 //! The plug-in's shared object is never unloaded: the host exits instead, so no plug-in thread can
 //! outlive its code.
@@ -10,7 +23,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use ioth_plugin_sdk::abi::{IothFunctions, NewStackFn, SLOT_NAMES};
+use ioth_plugin_sdk::abi::{GetStackDataFn, IothFunctions, NewStackFn, SLOT_NAMES};
 use ioth_proto::WireError;
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
@@ -20,9 +33,54 @@ use crate::license;
 /// The stack data `newstack` returned: one stack per host, so one global.
 static STACKDATA: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
-/// `getstackdata` as the ABI gives it to plug-ins.
-unsafe extern "C" fn getstackdata() -> *mut c_void {
+/// `getstackdata`, called through [`getstackdata_entry`].
+extern "C" fn getstackdata() -> *mut c_void {
     STACKDATA.load(Ordering::Acquire)
+}
+
+// The entry point of `getstackdata` that plug-ins receive: a jump to [`getstackdata`] at an
+// address aligned to 256 bytes, so that its lowest byte is zero (see the module doc).
+#[cfg(target_arch = "x86_64")]
+std::arch::global_asm!(
+    ".pushsection .text.ioth_getstackdata_entry,\"ax\",@progbits",
+    ".balign 256",
+    ".globl ioth_host_getstackdata_entry",
+    ".hidden ioth_host_getstackdata_entry",
+    ".type ioth_host_getstackdata_entry,@function",
+    "ioth_host_getstackdata_entry:",
+    "jmp {target}",
+    ".size ioth_host_getstackdata_entry, . - ioth_host_getstackdata_entry",
+    ".popsection",
+    target = sym getstackdata,
+);
+#[cfg(target_arch = "aarch64")]
+std::arch::global_asm!(
+    ".pushsection .text.ioth_getstackdata_entry,\"ax\",%progbits",
+    ".balign 256",
+    ".globl ioth_host_getstackdata_entry",
+    ".hidden ioth_host_getstackdata_entry",
+    ".type ioth_host_getstackdata_entry,%function",
+    "ioth_host_getstackdata_entry:",
+    "b {target}",
+    ".size ioth_host_getstackdata_entry, . - ioth_host_getstackdata_entry",
+    ".popsection",
+    target = sym getstackdata,
+);
+
+extern "C" {
+    /// The 256-byte-aligned entry of [`getstackdata`] (defined by the `global_asm!` above).
+    fn ioth_host_getstackdata_entry() -> *mut c_void;
+}
+
+/// The `getstackdata` plug-ins get: an address whose lowest byte is zero.
+fn getstackdata_entry() -> GetStackDataFn {
+    let f: GetStackDataFn = ioth_host_getstackdata_entry;
+    assert_eq!(
+        f as usize & 0xff,
+        0,
+        "getstackdata entry must be 256-byte aligned"
+    );
+    f
 }
 
 fn err(errno: i32, message: impl Into<String>) -> WireError {
@@ -57,22 +115,27 @@ pub fn check_name(name: &str) -> Result<(), WireError> {
     Ok(())
 }
 
-/// Finds `ioth_<name>.so`: first in `search` (the application's `IOTH_PLUGIN_PATH` and
-/// `~/.ioth`), then in `own_dir`, the host binary's directory, which is the installation's plug-in
-/// directory (`<prefix>/lib/ioth`) or a cargo build directory, where cargo names it
-/// `libioth_<name>.so`. Never the current directory.
+/// The file names tried for plug-in `name` in one directory, in order: the original's
+/// `ioth_<name>-r.so` (a reentrant build) then `ioth_<name>.so`.
+fn file_names(name: &str) -> [String; 2] {
+    [format!("ioth_{name}-r.so"), format!("ioth_{name}.so")]
+}
+
+/// Finds the plug-in `name`: in each directory of `search` (the application's
+/// `IOTH_PLUGIN_PATH` and `~/.ioth`), then in `own_dir`, the host binary's directory, which is the
+/// installation's plug-in directory (`<libdir>/ioth`) or a cargo build directory, where cargo
+/// names it `libioth_<name>.so`; in each directory `ioth_<name>-r.so` before `ioth_<name>.so`.
+/// Never the current directory.
 pub fn find(name: &str, search: &[PathBuf], own_dir: Option<&Path>) -> Result<PathBuf, WireError> {
     check_name(name)?;
-    let file = format!("ioth_{name}.so");
     let mut tried = Vec::new();
-    let mut candidates: Vec<PathBuf> = search
-        .iter()
-        .filter(|d| d.is_absolute())
-        .map(|d| d.join(&file))
-        .collect();
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    for d in search.iter().filter(|d| d.is_absolute()) {
+        candidates.extend(file_names(name).iter().map(|f| d.join(f)));
+    }
     if let Some(d) = own_dir {
-        candidates.push(d.join(&file));
-        candidates.push(d.join(format!("lib{file}")));
+        candidates.extend(file_names(name).iter().map(|f| d.join(f)));
+        candidates.push(d.join(format!("libioth_{name}.so")));
     }
     for c in candidates {
         if c.is_file() {
@@ -87,6 +150,43 @@ pub fn find(name: &str, search: &[PathBuf], own_dir: Option<&Path>) -> Result<Pa
             tried.join(", ")
         ),
     ))
+}
+
+/// Calls `newstack` in the form that serves both ABIs (see the module doc): `Err` when a
+/// two-argument plug-in was given options.
+///
+/// # Safety
+/// `newstack` is a plug-in's `ioth_<name>_newstack` (either form); `vnlv` is a NULL-terminated
+/// vector of live C strings; `f` is a live, boxed `ioth_functions` whose `getstackdata` is
+/// [`getstackdata_entry`], at a fixed address for the life of the process.
+unsafe fn call_newstack(
+    newstack: NewStackFn,
+    vnlv: *const *const c_char,
+    options: &CStr,
+    f: &mut IothFunctions,
+) -> Result<*mut c_void, ()> {
+    let fp: *mut IothFunctions = f;
+    if options.is_empty() {
+        debug_assert!(f.getstackdata.is_some_and(|g| g as usize & 0xff == 0));
+        // SAFETY: the caller's contract. Read as a C string, `fp` is "" (its first byte is the
+        // low byte of getstackdata, zero); a two-argument plug-in takes it as its `f`.
+        return Ok(unsafe { newstack(vnlv, fp.cast::<c_char>(), fp) });
+    }
+    // The options, zero-padded to the size of ioth_functions: what a two-argument plug-in would
+    // write into if it took them for its `f`.
+    // Never freed: a plug-in may keep the pointer (one stack per host, so one buffer).
+    let bytes = options.to_bytes_with_nul();
+    let buf: &'static mut [u8] =
+        Vec::leak(vec![0u8; bytes.len().max(size_of::<IothFunctions>())]);
+    buf[..bytes.len()].copy_from_slice(bytes);
+    let before = buf.to_vec();
+    // SAFETY: the caller's contract; buf is a live NUL-terminated string, large enough to be
+    // written as an ioth_functions by a plug-in that mistakes it for one.
+    let data = unsafe { newstack(vnlv, buf.as_ptr().cast::<c_char>(), fp) };
+    if *buf != before[..] {
+        return Err(());
+    }
+    Ok(data)
 }
 
 /// A loaded plug-in and its stack.
@@ -119,10 +219,12 @@ fn libc_address(name: &str) -> Option<*const c_void> {
         .map(|s| *s)
 }
 
-/// Loads the plug-in at `path` (named `name`) and creates its stack on `vnls`.
+/// Loads the plug-in at `path` (named `name`) and creates its stack on `vnls` with `options`
+/// (handed to its `newstack` verbatim).
 pub fn load(
     path: &Path,
     name: &str,
+    options: &str,
     vnls: &[String],
     app_license: Option<&str>,
 ) -> Result<Plugin, WireError> {
@@ -164,10 +266,13 @@ pub fn load(
             unsafe { f.set_slot(i, p) };
         }
     }
-    f.getstackdata = Some(getstackdata);
-    // SAFETY: the symbol is ioth_<name>_newstack, whose signature the ABI fixes.
+    f.getstackdata = Some(getstackdata_entry());
+    // SAFETY: the symbol is ioth_<name>_newstack, of one of the two forms the ABI allows;
+    // call_newstack calls it in a way that is right for both.
     let newstack: NewStackFn =
         unsafe { std::mem::transmute::<*const c_void, NewStackFn>(newstack) };
+    let coptions = CString::new(options)
+        .map_err(|_| err(libc::EINVAL, "the stack options contain a NUL byte"))?;
     let cvnls: Vec<CString> = vnls
         .iter()
         .map(|v| CString::new(v.as_str()))
@@ -177,8 +282,17 @@ pub fn load(
     vnlv.push(std::ptr::null());
     clear_errno();
     // SAFETY: vnlv is a NULL-terminated vector of live C strings; f is a live, boxed
-    // ioth_functions that stays at this address for the life of the process.
-    let data = unsafe { newstack(vnlv.as_ptr(), &mut *f) };
+    // ioth_functions that stays at this address for the life of the process, its getstackdata
+    // the aligned entry.
+    let data = unsafe { call_newstack(newstack, vnlv.as_ptr(), &coptions, &mut f) }.map_err(|()| {
+        err(
+            libc::EINVAL,
+            format!(
+                "plug-in {name:?} takes no options: its newstack has the two-argument form \
+                 (the stack name gave {options:?})"
+            ),
+        )
+    })?;
     if data.is_null() {
         let e = last_errno(libc::EINVAL);
         // The optional `const char *ioth_<name>_newstack_error(void)` says why (SDK extension).

@@ -210,6 +210,7 @@ impl Host {
                 State::Loading,
                 Request::NewStack {
                     plugin,
+                    options,
                     vnls,
                     search_path,
                     app_license,
@@ -218,6 +219,7 @@ impl Host {
                 },
             ) => self.handle_newstack(
                 &plugin,
+                &options,
                 &vnls,
                 &search_path,
                 app_license.as_deref(),
@@ -319,6 +321,7 @@ impl Host {
     fn handle_newstack(
         &mut self,
         name: &str,
+        options: &str,
         vnls: &[String],
         search_path: &[String],
         app_license: Option<&str>,
@@ -341,7 +344,7 @@ impl Host {
         }
         let search: Vec<PathBuf> = search_path.iter().map(PathBuf::from).collect();
         let result = plugin::find(name, &search, self.own_dir.as_deref())
-            .and_then(|path| plugin::load(&path, name, vnls, app_license).map(|p| (path, p)));
+            .and_then(|path| plugin::load(&path, name, options, vnls, app_license).map(|p| (path, p)));
         match result {
             Ok((path, p)) => {
                 let sockets = match Sockets::new(&p) {

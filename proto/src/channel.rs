@@ -258,6 +258,7 @@ mod tests {
             Request::Hello { version: 1 },
             Request::NewStack {
                 plugin: "kernel".into(),
+                options: "eth,x=1".into(),
                 vnls: vec!["vde:///tmp/sw".into()],
                 search_path: vec!["/x".into()],
                 app_license: Some("SPDX-License-Identifier: MIT".into()),
@@ -482,6 +483,7 @@ mod tests {
         // Truncated: a NewStack cut short.
         let full = encode(&Request::NewStack {
             plugin: "kernel".into(),
+            options: String::new(),
             vnls: vec![],
             search_path: vec![],
             app_license: None,
@@ -512,6 +514,7 @@ mod tests {
         let (a, mut b) = Channel::pair().unwrap();
         let big = Request::NewStack {
             plugin: "x".repeat(MAX_FRAME + 10),
+            options: String::new(),
             vnls: vec![],
             search_path: vec![],
             app_license: None,

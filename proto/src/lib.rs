@@ -26,7 +26,7 @@ pub use message::{
 
 /// Version of this protocol. Client and host must agree exactly. 3 added proxied sockets
 /// ([`FdKind::Proxied`], [`Request::Control`], [`Request::Close`]).
-pub const PROTO_VERSION: u32 = 3;
+pub const PROTO_VERSION: u32 = 4;
 
 /// Largest encoded message, in bytes. A bigger datagram is a protocol error.
 pub const MAX_FRAME: usize = 64 * 1024;

@@ -14,8 +14,12 @@ pub enum Request {
     /// Second message: load a plug-in and create its stack, no fds. Answered by
     /// [`Reply::StackReady`] or [`Reply::Error`] (after which the host exits).
     NewStack {
-        /// Plug-in name: `kernel` loads `ioth_kernel.so`. Never contains `/` or `..`.
+        /// Plug-in name: `kernel` loads `ioth_kernel-r.so` or `ioth_kernel.so`. Never contains
+        /// `/`, `..` or `,`.
         plugin: String,
+        /// The options for the plug-in: what followed the first comma of the stack name
+        /// (`"vdestack,a,b"` gives `"a,b"`), handed to its `newstack` verbatim; `""` when none.
+        options: String,
         /// The virtual network locators, one interface each.
         vnls: Vec<String>,
         /// Directories searched for the plug-in, in order, before the host's own directory.

@@ -11,7 +11,8 @@ use std::os::fd::{FromRawFd, OwnedFd};
 pub struct KernelStack;
 
 impl ioth_plugin_sdk::NativeStack for KernelStack {
-    fn new(vnls: &[&str]) -> io::Result<Self> {
+    fn new(vnls: &[&str], options: &str) -> io::Result<Self> {
+        ioth_plugin_sdk::refuse_options("kernel", options)?;
         if !vnls.is_empty() {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }

@@ -5,8 +5,15 @@ use std::ffi::{c_char, c_int, c_ulong, c_void};
 
 use libc::{iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
-/// `void *newstack(const char *vnlv[], struct ioth_functions *f)`.
-pub type NewStackFn = unsafe extern "C" fn(*const *const c_char, *mut IothFunctions) -> *mut c_void;
+/// `void *newstack(const char *vnlv[], const char *options, struct ioth_functions *f)`: the
+/// original's form (its header's `newstack_prototype`, used by its own modules and by third-party
+/// plug-ins). `options` is what follows the first comma of the stack name (`""` when none).
+pub type NewStackFn =
+    unsafe extern "C" fn(*const *const c_char, *const c_char, *mut IothFunctions) -> *mut c_void;
+/// `void *newstack(const char *vnlv[], struct ioth_functions *f)`: the older two-argument form,
+/// which the host also loads (see `host/src/plugin.rs` for how one call serves both).
+pub type NewStack2Fn =
+    unsafe extern "C" fn(*const *const c_char, *mut IothFunctions) -> *mut c_void;
 /// `int delstack(void *stackdata)`.
 pub type DelStackFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 /// `void *getstackdata(void)`.

@@ -3,7 +3,7 @@
 //! A plug-in for stack `foo` is a shared object `ioth_foo.so` exporting
 //!
 //! ```c
-//! void *ioth_foo_newstack(const char *vnlv[], struct ioth_functions *f);
+//! void *ioth_foo_newstack(const char *vnlv[], const char *options, struct ioth_functions *f);
 //! int ioth_foo_delstack(void *stackdata);          /* optional */
 //! const char *ioth_foo_license;                      /* optional, SPDX */
 //! int ioth_foo_socket(int domain, int type, int protocol); /* optional: any ioth_foo_<fn> is
@@ -20,10 +20,12 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+pub mod cstr;
 mod native;
 #[cfg(feature = "vde")]
 pub mod vde;
 
+pub use cstr::refuse_options;
 pub use native::{errno_of, error, NativeStack, PluginState};
 
 /// Exports a [`NativeStack`] implementation as the plug-in `ioth_<name>.so`.
@@ -46,11 +48,12 @@ macro_rules! export_native_stack {
             #[export_name = concat!("ioth_", $name, "_newstack")]
             unsafe extern "C" fn __ioth_newstack(
                 vnlv: *const *const ::std::ffi::c_char,
+                options: *const ::std::ffi::c_char,
                 f: *mut $crate::abi::IothFunctions,
             ) -> *mut ::std::ffi::c_void {
-                // SAFETY: the host passes a NULL-terminated vector of C strings and a valid
-                // ioth_functions, as the ABI requires.
-                unsafe { STATE.newstack::<$ty>(vnlv, f, __ioth_socket) }
+                // SAFETY: the host passes a NULL-terminated vector of C strings, the options
+                // string and a valid ioth_functions, as the ABI requires.
+                unsafe { STATE.newstack::<$ty>(vnlv, options, f, __ioth_socket) }
             }
 
             #[export_name = concat!("ioth_", $name, "_delstack")]

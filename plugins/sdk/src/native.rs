@@ -1,7 +1,7 @@
 //! Rust plug-ins whose sockets are kernel sockets.
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -13,8 +13,11 @@ use crate::abi::{GetStackDataFn, IothFunctions, SocketFn};
 /// A stack whose sockets are kernel sockets (native fds): the host hands the very fd to the
 /// application, which then uses it with plain syscalls.
 pub trait NativeStack: Send + Sync + Sized + 'static {
-    /// Creates the stack, one interface per VNL. Runs in the host process.
-    fn new(vnls: &[&str]) -> io::Result<Self>;
+    /// Creates the stack, one interface per VNL. `options` is what follows the first comma of
+    /// the stack name (`"vdestack,a,b=1"` gives `"a,b=1"`; `""` when none), verbatim: a plug-in
+    /// refuses what it does not understand with `EINVAL` ([`crate::refuse_options`]). Runs in the
+    /// host process.
+    fn new(vnls: &[&str], options: &str) -> io::Result<Self>;
     /// Creates a socket of this stack, as socket(2).
     fn socket(&self, domain: c_int, ty: c_int, protocol: c_int) -> io::Result<OwnedFd>;
     /// Deletes the stack (`delstack`); the default just drops it.
@@ -101,14 +104,15 @@ impl PluginState {
             .map_or(std::ptr::null(), |c| c.as_ptr())
     }
 
-    /// `newstack` of the ABI for stack type `T`.
+    /// `newstack` of the ABI (the original's three-argument form) for stack type `T`.
     ///
     /// # Safety
-    /// `vnlv` is NULL or a NULL-terminated array of C strings; `f` points to a valid
-    /// `ioth_functions` that outlives the stack.
+    /// `vnlv` is NULL or a NULL-terminated array of C strings; `options` is NULL or a C string;
+    /// `f` points to a valid `ioth_functions` that outlives the stack.
     pub unsafe fn newstack<T: NativeStack>(
         &self,
         vnlv: *const *const c_char,
+        options: *const c_char,
         f: *mut IothFunctions,
         socket: SocketFn,
     ) -> *mut c_void {
@@ -116,26 +120,18 @@ impl PluginState {
             set_errno(libc::EINVAL);
             return std::ptr::null_mut();
         }
-        let mut vnls = Vec::new();
-        if !vnlv.is_null() {
-            for i in 0.. {
-                // SAFETY: the vector is NULL-terminated (caller's contract); we stop at NULL.
-                let p = unsafe { *vnlv.add(i) };
-                if p.is_null() {
-                    break;
-                }
-                // SAFETY: p is a NUL-terminated C string (caller's contract).
-                match unsafe { CStr::from_ptr(p) }.to_str() {
-                    Ok(s) => vnls.push(s),
-                    Err(_) => {
-                        set_errno(libc::EINVAL);
-                        return std::ptr::null_mut();
-                    }
-                }
+        // SAFETY: the caller's contract, passed on. Both are read before `f` is written: with
+        // no options the host passes `f` itself as `options` (host/src/plugin.rs).
+        let args = unsafe { (crate::cstr::vector(vnlv), crate::cstr::string(options)) };
+        let (vnls, options) = match args {
+            (Ok(v), Ok(o)) => (v, o),
+            _ => {
+                set_errno(libc::EINVAL);
+                return std::ptr::null_mut();
             }
-        }
+        };
         self.set_newstack_error(None);
-        match catch_unwind(AssertUnwindSafe(|| T::new(&vnls))) {
+        match catch_unwind(AssertUnwindSafe(|| T::new(&vnls, options))) {
             Ok(Ok(stack)) => {
                 // SAFETY: f is valid and exclusively ours for the duration of newstack.
                 let f = unsafe { &mut *f };

@@ -11,7 +11,7 @@
 
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
 use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -125,35 +125,31 @@ unsafe fn copy_out(v: &[u8], buf: *mut u8, len: *mut socklen_t, full_len: bool) 
     Ok(())
 }
 
-/// `void *ioth_smoltcp_newstack(const char *vnlv[], struct ioth_functions *f)`.
+/// `void *ioth_smoltcp_newstack(const char *vnlv[], const char *options,
+/// struct ioth_functions *f)`. The stack takes no options (`EINVAL`).
 ///
 /// # Safety
-/// `vnlv` is NULL or a NULL-terminated array of C strings; `f` points to a valid
-/// `ioth_functions` that outlives the stack.
+/// `vnlv` is NULL or a NULL-terminated array of C strings; `options` is NULL or a C string; `f`
+/// points to a valid `ioth_functions` that outlives the stack.
 #[export_name = "ioth_smoltcp_newstack"]
 pub unsafe extern "C" fn newstack(
     vnlv: *const *const c_char,
+    options: *const c_char,
     f: *mut IothFunctions,
 ) -> *mut c_void {
     let r = catch_unwind(AssertUnwindSafe(|| -> io::Result<*mut c_void> {
         if f.is_null() {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        let mut vnls = Vec::new();
-        if !vnlv.is_null() {
-            for i in 0.. {
-                // SAFETY: the vector is NULL-terminated (caller's contract); we stop at NULL.
-                let p = unsafe { *vnlv.add(i) };
-                if p.is_null() {
-                    break;
-                }
-                // SAFETY: p is a NUL-terminated C string (caller's contract).
-                let s = unsafe { CStr::from_ptr(p) }
-                    .to_str()
-                    .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-                vnls.push(s);
-            }
-        }
+        // SAFETY: the caller's contract, passed on; read before `f` is written (with no
+        // options the host passes `f` itself as `options`).
+        let (vnls, options) = unsafe {
+            (
+                ioth_plugin_sdk::cstr::vector(vnlv)?,
+                ioth_plugin_sdk::cstr::string(options)?,
+            )
+        };
+        ioth_plugin_sdk::refuse_options("smoltcp", options)?;
         let stack = Stack::new(&vnls)?;
         STACKS
             .lock()

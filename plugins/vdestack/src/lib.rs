@@ -94,7 +94,8 @@ impl VdeStack {
 }
 
 impl ioth_plugin_sdk::NativeStack for VdeStack {
-    fn new(vnls: &[&str]) -> io::Result<Self> {
+    fn new(vnls: &[&str], options: &str) -> io::Result<Self> {
+        ioth_plugin_sdk::refuse_options("vdestack", options)?;
         let parsed = vnl::parse_all(vnls)?;
         if !parsed.is_empty() {
             vdeplug::ensure_loaded()?;
