@@ -746,7 +746,10 @@ fn audit_trail_records_exactly_the_requests_made() {
     let lines: Vec<&str> = text.lines().collect();
     let expect = [
         ("Hello", "{\"version\":"),
-        ("NewStack", "{\"plugin\":\"kernel\",\"options\":\"\",\"vnls\":[]"),
+        (
+            "NewStack",
+            "{\"plugin\":\"kernel\",\"options\":\"\",\"vnls\":[]",
+        ),
         ("Socket", "{\"domain\":2,\"type\":2,\"protocol\":0}"),
         ("Socket", "{\"domain\":4242,\"type\":2,\"protocol\":0}"),
         ("Stats", "{}"),

@@ -43,6 +43,8 @@
 #include <fcntl.h>
 #include <ifaddrs.h>
 
+#include "ioth_nlinline.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -94,31 +96,29 @@ int ioth_shutdown(int fd, int how);
 int ioth_ioctl(int fd, unsigned long cmd, void *argp);
 int ioth_fcntl(int fd, int cmd, long val);
 
-/* netlink configuration (the nlinline functions, on a given stack) */
-int ioth_if_nametoindex(struct ioth *iothstack, const char *ifname);
-int ioth_linksetupdown(struct ioth *iothstack, unsigned int ifindex, int updown);
-int ioth_ipaddr_add(struct ioth *iothstack, int family, void *addr, int prefixlen, unsigned int ifindex);
-int ioth_ipaddr_del(struct ioth *iothstack, int family, void *addr, int prefixlen, unsigned int ifindex);
-int ioth_iproute_add(struct ioth *iothstack, int family, void *dst_addr, int dst_prefixlen,
-		void *gw_addr, unsigned int ifindex);
-int ioth_iproute_del(struct ioth *iothstack, int family, void *dst_addr, int dst_prefixlen,
-		void *gw_addr, unsigned int ifindex);
-int ioth_iplink_add(struct ioth *iothstack, const char *ifname, unsigned int ifindex,
-		const char *type, const char *data);
-int ioth_iplink_del(struct ioth *iothstack, const char *ifname, unsigned int ifindex);
-int ioth_linksetaddr(struct ioth *iothstack, unsigned int ifindex, void *macaddr);
-int ioth_linkgetaddr(struct ioth *iothstack, unsigned int ifindex, void *macaddr);
-int ioth_linksetmtu(struct ioth *iothstack, unsigned int ifindex, unsigned int mtu);
-
-/* nlinline's packing of extra arguments into the prefix length of ioth_ipaddr_add/del
- * (address flags such as IFA_F_NODAD, and scope) and ioth_iproute_add/del (route type, scope):
- * bits 0-7 prefix length, 8-15 flags or type, 16-23 scope. */
-static inline int nl_addrdata2prefix(unsigned char prefixlen, unsigned char flags, unsigned char scope) {
-	return prefixlen | (flags << 8) | (scope << 16);
+/* netlink configuration: the nlinline functions on a given stack (ioth_nlinline.h), defined
+ * inline on the calls above, as in the original:
+ *   int ioth_if_nametoindex(void *stack, const char *ifname);
+ *   int ioth_linksetupdown(void *stack, unsigned int ifindex, int updown);
+ *   int ioth_linksetaddr(void *stack, unsigned int ifindex, void *macaddr);
+ *   int ioth_linkgetaddr(void *stack, unsigned int ifindex, void *macaddr);
+ *   int ioth_linksetmtu(void *stack, unsigned int ifindex, unsigned int mtu);
+ *   int ioth_ipaddr_add(void *stack, int family, void *addr, int prefixlen, int ifindex);
+ *   int ioth_ipaddr_del(void *stack, int family, void *addr, int prefixlen, int ifindex);
+ *   int ioth_iproute_add(void *stack, int family, void *dst_addr, int dst_prefixlen,
+ *       void *gw_addr, unsigned int ifindex);
+ *   int ioth_iproute_del(void *stack, int family, void *dst_addr, int dst_prefixlen,
+ *       void *gw_addr, unsigned int ifindex);
+ *   int ioth_iplink_add(void *stack, const char *ifname, unsigned int ifindex,
+ *       const char *type, struct nl_iplink_data *ifd, int nifd);
+ *   int ioth_iplink_del(void *stack, const char *ifname, unsigned int ifindex);
+ *   int ioth_nldialog(void *stack, void *msg);
+ * (stack: a struct ioth *, NULL for the default stack). nl_addrdata2prefix(prefixlen, flags,
+ * scope) and nl_routedata2prefix(prefixlen, type, scope) pack more into the prefix length. */
+static inline int ioth_nl_msocket(void *stack, int domain, int type, int protocol) {
+	return ioth_msocket((struct ioth *) stack, domain, type, protocol);
 }
-static inline int nl_routedata2prefix(unsigned char prefixlen, unsigned char type, unsigned char scope) {
-	return prefixlen | (type << 8) | (scope << 16);
-}
+__IOTH_NL_LIBMULTI(ioth_, ioth_nl_msocket, ioth_)
 
 int ioth_getifaddrs(struct ioth *stack, struct ifaddrs **ifap);
 void ioth_freeifaddrs(struct ifaddrs *ifa);
@@ -141,41 +141,52 @@ pid_t ioth_stack_pid(struct ioth *iothstack);
 
 /* ----------------------------------- for ioth plugins */
 
+/* A plug-in for stack NAME exports ioth_NAME_newstack with this prototype (the original's);
+ * the older two-argument form void *(const char *vnlv[], struct ioth_functions *ioth_f) loads
+ * too. options: what follows the first comma of the stack name ("NAME,OPTIONS"), "" if none. */
 struct ioth_functions;
-void *newstack_prototype(const char *vnlv[], struct ioth_functions *ioth_f);
+void *newstack_prototype(const char *vnlv[], const char *options,
+		struct ioth_functions *ioth_f);
 int delstack_prototype(void *stackdata);
 void *getstackdata_prototype(void);
+
+/* C++ looks the names up at file scope, so that the fields may be named like the functions. */
+#ifdef __cplusplus
+#define IOTH_GLOBAL_NAME(name) ::name
+#else
+#define IOTH_GLOBAL_NAME(name) name
+#endif
 
 /* libc + _GNU_SOURCE uses a transparent union for sockaddr: ioth_X is used as the prototype of
  * every X of the Berkeley sockets API that takes a sockaddr. */
 
 struct ioth_functions {
-	typeof(getstackdata_prototype) *getstackdata;
-	typeof(newstack_prototype) *newstack;
-	typeof(delstack_prototype) *delstack;
-	typeof(socket) *socket;
-	typeof(close) *close;
-	typeof(ioth_bind) *bind;
-	typeof(ioth_connect) *connect;
-	typeof(listen) *listen;
-	typeof(ioth_accept) *accept;
-	typeof(ioth_getsockname) *getsockname;
-	typeof(ioth_getpeername) *getpeername;
-	typeof(setsockopt) *setsockopt;
-	typeof(getsockopt) *getsockopt;
-	typeof(shutdown) *shutdown;
-	typeof(ioctl) *ioctl;
-	typeof(fcntl) *fcntl;
-	typeof(read) *read;
-	typeof(readv) *readv;
-	typeof(recv) *recv;
-	typeof(ioth_recvfrom) *recvfrom;
-	typeof(recvmsg) *recvmsg;
-	typeof(write) *write;
-	typeof(writev) *writev;
-	typeof(send) *send;
-	typeof(ioth_sendto) *sendto;
-	typeof(sendmsg) *sendmsg;
+	__typeof__(IOTH_GLOBAL_NAME(getstackdata_prototype)) *getstackdata;
+	__typeof__(IOTH_GLOBAL_NAME(newstack_prototype)) *newstack;
+	__typeof__(IOTH_GLOBAL_NAME(delstack_prototype)) *delstack;
+	__typeof__(IOTH_GLOBAL_NAME(socket)) *socket;
+	__typeof__(IOTH_GLOBAL_NAME(close)) *close;
+	__typeof__(IOTH_GLOBAL_NAME(ioth_bind)) *bind;
+	__typeof__(IOTH_GLOBAL_NAME(ioth_connect)) *connect;
+	__typeof__(IOTH_GLOBAL_NAME(listen)) *listen;
+	__typeof__(IOTH_GLOBAL_NAME(ioth_accept)) *accept;
+	__typeof__(IOTH_GLOBAL_NAME(ioth_getsockname)) *getsockname;
+	__typeof__(IOTH_GLOBAL_NAME(ioth_getpeername)) *getpeername;
+	__typeof__(IOTH_GLOBAL_NAME(setsockopt)) *setsockopt;
+	__typeof__(IOTH_GLOBAL_NAME(getsockopt)) *getsockopt;
+	__typeof__(IOTH_GLOBAL_NAME(shutdown)) *shutdown;
+	__typeof__(IOTH_GLOBAL_NAME(ioctl)) *ioctl;
+	__typeof__(IOTH_GLOBAL_NAME(fcntl)) *fcntl;
+	__typeof__(IOTH_GLOBAL_NAME(read)) *read;
+	__typeof__(IOTH_GLOBAL_NAME(readv)) *readv;
+	__typeof__(IOTH_GLOBAL_NAME(recv)) *recv;
+	__typeof__(IOTH_GLOBAL_NAME(ioth_recvfrom)) *recvfrom;
+	__typeof__(IOTH_GLOBAL_NAME(recvmsg)) *recvmsg;
+	__typeof__(IOTH_GLOBAL_NAME(write)) *write;
+	__typeof__(IOTH_GLOBAL_NAME(writev)) *writev;
+	__typeof__(IOTH_GLOBAL_NAME(send)) *send;
+	__typeof__(IOTH_GLOBAL_NAME(ioth_sendto)) *sendto;
+	__typeof__(IOTH_GLOBAL_NAME(sendmsg)) *sendmsg;
 };
 
 /* ------------------ MAC address conversions --------------- */

@@ -1,2 +1,2 @@
-/* The seed spelling: #include <libioth.h> works as #include <ioth.h>. */
+/* #include <libioth.h> works as #include <ioth.h> (LIBIOTH_H is the original header's guard). */
 #include "ioth.h"

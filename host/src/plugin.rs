@@ -176,8 +176,7 @@ unsafe fn call_newstack(
     // write into if it took them for its `f`.
     // Never freed: a plug-in may keep the pointer (one stack per host, so one buffer).
     let bytes = options.to_bytes_with_nul();
-    let buf: &'static mut [u8] =
-        Vec::leak(vec![0u8; bytes.len().max(size_of::<IothFunctions>())]);
+    let buf: &'static mut [u8] = Vec::leak(vec![0u8; bytes.len().max(size_of::<IothFunctions>())]);
     buf[..bytes.len()].copy_from_slice(bytes);
     let before = buf.to_vec();
     // SAFETY: the caller's contract; buf is a live NUL-terminated string, large enough to be
@@ -284,15 +283,16 @@ pub fn load(
     // SAFETY: vnlv is a NULL-terminated vector of live C strings; f is a live, boxed
     // ioth_functions that stays at this address for the life of the process, its getstackdata
     // the aligned entry.
-    let data = unsafe { call_newstack(newstack, vnlv.as_ptr(), &coptions, &mut f) }.map_err(|()| {
-        err(
-            libc::EINVAL,
-            format!(
-                "plug-in {name:?} takes no options: its newstack has the two-argument form \
+    let data =
+        unsafe { call_newstack(newstack, vnlv.as_ptr(), &coptions, &mut f) }.map_err(|()| {
+            err(
+                libc::EINVAL,
+                format!(
+                    "plug-in {name:?} takes no options: its newstack has the two-argument form \
                  (the stack name gave {options:?})"
-            ),
-        )
-    })?;
+                ),
+            )
+        })?;
     if data.is_null() {
         let e = last_errno(libc::EINVAL);
         // The optional `const char *ioth_<name>_newstack_error(void)` says why (SDK extension).

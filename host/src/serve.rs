@@ -343,8 +343,9 @@ impl Host {
             return (Reply::Error(e), None, After::Exit(1));
         }
         let search: Vec<PathBuf> = search_path.iter().map(PathBuf::from).collect();
-        let result = plugin::find(name, &search, self.own_dir.as_deref())
-            .and_then(|path| plugin::load(&path, name, options, vnls, app_license).map(|p| (path, p)));
+        let result = plugin::find(name, &search, self.own_dir.as_deref()).and_then(|path| {
+            plugin::load(&path, name, options, vnls, app_license).map(|p| (path, p))
+        });
         match result {
             Ok((path, p)) => {
                 let sockets = match Sockets::new(&p) {

@@ -110,16 +110,32 @@ int main(void) {
 	FAILS(ioth_if_nametoindex(s, "nosuch0"), ENODEV);
 	CHECK(ioth_linksetupdown(s, 1, 1) == 0);
 
-	/* links: a bridge whose index we ask back (ifindex -1), a veth pair */
-	int br = ioth_iplink_add(s, "cbr0", -1, "bridge", NULL);
+	/* links: a bridge, and one made with an IFLA_INFO_DATA attribute (nlinline's
+	 * struct nl_iplink_data) */
+	CHECK(ioth_iplink_add(s, "cbr0", 0, "bridge", NULL, 0) == 0);
+	int br = ioth_if_nametoindex(s, "cbr0");
 	CHECK(br > 1);
-	CHECK(ioth_if_nametoindex(s, "cbr0") == br);
 	CHECK(if_nametoindex("cbr0") == (unsigned) br); /* glibc agrees */
-	CHECK(ioth_iplink_add(s, "cveth0", 0, "veth", "cveth1") == 0);
-	int v1 = ioth_if_nametoindex(s, "cveth1");
-	CHECK(v1 > 1);
-	FAILS(ioth_iplink_add(s, "cbr0", 0, "bridge", NULL), EEXIST);
-	FAILS(ioth_iplink_add(s, "cx0", 0, NULL, NULL), EINVAL);
+	uint32_t delay = 1000;
+	struct nl_iplink_data fwd = {IFLA_BR_FORWARD_DELAY, sizeof delay, &delay};
+	CHECK(ioth_iplink_add(s, "cbr1", 0, "bridge", &fwd, 1) == 0);
+	CHECK(ioth_if_nametoindex(s, "cbr1") > br);
+	CHECK(system("ip -d link show cbr1 | grep -q 'forward_delay 1000 '") == 0);
+	FAILS(ioth_iplink_add(s, "cbr0", 0, "bridge", NULL, 0), EEXIST);
+	FAILS(ioth_iplink_add(s, "cx0", 0, NULL, NULL, 0), EINVAL);
+	/* a raw request through ioth_nldialog: RTM_GETLINK of cbr0 answers its index */
+	struct {
+		struct nlmsghdr h;
+		struct ifinfomsg i;
+	} get;
+	memset(&get, 0, sizeof get);
+	get.h.nlmsg_len = sizeof get;
+	get.h.nlmsg_type = RTM_GETLINK;
+	get.h.nlmsg_flags = NLM_F_REQUEST;
+	get.i.ifi_index = br;
+	CHECK(ioth_nldialog(s, &get) == br);
+	get.i.ifi_index = 4242;
+	FAILS(ioth_nldialog(s, &get), ENODEV);
 
 	/* up, MTU, MAC */
 	CHECK(ioth_linksetupdown(s, br, 1) == 0);
@@ -140,10 +156,14 @@ int main(void) {
 	inet_pton(AF_INET6, "fd00:55::1", &a6);
 	inet_pton(AF_INET6, "fd00:55::fe", &gw6);
 	CHECK(ioth_ipaddr_add(s, AF_INET, a4, 24, br) == 0);
+	/* a test of the flag: nlinline's packing carries IFA_F_NODAD, and the kernel has it */
 	CHECK(ioth_ipaddr_add(s, AF_INET6, &a6, addrdata2prefix(64, IFA_F_NODAD, 0), br) == 0);
+	CHECK(system("ip -6 addr show dev cbr0 | grep 'fd00:55::1/64' | grep -q nodad") == 0);
 	FAILS(ioth_ipaddr_add(s, AF_INET, a4, 24, br), EEXIST);
 	FAILS(ioth_ipaddr_add(s, AF_INET, a4, 33, br), EINVAL);
-	FAILS(ioth_ipaddr_add(s, AF_INET6, &a6, 129, br), EINVAL);
+	struct in6_addr a6x;
+	inet_pton(AF_INET6, "fd00:55::2", &a6x);
+	FAILS(ioth_ipaddr_add(s, AF_INET6, &a6x, 129, br), EINVAL);
 	FAILS(ioth_ipaddr_add(s, AF_UNIX, a4, 24, br), EINVAL);
 	FAILS(ioth_ipaddr_add(s, AF_INET, a4, 24, 4242), ENODEV);
 	uint8_t other[4] = {10, 55, 0, 99};
@@ -155,7 +175,7 @@ int main(void) {
 	CHECK(ioth_iproute_add(s, AF_INET6, NULL, 0, &gw6, br) == 0);
 	FAILS(ioth_iproute_add(s, AF_INET, NULL, 0, gw4, 0), EEXIST);
 	FAILS(ioth_iproute_add(s, AF_INET, net4, 40, gw4, 0), EINVAL);
-	FAILS(ioth_iproute_add(s, AF_INET, NULL, 0, NULL, 0), EINVAL);
+	FAILS(ioth_iproute_add(s, AF_INET, NULL, 0, NULL, 0), ENODEV); /* the kernel: no gateway, no device */
 
 	fflush(stdout);
 	CHECK(system("ip -o addr show dev cbr0; ip route; ip -6 route show default") == 0);
@@ -194,7 +214,7 @@ int main(void) {
 				memcmp(&((struct sockaddr_in6 *) i->ifa_addr)->sin6_addr, &a6, 16) == 0)
 			seen_a6 = 1;
 	CHECK(i6 != NULL && seen_a6);
-	CHECK(find(mine, "cveth1", AF_PACKET) != NULL);
+	CHECK(find(mine, "cbr1", AF_PACKET) != NULL);
 	CHECK(find(mine, "lo", AF_INET) != NULL);
 	ioth_freeifaddrs(mine);
 	freeifaddrs(theirs);
@@ -208,8 +228,8 @@ int main(void) {
 	CHECK(ioth_ipaddr_del(s, AF_INET, a4, 24, br) == 0);
 	CHECK(ioth_ipaddr_del(s, AF_INET6, &a6, 64, br) == 0);
 	FAILS(ioth_ipaddr_del(s, AF_INET, a4, 24, br), EADDRNOTAVAIL);
-	CHECK(ioth_iplink_del(s, "cveth0", 0) == 0);
-	FAILS(ioth_if_nametoindex(s, "cveth1"), ENODEV);
+	CHECK(ioth_iplink_del(s, "cbr1", 0) == 0);
+	FAILS(ioth_if_nametoindex(s, "cbr1"), ENODEV);
 	CHECK(ioth_iplink_del(s, NULL, br) == 0);
 	FAILS(ioth_iplink_del(s, "cbr0", 0), ENODEV);
 	FAILS(ioth_iplink_del(s, NULL, 0), EINVAL);

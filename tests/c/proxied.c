@@ -65,7 +65,7 @@ static struct ioth *configure(const char *name, const char *vnl, int n) {
 	snprintf(v6, sizeof v6, "fd00::%d", n);
 	CHECK(inet_pton(AF_INET6, v6, &a6) == 1);
 	CHECK(ioth_ipaddr_add(s, AF_INET, a4, 24, idx) == 0);
-	CHECK(ioth_ipaddr_add(s, AF_INET6, &a6, 64 | (IFA_F_NODAD << 8), idx) == 0);
+	CHECK(ioth_ipaddr_add(s, AF_INET6, &a6, nl_addrdata2prefix(64, IFA_F_NODAD, 0), idx) == 0);
 	return s;
 }
 

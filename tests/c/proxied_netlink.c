@@ -56,10 +56,12 @@ int main(int argc, char *argv[]) {
 	inet_pton(AF_INET6, "fd00:55::1", &a6);
 	inet_pton(AF_INET6, "fd00:55::fe", &gw6);
 	CHECK(ioth_ipaddr_add(s, AF_INET, a4, 24, idx) == 0);
-	CHECK(ioth_ipaddr_add(s, AF_INET6, &a6, 64 | (IFA_F_NODAD << 8), idx) == 0);
+	CHECK(ioth_ipaddr_add(s, AF_INET6, &a6, 64, idx) == 0);
 	CHECK_ERRNO(ioth_ipaddr_add(s, AF_INET, a4, 24, idx), EEXIST);
 	CHECK_ERRNO(ioth_ipaddr_add(s, AF_INET, a4, 33, idx), EINVAL);
-	CHECK_ERRNO(ioth_ipaddr_add(s, AF_INET6, &a6, 129, idx), EINVAL);
+	struct in6_addr a6x;
+	inet_pton(AF_INET6, "fd00:55::2", &a6x);
+	CHECK_ERRNO(ioth_ipaddr_add(s, AF_INET6, &a6x, 129, idx), EINVAL);
 	CHECK_ERRNO(ioth_ipaddr_add(s, AF_UNIX, a4, 24, idx), EINVAL);
 	CHECK_ERRNO(ioth_ipaddr_add(s, AF_INET, a4, 24, 4242), ENODEV);
 	CHECK_ERRNO(ioth_ipaddr_del(s, AF_INET, other, 24, idx), EADDRNOTAVAIL);
@@ -70,7 +72,7 @@ int main(int argc, char *argv[]) {
 	CHECK(ioth_iproute_add(s, AF_INET6, NULL, 0, &gw6, idx) == 0);
 	CHECK_ERRNO(ioth_iproute_add(s, AF_INET, NULL, 0, gw4, 0), EEXIST);
 	CHECK_ERRNO(ioth_iproute_add(s, AF_INET, net4, 40, gw4, 0), EINVAL);
-	CHECK_ERRNO(ioth_iproute_add(s, AF_INET, NULL, 0, NULL, 0), EINVAL);
+	CHECK_ERRNO(ioth_iproute_add(s, AF_INET, NULL, 0, NULL, 0), ENODEV); /* the kernel's: no gateway, no device */
 
 	/* getifaddrs */
 	struct ifaddrs *mine = NULL;

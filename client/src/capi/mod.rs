@@ -8,7 +8,7 @@
 mod berkeley;
 mod data;
 pub(crate) mod fdtable;
-mod netlink;
+mod ifaddrs;
 
 use std::ffi::{c_char, c_int, CStr};
 use std::os::fd::IntoRawFd;

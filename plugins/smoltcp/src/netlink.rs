@@ -772,6 +772,10 @@ fn add_route(net: &mut Net, m: RouteMessage, flags: u16) -> Result<(), Nack> {
         net.by_index(o).ok_or((libc::ENODEV, None))?;
     }
     let Some(gw) = gw else {
+        if oif.is_none() {
+            // As the kernel: a route with neither a gateway nor a device has nowhere to go.
+            return Err((libc::ENODEV, Some("No gateway and no device")));
+        }
         return Err((
             libc::EOPNOTSUPP,
             Some("smoltcp routes go through a gateway"),
