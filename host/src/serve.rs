@@ -318,6 +318,8 @@ impl Host {
         )
     }
 
+    // One argument per field of Request::NewStack.
+    #[allow(clippy::too_many_arguments)]
     fn handle_newstack(
         &mut self,
         name: &str,
