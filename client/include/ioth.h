@@ -115,10 +115,10 @@ int ioth_fcntl(int fd, int cmd, long val);
  *   int ioth_nldialog(void *stack, void *msg);
  * (stack: a struct ioth *, NULL for the default stack). nl_addrdata2prefix(prefixlen, flags,
  * scope) and nl_routedata2prefix(prefixlen, type, scope) pack more into the prefix length. */
-static inline int ioth_nl_msocket(void *stack, int domain, int type, int protocol) {
+static inline int iothnl_msocket(void *stack, int domain, int type, int protocol) {
 	return ioth_msocket((struct ioth *) stack, domain, type, protocol);
 }
-__IOTH_NL_LIBMULTI(ioth_, ioth_nl_msocket, ioth_)
+__IOTH_NL_LIBMULTI(ioth_, iothnl_msocket, ioth_)
 
 int ioth_getifaddrs(struct ioth *stack, struct ifaddrs **ifap);
 void ioth_freeifaddrs(struct ifaddrs *ifa);

@@ -81,13 +81,13 @@ static inline int nl_routedata2prefix(unsigned char prefixlen, unsigned char typ
 #define IOTH_NL_MAXMSG 4096
 #define IOTH_NL_MAXREPLY 32768
 
-typedef int ioth_nl_msocket_fn(void *, int, int, int);
+typedef int iothnl_msocket_fn(void *, int, int, int);
 
 /* How a request reaches a stack: msocket(mstack, ...) when msocket is set, else socket(...);
  * then bind, send, recv and close on the fd. (Plain prototypes, not __typeof__ of the C
  * library's: those carry a transparent union in C with _GNU_SOURCE and noexcept in C++.) */
-struct ioth_nl_ops {
-	ioth_nl_msocket_fn *msocket;
+struct iothnl_ops {
+	iothnl_msocket_fn *msocket;
 	void *mstack;
 	int (*socket)(int, int, int);
 	int (*bind)(int, const struct sockaddr *, socklen_t);
@@ -97,7 +97,7 @@ struct ioth_nl_ops {
 };
 
 /* A request being built. */
-struct ioth_nl_req {
+struct iothnl_req {
 	union {
 		struct nlmsghdr h;
 		unsigned char b[IOTH_NL_MAXMSG];
@@ -105,7 +105,7 @@ struct ioth_nl_req {
 	int overflow;
 };
 
-static inline void *ioth_nl_begin(struct ioth_nl_req *r, unsigned short type, unsigned short flags,
+static inline void *iothnl_begin(struct iothnl_req *r, unsigned short type, unsigned short flags,
 		const void *hdr, size_t hdrlen) {
 	memset(&r->u.h, 0, sizeof(r->u.h));
 	r->overflow = 0;
@@ -117,8 +117,8 @@ static inline void *ioth_nl_begin(struct ioth_nl_req *r, unsigned short type, un
 	return NLMSG_DATA(&r->u.h);
 }
 
-/* Appends attribute type with len bytes of data; returns its offset (for ioth_nl_nest_end). */
-static inline unsigned int ioth_nl_attr(struct ioth_nl_req *r, unsigned short type, const void *data, size_t len) {
+/* Appends attribute type with len bytes of data; returns its offset (for iothnl_nest_end). */
+static inline unsigned int iothnl_attr(struct iothnl_req *r, unsigned short type, const void *data, size_t len) {
 	unsigned int off = NLMSG_ALIGN(r->u.h.nlmsg_len);
 	size_t total = NLA_HDRLEN + len;
 	if (r->overflow || off + NLA_ALIGN(total) > sizeof(r->u.b)) {
@@ -135,18 +135,18 @@ static inline unsigned int ioth_nl_attr(struct ioth_nl_req *r, unsigned short ty
 	return off;
 }
 
-static inline void ioth_nl_nest_end(struct ioth_nl_req *r, unsigned int off) {
+static inline void iothnl_nest_end(struct iothnl_req *r, unsigned int off) {
 	if (!r->overflow) {
 		struct nlattr *a = (struct nlattr *) (r->u.b + off);
 		a->nla_len = (unsigned short) (r->u.h.nlmsg_len - off);
 	}
 }
 
-static inline int ioth_nl_family_len(int family) {
+static inline int iothnl_family_len(int family) {
 	return family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0;
 }
 
-static inline int ioth_nl_close_keep_errno(const struct ioth_nl_ops *ops, int fd) {
+static inline int iothnl_close_keep_errno(const struct iothnl_ops *ops, int fd) {
 	int e = errno;
 	ops->close(fd);
 	errno = e;
@@ -154,7 +154,7 @@ static inline int ioth_nl_close_keep_errno(const struct ioth_nl_ops *ops, int fd
 }
 
 /* Opens a NETLINK_ROUTE socket on the stack and sends msg; returns the fd or -1. */
-static inline int ioth_nl_open_send(const struct ioth_nl_ops *ops, const struct nlmsghdr *msg) {
+static inline int iothnl_open_send(const struct iothnl_ops *ops, const struct nlmsghdr *msg) {
 	struct sockaddr_nl sanl;
 	int fd;
 	memset(&sanl, 0, sizeof(sanl));
@@ -168,16 +168,16 @@ static inline int ioth_nl_open_send(const struct ioth_nl_ops *ops, const struct 
 	if (fd < 0)
 		return -1;
 	if (ops->bind(fd, (struct sockaddr *) &sanl, sizeof(sanl)) < 0)
-		return ioth_nl_close_keep_errno(ops, fd);
+		return iothnl_close_keep_errno(ops, fd);
 	if (ops->send(fd, msg, msg->nlmsg_len, 0) < 0)
-		return ioth_nl_close_keep_errno(ops, fd);
+		return iothnl_close_keep_errno(ops, fd);
 	return fd;
 }
 
 /* Reads the answers on fd until one settles the request: an NLMSG_ERROR (returns its code, 0
  * for an acknowledgement, or -1 with errno) or a message of type want (copied to out, which has
  * room for outlen bytes; returns 0 and sets *got to the length copied, else *got is 0). */
-static inline int ioth_nl_answer(const struct ioth_nl_ops *ops, int fd, unsigned short want,
+static inline int iothnl_answer(const struct iothnl_ops *ops, int fd, unsigned short want,
 		void *out, size_t outlen, size_t *got) {
 	const int rounds = 16;
 	unsigned char buf[IOTH_NL_MAXREPLY];
@@ -213,81 +213,81 @@ static inline int ioth_nl_answer(const struct ioth_nl_ops *ops, int fd, unsigned
 
 /* Sends msg to the stack and returns its answer: the index of the link of an RTM_NEWLINK
  * answer, or the code of an NLMSG_ERROR answer (0 for an acknowledgement), or -1 with errno. */
-static inline int ioth_nl_dialog(const struct ioth_nl_ops *ops, const void *msg) {
+static inline int iothnl_dialog(const struct iothnl_ops *ops, const void *msg) {
 	struct {
 		struct nlmsghdr h;
 		struct ifinfomsg i;
 	} link;
 	size_t got;
-	int fd = ioth_nl_open_send(ops, (const struct nlmsghdr *) msg);
+	int fd = iothnl_open_send(ops, (const struct nlmsghdr *) msg);
 	if (fd < 0)
 		return -1;
-	int r = ioth_nl_answer(ops, fd, RTM_NEWLINK, &link, sizeof(link), &got);
+	int r = iothnl_answer(ops, fd, RTM_NEWLINK, &link, sizeof(link), &got);
 	if (r >= 0 && got > 0)
 		r = got >= sizeof(link) ? link.i.ifi_index : (errno = EPROTO, -1);
 	if (r < 0)
-		return ioth_nl_close_keep_errno(ops, fd);
+		return iothnl_close_keep_errno(ops, fd);
 	ops->close(fd);
 	return r;
 }
 
-static inline int ioth_nl_send_req(const struct ioth_nl_ops *ops, struct ioth_nl_req *r) {
+static inline int iothnl_send_req(const struct iothnl_ops *ops, struct iothnl_req *r) {
 	if (r->overflow)
 		return errno = EMSGSIZE, -1;
-	return ioth_nl_dialog(ops, &r->u.h);
+	return iothnl_dialog(ops, &r->u.h);
 }
 
-static inline int ioth_nl_link(const struct ioth_nl_ops *ops, unsigned short type, unsigned short flags,
+static inline int iothnl_link(const struct iothnl_ops *ops, unsigned short type, unsigned short flags,
 		int ifindex, unsigned int ifflags, unsigned int change, const char *ifname) {
-	struct ioth_nl_req r;
+	struct iothnl_req r;
 	struct ifinfomsg i;
 	memset(&i, 0, sizeof(i));
 	i.ifi_family = AF_UNSPEC;
 	i.ifi_index = ifindex;
 	i.ifi_flags = ifflags;
 	i.ifi_change = change;
-	ioth_nl_begin(&r, type, flags, &i, sizeof(i));
+	iothnl_begin(&r, type, flags, &i, sizeof(i));
 	if (ifname)
-		ioth_nl_attr(&r, IFLA_IFNAME, ifname, strnlen(ifname, IFNAMSIZ - 1) + 1);
-	return ioth_nl_send_req(ops, &r);
+		iothnl_attr(&r, IFLA_IFNAME, ifname, strnlen(ifname, IFNAMSIZ - 1) + 1);
+	return iothnl_send_req(ops, &r);
 }
 
-static inline int ioth_nl_if_nametoindex(const struct ioth_nl_ops *ops, const char *ifname) {
+static inline int iothnl_if_nametoindex(const struct iothnl_ops *ops, const char *ifname) {
 	if (ifname == NULL)
 		return errno = EINVAL, -1;
 	char name[IFNAMSIZ];
 	snprintf(name, sizeof(name), "%s", ifname);
-	return ioth_nl_link(ops, RTM_GETLINK, NLM_F_ACK, 0, 0, 0, name);
+	return iothnl_link(ops, RTM_GETLINK, NLM_F_ACK, 0, 0, 0, name);
 }
 
-static inline int ioth_nl_linksetupdown(const struct ioth_nl_ops *ops, unsigned int ifindex, int updown) {
-	return ioth_nl_link(ops, RTM_SETLINK, NLM_F_ACK, (int) ifindex, updown ? IFF_UP : 0, IFF_UP, NULL);
+static inline int iothnl_linksetupdown(const struct iothnl_ops *ops, unsigned int ifindex, int updown) {
+	return iothnl_link(ops, RTM_SETLINK, NLM_F_ACK, (int) ifindex, updown ? IFF_UP : 0, IFF_UP, NULL);
 }
 
-static inline int ioth_nl_linkset(const struct ioth_nl_ops *ops, unsigned int ifindex,
+static inline int iothnl_linkset(const struct iothnl_ops *ops, unsigned int ifindex,
 		unsigned short attr, const void *data, size_t len) {
-	struct ioth_nl_req r;
+	struct iothnl_req r;
 	struct ifinfomsg i;
 	memset(&i, 0, sizeof(i));
 	i.ifi_family = AF_UNSPEC;
 	i.ifi_index = (int) ifindex;
-	ioth_nl_begin(&r, RTM_NEWLINK, NLM_F_ACK, &i, sizeof(i));
-	ioth_nl_attr(&r, attr, data, len);
-	return ioth_nl_send_req(ops, &r);
+	iothnl_begin(&r, RTM_NEWLINK, NLM_F_ACK, &i, sizeof(i));
+	iothnl_attr(&r, attr, data, len);
+	return iothnl_send_req(ops, &r);
 }
 
-static inline int ioth_nl_linksetaddr(const struct ioth_nl_ops *ops, unsigned int ifindex, void *macaddr) {
+static inline int iothnl_linksetaddr(const struct iothnl_ops *ops, unsigned int ifindex, void *macaddr) {
 	if (macaddr == NULL)
 		return errno = EINVAL, -1;
-	return ioth_nl_linkset(ops, ifindex, IFLA_ADDRESS, macaddr, 6);
+	return iothnl_linkset(ops, ifindex, IFLA_ADDRESS, macaddr, 6);
 }
 
-static inline int ioth_nl_linksetmtu(const struct ioth_nl_ops *ops, unsigned int ifindex, unsigned int mtu) {
-	return ioth_nl_linkset(ops, ifindex, IFLA_MTU, &mtu, sizeof(mtu));
+static inline int iothnl_linksetmtu(const struct iothnl_ops *ops, unsigned int ifindex, unsigned int mtu) {
+	return iothnl_linkset(ops, ifindex, IFLA_MTU, &mtu, sizeof(mtu));
 }
 
-static inline int ioth_nl_linkgetaddr(const struct ioth_nl_ops *ops, unsigned int ifindex, void *macaddr) {
-	struct ioth_nl_req r;
+static inline int iothnl_linkgetaddr(const struct iothnl_ops *ops, unsigned int ifindex, void *macaddr) {
+	struct iothnl_req r;
 	struct ifinfomsg i;
 	unsigned char answer[4096];
 	size_t got;
@@ -296,13 +296,13 @@ static inline int ioth_nl_linkgetaddr(const struct ioth_nl_ops *ops, unsigned in
 	memset(&i, 0, sizeof(i));
 	i.ifi_family = AF_UNSPEC;
 	i.ifi_index = (int) ifindex;
-	ioth_nl_begin(&r, RTM_GETLINK, 0, &i, sizeof(i));
-	int fd = ioth_nl_open_send(ops, &r.u.h);
+	iothnl_begin(&r, RTM_GETLINK, 0, &i, sizeof(i));
+	int fd = iothnl_open_send(ops, &r.u.h);
 	if (fd < 0)
 		return -1;
 	/* the attributes past the first 4 KiB are not needed: IFLA_ADDRESS comes early */
-	if (ioth_nl_answer(ops, fd, RTM_NEWLINK, answer, sizeof(answer), &got) < 0)
-		return ioth_nl_close_keep_errno(ops, fd);
+	if (iothnl_answer(ops, fd, RTM_NEWLINK, answer, sizeof(answer), &got) < 0)
+		return iothnl_close_keep_errno(ops, fd);
 	ops->close(fd);
 	if (got < NLMSG_LENGTH(sizeof(struct ifinfomsg)))
 		return errno = got == 0 ? ENODEV : EPROTO, -1;
@@ -317,10 +317,10 @@ static inline int ioth_nl_linkgetaddr(const struct ioth_nl_ops *ops, unsigned in
 	return errno = ENOENT, -1;
 }
 
-static inline int ioth_nl_ipaddr(const struct ioth_nl_ops *ops, unsigned short type, unsigned short flags,
+static inline int iothnl_ipaddr(const struct iothnl_ops *ops, unsigned short type, unsigned short flags,
 		int family, void *addr, int prefixlen, unsigned int ifindex) {
-	int alen = ioth_nl_family_len(family);
-	struct ioth_nl_req r;
+	int alen = iothnl_family_len(family);
+	struct iothnl_req r;
 	struct ifaddrmsg a;
 	if (alen == 0)
 		return errno = EINVAL, -1;
@@ -335,16 +335,16 @@ static inline int ioth_nl_ipaddr(const struct ioth_nl_ops *ops, unsigned short t
 		a.ifa_scope = (unsigned char) ((unsigned int) prefixlen >> 8);
 		a.ifa_flags = (unsigned char) ((unsigned int) prefixlen >> 16);
 	}
-	ioth_nl_begin(&r, type, (unsigned short) (NLM_F_ACK | flags), &a, sizeof(a));
-	ioth_nl_attr(&r, IFA_LOCAL, addr, (size_t) alen);
-	ioth_nl_attr(&r, IFA_ADDRESS, addr, (size_t) alen);
-	return ioth_nl_send_req(ops, &r);
+	iothnl_begin(&r, type, (unsigned short) (NLM_F_ACK | flags), &a, sizeof(a));
+	iothnl_attr(&r, IFA_LOCAL, addr, (size_t) alen);
+	iothnl_attr(&r, IFA_ADDRESS, addr, (size_t) alen);
+	return iothnl_send_req(ops, &r);
 }
 
-static inline int ioth_nl_iproute(const struct ioth_nl_ops *ops, unsigned short type, unsigned short flags,
+static inline int iothnl_iproute(const struct iothnl_ops *ops, unsigned short type, unsigned short flags,
 		int family, void *dst_addr, int dst_prefixlen, void *gw_addr, unsigned int ifindex) {
-	int alen = ioth_nl_family_len(family);
-	struct ioth_nl_req r;
+	int alen = iothnl_family_len(family);
+	struct iothnl_req r;
 	struct rtmsg m;
 	if (alen == 0)
 		return errno = EINVAL, -1;
@@ -359,59 +359,59 @@ static inline int ioth_nl_iproute(const struct ioth_nl_ops *ops, unsigned short 
 		m.rtm_scope = (unsigned char) ((unsigned int) dst_prefixlen >> 8);
 		m.rtm_type = (unsigned char) ((unsigned int) dst_prefixlen >> 16);
 	}
-	ioth_nl_begin(&r, type, (unsigned short) (NLM_F_ACK | flags), &m, sizeof(m));
+	iothnl_begin(&r, type, (unsigned short) (NLM_F_ACK | flags), &m, sizeof(m));
 	if (ifindex != 0)
-		ioth_nl_attr(&r, RTA_OIF, &ifindex, sizeof(ifindex));
+		iothnl_attr(&r, RTA_OIF, &ifindex, sizeof(ifindex));
 	if (m.rtm_dst_len > 0) {
 		if (dst_addr == NULL)
 			return errno = EINVAL, -1;
-		ioth_nl_attr(&r, RTA_DST, dst_addr, (size_t) alen);
+		iothnl_attr(&r, RTA_DST, dst_addr, (size_t) alen);
 	}
 	if (gw_addr != NULL)
-		ioth_nl_attr(&r, RTA_GATEWAY, gw_addr, (size_t) alen);
-	return ioth_nl_send_req(ops, &r);
+		iothnl_attr(&r, RTA_GATEWAY, gw_addr, (size_t) alen);
+	return iothnl_send_req(ops, &r);
 }
 
 /* ifindex (unsigned) -1 asks the stack for the new link's index as the answer. */
-static inline int ioth_nl_iplink_add(const struct ioth_nl_ops *ops, const char *ifname, unsigned int ifindex,
+static inline int iothnl_iplink_add(const struct iothnl_ops *ops, const char *ifname, unsigned int ifindex,
 		const char *type, const struct nl_iplink_data *ifd, int nifd) {
-	struct ioth_nl_req r;
+	struct iothnl_req r;
 	struct ifinfomsg i;
 	if (type == NULL || nifd < 0 || (nifd > 0 && ifd == NULL))
 		return errno = EINVAL, -1;
 	memset(&i, 0, sizeof(i));
 	i.ifi_family = AF_UNSPEC;
 	i.ifi_index = ifindex == (unsigned int) -1 ? 0 : (int) ifindex;
-	ioth_nl_begin(&r, RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &i, sizeof(i));
+	iothnl_begin(&r, RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &i, sizeof(i));
 	if (ifname)
-		ioth_nl_attr(&r, IFLA_IFNAME, ifname, strlen(ifname) + 1);
+		iothnl_attr(&r, IFLA_IFNAME, ifname, strlen(ifname) + 1);
 	if (ifindex == (unsigned int) -1)
-		ioth_nl_attr(&r, IFLA_NEW_IFINDEX, "", 1);
-	unsigned int info = ioth_nl_attr(&r, IFLA_LINKINFO, NULL, 0);
-	ioth_nl_attr(&r, IFLA_INFO_KIND, type, strlen(type) + 1);
+		iothnl_attr(&r, IFLA_NEW_IFINDEX, "", 1);
+	unsigned int info = iothnl_attr(&r, IFLA_LINKINFO, NULL, 0);
+	iothnl_attr(&r, IFLA_INFO_KIND, type, strlen(type) + 1);
 	if (nifd > 0) {
-		unsigned int data = ioth_nl_attr(&r, IFLA_INFO_DATA, NULL, 0);
+		unsigned int data = iothnl_attr(&r, IFLA_INFO_DATA, NULL, 0);
 		for (int k = 0; k < nifd; k++) {
 			if (ifd[k].len < 0 || (ifd[k].len > 0 && ifd[k].data == NULL))
 				return errno = EINVAL, -1;
-			ioth_nl_attr(&r, (unsigned short) ifd[k].tag, ifd[k].data, (size_t) ifd[k].len);
+			iothnl_attr(&r, (unsigned short) ifd[k].tag, ifd[k].data, (size_t) ifd[k].len);
 		}
-		ioth_nl_nest_end(&r, data);
+		iothnl_nest_end(&r, data);
 	}
-	ioth_nl_nest_end(&r, info);
-	return ioth_nl_send_req(ops, &r);
+	iothnl_nest_end(&r, info);
+	return iothnl_send_req(ops, &r);
 }
 
-static inline int ioth_nl_iplink_del(const struct ioth_nl_ops *ops, const char *ifname, unsigned int ifindex) {
+static inline int iothnl_iplink_del(const struct iothnl_ops *ops, const char *ifname, unsigned int ifindex) {
 	char name[IFNAMSIZ];
 	if (ifname)
 		snprintf(name, sizeof(name), "%s", ifname);
-	return ioth_nl_link(ops, RTM_DELLINK, NLM_F_ACK, (int) ifindex, 0, 0, ifname ? name : NULL);
+	return iothnl_link(ops, RTM_DELLINK, NLM_F_ACK, (int) ifindex, 0, 0, ifname ? name : NULL);
 }
 
 /* ---------------------------------------------------------------- function families */
 #define __IOTH_NL_OPS(MSOCKET, MSTACK, SOCKET, Y) \
-	struct ioth_nl_ops ops; \
+	struct iothnl_ops ops; \
 	ops.msocket = (MSOCKET); \
 	ops.mstack = (MSTACK); \
 	ops.socket = (SOCKET); \
@@ -424,64 +424,64 @@ static inline int ioth_nl_iplink_del(const struct ioth_nl_ops *ops, const char *
  * from Y##bind ... (Y empty: the C library's). */
 #define __IOTH_NL_LIB(NAME, X, Y) \
 	static inline int NAME ## if_nametoindex(const char *ifname) { \
-		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return ioth_nl_if_nametoindex(&ops, ifname); } \
+		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return iothnl_if_nametoindex(&ops, ifname); } \
 	static inline int NAME ## linksetupdown(unsigned int ifindex, int updown) { \
-		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return ioth_nl_linksetupdown(&ops, ifindex, updown); } \
+		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return iothnl_linksetupdown(&ops, ifindex, updown); } \
 	static inline int NAME ## linksetaddr(unsigned int ifindex, void *macaddr) { \
-		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return ioth_nl_linksetaddr(&ops, ifindex, macaddr); } \
+		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return iothnl_linksetaddr(&ops, ifindex, macaddr); } \
 	static inline int NAME ## linkgetaddr(unsigned int ifindex, void *macaddr) { \
-		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return ioth_nl_linkgetaddr(&ops, ifindex, macaddr); } \
+		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return iothnl_linkgetaddr(&ops, ifindex, macaddr); } \
 	static inline int NAME ## linksetmtu(unsigned int ifindex, unsigned int mtu) { \
-		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return ioth_nl_linksetmtu(&ops, ifindex, mtu); } \
+		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return iothnl_linksetmtu(&ops, ifindex, mtu); } \
 	static inline int NAME ## ipaddr_add(int family, void *addr, int prefixlen, unsigned int ifindex) { \
 		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); \
-		return ioth_nl_ipaddr(&ops, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, family, addr, prefixlen, ifindex); } \
+		return iothnl_ipaddr(&ops, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, family, addr, prefixlen, ifindex); } \
 	static inline int NAME ## ipaddr_del(int family, void *addr, int prefixlen, unsigned int ifindex) { \
 		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); \
-		return ioth_nl_ipaddr(&ops, RTM_DELADDR, 0, family, addr, prefixlen, ifindex); } \
+		return iothnl_ipaddr(&ops, RTM_DELADDR, 0, family, addr, prefixlen, ifindex); } \
 	static inline int NAME ## iproute_add(int family, void *dst_addr, int dst_prefixlen, void *gw_addr, unsigned int ifindex) { \
 		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); \
-		return ioth_nl_iproute(&ops, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, family, dst_addr, dst_prefixlen, gw_addr, ifindex); } \
+		return iothnl_iproute(&ops, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, family, dst_addr, dst_prefixlen, gw_addr, ifindex); } \
 	static inline int NAME ## iproute_del(int family, void *dst_addr, int dst_prefixlen, void *gw_addr, unsigned int ifindex) { \
 		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); \
-		return ioth_nl_iproute(&ops, RTM_DELROUTE, 0, family, dst_addr, dst_prefixlen, gw_addr, ifindex); } \
+		return iothnl_iproute(&ops, RTM_DELROUTE, 0, family, dst_addr, dst_prefixlen, gw_addr, ifindex); } \
 	static inline int NAME ## iplink_add(const char *ifname, unsigned int ifindex, const char *type, struct nl_iplink_data *ifd, int nifd) { \
-		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return ioth_nl_iplink_add(&ops, ifname, ifindex, type, ifd, nifd); } \
+		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return iothnl_iplink_add(&ops, ifname, ifindex, type, ifd, nifd); } \
 	static inline int NAME ## iplink_del(const char *ifname, unsigned int ifindex) { \
-		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return ioth_nl_iplink_del(&ops, ifname, ifindex); } \
+		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); return iothnl_iplink_del(&ops, ifname, ifindex); } \
 	static inline int NAME ## nldialog(const char *ifname, void *msg) { \
-		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); (void) ifname; return ioth_nl_dialog(&ops, msg); }
+		__IOTH_NL_OPS(NULL, NULL, X ## socket, Y); (void) ifname; return iothnl_dialog(&ops, msg); }
 
 /* The same functions with a stack as first argument: sockets from MSOCKET(mstack, ...). */
 #define __IOTH_NL_LIBMULTI(X, MSOCKET, Y) \
 	static inline int X ## if_nametoindex(void *mstack, const char *ifname) { \
-		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return ioth_nl_if_nametoindex(&ops, ifname); } \
+		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return iothnl_if_nametoindex(&ops, ifname); } \
 	static inline int X ## linksetupdown(void *mstack, unsigned int ifindex, int updown) { \
-		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return ioth_nl_linksetupdown(&ops, ifindex, updown); } \
+		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return iothnl_linksetupdown(&ops, ifindex, updown); } \
 	static inline int X ## linksetaddr(void *mstack, unsigned int ifindex, void *macaddr) { \
-		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return ioth_nl_linksetaddr(&ops, ifindex, macaddr); } \
+		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return iothnl_linksetaddr(&ops, ifindex, macaddr); } \
 	static inline int X ## linkgetaddr(void *mstack, unsigned int ifindex, void *macaddr) { \
-		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return ioth_nl_linkgetaddr(&ops, ifindex, macaddr); } \
+		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return iothnl_linkgetaddr(&ops, ifindex, macaddr); } \
 	static inline int X ## linksetmtu(void *mstack, unsigned int ifindex, unsigned int mtu) { \
-		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return ioth_nl_linksetmtu(&ops, ifindex, mtu); } \
+		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return iothnl_linksetmtu(&ops, ifindex, mtu); } \
 	static inline int X ## ipaddr_add(void *mstack, int family, void *addr, int prefixlen, int ifindex) { \
 		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); \
-		return ioth_nl_ipaddr(&ops, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, family, addr, prefixlen, (unsigned int) ifindex); } \
+		return iothnl_ipaddr(&ops, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, family, addr, prefixlen, (unsigned int) ifindex); } \
 	static inline int X ## ipaddr_del(void *mstack, int family, void *addr, int prefixlen, int ifindex) { \
 		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); \
-		return ioth_nl_ipaddr(&ops, RTM_DELADDR, 0, family, addr, prefixlen, (unsigned int) ifindex); } \
+		return iothnl_ipaddr(&ops, RTM_DELADDR, 0, family, addr, prefixlen, (unsigned int) ifindex); } \
 	static inline int X ## iproute_add(void *mstack, int family, void *dst_addr, int dst_prefixlen, void *gw_addr, unsigned int ifindex) { \
 		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); \
-		return ioth_nl_iproute(&ops, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, family, dst_addr, dst_prefixlen, gw_addr, ifindex); } \
+		return iothnl_iproute(&ops, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, family, dst_addr, dst_prefixlen, gw_addr, ifindex); } \
 	static inline int X ## iproute_del(void *mstack, int family, void *dst_addr, int dst_prefixlen, void *gw_addr, unsigned int ifindex) { \
 		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); \
-		return ioth_nl_iproute(&ops, RTM_DELROUTE, 0, family, dst_addr, dst_prefixlen, gw_addr, ifindex); } \
+		return iothnl_iproute(&ops, RTM_DELROUTE, 0, family, dst_addr, dst_prefixlen, gw_addr, ifindex); } \
 	static inline int X ## iplink_add(void *mstack, const char *ifname, unsigned int ifindex, const char *type, struct nl_iplink_data *ifd, int nifd) { \
-		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return ioth_nl_iplink_add(&ops, ifname, ifindex, type, ifd, nifd); } \
+		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return iothnl_iplink_add(&ops, ifname, ifindex, type, ifd, nifd); } \
 	static inline int X ## iplink_del(void *mstack, const char *ifname, unsigned int ifindex) { \
-		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return ioth_nl_iplink_del(&ops, ifname, ifindex); } \
+		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return iothnl_iplink_del(&ops, ifname, ifindex); } \
 	static inline int X ## nldialog(void *mstack, void *msg) { \
-		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return ioth_nl_dialog(&ops, msg); }
+		__IOTH_NL_OPS(MSOCKET, mstack, NULL, Y); return iothnl_dialog(&ops, msg); }
 
 /* ---------------------------------------------------------------- the nlinline+ surface */
 #ifndef NLINLINEPLUS_H
