@@ -1,12 +1,51 @@
 # ioth — quick start:  make demo   (two isolated stacks talking over a virtual switch)
 #                      make test   (the whole test suite)
-PREFIX ?= /usr/local
+#
+# As a C library:      make                      (builds the release artifacts)
+#                      make install [PREFIX=/usr/local] [LIBDIR=...] [INCLUDEDIR=...]
+#                                   [MANDIR=...] [BINDIR=...] [DESTDIR=...]
+#                      make uninstall (same variables)
+# `make install` only copies what `make` built (so `sudo make install` compiles nothing), stripped.
 CARGO ?= cargo
 TARGET_DIR ?= target
+PROFILE ?= release
+
+PREFIX ?= /usr/local
+EXEC_PREFIX ?= $(PREFIX)
+LIBDIR ?= $(EXEC_PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(EXEC_PREFIX)/bin
+DATAROOTDIR ?= $(PREFIX)/share
+MANDIR ?= $(DATAROOTDIR)/man
+# The plug-ins and ioth-host: libioth.so finds its host at <its own dir>/ioth/ioth-host.
+PLUGINDIR ?= $(LIBDIR)/ioth
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+SOVERSION := 0
+INSTALL ?= install
+# strip(1) on what is installed (STRIP= keeps the symbols).
+STRIP ?= strip
+
+CARGO_PROFILE = $(if $(filter debug,$(PROFILE)),dev,$(PROFILE))
+PROFILE_DIR = $(TARGET_DIR)/$(PROFILE)
+D_LIB = $(DESTDIR)$(LIBDIR)
+D_INC = $(DESTDIR)$(INCLUDEDIR)
+D_BIN = $(DESTDIR)$(BINDIR)
+D_MAN = $(DESTDIR)$(MANDIR)
+D_PLUG = $(DESTDIR)$(PLUGINDIR)
+D_PC = $(DESTDIR)$(PKGCONFIGDIR)
+
+HEADERS = client/include/ioth.h client/include/libioth.h client/include/ioth_nlinline.h \
+	client/include/iothaddr.h
+LIBS = ioth iothaddr
+MAN3 = $(wildcard docs/man/man3/*.3)
+MAN7 = $(wildcard docs/man/man7/*.7)
 
 .PHONY: all build deps demo demo-c test bench install uninstall clean
 
-all: build
+all:
+	$(CARGO) build --workspace --profile $(CARGO_PROFILE) --target-dir $(TARGET_DIR)
 
 deps:
 	@tests/scripts/deps.sh
@@ -14,11 +53,11 @@ deps:
 build:
 	$(CARGO) build --workspace --all-targets
 
-# The seed's demo: echo server and terminal client on two vdestack stacks over a VDE switch.
+# Echo server and terminal client on two vdestack stacks over a VDE switch.
 demo:
 	tests/scripts/demo.sh rust
 
-# The same with the C programs, compiled against the drop-in ioth.h.
+# The same with the C programs, compiled against ioth.h.
 demo-c:
 	tests/scripts/demo.sh c
 
@@ -29,31 +68,47 @@ test: deps
 clean:
 	$(CARGO) clean
 
-# ---- install: $(DESTDIR)$(PREFIX)/lib/libioth.so, include/ioth.h + libioth.h, and the plug-in
-# directory lib/ioth/ with ioth-host and every plug-in built (cargo's libioth_<name>.so installed
-# as ioth_<name>.so). libioth.so finds its host at <its dir>/ioth/ioth-host, and the host loads
-# plug-ins from its own directory. PROFILE=debug installs the debug build (used by the tests).
-PROFILE ?= release
-CARGO_PROFILE = $(if $(filter debug,$(PROFILE)),dev,$(PROFILE))
-PROFILE_DIR = $(TARGET_DIR)/$(PROFILE)
-LIBDIR = $(DESTDIR)$(PREFIX)/lib
-INCDIR = $(DESTDIR)$(PREFIX)/include
-PLUGINDIR = $(LIBDIR)/ioth
-
+# ---- install: copies what `make` (or `make PROFILE=debug`) built; never builds.
+# LIBDIR/libioth.so.$(VERSION) with libioth.so.0 and libioth.so links (same for libiothaddr),
+# INCLUDEDIR/{ioth.h,libioth.h,ioth_nlinline.h,iothaddr.h}, LIBDIR/pkgconfig/{ioth,iothaddr}.pc,
+# PLUGINDIR/ioth-host and every plug-in built (cargo's libioth_<name>.so as ioth_<name>.so),
+# BINDIR/ioth-host (a link to PLUGINDIR's), MANDIR/man3 and man7.
 install:
-	$(CARGO) build --workspace --profile $(CARGO_PROFILE) --target-dir $(TARGET_DIR)
-	install -d $(LIBDIR) $(INCDIR) $(PLUGINDIR)
-	install -m 755 $(PROFILE_DIR)/libioth.so $(LIBDIR)/libioth.so
-	install -m 644 client/include/ioth.h client/include/libioth.h $(INCDIR)/
-	install -m 755 $(PROFILE_DIR)/ioth-host $(PLUGINDIR)/ioth-host
+	@for f in $(PROFILE_DIR)/libioth.so $(PROFILE_DIR)/libiothaddr.so $(PROFILE_DIR)/ioth-host; do \
+		[ -f "$$f" ] || { echo "$$f is missing: run 'make$(if $(filter debug,$(PROFILE)), PROFILE=debug,)' first" >&2; exit 1; }; \
+	done
+	$(INSTALL) -d $(D_LIB) $(D_INC) $(D_PLUG) $(D_BIN) $(D_PC) $(D_MAN)/man3 $(D_MAN)/man7
+	@set -e; for l in $(LIBS); do \
+		f=lib$$l.so.$(VERSION); \
+		echo "$(INSTALL) -m 755 $(PROFILE_DIR)/lib$$l.so $(D_LIB)/$$f"; \
+		$(INSTALL) -m 755 $(PROFILE_DIR)/lib$$l.so $(D_LIB)/$$f; \
+		$(if $(STRIP),$(STRIP) --strip-unneeded $(D_LIB)/$$f;) \
+		ln -sf $$f $(D_LIB)/lib$$l.so.$(SOVERSION); \
+		ln -sf lib$$l.so.$(SOVERSION) $(D_LIB)/lib$$l.so; \
+		sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+			-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+			client/pkgconfig/$$l.pc.in > $(D_PC)/$$l.pc; \
+	done
+	$(INSTALL) -m 644 $(HEADERS) $(D_INC)/
+	$(INSTALL) -m 755 $(PROFILE_DIR)/ioth-host $(D_PLUG)/ioth-host
+	$(if $(STRIP),$(STRIP) --strip-unneeded $(D_PLUG)/ioth-host)
+	ln -sf $(PLUGINDIR)/ioth-host $(D_BIN)/ioth-host
 	@set -e; for f in $(PROFILE_DIR)/libioth_*.so; do \
 		[ -e "$$f" ] || continue; \
 		n=$${f##*/lib}; \
-		echo "install -m 755 $$f $(PLUGINDIR)/$$n"; \
-		install -m 755 "$$f" "$(PLUGINDIR)/$$n"; \
+		echo "$(INSTALL) -m 755 $$f $(D_PLUG)/$$n"; \
+		$(INSTALL) -m 755 "$$f" "$(D_PLUG)/$$n"; \
+		$(if $(STRIP),$(STRIP) --strip-unneeded "$(D_PLUG)/$$n";) \
 	done
+	$(INSTALL) -m 644 $(MAN3) $(D_MAN)/man3/
+	$(INSTALL) -m 644 $(MAN7) $(D_MAN)/man7/
 
 uninstall:
-	rm -f $(LIBDIR)/libioth.so $(INCDIR)/ioth.h $(INCDIR)/libioth.h
-	rm -f $(PLUGINDIR)/ioth-host $(PLUGINDIR)/ioth_*.so
-	-rmdir $(PLUGINDIR) 2>/dev/null || true
+	@set -e; for l in $(LIBS); do \
+		rm -f $(D_LIB)/lib$$l.so $(D_LIB)/lib$$l.so.$(SOVERSION) $(D_LIB)/lib$$l.so.$(VERSION) \
+			$(D_PC)/$$l.pc; \
+	done
+	rm -f $(addprefix $(D_INC)/,$(notdir $(HEADERS)))
+	rm -f $(D_BIN)/ioth-host $(D_PLUG)/ioth-host $(D_PLUG)/ioth_*.so
+	rm -f $(addprefix $(D_MAN)/man3/,$(notdir $(MAN3))) $(addprefix $(D_MAN)/man7/,$(notdir $(MAN7)))
+	-rmdir $(D_PLUG) $(D_PC) 2>/dev/null || true

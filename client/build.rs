@@ -26,6 +26,7 @@ fn main() {
         .compile("ioth_newstackl");
 
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    soname("libioth.so", "libioth.so.0");
     let map = out.join("c_exports.map");
     let body = format!("{{ global: {}; }};\n", C_EXPORTS.join("; "));
     std::fs::write(&map, body).expect("write the version script");
@@ -34,3 +35,5 @@ fn main() {
         map.display()
     );
 }
+
+include!("build-support/soname.rs");

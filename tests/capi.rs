@@ -167,6 +167,16 @@ fn install_plugin(name: &str, home: &Path) -> PathBuf {
 /// (cargo points it at the build tree; the programs find `libioth.so` by their run path), for at
 /// most [`RUN_LIMIT`].
 fn run<S: AsRef<OsStr>>(exe: &Path, args: &[S], home: &Path) -> Output {
+    run_with_env(exe, args, home, &[])
+}
+
+/// [`run`] with the variables `env` set (after the clean-up).
+fn run_with_env<S: AsRef<OsStr>>(
+    exe: &Path,
+    args: &[S],
+    home: &Path,
+    env: &[(&str, &OsStr)],
+) -> Output {
     let mut cmd = Command::new(exe);
     cmd.args(args)
         .env("HOME", home)
@@ -180,6 +190,7 @@ fn run<S: AsRef<OsStr>>(exe: &Path, args: &[S], home: &Path) -> Output {
             cmd.env_remove(k);
         }
     }
+    cmd.envs(env.iter().copied());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
@@ -380,41 +391,91 @@ fn c_header_functions_are_exported() {
     assert!(missing.is_empty(), "libioth.so does not export {missing:?}");
 }
 
-/// `make install PROFILE=debug PREFIX=<tmp>` lays out lib/libioth.so, include/ioth.h and
-/// libioth.h, lib/ioth/ioth-host and lib/ioth/ioth_<name>.so for every plug-in built; a C program
-/// built against the prefix alone runs with no IOTH_* variable and uses the installed library,
-/// host and plug-in; `make uninstall` removes them.
+/// `make install PROFILE=debug PREFIX=<tmp> LIBDIR=<tmp>/lib/<multiarch>` (after the debug build,
+/// which `make install` only copies) lays out the versioned libraries with their SONAME and
+/// development links, the headers, the pkg-config files, the man pages, LIBDIR/ioth/ioth-host
+/// (linked from bin/) and LIBDIR/ioth/ioth_<name>.so for every plug-in built; a C program built
+/// against the prefix alone records `NEEDED libioth.so.0`, runs with no IOTH_* variable and uses
+/// the installed library, host and plug-in — with an rpath, or with no rpath through
+/// LD_LIBRARY_PATH alone — and pkg-config builds one too; `make uninstall` removes everything.
 #[test]
 fn c_make_install_prefix() {
     let tmp = TempDir::new("install");
     let prefix = tmp.path().join("prefix");
+    let lib = prefix.join("lib").join("x86_64-linux-gnu");
     let target_dir = profile_dir()
         .parent()
         .expect("profile dir has a parent")
         .to_path_buf();
-    let mut target_arg = std::ffi::OsString::from("TARGET_DIR=");
-    target_arg.push(&target_dir);
-    let mut prefix_arg = std::ffi::OsString::from("PREFIX=");
-    prefix_arg.push(&prefix);
+    let var = |k: &str, v: &Path| {
+        let mut s = std::ffi::OsString::from(k);
+        s.push(v);
+        s
+    };
+    let vars = [
+        var("TARGET_DIR=", &target_dir),
+        var("PREFIX=", &prefix),
+        var("LIBDIR=", &lib),
+    ];
     must_run(
         Command::new("make")
             .arg("-C")
             .arg(repo_root())
             .args(["install", "PROFILE=debug"])
-            .arg(&prefix_arg)
-            .arg(&target_arg),
+            .args(&vars),
     );
-    let lib = prefix.join("lib");
     let plugindir = lib.join("ioth");
+    let version = env!("CARGO_PKG_VERSION");
     for f in [
-        lib.join("libioth.so"),
+        lib.join(format!("libioth.so.{version}")),
+        lib.join(format!("libiothaddr.so.{version}")),
+        lib.join("pkgconfig/ioth.pc"),
+        lib.join("pkgconfig/iothaddr.pc"),
         prefix.join("include/ioth.h"),
         prefix.join("include/libioth.h"),
+        prefix.join("include/ioth_nlinline.h"),
+        prefix.join("include/iothaddr.h"),
+        prefix.join("share/man/man3/ioth.3"),
+        prefix.join("share/man/man3/ioth_newstack.3"),
+        prefix.join("share/man/man7/ioth_plugin.7"),
         plugindir.join("ioth-host"),
         plugindir.join("ioth_kernel.so"),
     ] {
         assert!(f.is_file(), "{} not installed", f.display());
     }
+    for (link, to) in [
+        ("libioth.so", "libioth.so.0".to_owned()),
+        ("libioth.so.0", format!("libioth.so.{version}")),
+        ("libiothaddr.so", "libiothaddr.so.0".to_owned()),
+        ("libiothaddr.so.0", format!("libiothaddr.so.{version}")),
+    ] {
+        let got = std::fs::read_link(lib.join(link))
+            .unwrap_or_else(|e| panic!("{link} is not a symlink: {e}"));
+        assert_eq!(got, Path::new(&to), "{link}");
+    }
+    let bin = std::fs::read_link(prefix.join("bin/ioth-host")).expect("bin/ioth-host link");
+    assert_eq!(bin, plugindir.join("ioth-host"));
+    let dynamic = |f: &Path| {
+        let o = Command::new("readelf")
+            .arg("-d")
+            .arg(f)
+            .output()
+            .expect("readelf");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(
+        dynamic(&lib.join("libioth.so")).contains("Library soname: [libioth.so.0]"),
+        "SONAME of libioth.so"
+    );
+    // Stripped: no symbol table but the dynamic one.
+    let syms = Command::new("nm")
+        .arg(lib.join("libioth.so"))
+        .output()
+        .expect("nm");
+    assert!(
+        String::from_utf8_lossy(&syms.stderr).contains("no symbols"),
+        "libioth.so is not stripped"
+    );
     for entry in std::fs::read_dir(profile_dir()).expect("read the profile dir") {
         let name = entry.expect("dir entry").file_name();
         let name = name.to_string_lossy();
@@ -432,32 +493,91 @@ fn c_make_install_prefix() {
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).expect("create home");
     let exe = build_program("installed", tmp.path(), &prefix.join("include"), &lib);
+    assert!(
+        dynamic(&exe).contains("Shared library: [libioth.so.0]"),
+        "the program does not record NEEDED libioth.so.0"
+    );
+    let installed_lib = lib.join(format!("libioth.so.{version}"));
+    let check = |stdout: &str| {
+        assert_eq!(Path::new(&value_of(stdout, "libioth")), installed_lib);
+        assert_eq!(
+            Path::new(&value_of(stdout, "host")),
+            plugindir.join("ioth-host")
+        );
+        assert_eq!(
+            Path::new(&value_of(stdout, "plugin")),
+            plugindir.join("ioth_kernel.so")
+        );
+    };
     let out = run(&exe, &[] as &[&str], &home);
-    let stdout = expect_ok(&exe, &out);
-    assert_eq!(
-        Path::new(&value_of(&stdout, "libioth")),
-        lib.join("libioth.so")
+    check(&expect_ok(&exe, &out));
+
+    // No rpath: LD_LIBRARY_PATH alone, as for a program built against the original library.
+    let bare = tmp.path().join("installed-bare");
+    must_run(
+        Command::new("gcc")
+            .args(["-Wall", "-Wextra", "-Werror", "-o"])
+            .arg(&bare)
+            .arg(c_source("installed.c"))
+            .arg("-I")
+            .arg(prefix.join("include"))
+            .arg("-I")
+            .arg(c_source(""))
+            .arg("-L")
+            .arg(&lib)
+            .arg("-lioth"),
     );
-    assert_eq!(
-        Path::new(&value_of(&stdout, "host")),
-        plugindir.join("ioth-host")
+    assert!(!dynamic(&bare).contains("RUNPATH") && !dynamic(&bare).contains("RPATH"));
+    let out = run_with_env(
+        &bare,
+        &[] as &[&str],
+        &home,
+        &[("LD_LIBRARY_PATH", lib.as_os_str())],
     );
-    assert_eq!(
-        Path::new(&value_of(&stdout, "plugin")),
-        plugindir.join("ioth_kernel.so")
+    check(&expect_ok(&bare, &out));
+
+    // pkg-config gives what a build needs.
+    let pc = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "ioth", "iothaddr"])
+        .env("PKG_CONFIG_PATH", lib.join("pkgconfig"))
+        .output()
+        .expect("pkg-config");
+    assert!(pc.status.success(), "pkg-config failed");
+    let flags: Vec<String> = String::from_utf8_lossy(&pc.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let pkg = tmp.path().join("installed-pkg");
+    must_run(
+        Command::new("gcc")
+            .args(["-Wall", "-Wextra", "-Werror", "-o"])
+            .arg(&pkg)
+            .arg(c_source("installed.c"))
+            .arg("-I")
+            .arg(c_source(""))
+            .args(&flags)
+            .arg(var("-Wl,-rpath,", &lib)),
     );
+    check(&expect_ok(&pkg, &run(&pkg, &[] as &[&str], &home)));
 
     must_run(
         Command::new("make")
             .arg("-C")
             .arg(repo_root())
             .arg("uninstall")
-            .arg(&prefix_arg),
+            .args(&vars),
     );
-    assert!(!lib.join("libioth.so").exists(), "libioth.so left behind");
-    assert!(!plugindir.exists(), "lib/ioth left behind");
-    assert!(
-        !prefix.join("include/ioth.h").exists(),
-        "ioth.h left behind"
-    );
+    let mut left = Vec::new();
+    let mut dirs = vec![prefix.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() && !p.is_symlink() {
+                dirs.push(p);
+            } else {
+                left.push(p);
+            }
+        }
+    }
+    assert!(left.is_empty(), "make uninstall left {left:?}");
 }

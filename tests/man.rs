@@ -247,7 +247,8 @@ fn netlink_family() -> Vec<String> {
         ioth_h.contains("\n__IOTH_NL_LIBMULTI(ioth_,"),
         "ioth.h no longer defines the netlink family with __IOTH_NL_LIBMULTI"
     );
-    let nl = std::fs::read_to_string(include.join("ioth_nlinline.h")).expect("read ioth_nlinline.h");
+    let nl =
+        std::fs::read_to_string(include.join("ioth_nlinline.h")).expect("read ioth_nlinline.h");
     let body = nl
         .split("#define __IOTH_NL_LIBMULTI(")
         .nth(1)

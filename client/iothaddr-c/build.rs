@@ -3,5 +3,7 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libiothaddr.so.0");
+    soname("libiothaddr.so", "libiothaddr.so.0");
 }
+
+include!("../build-support/soname.rs");
