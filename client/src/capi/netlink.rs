@@ -67,7 +67,7 @@ pub unsafe extern "C" fn ioth_if_nametoindex(stack: *mut Ioth, ifname: *const c_
         // SAFETY: caller's contract.
         let name = unsafe { str_arg(ifname) }?.ok_or(libc::EINVAL)?;
         // SAFETY: caller's contract.
-        let stack = unsafe { stack_arg(stack) };
+        let stack = unsafe { stack_arg(stack) }?;
         let i = stack.if_nametoindex(name).map_err(errno_of)?;
         c_int::try_from(i).map_err(|_| libc::EOVERFLOW)
     })
@@ -85,7 +85,7 @@ pub unsafe extern "C" fn ioth_linksetupdown(
 ) -> c_int {
     guard(-1, || {
         // SAFETY: caller's contract.
-        let stack = unsafe { stack_arg(stack) };
+        let stack = unsafe { stack_arg(stack) }?;
         stack.link_set_up(ifindex, updown != 0).map_err(errno_of)?;
         Ok(0)
     })
@@ -109,7 +109,7 @@ pub unsafe extern "C" fn ioth_ipaddr_add(
         let ip = unsafe { ip_arg(family, addr) }?;
         let (prefix, flags, scope) = unpack_prefix(prefixlen)?;
         // SAFETY: caller's contract.
-        let stack = unsafe { stack_arg(stack) };
+        let stack = unsafe { stack_arg(stack) }?;
         stack
             .ipaddr_add_flags(ip, prefix, ifindex, u32::from(flags), scope)
             .map_err(errno_of)?;
@@ -135,7 +135,7 @@ pub unsafe extern "C" fn ioth_ipaddr_del(
         let ip = unsafe { ip_arg(family, addr) }?;
         let (prefix, _, _) = unpack_prefix(prefixlen)?;
         // SAFETY: caller's contract.
-        let stack = unsafe { stack_arg(stack) };
+        let stack = unsafe { stack_arg(stack) }?;
         stack.ipaddr_del(ip, prefix, ifindex).map_err(errno_of)?;
         Ok(0)
     })
@@ -175,7 +175,7 @@ unsafe fn iproute(
     }
     let ifindex = (ifindex != 0).then_some(ifindex);
     // SAFETY: caller's contract.
-    let stack = unsafe { stack_arg(stack) };
+    let stack = unsafe { stack_arg(stack) }?;
     let is_v6 = family == libc::AF_INET6;
     stack
         .iproute_ext(add, Some(is_v6), dst, gw, ifindex, kind, scope)
@@ -262,7 +262,7 @@ pub unsafe extern "C" fn ioth_iplink_add(
         let want_index = ifindex == c_uint::MAX;
         let index = (ifindex != 0 && !want_index).then_some(ifindex);
         // SAFETY: caller's contract.
-        let stack = unsafe { stack_arg(stack) };
+        let stack = unsafe { stack_arg(stack) }?;
         let new = stack.iplink_add(name, index, ty, data).map_err(errno_of)?;
         Ok(if want_index {
             c_int::try_from(new).unwrap_or(0)
@@ -287,7 +287,7 @@ pub unsafe extern "C" fn ioth_iplink_del(
         // SAFETY: caller's contract.
         let name = unsafe { str_arg(ifname) }?;
         // SAFETY: caller's contract.
-        let stack = unsafe { stack_arg(stack) };
+        let stack = unsafe { stack_arg(stack) }?;
         stack
             .iplink_del(name, (ifindex != 0).then_some(ifindex))
             .map_err(errno_of)?;
@@ -312,7 +312,7 @@ pub unsafe extern "C" fn ioth_linksetaddr(
         // SAFETY: macaddr points to 6 readable bytes (caller's contract); no alignment assumed.
         let mac = unsafe { ptr::read_unaligned(macaddr.cast::<[u8; 6]>()) };
         // SAFETY: caller's contract.
-        let stack = unsafe { stack_arg(stack) };
+        let stack = unsafe { stack_arg(stack) }?;
         stack.link_set_mac(ifindex, mac).map_err(errno_of)?;
         Ok(0)
     })
@@ -334,7 +334,7 @@ pub unsafe extern "C" fn ioth_linkgetaddr(
             return Err(libc::EINVAL);
         }
         // SAFETY: caller's contract.
-        let stack = unsafe { stack_arg(stack) };
+        let stack = unsafe { stack_arg(stack) }?;
         let mac = stack.link_get_mac(ifindex).map_err(errno_of)?;
         // SAFETY: macaddr points to 6 writable bytes (caller's contract); no alignment assumed.
         unsafe { ptr::write_unaligned(macaddr.cast::<[u8; 6]>(), mac) };
@@ -350,7 +350,7 @@ pub unsafe extern "C" fn ioth_linkgetaddr(
 pub unsafe extern "C" fn ioth_linksetmtu(stack: *mut Ioth, ifindex: c_uint, mtu: c_uint) -> c_int {
     guard(-1, || {
         // SAFETY: caller's contract.
-        let stack = unsafe { stack_arg(stack) };
+        let stack = unsafe { stack_arg(stack) }?;
         stack.link_set_mtu(ifindex, mtu).map_err(errno_of)?;
         Ok(0)
     })
@@ -568,7 +568,7 @@ pub unsafe extern "C" fn ioth_getifaddrs(stack: *mut Ioth, ifap: *mut *mut libc:
             return Err(libc::EINVAL);
         }
         // SAFETY: caller's contract.
-        let stack = unsafe { stack_arg(stack) };
+        let stack = unsafe { stack_arg(stack) }?;
         let links = stack.interfaces().map_err(errno_of)?;
         let addrs = stack.addresses().map_err(errno_of)?;
         let list = build_list(entries(&links, &addrs))?;
