@@ -39,9 +39,11 @@ pub(crate) fn spawn_host(
     // An application with stdin or stdout closed gets its socketpair as fds 0..2, which the
     // child's stdio would overwrite before the channel is moved to fd 3: move it above them.
     let chan = if chan.as_raw_fd() <= libc::STDERR_FILENO {
-        let raw =
-            nix::fcntl::fcntl(&chan, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(HOST_CHANNEL_FD + 1))
-                .map_err(std::io::Error::from)?;
+        let raw = nix::fcntl::fcntl(
+            &chan,
+            nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(HOST_CHANNEL_FD + 1),
+        )
+        .map_err(std::io::Error::from)?;
         // SAFETY: raw is the new fd F_DUPFD_CLOEXEC just made; nobody else owns it.
         unsafe { OwnedFd::from_raw_fd(raw) }
     } else {

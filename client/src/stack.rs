@@ -787,6 +787,7 @@ impl Stack {
             (Reply::Stats(h), _) => {
                 s.requests = h.requests;
                 s.sockets_created = h.sockets_created;
+                s.protections = h.protections;
             }
             (other, _) => return Err(self.unexpected("Stats", other)),
         }
@@ -877,6 +878,9 @@ pub struct Stats {
     pub host_fds: usize,
     /// CPU time (user + system) the host has used.
     pub cpu_time: Duration,
+    /// The host's protections in force (bits of [`ioth_proto::protections`], names in
+    /// `ioth_proto::protections::NAMES`; docs/security.md). 0 for the native stack.
+    pub protections: u32,
 }
 
 impl Drop for HostLink {

@@ -179,17 +179,16 @@ fn main() -> ExitCode {
     let own_dir = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.to_path_buf()));
-    let mut host =
-        serve::Host::new(Channel::from_fd(fd), own_dir).on_stack_ready(move |relax| {
-            // The sandbox first, so that the threads started below inherit it.
-            let confined = sandbox::apply(relax)?;
-            let watch = watch.map_err(|e| thread_error("watchdog", e))?;
-            start_watchdog(watch)?;
-            install_signal_handlers()?;
-            // From here on a stack may outlive the thread that created it: EOF on the channel
-            // (and the watchdog) end the host, not the death of that thread.
-            set_parent_death_signal(0);
-            Ok(confined)
-        });
+    let mut host = serve::Host::new(Channel::from_fd(fd), own_dir).on_stack_ready(move |relax| {
+        // The sandbox first, so that the threads started below inherit it.
+        let confined = sandbox::apply(relax)?;
+        let watch = watch.map_err(|e| thread_error("watchdog", e))?;
+        start_watchdog(watch)?;
+        install_signal_handlers()?;
+        // From here on a stack may outlive the thread that created it: EOF on the channel
+        // (and the watchdog) end the host, not the death of that thread.
+        set_parent_death_signal(0);
+        Ok(confined)
+    });
     host.run()
 }

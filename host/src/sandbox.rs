@@ -122,7 +122,12 @@ pub fn parse_relax(text: &str, vnls: &[String]) -> Result<Relax, WireError> {
                     } else {
                         p.parent().map_or(p.clone(), Path::to_path_buf)
                     };
-                    if key == "read" { &mut r.read } else { &mut r.write }.push(p);
+                    if key == "read" {
+                        &mut r.read
+                    } else {
+                        &mut r.write
+                    }
+                    .push(p);
                 }
             }
             "read" | "write" => {
@@ -132,7 +137,12 @@ pub fn parse_relax(text: &str, vnls: &[String]) -> Result<Relax, WireError> {
                         "sandbox declaration: {key} path {value:?} is not absolute"
                     )));
                 }
-                if key == "read" { &mut r.read } else { &mut r.write }.push(p);
+                if key == "read" {
+                    &mut r.read
+                } else {
+                    &mut r.write
+                }
+                .push(p);
             }
             _ => {
                 return Err(bad(format!(
@@ -376,9 +386,7 @@ fn landlock_ruleset(relax: &Relax) -> Result<(Option<OwnedFd>, Protections), Str
         } else {
             access & AccessFs::from_file(abi)
         };
-        rs = rs
-            .add_rule(PathBeneath::new(fd, access))
-            .map_err(err)?;
+        rs = rs.add_rule(PathBeneath::new(fd, access)).map_err(err)?;
     }
     // The kernel's Landlock version decides what the ruleset really enforces.
     let kernel_abi = kernel_landlock_abi();
