@@ -83,17 +83,22 @@ fn bad(message: String) -> WireError {
 }
 
 /// The filesystem places a VNL names (`switch:///tmp/sw` → `/tmp/sw`, `eth1:vde:///tmp/sw[2]` →
-/// `/tmp/sw`): the path after `://` up to any `[` or `?`, if absolute.
+/// `/tmp/sw`): the path after `://` up to any `[` or `?`, if absolute; a VNL that is an absolute
+/// path itself names that path.
 fn vnl_path(vnl: &str) -> Option<PathBuf> {
-    let (_, rest) = vnl.split_once("://")?;
+    let rest = match vnl.split_once("://") {
+        Some((_, rest)) => rest,
+        None if vnl.starts_with('/') => vnl,
+        None => return None,
+    };
     let end = rest.find(['[', '?', '{']).unwrap_or(rest.len());
     let p = PathBuf::from(&rest[..end]);
     p.is_absolute().then_some(p)
 }
 
 /// Parses a plug-in's `ioth_<name>_sandbox` declaration for a stack on `vnls` (`write=@vnl`
-/// stands for the place each VNL names: a switch directory, a `ptp://` socket's directory).
-pub fn parse_relax(text: &str, vnls: &[String]) -> Result<Relax, WireError> {
+/// stands for the place each VNL names: a switch directory, a `ptp://` socket's directory; `@plugin` stands for the directory of the plug-in's file, `plugin`.)
+pub fn parse_relax(text: &str, vnls: &[String], plugin: &Path) -> Result<Relax, WireError> {
     let mut r = Relax::default();
     for tok in text.split_whitespace() {
         let (key, value) = tok
@@ -128,6 +133,16 @@ pub fn parse_relax(text: &str, vnls: &[String]) -> Result<Relax, WireError> {
                         &mut r.write
                     }
                     .push(p);
+                }
+            }
+            "read" | "write" if value == "@plugin" => {
+                if let Some(d) = plugin.parent() {
+                    if key == "read" {
+                        &mut r.read
+                    } else {
+                        &mut r.write
+                    }
+                    .push(d.to_path_buf());
                 }
             }
             "read" | "write" => {

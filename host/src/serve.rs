@@ -379,12 +379,13 @@ impl Host {
                         );
                     }
                 };
-                let relax =
-                    match sandbox::declared(&path, name).map(|d| sandbox::parse_relax(&d, vnls)) {
-                        None => Relax::default(),
-                        Some(Ok(r)) => r,
-                        Some(Err(e)) => return (Reply::Error(e), None, After::Exit(1)),
-                    };
+                let relax = match sandbox::declared(&path, name)
+                    .map(|d| sandbox::parse_relax(&d, vnls, &path))
+                {
+                    None => Relax::default(),
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => return (Reply::Error(e), None, After::Exit(1)),
+                };
                 let reply = Reply::StackReady {
                     plugin_path: path.display().to_string(),
                     license: p.license.clone(),
