@@ -21,6 +21,7 @@
 #![deny(unsafe_code)]
 
 pub mod capi;
+mod env;
 mod error;
 mod locate;
 mod netlink;

@@ -7,6 +7,10 @@
 //!
 //! Plug-ins: `IOTH_PLUGIN_PATH` (colon-separated absolute directories), then `~/.ioth`; the host
 //! adds its own directory (the installation's plug-in directory) last. Never the current directory.
+//!
+//! In a secure-execution process (setuid, setgid, file capabilities: [`crate::env::secure`]) none
+//! of that environment counts: the host is the one next to the real path of this library, and
+//! the plug-ins are the installation's own.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_void, CStr};
@@ -36,7 +40,13 @@ pub(crate) fn host_candidates() -> Vec<PathBuf> {
     if let Some(d) = own_object().and_then(|p| p.parent().map(|d| d.to_path_buf())) {
         dirs.push(d);
     }
-    if let Ok(exe) = std::env::current_exe() {
+    // A setuid program's directory is not the installation's: only the library's own counts.
+    let exe = if crate::env::secure() {
+        Err(std::io::ErrorKind::PermissionDenied.into())
+    } else {
+        std::env::current_exe()
+    };
+    if let Ok(exe) = exe {
         if let Some(d) = exe.parent() {
             dirs.push(d.to_path_buf());
             if let Some(pd) = d.parent() {
@@ -57,7 +67,7 @@ pub(crate) fn host_candidates() -> Vec<PathBuf> {
 
 /// The `ioth-host` binary to start.
 pub(crate) fn host_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("IOTH_HOST").filter(|v| !v.is_empty()) {
+    if let Some(p) = crate::env::var_os("IOTH_HOST").filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
@@ -77,13 +87,13 @@ pub(crate) fn host_binary() -> Result<PathBuf> {
 
 /// The directories the host searches for plug-ins before its own.
 pub(crate) fn plugin_search_path() -> Vec<String> {
-    let mut out: Vec<String> = std::env::var("IOTH_PLUGIN_PATH")
+    let mut out: Vec<String> = crate::env::var("IOTH_PLUGIN_PATH")
         .unwrap_or_default()
         .split(':')
         .filter(|d| d.starts_with('/'))
         .map(str::to_owned)
         .collect();
-    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+    if let Some(home) = crate::env::var_os("HOME").filter(|h| !h.is_empty()) {
         out.push(PathBuf::from(home).join(".ioth").display().to_string());
     }
     out

@@ -1,7 +1,9 @@
 //! Starting a host process: the only fork/exec of the library.
 //!
 //! The host gets its channel end as fd 3, `/dev/null` as stdin and stdout, the application's
-//! stderr, a minimal environment, and its own process group (a terminal's Ctrl-C goes to the
+//! stderr, a minimal environment (not `RUST_BACKTRACE`: a host's failures are reported to the
+//! application as errors, not as backtraces on its terminal; in a secure-execution process,
+//! [`crate::env::secure`], only `PATH`), and its own process group (a terminal's Ctrl-C goes to the
 //! application, whose exit then ends the host through EOF). No `PR_SET_PDEATHSIG`: it fires when
 //! the spawning *thread* exits, which would kill stacks created in short-lived threads.
 //!
@@ -22,7 +24,6 @@ const KEEP_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "LD_LIBRARY_PATH",
-    "RUST_BACKTRACE",
     "MALLOC_ARENA_MAX",
     "TMPDIR",
 ];
@@ -35,6 +36,20 @@ pub(crate) fn spawn_host(
     vnls: &[String],
     chan: OwnedFd,
 ) -> std::io::Result<Child> {
+    // An application with stdin or stdout closed gets its socketpair as fds 0..2, which the
+    // child's stdio would overwrite before the channel is moved to fd 3: move it above them.
+    let chan = if chan.as_raw_fd() <= libc::STDERR_FILENO {
+        let raw = nix::fcntl::fcntl(
+            &chan,
+            nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(HOST_CHANNEL_FD + 1),
+        )
+        .map_err(std::io::Error::from)?;
+        // SAFETY: raw is the new fd F_DUPFD_CLOEXEC just made; nobody else owns it.
+        unsafe { OwnedFd::from_raw_fd(raw) }
+    } else {
+        chan
+    };
+    let secure = crate::env::secure();
     let mut cmd = Command::new(host);
     cmd.arg0(format!("ioth-host[{plugin}]"))
         .args(vnls)
@@ -46,13 +61,17 @@ pub(crate) fn spawn_host(
     // One malloc arena instead of one per thread, each of which reserves 64 MB of address
     // space: the host then needs ~6 MB of address space instead of ~140 MB, which matters under
     // RLIMIT_AS (StackBuilder::limit_address_space). An application's own setting wins.
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+    if secure || std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         cmd.env("MALLOC_ARENA_MAX", "1");
     }
     for (k, v) in std::env::vars_os() {
-        let keep = k
-            .to_str()
-            .is_some_and(|k| KEEP_ENV.contains(&k) || k.starts_with("IOTH_"));
+        let keep = k.to_str().is_some_and(|k| {
+            if secure {
+                k == "PATH"
+            } else {
+                KEEP_ENV.contains(&k) || k.starts_with("IOTH_")
+            }
+        });
         if keep {
             cmd.env(k, v);
         }

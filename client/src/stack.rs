@@ -12,6 +12,14 @@
 //! (no zombie outlives the call that saw the death) and fds already handed out stay valid kernel
 //! sockets (native fds), or fds whose other end died with the host (proxied fds: reads see EOF or
 //! `ECONNRESET`, control calls fail with `ENETDOWN`).
+//!
+//! A protocol error (a reply that cannot be decoded, or of the wrong kind, or with the wrong
+//! fds) means the channel is out of step: the host is killed, the stack is gone (later calls
+//! `ENETDOWN`, [`Stack::delete`] succeeds) and the call fails with [`Error::Protocol`].
+//!
+//! A stack belongs to the process that created it. In a child made by `fork()` its calls fail
+//! with [`Error::StackDied`] (`ENETDOWN`) without touching the channel, which the parent still
+//! uses, and deleting or dropping it there leaves the parent's host alone.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -89,6 +97,8 @@ enum Backend {
 #[derive(Debug)]
 struct HostLink {
     pid: u32,
+    /// The process that created the stack (see the module doc on `fork`).
+    owner: u32,
     /// Readable once the host has ended (see [`spawn::pidfd_open`]); `None` without pidfds.
     pidfd: Option<OwnedFd>,
     /// `None` once closed (drop, or the host is gone).
@@ -118,8 +128,7 @@ pub struct StackBuilder {
 
 /// A duration in milliseconds from the environment variable `var`.
 fn env_ms(var: &str) -> Option<Duration> {
-    std::env::var(var)
-        .ok()
+    crate::env::var(var)
         .and_then(|v| v.trim().parse().ok())
         .map(Duration::from_millis)
 }
@@ -252,7 +261,7 @@ impl StackBuilder {
         let audit = match self
             .audit
             .clone()
-            .or_else(|| std::env::var_os("IOTH_AUDIT").map(PathBuf::from))
+            .or_else(|| crate::env::var_os("IOTH_AUDIT").map(PathBuf::from))
             .filter(|p| !p.as_os_str().is_empty())
         {
             None => None,
@@ -289,6 +298,7 @@ impl StackBuilder {
         });
         let link = HostLink {
             pid,
+            owner: std::process::id(),
             pidfd: spawn::pidfd_open(pid),
             chan: Mutex::new(Some(chan)),
             child: Mutex::new(Some(child)),
@@ -425,6 +435,11 @@ enum Wait {
 }
 
 impl HostLink {
+    /// Whether this process is not the one that created the stack (a child of `fork`).
+    fn foreign(&self) -> bool {
+        std::process::id() != self.owner
+    }
+
     /// Waits up to `grace` for the host to end by itself, then kills it; reaps it either way.
     fn reap(&self, grace: Duration) -> Option<String> {
         let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
@@ -563,10 +578,16 @@ impl Stack {
                 errno: e.errno,
                 message: e.message,
             },
-            other => Error::Protocol(ProtoError::Unexpected {
-                expected,
-                got: other.name(),
-            }),
+            other => {
+                self.reset(format!(
+                    "host killed: protocol error: {} instead of {expected}",
+                    other.name()
+                ));
+                Error::Protocol(ProtoError::Unexpected {
+                    expected,
+                    got: other.name(),
+                })
+            }
         }
     }
 
@@ -583,6 +604,13 @@ impl Stack {
                 req.name()
             )));
         };
+        if link.foreign() {
+            // Before the lock: another thread of the parent may have held it at fork time.
+            return Err(self.died(format!(
+                "the stack belongs to process {}; this process is a fork of it",
+                link.owner
+            )));
+        }
         let mut guard: MutexGuard<'_, Option<Channel>> =
             link.chan.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(how) = link.gone.get() {
@@ -621,7 +649,33 @@ impl Stack {
                     timeout: limit,
                 })
             }
-            Err(e) => Err(Error::Protocol(e)),
+            // The reply was whole, but the fds it carried did not fit in this process (its fd
+            // limit): the channel is still in step.
+            Err(ProtoError::FdsDropped) => Err(Error::Os {
+                op: "recvmsg (SCM_RIGHTS)",
+                source: std::io::Error::from_raw_os_error(libc::EMFILE),
+            }),
+            Err(e) => {
+                link.kill(format!(
+                    "host killed: protocol error in the reply to {}: {e}",
+                    req.name()
+                ));
+                *guard = None;
+                Err(Error::Protocol(e))
+            }
+        }
+    }
+
+    /// A reply of the wrong kind came: the channel is out of step, so the link is reset as on
+    /// any protocol error (see the module doc).
+    fn reset(&self, why: String) {
+        if let Some(link) = self.link() {
+            if link.foreign() {
+                return;
+            }
+            let mut guard = link.chan.lock().unwrap_or_else(|e| e.into_inner());
+            link.kill(why);
+            *guard = None;
         }
     }
 
@@ -747,6 +801,7 @@ impl Stack {
             (Reply::Stats(h), _) => {
                 s.requests = h.requests;
                 s.sockets_created = h.sockets_created;
+                s.protections = h.protections;
             }
             (other, _) => return Err(self.unexpected("Stats", other)),
         }
@@ -797,6 +852,10 @@ impl Stack {
         let Some(link) = self.link() else {
             return Ok(());
         };
+        if link.foreign() {
+            // A fork's copy: the stack stays the parent's.
+            return Ok(());
+        }
         if link.gone.get().is_none() {
             match self.call(&Request::DelStack, None) {
                 Ok((Reply::Deleted, _)) => {
@@ -833,10 +892,19 @@ pub struct Stats {
     pub host_fds: usize,
     /// CPU time (user + system) the host has used.
     pub cpu_time: Duration,
+    /// The host's protections in force (bits of [`ioth_proto::protections`], names in
+    /// `ioth_proto::protections::NAMES`; docs/security.md). 0 for the native stack.
+    pub protections: u32,
 }
 
 impl Drop for HostLink {
     fn drop(&mut self) {
+        if self.foreign() {
+            // A fork's copy: closing our copy of the channel leaves the parent's open; the host
+            // is not our child, so nothing to reap (and never to kill).
+            let _ = self.child.get_mut().map(Option::take);
+            return;
+        }
         // Closing the channel tells the host to exit; then reap it.
         drop(
             self.chan

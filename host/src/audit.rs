@@ -34,6 +34,8 @@ pub struct Audit {
     file: File,
     plugin: String,
     seq: u64,
+    /// The host's protections, for the `NewStack` line (`"sandbox":{…}`).
+    sandbox: Option<String>,
 }
 
 /// Appends `s` to `out` as a JSON string literal.
@@ -305,21 +307,54 @@ impl Audit {
         } else {
             p.to_path_buf()
         };
+        // O_NONBLOCK: a FIFO without a reader fails at once (ENXIO) instead of blocking the
+        // host past the newstack timeout; anything but a regular file is refused below.
         let file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
             .open(&file_path)
             .map_err(|e| WireError {
                 errno: e.raw_os_error().unwrap_or(libc::EIO),
                 message: format!("cannot open audit file {}: {e}", file_path.display()),
             })?;
+        let meta = file.metadata().map_err(|e| WireError {
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+            message: format!("cannot stat audit file {}: {e}", file_path.display()),
+        })?;
+        if !meta.is_file() {
+            // A FIFO or a device (/dev/full) would block or lose the trail: a trail is a file.
+            return Err(WireError {
+                errno: libc::EINVAL,
+                message: format!(
+                    "audit file {} is not a regular file (a FIFO or a device cannot keep a trail)",
+                    file_path.display()
+                ),
+            });
+        }
         Ok(Audit {
             file,
             plugin: plugin.to_owned(),
             seq: 0,
+            sandbox: None,
         })
+    }
+
+    /// Notes the host's protections (bits of [`ioth_proto::protections`]) and what is missing,
+    /// for the `NewStack` line: `"sandbox":{"in_force":[…],"note":"…"}`.
+    pub fn note_sandbox(&mut self, protections: u32, note: &str) {
+        let mut o = String::from("\"sandbox\":{\"in_force\":[");
+        let names: Vec<String> = ioth_proto::protections::NAMES
+            .iter()
+            .filter(|(b, _)| protections & b != 0)
+            .map(|(_, n)| format!("\"{n}\""))
+            .collect();
+        o.push_str(&names.join(","));
+        o.push_str("],\"note\":");
+        json_str(&mut o, note);
+        o.push('}');
+        self.sandbox = Some(o);
     }
 
     /// Writes the line of one served request.
@@ -342,6 +377,16 @@ impl Audit {
             reply,
             took,
         );
+        let l = match (request, self.sandbox.take()) {
+            ("NewStack", Some(sb)) => match l.rfind(",\"duration_us\"") {
+                Some(at) => format!("{},{sb}{}", &l[..at], &l[at..]),
+                None => l,
+            },
+            (_, sb) => {
+                self.sandbox = sb;
+                l
+            }
+        };
         // One write(2) per line on an O_APPEND file: lines of concurrent writers do not mix.
         if let Err(e) = self.file.write_all(l.as_bytes()) {
             eprintln!("ioth-host: audit: {e}");
@@ -481,7 +526,7 @@ mod tests {
         assert_eq!(sockaddr_text(&[0, 0]), "AF_UNSPEC");
         assert_eq!(
             args_json(&ns),
-            "{\"plugin\":\"x\\\"y\",\"vnls\":[\"vde:///tmp/sw\"],\"search_path\":[],\
+            "{\"plugin\":\"x\\\"y\",\"options\":\"\",\"vnls\":[\"vde:///tmp/sw\"],\"search_path\":[],\
              \"app_license\":null,\"limits\":{\"address_space\":null,\"open_files\":64,\
              \"cpu_seconds\":null,\"core_size\":null},\"audit\":null}"
         );

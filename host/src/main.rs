@@ -10,7 +10,12 @@
 //! (`PR_SET_PDEATHSIG`); from then on it is independent of the thread that created it, and a
 //! watchdog thread makes "the host never outlives its application" hold even while the plug-in
 //! is stuck in a call: it waits for the channel to hang up (`POLLHUP`), gives the serving thread
-//! [`EXIT_GRACE`] to finish on its own, then ends the process with `_exit`.
+//! [`EXIT_GRACE`] to finish on its own, then ends the process with `_exit`. Right before that
+//! the host confines itself ([`sandbox`], docs/security.md). A thread that cannot be started
+//! (watchdog, signal thread) fails the `NewStack` with its errno (`EAGAIN`, `ENOMEM`).
+//!
+//! A panic anywhere in the host ends it at once ([`exit_on_panic`]): the application sees
+//! `ENETDOWN`, never a stack whose serving or pumping thread silently died.
 #![deny(unsafe_code)]
 
 mod audit;
@@ -19,6 +24,7 @@ mod license;
 mod limits;
 mod plugin;
 mod pump;
+mod sandbox;
 mod serve;
 mod sockets;
 
@@ -26,7 +32,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ioth_proto::{Channel, HOST_CHANNEL_FD};
+use ioth_proto::{Channel, WireError, HOST_CHANNEL_FD};
 
 #[allow(unsafe_code)]
 fn take_channel() -> Result<OwnedFd, String> {
@@ -74,16 +80,41 @@ fn set_parent_death_signal(sig: i32) {
     }
 }
 
-fn install_signal_handlers() {
+/// A thread that could not be started, as the error of `NewStack`.
+fn thread_error(what: &str, e: std::io::Error) -> WireError {
+    WireError {
+        errno: e.raw_os_error().unwrap_or(libc::EAGAIN),
+        message: format!("ioth-host: cannot start the {what} thread: {e}"),
+    }
+}
+
+fn install_signal_handlers() -> Result<(), WireError> {
     use signal_hook::consts::{SIGHUP, SIGTERM};
     // SIGTERM/SIGHUP: leave at once; the kernel closes the plug-in's sockets, taps and namespace.
-    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP]) {
-        std::thread::spawn(move || {
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP])
+        .map_err(|e| thread_error("signal", e))?;
+    std::thread::Builder::new()
+        .name("ioth-signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 std::process::exit(128 + sig);
             }
-        });
-    }
+        })
+        .map_err(|e| thread_error("signal", e))?;
+    Ok(())
+}
+
+/// Makes any panic of the host's own code end the host at once, with its message on stderr
+/// (not a backtrace) and exit status 101; the application then sees `ENETDOWN`. (A Rust
+/// plug-in has its own runtime and does the same through the plug-in SDK.)
+#[allow(unsafe_code)]
+fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("ioth-host[{}]: {info}", std::process::id());
+        // SAFETY: _exit(2) only ends the process.
+        unsafe { libc::_exit(101) }
+    }));
 }
 
 /// How long the watchdog lets the serving thread end by itself once the application is gone.
@@ -103,7 +134,7 @@ fn exit_now() -> ! {
 }
 
 /// Starts the watchdog on `watch`, a duplicate of the channel (see the module doc).
-fn start_watchdog(watch: OwnedFd) {
+fn start_watchdog(watch: OwnedFd) -> Result<(), WireError> {
     use nix::poll::{poll, PollFd, PollTimeout};
     let spawned = std::thread::Builder::new()
         .name("ioth-watchdog".into())
@@ -127,12 +158,11 @@ fn start_watchdog(watch: OwnedFd) {
                 }
             }
         });
-    if let Err(e) = spawned {
-        eprintln!("ioth-host: cannot start the watchdog: {e}");
-    }
+    spawned.map(drop).map_err(|e| thread_error("watchdog", e))
 }
 
 fn main() -> ExitCode {
+    exit_on_panic();
     let fd = match take_channel() {
         Ok(fd) => fd,
         Err(e) => {
@@ -149,15 +179,16 @@ fn main() -> ExitCode {
     let own_dir = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.to_path_buf()));
-    let mut host = serve::Host::new(Channel::from_fd(fd), own_dir).on_stack_ready(move || {
-        // From here on a stack may outlive the thread that created it: EOF on the channel (and
-        // the watchdog) end the host, not the death of that thread.
+    let mut host = serve::Host::new(Channel::from_fd(fd), own_dir).on_stack_ready(move |relax| {
+        // The sandbox first, so that the threads started below inherit it.
+        let confined = sandbox::apply(relax)?;
+        let watch = watch.map_err(|e| thread_error("watchdog", e))?;
+        start_watchdog(watch)?;
+        install_signal_handlers()?;
+        // From here on a stack may outlive the thread that created it: EOF on the channel
+        // (and the watchdog) end the host, not the death of that thread.
         set_parent_death_signal(0);
-        install_signal_handlers();
-        match watch {
-            Ok(watch) => start_watchdog(watch),
-            Err(e) => eprintln!("ioth-host: cannot start the watchdog: {e}"),
-        }
+        Ok(confined)
     });
     host.run()
 }

@@ -13,6 +13,7 @@ use ioth_proto::{
 use crate::audit::{self, Audit};
 use crate::limits;
 use crate::plugin::{self, DataPath, Plugin};
+use crate::sandbox::{self, Protections, Relax};
 use crate::sockets::Sockets;
 
 /// Where the host is in its life.
@@ -29,7 +30,13 @@ enum State {
 struct Serving {
     plugin: Plugin,
     sockets: Sockets,
+    /// What the plug-in declared it needs beyond the sandbox (until the sandbox is applied).
+    relax: Option<Relax>,
 }
+
+/// The hook run once the stack exists ([`Host::on_stack_ready`]): confines the host, starts its
+/// threads; the protections in force and a note on them for the audit trail.
+type OnReady = Box<dyn FnOnce(&Relax) -> Result<(Protections, String), WireError>>;
 
 /// What to do after a reply is sent.
 enum After {
@@ -57,7 +64,7 @@ pub struct Host {
     /// Requests served before `NewStack` (the `Hello`), written once the trail is open.
     early: Vec<Served>,
     /// Run once the stack exists (see [`Host::on_stack_ready`]).
-    on_ready: Option<Box<dyn FnOnce()>>,
+    on_ready: Option<OnReady>,
 }
 
 fn proto_err(message: String) -> WireError {
@@ -81,9 +88,13 @@ impl Host {
         }
     }
 
-    /// Runs `f` once `NewStack` has succeeded, before its reply is sent. Until then the host is
-    /// single-threaded, so a plug-in may `unshare(CLONE_NEWUSER)` in its `newstack`.
-    pub fn on_stack_ready(mut self, f: impl FnOnce() + 'static) -> Host {
+    /// Runs `f` once `NewStack` has succeeded, before its reply is sent; if `f` fails, so does
+    /// the `NewStack` (and the host exits). Until then the host is single-threaded, so a plug-in
+    /// may `unshare(CLONE_NEWUSER)` in its `newstack`.
+    pub fn on_stack_ready(
+        mut self,
+        f: impl FnOnce(&Relax) -> Result<(Protections, String), WireError> + 'static,
+    ) -> Host {
         self.on_ready = Some(Box::new(f));
         self
     }
@@ -157,7 +168,7 @@ impl Host {
             } else {
                 String::new()
             };
-            let (reply, fd, after) = if fds.is_empty() {
+            let (mut reply, fd, mut after) = if fds.is_empty() {
                 self.dispatch(req)
             } else {
                 drop(fds);
@@ -167,9 +178,22 @@ impl Host {
             self.stats.requests += 1;
             // Before the reply: once the application has it, the thread that created the stack
             // may end at once, and the hook must already have made the host independent of it.
-            if matches!(self.state, State::Serving(_)) {
-                if let Some(f) = self.on_ready.take() {
-                    f();
+            if let State::Serving(st) = &mut self.state {
+                if let Some(relax) = st.relax.take() {
+                    if let Some(f) = self.on_ready.take() {
+                        match f(&relax) {
+                            Ok((p, note)) => {
+                                self.stats.protections = p;
+                                if let Some(a) = &mut self.audit {
+                                    a.note_sandbox(p, &note);
+                                }
+                            }
+                            Err(e) => {
+                                reply = Reply::Error(e);
+                                after = After::Exit(1);
+                            }
+                        }
+                    }
                 }
             }
             if self.send(&reply, fd.as_ref().map(|f| f.as_fd())).is_err() {
@@ -361,11 +385,22 @@ impl Host {
                         );
                     }
                 };
+                let relax = match sandbox::declared(&path, name)
+                    .map(|d| sandbox::parse_relax(&d, vnls, &path))
+                {
+                    None => Relax::default(),
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => return (Reply::Error(e), None, After::Exit(1)),
+                };
                 let reply = Reply::StackReady {
                     plugin_path: path.display().to_string(),
                     license: p.license.clone(),
                 };
-                self.state = State::Serving(Box::new(Serving { plugin: p, sockets }));
+                self.state = State::Serving(Box::new(Serving {
+                    plugin: p,
+                    sockets,
+                    relax: Some(relax),
+                }));
                 (reply, None, After::Continue)
             }
             Err(e) => (Reply::Error(e), None, After::Exit(1)),

@@ -21,6 +21,9 @@ pub enum ProtoError {
     Oversized(usize),
     /// The datagram or its fds were cut by the kernel.
     Truncated,
+    /// A whole message came, but the fds it carried could not be installed in this process
+    /// (it is at its fd limit): `EMFILE`. The channel is still in step.
+    FdsDropped,
     /// The bytes are not a valid message (trailing bytes included).
     Decode(String),
     /// A message came with a different number of fds than its variant declares.
@@ -57,6 +60,10 @@ impl std::fmt::Display for ProtoError {
                 write!(f, "message of {n} bytes exceeds the {MAX_FRAME}-byte limit")
             }
             ProtoError::Truncated => write!(f, "message or its fds truncated"),
+            ProtoError::FdsDropped => write!(
+                f,
+                "the fds of a message could not be received: too many open files"
+            ),
             ProtoError::Decode(e) => write!(f, "malformed message: {e}"),
             ProtoError::FdCount {
                 message,
@@ -82,6 +89,7 @@ impl ProtoError {
             ProtoError::Closed => libc::ENETDOWN,
             ProtoError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             ProtoError::Oversized(_) | ProtoError::Truncated => libc::EMSGSIZE,
+            ProtoError::FdsDropped => libc::EMFILE,
             _ => libc::EPROTO,
         }
     }
@@ -175,6 +183,9 @@ impl Channel {
                 ProtoError::Io(e)
             }
         })?;
+        if r.fds_cut && r.len <= MAX_FRAME && decode::<T>(&self.buf[..r.len]).is_ok() {
+            return Err(ProtoError::FdsDropped);
+        }
         if r.truncated {
             return Err(ProtoError::Truncated);
         }

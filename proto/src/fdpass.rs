@@ -23,6 +23,10 @@ pub struct Received {
     pub fds: Vec<OwnedFd>,
     /// The payload or the control data was cut (`MSG_TRUNC`/`MSG_CTRUNC`).
     pub truncated: bool,
+    /// Only the control data was cut (`MSG_CTRUNC` without `MSG_TRUNC`): the payload is whole,
+    /// but fds that came with it were dropped — the control buffer holds the most fds a message
+    /// may carry, so this is the kernel failing to install them (the process's fd limit).
+    pub fds_cut: bool,
 }
 
 /// Sends `payload` and `fds` as one datagram on `sock` (sendmsg(2) with `SCM_RIGHTS`).
@@ -100,10 +104,12 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Received> {
         cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
     }
     let truncated = msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
+    let fds_cut = msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) == libc::MSG_CTRUNC;
     Ok(Received {
         len: n,
         fds,
         truncated,
+        fds_cut,
     })
 }
 

@@ -25,8 +25,38 @@ pub use message::{
 };
 
 /// Version of this protocol. Client and host must agree exactly. 3 added proxied sockets
-/// ([`FdKind::Proxied`], [`Request::Control`], [`Request::Close`]).
-pub const PROTO_VERSION: u32 = 4;
+/// ([`FdKind::Proxied`], [`Request::Control`], [`Request::Close`]); 4 the host's protections
+/// ([`StackStats::protections`]); 5 the plug-in's options in [`Request::NewStack`].
+pub const PROTO_VERSION: u32 = 5;
+
+/// The bits of [`StackStats::protections`]: which parts of the host's sandbox are in force
+/// (docs/security.md).
+pub mod protections {
+    /// `PR_SET_DUMPABLE` 0: no same-uid access to the host's memory or `/proc` files.
+    pub const NOT_DUMPABLE: u32 = 1 << 0;
+    /// `no_new_privs` on every thread.
+    pub const NO_NEW_PRIVS: u32 = 1 << 1;
+    /// Every capability dropped but those the plug-in declared.
+    pub const CAPS_DROPPED: u32 = 1 << 2;
+    /// Landlock: the filesystem limited to the host's code and the plug-in's declarations.
+    pub const LANDLOCK_FS: u32 = 1 << 3;
+    /// Landlock: no `ptrace` of, or `/proc/<pid>` access to, processes outside the host.
+    pub const LANDLOCK_PTRACE: u32 = 1 << 4;
+    /// Landlock scoping (ABI 6): no signals to, no abstract Unix sockets of, other processes.
+    pub const LANDLOCK_SCOPE: u32 = 1 << 5;
+    /// The seccomp deny-list on every thread.
+    pub const SECCOMP: u32 = 1 << 6;
+    /// Names of the bits, in order.
+    pub const NAMES: [(u32, &str); 7] = [
+        (NOT_DUMPABLE, "not_dumpable"),
+        (NO_NEW_PRIVS, "no_new_privs"),
+        (CAPS_DROPPED, "caps_dropped"),
+        (LANDLOCK_FS, "landlock_fs"),
+        (LANDLOCK_PTRACE, "landlock_ptrace"),
+        (LANDLOCK_SCOPE, "landlock_scope"),
+        (SECCOMP, "seccomp"),
+    ];
+}
 
 /// Largest encoded message, in bytes. A bigger datagram is a protocol error.
 pub const MAX_FRAME: usize = 64 * 1024;

@@ -210,6 +210,8 @@ pub struct StackStats {
     pub requests: u64,
     /// Sockets created since start.
     pub sockets_created: u64,
+    /// The host's protections in force (bits of [`crate::protections`]).
+    pub protections: u32,
 }
 
 /// A reply from the host to the client.

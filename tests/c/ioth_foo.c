@@ -108,3 +108,6 @@ int ioth_foo_socket(int domain, int type, int protocol)
 }
 
 const char *ioth_foo_license = "SPDX-License-Identifier: GPL-2.0-or-later";
+/* It appends to its log (named by its VNL) after newstack: the host's sandbox must allow that
+ * (docs/security.md). */
+const char *ioth_foo_sandbox = "write=@vnl";

@@ -227,7 +227,7 @@ pub unsafe extern "C" fn ioth_getifaddrs(stack: *mut Ioth, ifap: *mut *mut libc:
             return Err(libc::EINVAL);
         }
         // SAFETY: caller's contract.
-        let stack = unsafe { stack_arg(stack) };
+        let stack = unsafe { stack_arg(stack) }?;
         let links = stack.interfaces().map_err(errno_of)?;
         let addrs = stack.addresses().map_err(errno_of)?;
         let list = build_list(entries(&links, &addrs))?;

@@ -1,8 +1,14 @@
 //! The C ABI of `libioth.so`: a drop-in for the original libioth (`include/ioth.h`).
 //!
 //! Runs in the application. Every function sets `errno` and returns -1 (or NULL) on error, as the
-//! original; no panic crosses the boundary ([`guard`]). A `struct ioth *` is a boxed [`Stack`]
-//! handle; NULL as a stack argument means the default stack.
+//! original; no panic crosses the boundary ([`guard`]). A `struct ioth *` is an opaque handle
+//! of a [`Stack`], never dereferenced: the stacks live in a registry of the handles
+//! `ioth_newstack*` gave out and `ioth_delstack` has not taken back, so an unknown or already
+//! deleted handle fails with `EINVAL` instead of touching freed memory. Every call clones the
+//! [`Stack`] it works on (a reference count), so a stack another thread deletes meanwhile — the
+//! default stack included — stays valid until the call returns. NULL as a stack argument means
+//! the default stack; deleting the default stack makes the process's own kernel stack the
+//! default again.
 #![allow(unsafe_code)]
 
 mod berkeley;
@@ -10,20 +16,44 @@ mod data;
 pub(crate) mod fdtable;
 mod ifaddrs;
 
+use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr};
 use std::os::fd::IntoRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::{Error, Stack};
 
-/// What a C `struct ioth *` points to.
+/// What a C `struct ioth *` points to: one byte of its own (so that live handles are distinct
+/// addresses), never read. The stack itself is in [`Registry`].
 pub struct Ioth {
-    stack: Stack,
+    _own: u8,
 }
 
-/// The C default stack (NULL: the native kernel stack).
-static DEFSTACK: AtomicPtr<Ioth> = AtomicPtr::new(std::ptr::null_mut());
+/// The live handles and the C default stack.
+struct Registry {
+    /// Handle address → stack.
+    stacks: HashMap<usize, Stack>,
+    /// The handle `ioth_set_defstack` chose (`None`: the native kernel stack).
+    default: Option<usize>,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+/// The registry, locked. Never held across a call to a host.
+fn registry() -> MutexGuard<'static, Option<Registry>> {
+    let mut g = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    g.get_or_insert_with(|| Registry {
+        stacks: HashMap::new(),
+        default: None,
+    });
+    g
+}
+
+/// The stack of live handle `p`; `EINVAL` if `p` is not one.
+fn lookup(reg: &Registry, p: *mut Ioth) -> Result<Stack, c_int> {
+    reg.stacks.get(&(p as usize)).cloned().ok_or(libc::EINVAL)
+}
 
 pub(crate) fn set_errno(e: c_int) {
     // SAFETY: __errno_location returns this thread's errno slot, always valid.
@@ -45,21 +75,22 @@ pub(crate) fn guard<R>(fail: R, f: impl FnOnce() -> Result<R, c_int>) -> R {
     }
 }
 
-/// The stack a C caller names: `p`, or the default stack when `p` is NULL.
+/// The stack a C caller names: `p`, or the default stack when `p` is NULL; `EINVAL` if `p` is
+/// not a live handle. A clone: it stays valid whatever other threads do meanwhile.
 ///
 /// # Safety
-/// `p` is NULL or a pointer returned by `ioth_newstack*` and not yet deleted.
-pub(crate) unsafe fn stack_arg(p: *mut Ioth) -> Stack {
+/// None needed: `p` is only compared, never dereferenced (the function stays `unsafe` for its
+/// callers' sake).
+pub(crate) unsafe fn stack_arg(p: *mut Ioth) -> Result<Stack, c_int> {
+    let g = registry();
+    let reg = g.as_ref().expect("initialised by registry()");
     if p.is_null() {
-        let d = DEFSTACK.load(Ordering::Acquire);
-        if d.is_null() {
-            return crate::default_stack();
-        }
-        // SAFETY: DEFSTACK holds a live pointer from ioth_newstack* (cleared by ioth_delstack).
-        return unsafe { (*d).stack.clone() };
+        return match reg.default {
+            Some(d) => lookup(reg, d as *mut Ioth),
+            None => Ok(crate::default_stack()),
+        };
     }
-    // SAFETY: per the contract, p is a live Ioth.
-    unsafe { (*p).stack.clone() }
+    lookup(reg, p)
 }
 
 /// A C string argument as UTF-8; `EINVAL` if it is not.
@@ -79,7 +110,7 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char) -> Result<Option<&'a str>, c_
 
 /// Reports a Rust API error on stderr when `IOTH_DEBUG` is set, and gives its errno.
 pub(crate) fn errno_of(e: Error) -> c_int {
-    if std::env::var_os("IOTH_DEBUG").is_some() {
+    if crate::env::var_os("IOTH_DEBUG").is_some() {
         eprintln!("ioth: {e}");
     }
     e.errno()
@@ -110,7 +141,13 @@ pub unsafe extern "C" fn ioth_newstackv(
             }
         }
         let stack = Stack::new(name, &vnls).map_err(errno_of)?;
-        Ok(Box::into_raw(Box::new(Ioth { stack })))
+        let p = Box::into_raw(Box::new(Ioth { _own: 0 }));
+        let mut g = registry();
+        g.as_mut()
+            .expect("initialised by registry()")
+            .stacks
+            .insert(p as usize, stack);
+        Ok(p)
     })
 }
 
@@ -126,41 +163,64 @@ pub unsafe extern "C" fn ioth_newstack(stack: *const c_char, vnl: *const c_char)
     unsafe { ioth_newstackv(stack, vnlv.as_ptr()) }
 }
 
-/// `int ioth_delstack(struct ioth *iothstack)`: `EBUSY` while sockets are open.
+/// `int ioth_delstack(struct ioth *iothstack)`: `EBUSY` while sockets are open; `EINVAL` for
+/// NULL or a handle that is not live (never created, or deleted already).
+///
+/// The handle leaves the registry before the host is asked to end, so that no other call can
+/// pick it up meanwhile; a failed deletion (`EBUSY`, …) puts it back unchanged. Calls that
+/// cloned the stack before keep it until they return.
 ///
 /// # Safety
-/// `p` is NULL or a live pointer from `ioth_newstack*`; after success it is freed.
+/// None needed: `p` is looked up, never dereferenced.
 #[no_mangle]
 pub unsafe extern "C" fn ioth_delstack(p: *mut Ioth) -> c_int {
     guard(-1, || {
-        if p.is_null() {
-            return Err(libc::EINVAL);
+        let (stack, was_default) = {
+            let mut g = registry();
+            let reg = g.as_mut().expect("initialised by registry()");
+            let stack = reg.stacks.remove(&(p as usize)).ok_or(libc::EINVAL)?;
+            let was_default = reg.default == Some(p as usize);
+            if was_default {
+                reg.default = None;
+                crate::set_default_stack(None);
+            }
+            (stack, was_default)
+        };
+        if let Err((stack, e)) = stack.delete() {
+            let mut g = registry();
+            let reg = g.as_mut().expect("initialised by registry()");
+            if was_default && reg.default.is_none() {
+                reg.default = Some(p as usize);
+                crate::set_default_stack(Some(&stack));
+            }
+            reg.stacks.insert(p as usize, stack);
+            return Err(errno_of(e));
         }
-        // SAFETY: p is live (caller's contract).
-        let stack = unsafe { (*p).stack.clone() };
-        stack.delete().map_err(|(_, e)| errno_of(e))?;
-        let _ =
-            DEFSTACK.compare_exchange(p, std::ptr::null_mut(), Ordering::AcqRel, Ordering::Acquire);
-        // SAFETY: p came from Box::into_raw in ioth_newstackv and is freed exactly once, here.
-        let ioth = unsafe { Box::from_raw(p) };
-        if crate::default_stack().same(&ioth.stack) {
-            crate::set_default_stack(None);
-        }
+        // SAFETY: p came from Box::into_raw in ioth_newstackv and left the registry above, so
+        // it is freed exactly once, here.
+        drop(unsafe { Box::from_raw(p) });
         Ok(0)
     })
 }
 
-/// `void ioth_set_defstack(struct ioth *iothstack)`: NULL reverts to the native kernel stack.
+/// `void ioth_set_defstack(struct ioth *iothstack)`: NULL reverts to the native kernel stack;
+/// a handle that is not live leaves the default unchanged (and sets `errno` to `EINVAL`).
 ///
 /// # Safety
-/// `p` is NULL or a live pointer from `ioth_newstack*`.
+/// None needed: `p` is looked up, never dereferenced.
 #[no_mangle]
 pub unsafe extern "C" fn ioth_set_defstack(p: *mut Ioth) {
     guard((), || {
-        DEFSTACK.store(p, Ordering::Release);
-        // SAFETY: p is NULL or live (caller's contract).
-        let stack = (!p.is_null()).then(|| unsafe { (*p).stack.clone() });
-        crate::set_default_stack(stack.as_ref());
+        let mut g = registry();
+        let reg = g.as_mut().expect("initialised by registry()");
+        if p.is_null() {
+            reg.default = None;
+            crate::set_default_stack(None);
+            return Ok(());
+        }
+        let stack = lookup(reg, p)?;
+        reg.default = Some(p as usize);
+        crate::set_default_stack(Some(&stack));
         Ok(())
     })
 }
@@ -168,7 +228,10 @@ pub unsafe extern "C" fn ioth_set_defstack(p: *mut Ioth) {
 /// `struct ioth *ioth_get_defstack(void)`: NULL means the native kernel stack.
 #[no_mangle]
 pub extern "C" fn ioth_get_defstack() -> *mut Ioth {
-    DEFSTACK.load(Ordering::Acquire)
+    let g = registry();
+    g.as_ref()
+        .and_then(|r| r.default)
+        .map_or(std::ptr::null_mut(), |d| d as *mut Ioth)
 }
 
 /// `void ioth_set_license(const char *license)`.
@@ -198,7 +261,7 @@ pub unsafe extern "C" fn ioth_msocket(
 ) -> c_int {
     guard(-1, || {
         // SAFETY: caller's contract.
-        let stack = unsafe { stack_arg(p) };
+        let stack = unsafe { stack_arg(p) }?;
         let sock = stack.msocket(domain, ty, protocol).map_err(errno_of)?;
         let (fd, hold, proxy) = sock.into_parts();
         let raw = fd.into_raw_fd();
@@ -235,18 +298,18 @@ pub extern "C" fn ioth_close(fd: c_int) -> c_int {
 }
 
 /// `pid_t ioth_stack_pid(struct ioth *iothstack)` (extension): the host's pid, 0 for the native
-/// stack.
+/// stack; `EINVAL` for NULL or a handle that is not live.
 ///
 /// # Safety
-/// `p` is NULL or a live pointer from `ioth_newstack*`.
+/// None needed: `p` is looked up, never dereferenced.
 #[no_mangle]
 pub unsafe extern "C" fn ioth_stack_pid(p: *mut Ioth) -> libc::pid_t {
     guard(-1, || {
         if p.is_null() {
             return Err(libc::EINVAL);
         }
-        // SAFETY: p is live (caller's contract).
-        let pid = unsafe { (*p).stack.pid() };
+        // SAFETY: p is only looked up.
+        let pid = unsafe { stack_arg(p) }?.pid();
         Ok(pid.map_or(0, |p| p as libc::pid_t))
     })
 }

@@ -35,3 +35,13 @@ ioth_plugin_sdk::export_native_stack!(
     KernelStack,
     license = "SPDX-License-Identifier: LGPL-2.1-or-later"
 );
+
+/// What the host's sandbox must leave (docs/security.md): `CAP_NET_ADMIN` and `CAP_NET_RAW`,
+/// when the host has them. The kernel checks the capabilities of a netlink socket's opener each
+/// time a message configures the namespace (and those of a raw socket's creator), so the sockets
+/// the host makes later for the application's configuration calls and `ping` need them.
+// The symbol name is the plug-in ABI's, unique to this plug-in.
+#[allow(unsafe_code)]
+#[export_name = "ioth_kernel_sandbox"]
+static SANDBOX: ioth_plugin_sdk::abi::LicenseStr =
+    ioth_plugin_sdk::abi::LicenseStr::new("caps=net_admin,net_raw\0");

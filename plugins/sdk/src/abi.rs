@@ -166,7 +166,8 @@ pub struct LicenseStr(*const c_char);
 unsafe impl Sync for LicenseStr {}
 
 impl LicenseStr {
-    /// From a `'static` string that ends with a NUL byte.
+    /// From a `'static` string that ends with a NUL byte (any exported `const char *`
+    /// constant of a plug-in: the licence, the sandbox declaration).
     pub const fn new(s: &'static str) -> LicenseStr {
         let b = s.as_bytes();
         assert!(

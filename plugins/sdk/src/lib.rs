@@ -28,6 +28,25 @@ pub mod vde;
 pub use cstr::refuse_options;
 pub use native::{errno_of, error, NativeStack, PluginState};
 
+/// Makes a panic anywhere in this plug-in (any of its threads: an event loop, a pump) end the
+/// host at once, with the panic's message on stderr and exit status 101, so that the
+/// application sees `ENETDOWN` instead of a stack whose thread silently died. A Rust plug-in
+/// has a Rust runtime of its own, whose panic hook the host's cannot reach: call this from
+/// `newstack` ([`export_native_stack!`] does).
+pub fn end_host_on_panic() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("ioth plug-in (host pid {}): {info}", std::process::id());
+            #[allow(unsafe_code)]
+            // SAFETY: _exit(2) only ends the process.
+            unsafe {
+                libc::_exit(101)
+            }
+        }));
+    });
+}
+
 /// Exports a [`NativeStack`] implementation as the plug-in `ioth_<name>.so`.
 ///
 /// ```ignore

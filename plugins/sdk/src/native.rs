@@ -131,6 +131,7 @@ impl PluginState {
             }
         };
         self.set_newstack_error(None);
+        crate::end_host_on_panic();
         match catch_unwind(AssertUnwindSafe(|| T::new(&vnls, options))) {
             Ok(Ok(stack)) => {
                 // SAFETY: f is valid and exclusively ours for the duration of newstack.

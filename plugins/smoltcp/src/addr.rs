@@ -42,7 +42,11 @@ pub fn from_sockaddr(b: &[u8], family: i32) -> io::Result<Option<SocketAddr>> {
     if fam != family {
         return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
     }
-    let port = u16::from_be_bytes([b[2], b.get(3).copied().ok_or_else(einval)?]);
+    // Too short for a port (a 2-byte AF_INET address): EINVAL, as the kernel's bind/connect.
+    let Some(&[p0, p1]) = b.get(2..4) else {
+        return Err(einval());
+    };
+    let port = u16::from_be_bytes([p0, p1]);
     match fam {
         libc::AF_INET => {
             if b.len() < SIN_LEN {
@@ -195,6 +199,14 @@ mod tests {
         );
         let unspec = (libc::AF_UNSPEC as u16).to_ne_bytes();
         assert_eq!(from_sockaddr(&unspec, libc::AF_INET).unwrap(), None);
+        // Just a family, or a family and half a port: EINVAL, never a panic.
+        let fam = (libc::AF_INET as u16).to_ne_bytes();
+        for b in [&fam[..], &[fam[0], fam[1], 0][..]] {
+            assert_eq!(
+                from_sockaddr(b, libc::AF_INET).unwrap_err().raw_os_error(),
+                Some(libc::EINVAL)
+            );
+        }
     }
 
     #[test]

@@ -38,6 +38,11 @@ const MAX_OPT: usize = 256;
 #[export_name = "ioth_smoltcp_license"]
 static LICENSE: LicenseStr = LicenseStr::new("SPDX-License-Identifier: LGPL-2.1-or-later\0");
 
+/// What the host's sandbox must leave (docs/security.md): write access to the places its VNLs
+/// name (a `switch://` switch in the host creates a socket per port). No capability.
+#[export_name = "ioth_smoltcp_sandbox"]
+static SANDBOX: LicenseStr = LicenseStr::new("write=@vnl\0");
+
 fn set_errno(e: c_int) {
     // SAFETY: __errno_location returns this thread's errno slot, always valid.
     unsafe { *libc::__errno_location() = e };
@@ -137,6 +142,7 @@ pub unsafe extern "C" fn newstack(
     options: *const c_char,
     f: *mut IothFunctions,
 ) -> *mut c_void {
+    ioth_plugin_sdk::end_host_on_panic();
     let r = catch_unwind(AssertUnwindSafe(|| -> io::Result<*mut c_void> {
         if f.is_null() {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));

@@ -158,3 +158,16 @@ ioth_plugin_sdk::export_native_stack!(
     VdeStack,
     license = "SPDX-License-Identifier: LGPL-2.1-or-later"
 );
+
+/// What the host's sandbox must leave (docs/security.md): write access to the places its VNLs
+/// name (a `switch://` switch runs in the host and creates a socket per port; `ptp://` binds
+/// its socket), and `CAP_NET_ADMIN` and `CAP_NET_RAW`. The
+/// kernel checks the capabilities of a netlink socket's opener each time a message configures
+/// the namespace (and those of a raw socket's creator), so the sockets the host makes later for
+/// the application's `ioth_ipaddr_add`/`ping` need them. They act on the host's own network
+/// namespace only: the sandbox forbids entering another one.
+// The symbol name is the plug-in ABI's, unique to this plug-in.
+#[allow(unsafe_code)]
+#[export_name = "ioth_vdestack_sandbox"]
+static SANDBOX: ioth_plugin_sdk::abi::LicenseStr =
+    ioth_plugin_sdk::abi::LicenseStr::new("caps=net_admin,net_raw write=@vnl\0");

@@ -19,3 +19,6 @@ int ioth_fdhog_socket(int domain, int type, int protocol) {
 	}
 	return socket(domain, type, protocol);
 }
+
+/* It opens /dev/null after newstack (docs/security.md). */
+const char *ioth_fdhog_sandbox = "read=/dev/null";

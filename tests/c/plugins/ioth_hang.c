@@ -32,3 +32,6 @@ int ioth_hang_socket(int domain, int type, int protocol) {
 	for (;;)
 		pause();
 }
+
+/* It creates its marker file in its own directory after newstack (docs/security.md). */
+const char *ioth_hang_sandbox = "write=@plugin";

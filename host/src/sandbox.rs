@@ -1,0 +1,622 @@
+//! The trust boundary: what a host can do once its plug-in has created the stack.
+//!
+//! A plug-in runs in the host as the application's user, so until the stack exists it can do
+//! whatever that user can (it needs to: create namespaces and taps, load libvdeplug modules,
+//! connect to switches). Right after a successful `newstack`, before the reply and before the
+//! host starts its own threads, [`apply`] confines every thread of the host:
+//!
+//! - `PR_SET_DUMPABLE` 0: nobody of the same uid reads its memory or `/proc` files;
+//! - `no_new_privs`: no exec gains privileges (setuid, file capabilities);
+//! - capabilities: all dropped (effective, permitted, inheritable, ambient and bounding set),
+//!   except those the plug-in declares;
+//! - Landlock: the filesystem is read-only and limited to the files already mapped (the
+//!   host's and the plug-in's code) plus what the plug-in declares, nothing writable but what it
+//!   declares (fds already open — the channel, the audit trail, taps, switches — keep working);
+//!   `ptrace` of and `/proc/<pid>` access to processes outside the host's domain are denied, and
+//!   (Landlock ABI 6) signals and abstract Unix sockets are scoped to the domain;
+//! - seccomp: a deny-list (`ptrace`, `process_vm_readv/writev`, `pidfd_getfd`, `setns`, `unshare`,
+//!   `clone` with namespace flags, `mount` and the new mount API, `kexec`, `bpf`, modules, …)
+//!   failing with `EPERM` (`clone3`: `ENOSYS`, so that libc falls back to `clone`). Never a kill.
+//!
+//! Capabilities, `no_new_privs` and Landlock are per thread, and threads the plug-in started in
+//! `newstack` exist already: each is made to confine itself by a signal (its handler makes the
+//! same raw system calls), and the host waits until every thread has done so; seccomp is applied
+//! to all threads at once (`SECCOMP_FILTER_FLAG_TSYNC`). Where the kernel lacks a mechanism the
+//! stack still starts; [`Protections`] says what is in force (stats and the audit trail).
+//!
+//! A plug-in that needs more declares it in `const char *ioth_<name>_sandbox`: tokens separated
+//! by white space, `caps=net_admin,net_raw` (capabilities kept), `read=/path` and `write=/path`
+//! (Landlock access beneath a path; `write` includes reading). The format is in
+//! `docs/security.md`.
+#![allow(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::{c_int, CStr, CString};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ioth_proto::{protections as bit, WireError};
+
+/// Which protections are in force (the bits of [`ioth_proto::protections`]).
+pub type Protections = u32;
+
+/// What a plug-in asks for beyond the default sandbox.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Relax {
+    /// Capability numbers kept.
+    pub caps: Vec<u32>,
+    /// Paths readable beneath.
+    pub read: Vec<PathBuf>,
+    /// Paths readable and writable beneath.
+    pub write: Vec<PathBuf>,
+}
+
+/// Capability names a plug-in may keep (`linux/capability.h`).
+const CAP_NAMES: &[(&str, u32)] = &[
+    ("chown", 0),
+    ("dac_override", 1),
+    ("dac_read_search", 2),
+    ("fowner", 3),
+    ("kill", 5),
+    ("setgid", 6),
+    ("setuid", 7),
+    ("net_bind_service", 10),
+    ("net_broadcast", 11),
+    ("net_admin", 12),
+    ("net_raw", 13),
+    ("ipc_lock", 14),
+    ("sys_chroot", 18),
+    ("sys_ptrace", 19),
+    ("sys_admin", 21),
+    ("sys_nice", 23),
+    ("sys_resource", 24),
+    ("sys_time", 25),
+];
+
+fn bad(message: String) -> WireError {
+    WireError {
+        errno: libc::EINVAL,
+        message,
+    }
+}
+
+/// The filesystem places a VNL names (`switch:///tmp/sw` → `/tmp/sw`, `eth1:vde:///tmp/sw[2]` →
+/// `/tmp/sw`): the path after `://` up to any `[` or `?`, if absolute; a VNL that is an absolute
+/// path itself names that path.
+fn vnl_path(vnl: &str) -> Option<PathBuf> {
+    let rest = match vnl.split_once("://") {
+        Some((_, rest)) => rest,
+        None if vnl.starts_with('/') => vnl,
+        None => return None,
+    };
+    let end = rest.find(['[', '?', '{']).unwrap_or(rest.len());
+    let p = PathBuf::from(&rest[..end]);
+    p.is_absolute().then_some(p)
+}
+
+/// Parses a plug-in's `ioth_<name>_sandbox` declaration for a stack on `vnls` (`write=@vnl`
+/// stands for the place each VNL names: a switch directory, a `ptp://` socket's directory; `@plugin` stands for the directory of the plug-in's file, `plugin`.)
+pub fn parse_relax(text: &str, vnls: &[String], plugin: &Path) -> Result<Relax, WireError> {
+    let mut r = Relax::default();
+    for tok in text.split_whitespace() {
+        let (key, value) = tok
+            .split_once('=')
+            .ok_or_else(|| bad(format!("sandbox declaration: {tok:?} is not key=value")))?;
+        match key {
+            "caps" => {
+                for name in value.split(',').filter(|n| !n.is_empty()) {
+                    let n = name.trim_start_matches("cap_").to_ascii_lowercase();
+                    let cap = CAP_NAMES
+                        .iter()
+                        .find(|(k, _)| *k == n)
+                        .map(|(_, c)| *c)
+                        .ok_or_else(|| {
+                            bad(format!("sandbox declaration: unknown capability {name:?}"))
+                        })?;
+                    r.caps.push(cap);
+                }
+            }
+            "read" | "write" if value == "@vnl" => {
+                for p in vnls.iter().filter_map(|v| vnl_path(v)) {
+                    // The place itself if it exists as a directory (a switch's), else the
+                    // directory it is (or will be) created in.
+                    let p = if p.is_dir() {
+                        p
+                    } else {
+                        p.parent().map_or(p.clone(), Path::to_path_buf)
+                    };
+                    if key == "read" {
+                        &mut r.read
+                    } else {
+                        &mut r.write
+                    }
+                    .push(p);
+                }
+            }
+            "read" | "write" if value == "@plugin" => {
+                if let Some(d) = plugin.parent() {
+                    if key == "read" {
+                        &mut r.read
+                    } else {
+                        &mut r.write
+                    }
+                    .push(d.to_path_buf());
+                }
+            }
+            "read" | "write" => {
+                let p = PathBuf::from(value);
+                if !p.is_absolute() {
+                    return Err(bad(format!(
+                        "sandbox declaration: {key} path {value:?} is not absolute"
+                    )));
+                }
+                if key == "read" {
+                    &mut r.read
+                } else {
+                    &mut r.write
+                }
+                .push(p);
+            }
+            _ => {
+                return Err(bad(format!(
+                    "sandbox declaration: unknown key {key:?} (caps, read, write)"
+                )))
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// The value of `const char *ioth_<name>_sandbox` in the already loaded plug-in at `path`.
+pub fn declared(path: &Path, name: &str) -> Option<String> {
+    let cpath = CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let sym = CString::new(format!("ioth_{name}_sandbox")).ok()?;
+    // SAFETY: RTLD_NOLOAD only returns a handle of an object loaded already (the plug-in,
+    // which stays loaded for the host's life); it runs no constructor.
+    let h = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+    if h.is_null() {
+        return None;
+    }
+    // SAFETY: h is a live handle; sym is a C string.
+    let p = unsafe { libc::dlsym(h, sym.as_ptr()) }.cast::<*const libc::c_char>();
+    let out = if p.is_null() {
+        None
+    } else {
+        // SAFETY: the symbol is a `const char *` variable (the documented ABI): p points at
+        // the pointer, which is NULL or a NUL-terminated string of the plug-in.
+        let s = unsafe { *p };
+        // SAFETY: as above.
+        (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned())
+    };
+    // SAFETY: drops the reference RTLD_NOLOAD took; the host's own keeps the object loaded.
+    unsafe { libc::dlclose(h) };
+    out
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+fn capget() -> std::io::Result<[CapData; 2]> {
+    let mut h = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let mut d = [CapData::default(); 2];
+    // SAFETY: h and d are the header and two data words capget(2) version 3 expects.
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(d)
+}
+
+/// The capability sets every thread is given, for the signal handler.
+static CAP_WORDS: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
+/// The Landlock ruleset fd for the signal handler (-1: none).
+static RULESET: AtomicI32 = AtomicI32::new(-1);
+/// Threads that confined themselves, and those that failed to.
+static DONE: AtomicUsize = AtomicUsize::new(0);
+static FAILED: AtomicUsize = AtomicUsize::new(0);
+
+/// What one thread does to itself: `no_new_privs`, capabilities, Landlock. Raw system calls only
+/// (it runs in a signal handler). `false` if one failed.
+fn confine_thread() -> bool {
+    let mut ok = true;
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        ok = false;
+    }
+    let mut h = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let keep = [
+        CAP_WORDS[0].load(Ordering::Acquire),
+        CAP_WORDS[1].load(Ordering::Acquire),
+    ];
+    let d = [
+        CapData {
+            effective: keep[0],
+            permitted: keep[0],
+            inheritable: 0,
+        },
+        CapData {
+            effective: keep[1],
+            permitted: keep[1],
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: h and d are capset(2)'s version-3 header and two data words.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()) } != 0 {
+        ok = false;
+    }
+    let fd = RULESET.load(Ordering::Acquire);
+    // SAFETY: landlock_restrict_self takes the ruleset fd and flags.
+    if fd >= 0 && unsafe { libc::syscall(libc::SYS_landlock_restrict_self, fd, 0) } != 0 {
+        ok = false;
+    }
+    ok
+}
+
+extern "C" fn on_confine_signal(_: c_int) {
+    // SAFETY: errno is this thread's; saved and restored around the handler's system calls.
+    let saved = unsafe { *libc::__errno_location() };
+    if !confine_thread() {
+        FAILED.fetch_add(1, Ordering::AcqRel);
+    }
+    DONE.fetch_add(1, Ordering::AcqRel);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
+}
+
+/// The other threads of the process.
+fn other_threads() -> Vec<libc::pid_t> {
+    // SAFETY: gettid takes no argument.
+    let me = unsafe { libc::gettid() };
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|t| *t != me)
+        .collect()
+}
+
+/// Makes every other thread run [`confine_thread`], round after round until no thread is new
+/// (a thread a confined thread starts inherits its confinement; one an unconfined thread starts
+/// meanwhile shows up in the next round). `Err` names what went wrong.
+fn confine_other_threads() -> Result<(), String> {
+    let sig = libc::SIGRTMAX() - 1;
+    // SAFETY: sigaction with a handler that only makes async-signal-safe system calls; the
+    // old action is restored below.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = on_confine_signal as extern "C" fn(c_int) as usize;
+    sa.sa_flags = libc::SA_RESTART;
+    // SAFETY: sa and old are valid sigaction structs.
+    if unsafe { libc::sigaction(sig, &sa, &mut old) } != 0 {
+        return Err(format!("sigaction: {}", std::io::Error::last_os_error()));
+    }
+    let mut confined: Vec<libc::pid_t> = Vec::new();
+    let mut result = Ok(());
+    for _round in 0..32 {
+        let fresh: Vec<_> = other_threads()
+            .into_iter()
+            .filter(|t| !confined.contains(t))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        DONE.store(0, Ordering::Release);
+        let mut sent = 0;
+        for t in &fresh {
+            // SAFETY: tgkill to a thread of this very process.
+            if unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), *t, sig) } == 0 {
+                sent += 1;
+            }
+            confined.push(*t);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while DONE.load(Ordering::Acquire) < sent && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if DONE.load(Ordering::Acquire) < sent {
+            result = Err(format!(
+                "{} of the plug-in's threads did not take the sandbox (signal {sig} blocked?)",
+                sent - DONE.load(Ordering::Acquire)
+            ));
+            break;
+        }
+    }
+    // SAFETY: restores the action saved above.
+    unsafe { libc::sigaction(sig, &old, std::ptr::null_mut()) };
+    if FAILED.load(Ordering::Acquire) > 0 && result.is_ok() {
+        result = Err("a thread could not confine itself".into());
+    }
+    result
+}
+
+/// The files mapped into the host (its code, the plug-in's, their libraries), for read access.
+fn mapped_files() -> Vec<PathBuf> {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.starts_with('/'))
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The Landlock ruleset of the host, as an fd; which protections it gives.
+fn landlock_ruleset(relax: &Relax) -> Result<(Option<OwnedFd>, Protections), String> {
+    use landlock::{
+        Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+        RulesetCreatedAttr, Scope, ABI,
+    };
+    let abi = ABI::V6;
+    let err = |e: landlock::RulesetError| e.to_string();
+    let read = AccessFs::from_read(abi);
+    let all = AccessFs::from_all(abi);
+    let mut rs = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(all)
+        .map_err(err)?
+        .scope(Scope::Signal | Scope::AbstractUnixSocket)
+        .map_err(err)?
+        .create()
+        .map_err(err)?;
+    let mut rules: Vec<(PathBuf, landlock::BitFlags<AccessFs>)> = Vec::new();
+    for f in mapped_files() {
+        // Files: read and execute, nothing else applies to a file.
+        rules.push((f, AccessFs::ReadFile | AccessFs::Execute));
+    }
+    rules.extend(relax.read.iter().map(|p| (p.clone(), read)));
+    rules.extend(relax.write.iter().map(|p| (p.clone(), all)));
+    for (p, access) in rules {
+        let Ok(fd) = PathFd::new(&p) else { continue };
+        let access = if p.is_dir() {
+            access
+        } else {
+            access & AccessFs::from_file(abi)
+        };
+        rs = rs.add_rule(PathBeneath::new(fd, access)).map_err(err)?;
+    }
+    // The kernel's Landlock version decides what the ruleset really enforces.
+    let kernel_abi = kernel_landlock_abi();
+    let mut p = 0;
+    if kernel_abi >= 1 {
+        p |= bit::LANDLOCK_FS | bit::LANDLOCK_PTRACE;
+    }
+    if kernel_abi >= 6 {
+        p |= bit::LANDLOCK_SCOPE;
+    }
+    let fd: Option<OwnedFd> = rs.into();
+    if fd.is_none() {
+        p = 0;
+    }
+    Ok((fd, p))
+}
+
+/// The kernel's Landlock ABI version (0: none).
+fn kernel_landlock_abi() -> i64 {
+    // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) only returns the ABI version.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    v.max(0)
+}
+
+/// The seccomp deny-list, as two filters (the kernel applies the strictest verdict of all).
+fn seccomp_filters() -> Result<[seccompiler::BpfProgram; 2], String> {
+    use seccompiler::{
+        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule, TargetArch,
+    };
+    let eperm = libc::EPERM as u32;
+    let deny: &[libc::c_long] = &[
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_pidfd_getfd,
+        libc::SYS_kcmp,
+        libc::SYS_setns,
+        libc::SYS_unshare,
+        libc::SYS_mount,
+        libc::SYS_umount2,
+        libc::SYS_pivot_root,
+        libc::SYS_chroot,
+        libc::SYS_fsopen,
+        libc::SYS_fsconfig,
+        libc::SYS_fsmount,
+        libc::SYS_fspick,
+        libc::SYS_move_mount,
+        libc::SYS_open_tree,
+        libc::SYS_mount_setattr,
+        libc::SYS_kexec_load,
+        libc::SYS_kexec_file_load,
+        libc::SYS_bpf,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_perf_event_open,
+        libc::SYS_userfaultfd,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_name_to_handle_at,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_reboot,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_acct,
+        libc::SYS_quotactl,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+    ];
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for s in deny {
+        rules.insert(*s, Vec::new());
+    }
+    // clone with a namespace flag: one rule per flag (any of them matches).
+    let ns_flags = [
+        libc::CLONE_NEWNS,
+        libc::CLONE_NEWUSER,
+        libc::CLONE_NEWNET,
+        libc::CLONE_NEWPID,
+        libc::CLONE_NEWIPC,
+        libc::CLONE_NEWUTS,
+        libc::CLONE_NEWCGROUP,
+        0x80, // CLONE_NEWTIME
+    ];
+    let mut clone_rules = Vec::new();
+    for f in ns_flags {
+        let f = f as u64;
+        let cond = SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(f), f)
+            .map_err(|e| e.to_string())?;
+        clone_rules.push(SeccompRule::new(vec![cond]).map_err(|e| e.to_string())?);
+    }
+    rules.insert(libc::SYS_clone, clone_rules);
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
+    let main = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(eperm),
+        arch,
+    )
+    .map_err(|e| e.to_string())?;
+    let main: seccompiler::BpfProgram = main
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| e.to_string())?;
+    // clone3 passes its flags in memory, which seccomp cannot read: ENOSYS, so that libc falls
+    // back to clone (checked above).
+    let clone3 = SeccompFilter::new(
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .map_err(|e| e.to_string())?;
+    let clone3: seccompiler::BpfProgram = clone3
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| e.to_string())?;
+    Ok([main, clone3])
+}
+
+/// Confines the host (see the module doc). The plug-in at `path` has created its stack. Fails
+/// only on a declaration that cannot be honoured or a thread that would stay unconfined;
+/// protections the kernel lacks are left out of the result.
+pub fn apply(relax: &Relax) -> Result<(Protections, String), WireError> {
+    let fail = |m: String| WireError {
+        errno: libc::EPERM,
+        message: format!("sandbox: {m}"),
+    };
+    let mut p: Protections = 0;
+    let mut notes: Vec<String> = Vec::new();
+    // Not dumpable: no same-uid process reads its memory or /proc files; no core dump.
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } == 0 {
+        p |= bit::NOT_DUMPABLE;
+    }
+    // Capabilities: the bounding set first (it needs CAP_SETPCAP, dropped below).
+    let keep_mask: u64 = relax.caps.iter().fold(0, |m, c| m | (1u64 << c));
+    let cur = capget().map_err(|e| fail(format!("capget: {e}")))?;
+    let permitted = u64::from(cur[0].permitted) | (u64::from(cur[1].permitted) << 32);
+    let keep = keep_mask & permitted;
+    for cap in 0..64u64 {
+        if keep_mask & (1 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments; EINVAL past the last capability ends the loop.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+        if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            break;
+        }
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    CAP_WORDS[0].store(keep as u32, Ordering::Release);
+    CAP_WORDS[1].store((keep >> 32) as u32, Ordering::Release);
+    // Landlock: build the ruleset while the filesystem is still open to us.
+    let (ruleset, ll) = landlock_ruleset(relax).map_err(|e| fail(format!("landlock: {e}")))?;
+    if let Some(fd) = &ruleset {
+        RULESET.store(fd.as_raw_fd(), Ordering::Release);
+    }
+    // Every other thread first (this one can still list them), then this one.
+    confine_other_threads().map_err(fail)?;
+    if !confine_thread() {
+        return Err(fail(format!(
+            "cannot confine the host: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    RULESET.store(-1, Ordering::Release);
+    drop(ruleset);
+    p |= bit::NO_NEW_PRIVS | ll;
+    let now = capget().map_err(|e| fail(format!("capget: {e}")))?;
+    let eff = u64::from(now[0].effective) | (u64::from(now[1].effective) << 32);
+    if eff & !keep_mask == 0 {
+        p |= bit::CAPS_DROPPED;
+    }
+    if keep != 0 {
+        let names: Vec<&str> = CAP_NAMES
+            .iter()
+            .filter(|(_, c)| keep & (1 << c) != 0)
+            .map(|(n, _)| *n)
+            .collect();
+        notes.push(format!("kept capabilities: {}", names.join(",")));
+    }
+    // seccomp last, on every thread at once.
+    match seccomp_filters() {
+        Ok([main, clone3]) => {
+            let r = seccompiler::apply_filter_all_threads(&main)
+                .and_then(|()| seccompiler::apply_filter_all_threads(&clone3));
+            match r {
+                Ok(()) => p |= bit::SECCOMP,
+                Err(e) => notes.push(format!("seccomp not in force: {e}")),
+            }
+        }
+        Err(e) => notes.push(format!("seccomp not in force: {e}")),
+    }
+    if ll == 0 {
+        notes.push("landlock not in force (kernel without Landlock)".into());
+    } else if ll & bit::LANDLOCK_SCOPE == 0 {
+        notes.push("landlock without signal/abstract-socket scoping (kernel ABI < 6)".into());
+    }
+    Ok((p, notes.join("; ")))
+}
