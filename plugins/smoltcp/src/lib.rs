@@ -25,6 +25,7 @@ mod ffi;
 mod frag;
 mod net;
 mod netlink;
+mod packet;
 mod stack;
 mod sys;
 mod tcp;
