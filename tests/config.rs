@@ -247,3 +247,81 @@ fn recv_frame(rx: &Socket) -> (Vec<u8>, socket2::SockAddr) {
         }
     }
 }
+
+/// Router discovery on a raw ICMPv6 socket, the same client code on vdestack and on smoltcp:
+/// both hear the server's advertisement (from its link-local address, scope = the interface)
+/// with the managed flag, a lifetime and the on-link prefix `fd09::/64`; a default route
+/// through the router's link-local address and an address in the prefix (EUI-64, with DAD) are
+/// applied with netlink, then TCP works between the two stacks over them.
+#[test]
+fn router_advertisement_on_both_stacks() {
+    if !stacks::root() {
+        return;
+    }
+    let sw = Switch::start();
+    let server = Server::start(&sw);
+    let (vde, vidx) = bare("vdestack", &sw);
+    let (smol, sidx) = bare("smoltcp", &sw);
+    let rv = dhcp::router_discovery(&vde, vidx);
+    let rs = dhcp::router_discovery(&smol, sidx);
+    eprintln!("vdestack: {rv:?}\nsmoltcp:  {rs:?}");
+    let prefix: std::net::Ipv6Addr = Server::V6_PREFIX.parse().unwrap();
+    for (r, idx, name) in [(&rv, vidx, "vdestack"), (&rs, sidx, "smoltcp")] {
+        assert!(r.router.is_unicast_link_local(), "{name}: {r:?}");
+        assert_eq!(r.scope, idx, "{name}: the source's scope is the interface");
+        assert!(r.lifetime > 0, "{name}: a default router");
+        assert!(r.managed, "{name}: dnsmasq with a DHCPv6 range sets M");
+        let (p, len, onlink, _, valid) = r.prefix.unwrap_or_else(|| panic!("{name}: no prefix"));
+        assert_eq!((p, len, onlink), (prefix, 64, true), "{name}");
+        assert!(valid > 0, "{name}");
+    }
+    assert_eq!(rv.router, rs.router, "the same router");
+    assert_eq!(
+        (rv.lifetime, rv.managed, rv.prefix),
+        (rs.lifetime, rs.managed, rs.prefix)
+    );
+    drop(server);
+    let mut addrs = Vec::new();
+    for (s, idx, r) in [(&vde, vidx, &rv), (&smol, sidx, &rs)] {
+        let a = dhcp::eui64(prefix, s.link_get_mac(idx).unwrap());
+        s.ipaddr_add(IpAddr::V6(a), 64, idx).expect("ipaddr_add");
+        // A kernel stack may have taken the route from the advertisement itself (accept_ra).
+        match s.iproute_add(None, Some(IpAddr::V6(r.router)), Some(idx)) {
+            Ok(()) => {}
+            Err(e) if e.errno() == libc::EEXIST => {}
+            Err(e) => panic!("default route through the router's link-local address: {e}"),
+        }
+        let routes = s.routes().expect("routes");
+        assert!(
+            routes
+                .iter()
+                .any(|x| x.prefix_len == 0 && x.gateway == Some(IpAddr::V6(r.router))),
+            "no default route via {}: {routes:?}",
+            r.router
+        );
+        addrs.push(a);
+    }
+    wait_not_tentative(&vde, IpAddr::V6(addrs[0]));
+    tcp_both_ways(&smol, &vde, SocketAddr::new(IpAddr::V6(addrs[1]), 5002));
+    tcp_both_ways(&vde, &smol, SocketAddr::new(IpAddr::V6(addrs[0]), 5003));
+}
+
+/// Waits (bounded) until `a` on `s` has finished duplicate address detection.
+fn wait_not_tentative(s: &Stack, a: IpAddr) {
+    const IFA_F_TENTATIVE: u32 = 0x40;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = s.addresses().expect("addresses");
+        if shown
+            .iter()
+            .any(|x| x.addr == a && x.flags & IFA_F_TENTATIVE == 0)
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{a} still tentative: {shown:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

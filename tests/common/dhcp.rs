@@ -460,3 +460,137 @@ pub fn dhcpv4(stack: &Stack, ifindex: u32) -> Lease4 {
         from,
     }
 }
+
+/// What a router advertisement said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ra {
+    /// The router (the advertisement's source: link-local) and its `sin6_scope_id`.
+    pub router: std::net::Ipv6Addr,
+    /// `sin6_scope_id` of the source.
+    pub scope: u32,
+    /// Router lifetime, seconds.
+    pub lifetime: u16,
+    /// The M ("managed": addresses by DHCPv6) flag.
+    pub managed: bool,
+    /// The first prefix information option: prefix, length, L and A flags, valid lifetime.
+    pub prefix: Option<(std::net::Ipv6Addr, u8, bool, bool, u32)>,
+}
+
+/// `ICMP6_FILTER` (level `IPPROTO_ICMPV6`).
+const ICMP6_FILTER: i32 = 1;
+const ND_ROUTER_SOLICIT: u8 = 133;
+const ND_ROUTER_ADVERT: u8 = 134;
+
+/// Router discovery on interface `ifindex` of `stack`, as RS/RA clients do: a raw
+/// `IPPROTO_ICMPV6` socket passing only advertisements (`ICMP6_FILTER`), hop limit 255
+/// (`IPV6_MULTICAST_HOPS`), a router solicitation with the source link-layer address option to
+/// `ff02::2` on the interface, the first advertisement back. Panics if none comes.
+pub fn router_discovery(stack: &Stack, ifindex: u32) -> Ra {
+    let mac = stack.link_get_mac(ifindex).expect("link_get_mac");
+    let s = stack
+        .msocket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6)
+        .expect("socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)");
+    s.setsockopt(
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MULTICAST_HOPS,
+        &255i32.to_ne_bytes(),
+    )
+    .expect("IPV6_MULTICAST_HOPS");
+    let mut filter = [u32::MAX; 8];
+    filter[usize::from(ND_ROUTER_ADVERT >> 5)] &= !(1 << (ND_ROUTER_ADVERT & 31));
+    let f: Vec<u8> = filter.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    s.setsockopt(libc::IPPROTO_ICMPV6, ICMP6_FILTER, &f)
+        .expect("ICMP6_FILTER");
+    assert_eq!(
+        s.getsockopt(libc::IPPROTO_ICMPV6, ICMP6_FILTER, 32)
+            .unwrap(),
+        f,
+        "ICMP6_FILTER reads back"
+    );
+    let mut rs = vec![ND_ROUTER_SOLICIT, 0, 0, 0, 0, 0, 0, 0, 1, 1];
+    rs.extend_from_slice(&mac);
+    let to = std::net::SocketAddr::V6(std::net::SocketAddrV6::new(
+        "ff02::2".parse().unwrap(),
+        0,
+        0,
+        ifindex,
+    ));
+    let mut buf = vec![0u8; 2048];
+    // Until the interface's link-local address has done DAD, a kernel has no source for the
+    // solicitation and says EADDRNOTAVAIL: clients retry.
+    let ready = Instant::now() + SETTLE;
+    for _ in 0..TRIES {
+        loop {
+            match s.send_to(&rs, &to) {
+                Ok(n) => {
+                    assert_eq!(n, rs.len());
+                    break;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                    assert!(Instant::now() < ready, "no source address for ff02::2");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("sendto ff02::2: {e}"),
+            }
+        }
+        let deadline = Instant::now() + ANSWER;
+        while let Some((n, from)) = recv_within(
+            &s,
+            &mut buf,
+            deadline.saturating_duration_since(Instant::now()),
+        ) {
+            let m = &buf[..n];
+            assert_eq!(
+                m[0], ND_ROUTER_ADVERT,
+                "ICMP6_FILTER let another type through"
+            );
+            if n < 16 {
+                continue;
+            }
+            let from = from.as_socket_ipv6().expect("an IPv6 source");
+            let mut ra = Ra {
+                router: *from.ip(),
+                scope: from.scope_id(),
+                lifetime: u16::from_be_bytes([m[6], m[7]]),
+                managed: m[5] & 0x80 != 0,
+                prefix: None,
+            };
+            let mut o = &m[16..];
+            while o.len() >= 8 && o[1] != 0 {
+                let len = usize::from(o[1]) * 8;
+                if o.len() < len {
+                    break;
+                }
+                if o[0] == 3 && len == 32 && ra.prefix.is_none() {
+                    let p: [u8; 16] = o[16..32].try_into().unwrap();
+                    ra.prefix = Some((
+                        std::net::Ipv6Addr::from(p),
+                        o[2],
+                        o[3] & 0x80 != 0,
+                        o[3] & 0x40 != 0,
+                        u32::from_be_bytes([o[4], o[5], o[6], o[7]]),
+                    ));
+                }
+                o = &o[len..];
+            }
+            return ra;
+        }
+    }
+    panic!("no router advertisement in {TRIES} tries");
+}
+
+/// The EUI-64 address of `mac` in /64 `prefix` (what SLAAC makes).
+pub fn eui64(prefix: std::net::Ipv6Addr, mac: [u8; 6]) -> std::net::Ipv6Addr {
+    let mut o = prefix.octets();
+    o[8..].copy_from_slice(&[
+        mac[0] ^ 2,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ]);
+    std::net::Ipv6Addr::from(o)
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::net::Dev;
 use crate::stack::{Core, Fate, Kind, Shared};
-use crate::{frag, netlink, packet, tcp, udp};
+use crate::{frag, netlink, packet, rawip, tcp, udp};
 
 /// What a pollfd belongs to.
 #[derive(Clone, Copy)]
@@ -131,6 +131,7 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
             Kind::Udp(_) => udp::pump_in(net, s, scratch, now),
             Kind::Netlink(_) => netlink::pump(net, s, scratch, now),
             Kind::Packet(_) => packet::pump_in(net, s, scratch),
+            Kind::RawIp(_) => rawip::pump_in(net, s, scratch),
         }
     }
 
@@ -151,6 +152,7 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
             Kind::Tcp(_) => tcp::after_poll(net, s, graves),
             Kind::Udp(_) => udp::after_poll(net, s, now),
             Kind::Packet(_) => packet::after_poll(s),
+            Kind::RawIp(_) => rawip::after_poll(net, s),
             Kind::Netlink(_) => {
                 if s.orphan_since.is_some() {
                     Fate::Remove

@@ -26,6 +26,7 @@ mod frag;
 mod net;
 mod netlink;
 mod packet;
+mod rawip;
 mod stack;
 mod sys;
 mod tcp;
