@@ -238,6 +238,15 @@ impl Socket {
         }
     }
 
+    /// `getsockname(2)` as raw socket address bytes of any family (a `sockaddr_ll` for an
+    /// `AF_PACKET` socket, as long as the kernel's: 12 bytes plus the hardware address).
+    pub fn local_sockaddr(&self) -> io::Result<SockAddr> {
+        match &self.proxy {
+            None => self.sock().local_addr(),
+            Some(p) => sockaddr_from(&p.name(false).map_err(io_error)?),
+        }
+    }
+
     /// `getpeername(2)`.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match &self.proxy {
@@ -374,6 +383,42 @@ impl Socket {
         }
     }
 
+    /// `bind(2)` to a socket address of any family: a `sockaddr_ll` (`AF_PACKET`: ifindex and
+    /// protocol), or a `sockaddr_in`/`sockaddr_in6` as [`Socket::bind`].
+    pub fn bind_sockaddr(&self, addr: &SockAddr) -> io::Result<()> {
+        match &self.proxy {
+            None => self.sock().bind(addr),
+            Some(p) => p.bind(&raw::sockaddr_bytes(addr)).map_err(io_error),
+        }
+    }
+
+    /// `sendto(2)` to a socket address of any family: a `sockaddr_ll` for an `AF_PACKET` socket
+    /// (ifindex, protocol, hardware address: broadcast included), else as [`Socket::send_to`].
+    pub fn send_to_sockaddr(&self, buf: &[u8], addr: &SockAddr) -> io::Result<usize> {
+        match &self.proxy {
+            None => self
+                .sock()
+                .send_to_with_flags(buf, addr, libc::MSG_NOSIGNAL),
+            Some(p) => p.send_to(self.fd.as_fd(), buf, Some(&raw::sockaddr_bytes(addr)), 0),
+        }
+    }
+
+    /// `recvfrom(2)` with the source as a socket address of any family (an `AF_PACKET` socket:
+    /// the sender's `sockaddr_ll`, 20 bytes, as the kernel gives it).
+    pub fn recv_from_sockaddr(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
+        match &self.proxy {
+            None => {
+                let (n, a) = raw::recv_from(self.fd.as_fd(), buf)?;
+                Ok((n, sockaddr_from(&a)?))
+            }
+            Some(p) => match p.recv_from(self.fd.as_fd(), buf, 0)? {
+                (n, Some(a)) => Ok((n, sockaddr_from(&a)?)),
+                (n, None) if p.is_stream() => Ok((n, self.sock().peer_addr()?)),
+                (_, None) => Err(io::Error::from_raw_os_error(libc::ECONNRESET)),
+            },
+        }
+    }
+
     /// `recvfrom(2)`: one datagram and its source (on a stream: what `recv` gives, and the
     /// peer). A proxied datagram socket whose stack is gone fails with `ECONNRESET`.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
@@ -399,6 +444,11 @@ impl Socket {
 /// Options that live on the application's fd itself, not in the stack.
 fn fd_option(level: i32, name: i32) -> bool {
     level == libc::SOL_SOCKET && matches!(name, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO)
+}
+
+fn sockaddr_from(b: &[u8]) -> io::Result<SockAddr> {
+    raw::sock_addr(b)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "socket address too long"))
 }
 
 fn addr_from_sock(a: SockAddr) -> io::Result<SocketAddr> {

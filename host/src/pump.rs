@@ -95,7 +95,7 @@ impl Pump {
         let h = c.socket(domain, ty, protocol)?;
         let base = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
         let records = base != libc::SOCK_STREAM;
-        let framed = records && matches!(domain, libc::AF_INET | libc::AF_INET6);
+        let framed = records && matches!(domain, libc::AF_INET | libc::AF_INET6 | libc::AF_PACKET);
         let made = c
             .set_nonblocking(h)
             .and_then(|()| pair(records, ty & libc::SOCK_NONBLOCK != 0))

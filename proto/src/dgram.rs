@@ -12,8 +12,11 @@
 //! ```
 //!
 //! followed by the payload: the destination of an outgoing datagram, the source of an incoming
-//! one. The functions here convert between that header and the raw `sockaddr` bytes the Berkeley
-//! calls carry. Pure code, used by the client (C ABI and Rust `Socket`) and by the host's pump.
+//! one. An `AF_PACKET` socket (always unconnected) uses the same 28 bytes for a
+//! `struct sockaddr_ll` (20 bytes: family, protocol, ifindex, hatype, pkttype, halen, addr[8]),
+//! zero-padded: the family sits at the same place, so the header says which it is. The
+//! functions here convert between that header and the raw `sockaddr` bytes the Berkeley calls
+//! carry. Pure code, used by the client (C ABI and Rust `Socket`) and by the host's pump.
 
 /// Size of the header.
 pub const HDR_LEN: usize = 28;
@@ -22,13 +25,17 @@ const SIN_LEN: usize = 16;
 const SIN6_LEN: usize = 28;
 /// The RFC 2133 `sockaddr_in6` without `scope_id`, which the kernel accepts.
 const SIN6_LEN_OLD: usize = 24;
+/// `sizeof(struct sockaddr_ll)`: what the kernel requires of a packet socket's `sendto`
+/// address, and the length `recvfrom` reports.
+pub const SLL_LEN: usize = 20;
 
 fn family_of(b: &[u8]) -> Option<i32> {
     (b.len() >= 2).then(|| i32::from(u16::from_ne_bytes([b[0], b[1]])))
 }
 
-/// The header for the `sockaddr` bytes `sa` (a `sockaddr_in` or `sockaddr_in6`); `Err(errno)`:
-/// `EINVAL` for a short address, `EAFNOSUPPORT` for another family.
+/// The header for the `sockaddr` bytes `sa` (a `sockaddr_in`, `sockaddr_in6` or
+/// `sockaddr_ll`); `Err(errno)`: `EINVAL` for a short address (a `sockaddr_ll` shorter than 20
+/// bytes, as the kernel's packet `sendto`), `EAFNOSUPPORT` for another family.
 pub fn header_from_sockaddr(sa: &[u8]) -> Result<[u8; HDR_LEN], i32> {
     let mut h = [0u8; HDR_LEN];
     match family_of(sa) {
@@ -42,13 +49,17 @@ pub fn header_from_sockaddr(sa: &[u8]) -> Result<[u8; HDR_LEN], i32> {
             h[..n].copy_from_slice(&sa[..n]);
             Ok(h)
         }
-        Some(libc::AF_INET | libc::AF_INET6) | None => Err(libc::EINVAL),
+        Some(libc::AF_PACKET) if sa.len() >= SLL_LEN => {
+            h[..SLL_LEN].copy_from_slice(&sa[..SLL_LEN]);
+            Ok(h)
+        }
+        Some(libc::AF_INET | libc::AF_INET6 | libc::AF_PACKET) | None => Err(libc::EINVAL),
         Some(_) => Err(libc::EAFNOSUPPORT),
     }
 }
 
-/// The `sockaddr` bytes a header names (16 for `AF_INET`, 28 for `AF_INET6`); `Err(EINVAL)` for
-/// a short header or an unknown family.
+/// The `sockaddr` bytes a header names (16 for `AF_INET`, 28 for `AF_INET6`, 20 for
+/// `AF_PACKET`); `Err(EINVAL)` for a short header or an unknown family.
 pub fn sockaddr_from_header(h: &[u8]) -> Result<Vec<u8>, i32> {
     if h.len() < HDR_LEN {
         return Err(libc::EINVAL);
@@ -61,6 +72,7 @@ pub fn sockaddr_from_header(h: &[u8]) -> Result<Vec<u8>, i32> {
             Ok(sa)
         }
         Some(libc::AF_INET6) => Ok(h[..SIN6_LEN].to_vec()),
+        Some(libc::AF_PACKET) => Ok(h[..SLL_LEN].to_vec()),
         _ => Err(libc::EINVAL),
     }
 }
@@ -103,6 +115,26 @@ mod tests {
         // The 24-byte form gets a zero scope.
         let h = header_from_sockaddr(&sa[..24]).unwrap();
         assert_eq!(&h[24..], &[0; 4]);
+    }
+
+    #[test]
+    fn packet_round_trip() {
+        let mut sll = vec![0u8; SLL_LEN];
+        sll[..2].copy_from_slice(&(libc::AF_PACKET as u16).to_ne_bytes());
+        sll[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
+        sll[4..8].copy_from_slice(&2i32.to_ne_bytes());
+        sll[11] = 6;
+        sll[12..18].copy_from_slice(&[0xff; 6]);
+        let h = header_from_sockaddr(&sll).unwrap();
+        assert_eq!(&h[..SLL_LEN], &sll[..]);
+        assert_eq!(&h[SLL_LEN..], &[0; HDR_LEN - SLL_LEN]);
+        assert_eq!(sockaddr_from_header(&h).unwrap(), sll);
+        // A longer buffer (a sockaddr_storage) is cut to the sockaddr_ll; a shorter one fails
+        // as the kernel's sendto does.
+        let mut long = sll.clone();
+        long.resize(128, 7);
+        assert_eq!(header_from_sockaddr(&long).unwrap(), h);
+        assert_eq!(header_from_sockaddr(&sll[..18]), Err(libc::EINVAL));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod cprog;
 pub mod demo;
+pub mod dhcp;
 pub mod netns;
 pub mod pattern;
 pub mod proc;

@@ -13,6 +13,7 @@ command -v groff >/dev/null 2>&1 || need+=(groff-base)
 [ -e /usr/include/stdio.h ] || need+=(libc6-dev)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 [ ${#need[@]} -eq 0 ] && exit 0
 line="apt-get install -y --no-install-recommends ${need[*]}"
 if [ "$(id -u)" -ne 0 ]; then

@@ -7,8 +7,9 @@
 //! while the answer is `EAGAIN` waits for `POLLIN` (a token byte, or EOF if the host died) and
 //! asks again. So a blocking call on one socket never holds up another socket or another stack.
 //!
-//! Datagram framing: an `AF_INET`/`AF_INET6` datagram socket that is not connected carries the
-//! address header of [`ioth_proto::dgram`] before each payload; [`Proxy::send_to`] and
+//! Datagram framing: an `AF_INET`/`AF_INET6` datagram socket that is not connected, and every
+//! `AF_PACKET` socket (packet sockets cannot connect), carries the address header of
+//! [`ioth_proto::dgram`] before each payload (a `sockaddr_ll` for `AF_PACKET`); [`Proxy::send_to`] and
 //! [`Proxy::recv_from`] add and strip it. `connected` follows the socket's successful
 //! `connect`s (an `AF_UNSPEC` address disconnects).
 //!
@@ -38,8 +39,8 @@ pub(crate) struct Proxy {
     domain: i32,
     /// A `SOCK_STREAM` socket (else records: a `SOCK_SEQPACKET` pair).
     stream: bool,
-    /// An `AF_INET`/`AF_INET6` socket that is not a stream: records carry the address header
-    /// while not connected.
+    /// An `AF_INET`/`AF_INET6` socket that is not a stream, or an `AF_PACKET` socket: records
+    /// carry the address header while not connected.
     framed: bool,
     /// An `AF_INET`/`AF_INET6` `SOCK_DGRAM` socket: datagrams are bounded by the largest UDP
     /// payload.
@@ -93,7 +94,8 @@ impl Proxy {
             id,
             domain,
             stream: base == libc::SOCK_STREAM,
-            framed: base != libc::SOCK_STREAM && matches!(domain, libc::AF_INET | libc::AF_INET6),
+            framed: base != libc::SOCK_STREAM
+                && matches!(domain, libc::AF_INET | libc::AF_INET6 | libc::AF_PACKET),
             udp: base == libc::SOCK_DGRAM && matches!(domain, libc::AF_INET | libc::AF_INET6),
             connected: AtomicBool::new(false),
             peer: Mutex::new(None),

@@ -24,6 +24,12 @@ pub(crate) fn sockaddr_bytes(a: &SockAddr) -> Vec<u8> {
 
 /// The socket address of raw bytes `b`, if they are a `sockaddr_in` or `sockaddr_in6`.
 pub(crate) fn socket_addr(b: &[u8]) -> Option<SocketAddr> {
+    sock_addr(b).and_then(|a| a.as_socket())
+}
+
+/// Raw `sockaddr` bytes `b` (of any family) as a [`SockAddr`]; `None` if longer than a
+/// `sockaddr_storage`.
+pub(crate) fn sock_addr(b: &[u8]) -> Option<SockAddr> {
     if b.len() > size_of::<libc::sockaddr_storage>() {
         return None;
     }
@@ -36,7 +42,7 @@ pub(crate) fn socket_addr(b: &[u8]) -> Option<SocketAddr> {
             Ok(())
         })
     };
-    r.ok().and_then(|((), a)| a.as_socket())
+    r.ok().map(|((), a)| a)
 }
 
 /// `recvfrom(2)` on a kernel socket: the length and the source's address bytes.

@@ -9,7 +9,10 @@
 //!   starve the others (poll(2) reports the data fd readable again at once);
 //! - a frame the VDE side refuses with `EAGAIN`/`ENOBUFS` is kept (one frame) and `transmit`
 //!   says "exhausted" until it leaves: the event loop then polls the data fd for `POLLOUT`
-//!   ([`VdeDevice::tx_blocked`]) — back-pressure, not loss.
+//!   ([`VdeDevice::tx_blocked`]) — back-pressure, not loss;
+//! - while [`VdeDevice::tap`] is on (a packet socket may want them, [`crate::packet`]), a copy
+//!   of every frame received goes to [`VdeDevice::captured`] before smoltcp sees it; frames a
+//!   packet socket sends go out through [`VdeDevice::inject`], past smoltcp.
 
 use std::collections::VecDeque;
 use std::io;
@@ -25,7 +28,10 @@ pub const RX_BUDGET: usize = 128;
 /// CAP_NET_ADMIN, the plain options are capped by `net.core.[rw]mem_max`).
 const DATA_SOCK_BUF: libc::c_int = 4 * 1024 * 1024;
 /// An Ethernet header.
-const ETH_HLEN: usize = 14;
+pub const ETH_HLEN: usize = 14;
+/// Frames kept in [`VdeDevice::captured`] at most (the event loop takes them every turn, and
+/// a turn receives at most [`RX_BUDGET`]).
+const CAPTURED_MAX: usize = 4 * RX_BUDGET;
 /// MTU of the loopback interface (IP packets, no link header).
 pub const LO_MTU: usize = 65535;
 
@@ -43,6 +49,10 @@ pub struct VdeDevice {
     budget: usize,
     /// The network hung up (EOF or an error other than EAGAIN on receive).
     pub dead: bool,
+    /// Copy received frames into `captured`.
+    pub tap: bool,
+    /// Frames received while `tap` was on, oldest first, for packet sockets.
+    pub captured: VecDeque<Vec<u8>>,
 }
 
 fn is_datagram_socket(fd: BorrowedFd<'_>) -> bool {
@@ -103,7 +113,25 @@ impl VdeDevice {
             mtu,
             budget: RX_BUDGET,
             dead: false,
+            tap: false,
+            captured: VecDeque::new(),
         })
+    }
+
+    /// Sends `frame` (a whole Ethernet frame from a packet socket) past smoltcp. `false`: a
+    /// refused frame is still waiting (try again once [`VdeDevice::tx_blocked`] clears); a frame
+    /// VDE refuses for now is kept like smoltcp's own.
+    pub fn inject(&mut self, frame: &[u8]) -> bool {
+        if self.pending.is_some() {
+            return false;
+        }
+        if let Err(e) = self.conn.send(frame) {
+            if is_full(&e) && frame.len() <= self.tx_buf.len() {
+                self.tx_buf[..frame.len()].copy_from_slice(frame);
+                self.pending = Some(frame.len());
+            }
+        }
+        true
     }
 
     /// The fd to poll for incoming frames.
@@ -195,6 +223,8 @@ impl phy::Device for VdeDevice {
             pending,
             budget,
             dead,
+            tap,
+            captured,
             ..
         } = self;
         while *budget > 0 {
@@ -211,6 +241,9 @@ impl phy::Device for VdeDevice {
                 // Shorter than a header: an event libvdeplug handled itself.
                 Ok(n) if n < ETH_HLEN => continue,
                 Ok(n) => {
+                    if *tap && captured.len() < CAPTURED_MAX {
+                        captured.push_back(rx_buf[..n].to_vec());
+                    }
                     return Some((
                         VdeRx(&rx_buf[..n]),
                         VdeTx {
@@ -218,7 +251,7 @@ impl phy::Device for VdeDevice {
                             buf: tx_buf,
                             pending,
                         },
-                    ))
+                    ));
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 // EAGAIN: drained; anything else was consumed by this recv.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::net::Dev;
 use crate::stack::{Core, Fate, Kind, Shared};
-use crate::{frag, netlink, tcp, udp};
+use crate::{frag, netlink, packet, rawip, tcp, udp};
 
 /// What a pollfd belongs to.
 #[derive(Clone, Copy)]
@@ -130,13 +130,17 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
             Kind::Tcp(_) => tcp::pump_in(net, s),
             Kind::Udp(_) => udp::pump_in(net, s, scratch, now),
             Kind::Netlink(_) => netlink::pump(net, s, scratch, now),
+            Kind::Packet(_) => packet::pump_in(net, s, scratch),
+            Kind::RawIp(_) => rawip::pump_in(net, s, scratch),
         }
     }
 
+    packet::set_taps(net, socks);
     for f in net.ifaces.iter_mut().filter(|f| f.up) {
         f.poll(now);
     }
     frag::collect(net, socks);
+    packet::collect(net, socks);
 
     // smoltcp → applications, and state changes.
     let Core {
@@ -147,6 +151,8 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
         let fate = match &s.kind {
             Kind::Tcp(_) => tcp::after_poll(net, s, graves),
             Kind::Udp(_) => udp::after_poll(net, s, now),
+            Kind::Packet(_) => packet::after_poll(s),
+            Kind::RawIp(_) => rawip::after_poll(net, s),
             Kind::Netlink(_) => {
                 if s.orphan_since.is_some() {
                     Fate::Remove

@@ -273,6 +273,9 @@ unsafe extern "C" fn connect(fd: c_int, a: *const sockaddr, len: socklen_t) -> c
                 crate::stack::Kind::Tcp(_) => tcp::connect(c, fd, a),
                 crate::stack::Kind::Udp(_) => udp::connect(c, fd, a),
                 crate::stack::Kind::Netlink(_) => Ok(()),
+                crate::stack::Kind::Packet(_) | crate::stack::Kind::RawIp(_) => {
+                    Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+                }
             }
         })
         .map(|()| 0)

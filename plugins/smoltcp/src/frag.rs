@@ -54,7 +54,7 @@ pub fn raw_socket() -> raw::Socket<'static> {
 }
 
 /// RFC 1071 sum of `parts` (each of even length but the last), not yet complemented.
-fn sum(parts: &[&[u8]]) -> u16 {
+pub(crate) fn sum(parts: &[&[u8]]) -> u16 {
     let mut s: u32 = 0;
     for p in parts {
         let mut c = p.chunks_exact(2);

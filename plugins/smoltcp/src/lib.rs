@@ -25,6 +25,8 @@ mod ffi;
 mod frag;
 mod net;
 mod netlink;
+mod packet;
+mod rawip;
 mod stack;
 mod sys;
 mod tcp;

@@ -20,10 +20,12 @@ use ioth_plugin_sdk::vde::{vdeplug, vnl};
 use crate::device::VdeDevice;
 use crate::net::{Iface, Net};
 use crate::netlink::Nl;
+use crate::packet::Packet;
+use crate::rawip::RawIp;
 use crate::sys::{self, Event};
 use crate::tcp::Tcp;
 use crate::udp::Udp;
-use crate::{addr, netlink, tcp, udp};
+use crate::{addr, netlink, packet, rawip, tcp, udp};
 
 pub(crate) fn errno(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
@@ -88,6 +90,10 @@ pub enum Kind {
     Tcp(Tcp),
     Udp(Udp),
     Netlink(Nl),
+    /// `AF_PACKET` ([`crate::packet`]).
+    Packet(Packet),
+    /// Raw `IPPROTO_ICMPV6`/`IPPROTO_ICMP` ([`crate::rawip`]).
+    RawIp(RawIp),
 }
 
 /// One socket of the stack.
@@ -96,7 +102,7 @@ pub struct Sock {
     pub handle: Option<RawFd>,
     /// The plug-in's end of the pair (gone after a reset).
     pub pe: Option<OwnedFd>,
-    /// `AF_INET`, `AF_INET6` or `AF_NETLINK`.
+    /// `AF_INET`, `AF_INET6`, `AF_NETLINK` or `AF_PACKET`.
     pub domain: i32,
     pub kind: Kind,
     pub opts: Opts,
@@ -133,6 +139,8 @@ impl Sock {
             Kind::Tcp(t) => tcp::interest(t, self, net),
             Kind::Udp(u) => udp::interest(u, self),
             Kind::Netlink(n) => n.interest(self.want_out),
+            Kind::Packet(p) => p.interest(),
+            Kind::RawIp(r) => r.interest(),
         }
     }
 
@@ -142,7 +150,7 @@ impl Sock {
         let (udp, local, listening) = match &self.kind {
             Kind::Tcp(t) => (false, t.local, t.is_listening()),
             Kind::Udp(u) => (true, u.local, false),
-            Kind::Netlink(_) => return None,
+            Kind::Netlink(_) | Kind::Packet(_) | Kind::RawIp(_) => return None,
         };
         let l = local?;
         let ip = (!l.ip().is_unspecified()).then_some(l.ip());
@@ -265,6 +273,9 @@ impl Core {
                 }
                 (Kind::Udp(Udp::new()), libc::SOCK_SEQPACKET)
             }
+            (libc::AF_INET | libc::AF_INET6, libc::SOCK_RAW) => {
+                return rawip::socket(self, domain, protocol, flags)
+            }
             (libc::AF_INET | libc::AF_INET6, _) => return Err(errno(libc::EPROTONOSUPPORT)),
             (libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_DGRAM) => {
                 if protocol != libc::NETLINK_ROUTE {
@@ -273,6 +284,7 @@ impl Core {
                 (Kind::Netlink(Nl::new()), libc::SOCK_SEQPACKET)
             }
             (libc::AF_NETLINK, _) => return Err(errno(libc::ESOCKTNOSUPPORT)),
+            (libc::AF_PACKET, _) => return packet::socket(self, base, flags, protocol),
             _ => return Err(errno(libc::EAFNOSUPPORT)),
         };
         let (pe, app) = new_pair(pair_ty, flags)?;
@@ -293,7 +305,7 @@ impl Core {
         s.orphan_since = Some(std::time::Instant::now());
         let remove = match &mut s.kind {
             Kind::Tcp(_) => tcp::close(&mut self.net, s, &mut self.graves),
-            Kind::Udp(_) => false,
+            Kind::Udp(_) | Kind::Packet(_) | Kind::RawIp(_) => false,
             Kind::Netlink(_) => true,
         };
         if remove {
@@ -308,6 +320,14 @@ impl Core {
         if matches!(s.kind, Kind::Netlink(_)) {
             return Ok(());
         }
+        if matches!(s.kind, Kind::Packet(_)) {
+            let s = self.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+            return packet::bind(&self.net, s, a);
+        }
+        if matches!(s.kind, Kind::RawIp(_)) {
+            let s = self.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+            return rawip::bind(&self.net, s, a);
+        }
         let domain = s.domain;
         let a = addr::from_sockaddr(a, domain)?.ok_or_else(|| errno(libc::EAFNOSUPPORT))?;
         if domain == libc::AF_INET6 && a.is_ipv4() && s.opts.v6only {
@@ -316,7 +336,7 @@ impl Core {
         let (udp, already) = match &s.kind {
             Kind::Tcp(t) => (false, t.local.is_some()),
             Kind::Udp(u) => (true, u.local.is_some()),
-            Kind::Netlink(_) => unreachable!(),
+            Kind::Netlink(_) | Kind::Packet(_) | Kind::RawIp(_) => unreachable!(),
         };
         if already {
             return Err(errno(libc::EINVAL));
@@ -340,7 +360,7 @@ impl Core {
         match &mut s.kind {
             Kind::Tcp(t) => t.local = Some(local),
             Kind::Udp(_) => udp::bind(&mut self.net, s, local),
-            Kind::Netlink(_) => {}
+            Kind::Netlink(_) | Kind::Packet(_) | Kind::RawIp(_) => {}
         }
         Ok(())
     }
@@ -352,6 +372,11 @@ impl Core {
             Kind::Tcp(t) => t.local_addr(),
             Kind::Udp(u) => u.local,
             Kind::Netlink(_) => return Ok(netlink::sockaddr_nl()),
+            Kind::Packet(p) => {
+                let (ifindex, proto) = (p.ifindex, p.proto);
+                return Ok(packet::getsockname(&self.net, ifindex, proto));
+            }
+            Kind::RawIp(r) => r.local.map(|ip| SocketAddr::new(ip, 0)),
         };
         Ok(addr::to_sockaddr(
             local.unwrap_or_else(|| addr::unspecified(s.domain)),
@@ -366,6 +391,8 @@ impl Core {
             Kind::Tcp(t) => t.peer(),
             Kind::Udp(u) => u.remote,
             Kind::Netlink(_) => return Ok(netlink::sockaddr_nl()),
+            Kind::Packet(_) => return Err(errno(libc::EOPNOTSUPP)),
+            Kind::RawIp(_) => None,
         };
         let peer = peer.ok_or_else(|| errno(libc::ENOTCONN))?;
         Ok(addr::to_sockaddr(peer, s.domain))
@@ -382,6 +409,8 @@ impl Core {
             Kind::Tcp(t) => t.peer().is_some(),
             Kind::Udp(u) => u.remote.is_some(),
             Kind::Netlink(_) => true,
+            Kind::Packet(_) => return Err(errno(libc::EOPNOTSUPP)),
+            Kind::RawIp(_) => false,
         };
         if !connected {
             return Err(errno(libc::ENOTCONN));
@@ -407,6 +436,16 @@ impl Core {
                 libc::SOL_SOCKET => Ok(()),
                 _ => Err(errno(libc::ENOPROTOOPT)),
             };
+        }
+        if matches!(s.kind, Kind::Packet(_)) && level != libc::SOL_SOCKET {
+            // SOL_PACKET options (memberships, rings, fanout, …) are not emulated; the IP
+            // levels are not a packet socket's (the kernel says ENOPROTOOPT for both).
+            return Err(errno(libc::ENOPROTOOPT));
+        }
+        if let Kind::RawIp(r) = &mut s.kind {
+            if let Some(res) = r.setsockopt(&self.net, level, name, v) {
+                return res;
+            }
         }
         let buf = |v: i32| (v.max(0) as usize).clamp(BUF_MIN, BUF_MAX);
         match (level, name) {
@@ -448,6 +487,20 @@ impl Core {
             Kind::Tcp(_) => (libc::SOCK_STREAM, libc::IPPROTO_TCP),
             Kind::Udp(_) => (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
             Kind::Netlink(_) => (libc::SOCK_RAW, libc::NETLINK_ROUTE),
+            Kind::Packet(p) => (
+                if p.raw {
+                    libc::SOCK_RAW
+                } else {
+                    libc::SOCK_DGRAM
+                },
+                p.protocol,
+            ),
+            Kind::RawIp(r) => {
+                if let Some(v) = r.getsockopt(level, name) {
+                    return v;
+                }
+                (libc::SOCK_RAW, r.protocol())
+            }
         };
         let b = |v: bool| i32::from(v);
         let v: i32 = match (level, name) {
