@@ -148,15 +148,21 @@ fn build_tree_program(name: &str, dir: &Path) -> PathBuf {
 /// Builds the plug-in `tests/c/<name>.c` as `<home>/.ioth/<name>.so`, the way the original's
 /// README says: `gcc -o ioth_foo.so -fPIC -shared ioth_foo.c` (plus the include directory).
 fn install_plugin(name: &str, home: &Path) -> PathBuf {
+    install_plugin_as(name, &format!("{name}.so"), &[], home)
+}
+
+/// Builds `tests/c/<source>.c` (with the gcc `flags`) into `~/.ioth/<file>`.
+fn install_plugin_as(source: &str, file: &str, flags: &[&str], home: &Path) -> PathBuf {
     let dir = home.join(".ioth");
     std::fs::create_dir_all(&dir).expect("create ~/.ioth");
-    let so = dir.join(format!("{name}.so"));
+    let so = dir.join(file);
     must_run(
         Command::new("gcc")
-            .arg("-o")
+            .args(["-Wall", "-Wextra", "-Werror", "-o"])
             .arg(&so)
             .args(["-fPIC", "-shared"])
-            .arg(c_source(&format!("{name}.c")))
+            .args(flags)
+            .arg(c_source(&format!("{source}.c")))
             .arg("-I")
             .arg(repo_root().join("client").join("include")),
     );
@@ -337,6 +343,27 @@ fn c_plugin_readme_style() {
         inet6 = libc::AF_INET6,
     );
     assert_eq!(log_text, expected);
+}
+
+/// Both plug-in ABIs in one process: the original's three-argument `newstack` (ioth_three,
+/// found as `~/.ioth/ioth_three-r.so` before the decoy `~/.ioth/ioth_three.so`) gets the options
+/// of "NAME,OPTIONS" verbatim in every newstack flavour, `""` without; the two-argument
+/// ioth_foo works beside it and is refused options (EINVAL); our kernel plug-in refuses options
+/// but accepts an empty list.
+#[test]
+fn c_plugins_both_abis_and_options() {
+    let tmp = TempDir::new("three");
+    install_plugin_as("ioth_three", "ioth_three-r.so", &[], tmp.path());
+    install_plugin_as(
+        "ioth_three",
+        "ioth_three.so",
+        &["-DIOTH_THREE_DECOY"],
+        tmp.path(),
+    );
+    install_plugin("ioth_foo", tmp.path());
+    let exe = build_tree_program("three_app", tmp.path());
+    let out = run(&exe, &[tmp.path()], tmp.path());
+    expect_ok(&exe, &out);
 }
 
 /// `libioth.so` exports every function of `ioth.h` (but the netlink ones, checked with them),

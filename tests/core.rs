@@ -599,6 +599,27 @@ fn kernel_plugin_refuses_a_vnl() {
     w.check();
 }
 
+/// "NAME,OPTIONS": the options reach the plug-in; ours take none (EINVAL with a message that
+/// names the plug-in and the options), but an empty list is no options.
+#[test]
+fn stack_name_options_reach_the_plugin() {
+    let _g = shared();
+    let w = Witness::new();
+    let e = Stack::new("kernel,promisc", &[] as &[&str]).expect_err("options");
+    assert_eq!(e.errno(), libc::EINVAL, "{e:?}");
+    assert!(e.to_string().contains("\"promisc\""), "{e}");
+    let e = Stack::builder("kernel")
+        .options("a=1")
+        .build()
+        .expect_err("options");
+    assert_eq!(e.errno(), libc::EINVAL, "{e:?}");
+    let s = Stack::new("kernel,", &[] as &[&str]).expect("an empty option list");
+    assert_eq!(s.plugin(), "kernel");
+    tcp_echo(&s, 1000);
+    drop(s);
+    w.check();
+}
+
 #[test]
 fn invalid_domain_is_eafnosupport_and_stack_serves() {
     let _g = shared();

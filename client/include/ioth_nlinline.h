@@ -45,6 +45,14 @@ extern "C" {
 #ifndef NLINLINE_H
 #define NLINLINE_H
 #define IOTH_NLINLINE_DEFINES_BASE
+#define IOTH_NLINLINE_DATA
+#elif !defined(NLINLINE_ADDRDATA2PREFIX_MAGIC)
+/* nlinline.h of a release before nl_addrdata2prefix and struct nl_iplink_data came first
+ * (Debian's 0.2.2, say): it defined its nlinline_* functions; the newer names come from here. */
+#define IOTH_NLINLINE_DATA
+#endif
+
+#ifdef IOTH_NLINLINE_DATA
 
 /* One attribute of IFLA_INFO_DATA for iplink_add: tag, length of data, data. */
 struct nl_iplink_data {
@@ -73,7 +81,7 @@ static inline int nl_routedata2prefix(unsigned char prefixlen, unsigned char typ
 	return (int) ((unsigned int) NLINLINE_ROUTEDATA2PREFIX_MAGIC << 24 |
 			(unsigned int) type << 16 | (unsigned int) scope << 8 | prefixlen);
 }
-#endif /* NLINLINE_H */
+#endif /* IOTH_NLINLINE_DATA */
 
 /* ---------------------------------------------------------------- the implementation */
 
@@ -248,7 +256,7 @@ static inline int iothnl_link(const struct iothnl_ops *ops, unsigned short type,
 	i.ifi_change = change;
 	iothnl_begin(&r, type, flags, &i, sizeof(i));
 	if (ifname)
-		iothnl_attr(&r, IFLA_IFNAME, ifname, strnlen(ifname, IFNAMSIZ - 1) + 1);
+		iothnl_attr(&r, IFLA_IFNAME, ifname, strlen(ifname) + 1);
 	return iothnl_send_req(ops, &r);
 }
 

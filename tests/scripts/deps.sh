@@ -14,6 +14,9 @@ command -v groff >/dev/null 2>&1 || need+=(groff-base)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkgconf)
+# nlinline's own headers: tests/header.rs compiles programs that include them beside ioth.h.
+[ -e /usr/include/nlinline.h ] || need+=(nlinline-dev)
 [ ${#need[@]} -eq 0 ] && exit 0
 line="apt-get install -y --no-install-recommends ${need[*]}"
 if [ "$(id -u)" -ne 0 ]; then

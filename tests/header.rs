@@ -1,0 +1,115 @@
+//! The original's `<ioth.h>` surface, from an *installed* ioth: `make install PROFILE=debug` into
+//! a temporary prefix, then `tests/c/surface.c` compiled with `-Wall -Werror` against that prefix
+//! alone — as C, as C++, and as C with nlinline's own headers (Debian's `nlinline-dev`) included
+//! before and after `<ioth.h>` — and run in a private network namespace (`unshare -n`; root).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use ioth_tests::cprog::{self, repo_root, TempDir};
+use ioth_tests::netns::is_root;
+
+fn must_run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Compiles surface.c with `compiler` and `flags` against `prefix`, runs it under `unshare -n`.
+fn build_and_run(prefix: &Path, dir: &Path, name: &str, compiler: &str, flags: &[&str]) {
+    let exe = dir.join(name);
+    let lib = prefix.join("lib");
+    let mut rpath = std::ffi::OsString::from("-Wl,-rpath,");
+    rpath.push(&lib);
+    let mut cmd = Command::new(compiler);
+    if compiler == "g++" {
+        cmd.args(["-x", "c++"]);
+    }
+    must_run(
+        cmd.args(["-Wall", "-Wextra", "-Werror"])
+            .args(flags)
+            .arg("-o")
+            .arg(&exe)
+            .arg(repo_root().join("tests/c/surface.c"))
+            .arg("-I")
+            .arg(prefix.join("include"))
+            .arg("-L")
+            .arg(&lib)
+            .arg("-lioth")
+            .arg(&rpath),
+    );
+    let (status, out, err) = cprog::run_bounded(
+        Command::new("unshare").arg("-n").arg(&exe),
+        Duration::from_secs(60),
+    );
+    assert!(
+        status.is_some_and(|s| s.success()) && out.lines().last() == Some("ok"),
+        "{name}: {status:?}\n--- stdout\n{out}--- stderr\n{err}"
+    );
+}
+
+#[test]
+fn installed_header_has_the_originals_surface() {
+    if !is_root() {
+        eprintln!(
+            "\n*** SKIPPED: the header test runs its programs under `unshare -n` (root) ***\n"
+        );
+        return;
+    }
+    let tmp = TempDir::new("header");
+    let prefix = tmp.path().join("prefix");
+    let target_dir = cprog::profile_dir()
+        .parent()
+        .expect("profile dir has a parent")
+        .to_path_buf();
+    let mut t = std::ffi::OsString::from("TARGET_DIR=");
+    t.push(&target_dir);
+    let mut p = std::ffi::OsString::from("PREFIX=");
+    p.push(&prefix);
+    must_run(
+        Command::new("make")
+            .arg("-C")
+            .arg(repo_root())
+            .args(["install", "PROFILE=debug", "STRIP="])
+            .arg(&t)
+            .arg(&p),
+    );
+    build_and_run(&prefix, tmp.path(), "surface", "gcc", &[]);
+    build_and_run(
+        &prefix,
+        tmp.path(),
+        "surface-pedantic",
+        "gcc",
+        &["-std=c11", "-pedantic"],
+    );
+    build_and_run(
+        &prefix,
+        tmp.path(),
+        "surface-gnu",
+        "gcc",
+        &["-D_GNU_SOURCE"],
+    );
+    build_and_run(&prefix, tmp.path(), "surface-cxx", "g++", &[]);
+    build_and_run(
+        &prefix,
+        tmp.path(),
+        "surface-nlinline-first",
+        "gcc",
+        &["-DNLINLINE_FIRST"],
+    );
+    build_and_run(
+        &prefix,
+        tmp.path(),
+        "surface-nlinline-after",
+        "gcc",
+        &["-DNLINLINE_AFTER"],
+    );
+}
