@@ -6,7 +6,6 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ifaddrs.h>
-#include <linux/if_addr.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netpacket/packet.h>
@@ -56,7 +55,7 @@ int main(int argc, char *argv[]) {
 	inet_pton(AF_INET6, "fd00:55::1", &a6);
 	inet_pton(AF_INET6, "fd00:55::fe", &gw6);
 	CHECK(ioth_ipaddr_add(s, AF_INET, a4, 24, idx) == 0);
-	CHECK(ioth_ipaddr_add(s, AF_INET6, &a6, 64 | (IFA_F_NODAD << 8), idx) == 0);
+	CHECK(ioth_ipaddr_add(s, AF_INET6, &a6, 64, idx) == 0);
 	CHECK_ERRNO(ioth_ipaddr_add(s, AF_INET, a4, 24, idx), EEXIST);
 	CHECK_ERRNO(ioth_ipaddr_add(s, AF_INET, a4, 33, idx), EINVAL);
 	CHECK_ERRNO(ioth_ipaddr_add(s, AF_INET6, &a6, 129, idx), EINVAL);
