@@ -113,10 +113,11 @@ fn configured_pair(sw: &Switch) -> (Stack, Stack) {
 }
 
 /// Right after configuring (fd00::x still in DAD), a TCP connect from one stack to the other
-/// either works or fails at once with EADDRNOTAVAIL until it does; it never leaves from ::1
-/// (lo is up) and hangs. Meanwhile ::1 and 127.0.0.1 inside the stack work at once.
+/// either works or fails at once with EADDRNOTAVAIL until it does, and so do UDP requests from
+/// a connected and an unbound socket; nothing leaves from ::1 (lo is up) or hangs. Meanwhile ::1
+/// and 127.0.0.1 inside the stack work at once.
 #[test]
-fn ipv6_tcp_right_after_configuration() {
+fn ipv6_right_after_configuration() {
     let sw = Switch::start();
     let (a, b) = configured_pair(&sw);
     for lo in ["[::1]:5020", "127.0.0.1:5020"] {
@@ -127,19 +128,8 @@ fn ipv6_tcp_right_after_configuration() {
         drop(c);
         server.join().unwrap();
     }
-    let from = dad::tcp_at_once(&a, stacks::ip("fd00::1"), &b, 5021);
-    println!("vdestack: the first connection came from {from}");
-}
-
-/// Right after configuring, UDP requests from one stack to the other, from a connected and an
-/// unbound socket, are answered (resent while the addresses are in DAD); no datagram leaves
-/// from ::1 (a connected socket would keep that source for good).
-#[test]
-fn ipv6_udp_right_after_configuration() {
-    let sw = Switch::start();
-    let (a, b) = configured_pair(&sw);
-    let from = dad::udp_at_once(&a, stacks::ip("fd00::1"), &b, 7020);
-    println!("vdestack: the first requests came from {from:?}");
+    let (tcp, udp) = dad::tcp_and_udp_at_once(&a, stacks::ip("fd00::1"), &b, 5021);
+    println!("vdestack: the first connection came from {tcp}, the first requests from {udp:?}");
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! is that retry, bounded by [`DAD_BOUND`]. smoltcp does no DAD: its addresses are usable at
 //! once, and a call on a smoltcp socket simply succeeds the first time.
 //!
-//! [`tcp_at_once`] and [`udp_at_once`] are what a program does right after configuring: they
+//! [`tcp_at_once`] and [`udp_at_once`] (together: [`tcp_and_udp_at_once`]) are what a program
+//! does right after configuring: they
 //! check that a vdestack stack with addresses in DAD never sends from a wrong source (`::1`)
 //! and never hangs.
 
@@ -68,6 +69,25 @@ fn assert_from_vde0(stack: &Stack, ip: IpAddr, what: &str) {
     assert!(
         own.contains(&ip),
         "{what}: source {ip} is not an address of vde0: {own:?}"
+    );
+}
+
+/// Checks that `got`, the source the kernel chose for a socket of `stack` that did not bind, is
+/// `configured` — or, on vdestack while `configured` is still in DAD, the link-local address of
+/// the same interface (Linux's choice, RFC 6724; see docs/vdestack.md).
+pub fn assert_source(stack: &Stack, got: IpAddr, configured: IpAddr) {
+    if got == configured {
+        return;
+    }
+    let link_local = matches!(got, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80);
+    assert!(
+        link_local && configured.is_ipv6(),
+        "source {got}, expected {configured}"
+    );
+    assert_from_vde0(
+        stack,
+        got,
+        &format!("a connection expected from {configured}"),
     );
 }
 
@@ -171,4 +191,20 @@ pub fn udp_at_once(server: &Stack, server_ip: IpAddr, client: &Stack, port: u16)
         }
     }
     seen
+}
+
+/// [`tcp_at_once`] (on `port`) and [`udp_at_once`] (on `port + 1`) at the same time, on two
+/// threads, right after configuring: both start while the addresses are still in DAD. Returns
+/// the source of the TCP connection and those of the first UDP requests.
+pub fn tcp_and_udp_at_once(
+    server: &Stack,
+    server_ip: IpAddr,
+    client: &Stack,
+    port: u16,
+) -> (IpAddr, Vec<IpAddr>) {
+    std::thread::scope(|sc| {
+        let udp = sc.spawn(|| udp_at_once(server, server_ip, client, port + 1));
+        let tcp = tcp_at_once(server, server_ip, client, port);
+        (tcp, udp.join().expect("the UDP exchange panicked"))
+    })
 }
