@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use ioth::{Socket, Stack};
 use ioth_tests::cprog::{self, example};
+use ioth_tests::dad::{self, retry_unavailable};
 use ioth_tests::demo::run as run_demo;
 use ioth_tests::pattern::{Pattern, CHUNK, PROFILE};
 use ioth_tests::sock::{accept, connect, listener, ready_now, stream, wait_for, WAIT};
-use ioth_tests::stacks::{self, addr, domain, ip, Net, Side, IFA_F_NODAD};
+use ioth_tests::stacks::{self, addr, domain, ip, Net, Side};
 use ioth_tests::vde::{Switch, TempDir};
 use nix::poll::PollFlags;
 
@@ -140,7 +141,8 @@ fn tcp_echo(server: Side, client: Side, v6: bool) {
     let srv = echo_server(l);
     let c = connect(n.stack(client), at);
     assert_eq!(c.peer_addr().unwrap(), at);
-    assert_eq!(c.local_addr().unwrap().ip(), n.at(client, v6, 0).ip());
+    let local = c.local_addr().unwrap().ip();
+    dad::assert_source(n.stack(client), local, n.at(client, v6, 0).ip());
     echo_round_trips(&c);
     drop(c);
     assert!(srv.join().unwrap() > 0);
@@ -197,13 +199,14 @@ fn udp_unconnected(server: Side, client: Side, v6: bool) {
         .stack(server)
         .msocket(domain(&at), libc::SOCK_DGRAM, 0)
         .unwrap();
-    srv.bind(&at).unwrap();
+    // The vdestack address may still be in duplicate address detection: bind as programs do.
+    retry_unavailable(|| srv.bind(&at)).unwrap();
     srv.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let cli = n
         .stack(client)
         .msocket(domain(&at), libc::SOCK_DGRAM, 0)
         .unwrap();
-    cli.bind(&n.at(client, v6, 0)).unwrap();
+    retry_unavailable(|| cli.bind(&n.at(client, v6, 0))).unwrap();
     cli.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut answered = 0;
     // A datagram may be lost while neighbours are discovered: retried, bounded.
@@ -259,6 +262,32 @@ fn udp_smoltcp_client_ipv6() {
     if root() {
         udp_unconnected(Side::Vde, Side::Smol, true);
     }
+}
+
+/// A switch and two stacks on it configured as programs do, with the ioth netlink calls (IPv6
+/// with duplicate address detection on the vdestack one): `server` 10.0.0.1 / fd00::1 and
+/// `client` 10.0.0.2 / fd00::2; then, at once, what [`dad::tcp_and_udp_at_once`] checks: every
+/// connect or datagram, TCP and UDP, works, or fails at once with EADDRNOTAVAIL while the
+/// vdestack addresses are still tentative; none leaves from ::1 or hangs.
+fn ipv6_right_after_configuration(server: &str, client: &str) {
+    if !root() {
+        return;
+    }
+    let sw = Switch::start();
+    let srv = stacks::configured(server, &sw, "10.0.0.1", "fd00::1");
+    let cli = stacks::configured(client, &sw, "10.0.0.2", "fd00::2");
+    let (tcp, udp) = dad::tcp_and_udp_at_once(&srv, ip("fd00::1"), &cli, 5030);
+    println!("{client} -> {server}: the first connection came from {tcp}, requests from {udp:?}");
+}
+
+#[test]
+fn ipv6_vdestack_client_of_smoltcp_right_after_configuration() {
+    ipv6_right_after_configuration("smoltcp", "vdestack");
+}
+
+#[test]
+fn ipv6_smoltcp_client_of_vdestack_right_after_configuration() {
+    ipv6_right_after_configuration("vdestack", "smoltcp");
 }
 
 #[test]
@@ -1120,8 +1149,7 @@ fn netlink_configuration(s: &Stack) {
     assert_eq!(errno(s.link_set_mtu(4242, 1400)), libc::ENODEV);
     // Addresses.
     s.ipaddr_add(ip("10.55.0.1"), 24, idx).unwrap();
-    s.ipaddr_add_flags(ip("fd00:55::1"), 64, idx, IFA_F_NODAD, 0)
-        .unwrap();
+    s.ipaddr_add(ip("fd00:55::1"), 64, idx).unwrap();
     assert_eq!(errno(s.ipaddr_add(ip("10.55.0.1"), 24, idx)), libc::EEXIST);
     assert_eq!(errno(s.ipaddr_add(ip("10.55.0.1"), 33, idx)), libc::EINVAL);
     assert_eq!(errno(s.ipaddr_add(ip("10.55.0.1"), 24, 4242)), libc::ENODEV);

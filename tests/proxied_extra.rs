@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ioth::Socket;
+use ioth_tests::dad::retry_unavailable;
 use ioth_tests::sock::{accept, connect, listener, stream, WAIT};
 use ioth_tests::stacks::{addr, domain, ip, root, Net};
 use ioth_tests::vde;
@@ -107,7 +108,8 @@ fn ping(n: &Net, to: IpAddr) {
         let req = echo_request(v6, id, seq, &data);
         let mut answered = false;
         'tries: for _ in 0..TRIES {
-            raw.send_to(&req, &dest)
+            // EADDRNOTAVAIL while vde0's IPv6 address is in duplicate address detection.
+            retry_unavailable(|| raw.send_to(&req, &dest))
                 .unwrap_or_else(|e| panic!("sendto {to} (seq {seq}): {e}"));
             // Read until our reply, or until a read times out (then send again).
             for _ in 0..64 {
@@ -204,10 +206,7 @@ fn default_route_reaches_a_network_behind_the_gateway() {
     let n = net();
     let pid = n.vde.pid().unwrap();
     vde::ip(pid, &["addr", "add", "10.9.0.2/24", "dev", "vde0"]);
-    vde::ip(
-        pid,
-        &["-6", "addr", "add", "fd09::2/64", "dev", "vde0", "nodad"],
-    );
+    vde::ip(pid, &["addr", "add", "fd09::2/64", "dev", "vde0"]);
     let idx = n.smol.if_nametoindex("vde0").unwrap();
     for (far, gw) in [("10.9.0.2:5100", "10.0.0.2"), ("[fd09::2]:5101", "fd00::2")] {
         let far = addr(far);
@@ -370,7 +369,7 @@ fn udp_datagrams_queued_back_to_back_keep_boundaries() {
         s.bind(&s_at).unwrap();
         s.set_read_timeout(Some(TRY)).unwrap();
         let v = n.vde.msocket(domain(&v_at), libc::SOCK_DGRAM, 0).unwrap();
-        v.bind(&v_at).unwrap();
+        retry_unavailable(|| v.bind(&v_at)).unwrap();
         v.set_read_timeout(Some(TRY)).unwrap();
         batch(&v, s_at, &s, &msgs);
         batch(&s, v_at, &v, &msgs);

@@ -26,6 +26,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ioth::{Socket, Stack};
+use ioth_tests::dad::retry_unavailable;
 use ioth_tests::sock::{accept, connect, listener_backlog, wait_for, WAIT};
 use ioth_tests::stacks::{self, addr, configure_smol, domain, ip, vdestack, Net};
 use ioth_tests::vde::Switch;
@@ -60,7 +61,7 @@ fn dgram(stack: &Stack, at: SocketAddr) -> Socket {
     let s = stack
         .msocket(domain(&at), libc::SOCK_DGRAM, 0)
         .expect("msocket dgram");
-    s.bind(&at).unwrap_or_else(|e| panic!("bind {at}: {e}"));
+    retry_unavailable(|| s.bind(&at)).unwrap_or_else(|e| panic!("bind {at}: {e}"));
     s.set_read_timeout(Some(TRY)).unwrap();
     s
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use ioth::Stack;
 use ioth_plugin_sdk::abi::{IothFunctions, NewStackFn};
+use ioth_tests::dad::retry_unavailable;
 use ioth_tests::vde::Switch;
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
@@ -42,7 +43,6 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// Upper bound of any single wait in these tests.
 const WAIT: Duration = Duration::from_secs(20);
-const IFA_F_NODAD: u32 = 0x02;
 
 // ---------------------------------------------------------------- the plug-in, as a host
 
@@ -568,7 +568,8 @@ fn pair() -> Pair {
     let idx = peer.if_nametoindex("vde0").unwrap();
     peer.ipaddr_add("10.0.0.2".parse().unwrap(), 24, idx)
         .unwrap();
-    peer.ipaddr_add_flags("fd00::2".parse().unwrap(), 64, idx, IFA_F_NODAD, 0)
+    // With duplicate address detection, as users add it: the peer_* helpers wait for it.
+    peer.ipaddr_add("fd00::2".parse().unwrap(), 64, idx)
         .unwrap();
     peer.link_set_up(idx, true).unwrap();
     Pair {
@@ -588,19 +589,22 @@ fn peer_listen(st: &Stack, at: SocketAddr) -> TcpListener {
         .expect("msocket")
         .into();
     s.set_reuse_address(true).unwrap();
-    s.bind(&at.into()).unwrap();
+    retry_unavailable(|| s.bind(&at.into())).unwrap_or_else(|e| panic!("peer bind {at}: {e}"));
     s.listen(16).unwrap();
     s.into()
 }
 
 fn peer_connect(st: &Stack, to: SocketAddr) -> TcpStream {
-    let s: socket2::Socket = st
-        .msocket(domain(&to), libc::SOCK_STREAM, 0)
-        .expect("msocket")
-        .into();
-    // The first SYN may wait for neighbour discovery: retry a refused or slow connect a little.
-    s.connect_timeout(&to.into(), WAIT)
-        .unwrap_or_else(|e| panic!("peer connect {to}: {e}"));
+    // The first SYN may wait for neighbour discovery; a connect without a usable source address
+    // yet (duplicate address detection) fails with EADDRNOTAVAIL and is retried.
+    let s = retry_unavailable(|| {
+        let s: socket2::Socket = st
+            .msocket(domain(&to), libc::SOCK_STREAM, 0)
+            .expect("msocket")
+            .into();
+        s.connect_timeout(&to.into(), WAIT).map(|()| s)
+    })
+    .unwrap_or_else(|e| panic!("peer connect {to}: {e}"));
     let t: TcpStream = s.into();
     t.set_read_timeout(Some(WAIT)).unwrap();
     t
@@ -952,7 +956,8 @@ fn parse_hdr(h: &[u8]) -> SocketAddr {
 
 fn peer_udp(st: &Stack, at: SocketAddr) -> UdpSocket {
     let s: UdpSocket = st.msocket(domain(&at), libc::SOCK_DGRAM, 0).unwrap().into();
-    socket2::SockRef::from(&s).bind(&at.into()).unwrap();
+    retry_unavailable(|| socket2::SockRef::from(&s).bind(&at.into()))
+        .unwrap_or_else(|e| panic!("peer bind {at}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s
 }

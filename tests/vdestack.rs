@@ -13,8 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ioth::Stack;
+use ioth_tests::dad::{self, retry_unavailable};
 use ioth_tests::pattern::{Pattern, CHUNK, PROFILE};
-use ioth_tests::stacks::{addr, domain};
+use ioth_tests::stacks::{self, addr, domain};
 use ioth_tests::stdsock::{self, accept_bounded, echo_server, pid, udp, IO_TIMEOUT};
 use ioth_tests::vde::{self, Switch, TempDir};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -27,12 +28,17 @@ fn listen(stack: &Stack, at: SocketAddr) -> TcpListener {
     stdsock::listen(stack, at, 16)
 }
 
+/// A connection from `stack` to `to` within `timeout`; a connect that fails with
+/// `EADDRNOTAVAIL` (no usable source address yet: duplicate address detection) is retried on a
+/// fresh socket.
 fn try_connect(stack: &Stack, to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
-    let s: socket2::Socket = stack
-        .msocket(domain(&to), libc::SOCK_STREAM, 0)
-        .expect("msocket")
-        .into();
-    s.connect_timeout(&to.into(), timeout)?;
+    let s = retry_unavailable(|| {
+        let s: socket2::Socket = stack
+            .msocket(domain(&to), libc::SOCK_STREAM, 0)
+            .expect("msocket")
+            .into();
+        s.connect_timeout(&to.into(), timeout).map(|()| s)
+    })?;
     let t: TcpStream = s.into();
     t.set_read_timeout(Some(IO_TIMEOUT))?;
     t.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -95,6 +101,35 @@ fn tcp_echo_ipv6() {
     echo_round_trips(&mut c);
     drop(c);
     assert!(server.join().unwrap() > 0);
+}
+
+/// Two vdestack stacks on `sw` configured as programs do, with the ioth netlink calls and
+/// duplicate address detection: `a` 10.0.0.1 / fd00::1, `b` 10.0.0.2 / fd00::2, on vde0.
+fn configured_pair(sw: &Switch) -> (Stack, Stack) {
+    (
+        stacks::configured("vdestack", sw, "10.0.0.1", "fd00::1"),
+        stacks::configured("vdestack", sw, "10.0.0.2", "fd00::2"),
+    )
+}
+
+/// Right after configuring (fd00::x still in DAD), a TCP connect from one stack to the other
+/// either works or fails at once with EADDRNOTAVAIL until it does, and so do UDP requests from
+/// a connected and an unbound socket; nothing leaves from ::1 (lo is up) or hangs. Meanwhile ::1
+/// and 127.0.0.1 inside the stack work at once.
+#[test]
+fn ipv6_right_after_configuration() {
+    let sw = Switch::start();
+    let (a, b) = configured_pair(&sw);
+    for lo in ["[::1]:5020", "127.0.0.1:5020"] {
+        let server = echo_server(listen(&b, addr(lo)));
+        let mut c = connect(&b, addr(lo));
+        assert_eq!(c.local_addr().unwrap().ip(), addr(lo).ip());
+        echo_round_trips(&mut c);
+        drop(c);
+        server.join().unwrap();
+    }
+    let (tcp, udp) = dad::tcp_and_udp_at_once(&a, stacks::ip("fd00::1"), &b, 5021);
+    println!("vdestack: the first connection came from {tcp}, the first requests from {udp:?}");
 }
 
 #[test]

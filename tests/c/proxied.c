@@ -7,7 +7,6 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <linux/if_addr.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -53,6 +52,25 @@ static void read_all(int fd, char *buf, size_t n) {
 	}
 }
 
+/* waits, as a program does, until the IPv6 address a6 of stack s is usable: binding to it fails
+ * with EADDRNOTAVAIL while it is in duplicate address detection (vdestack; smoltcp does none);
+ * retried every 20 ms, for 10 s at most */
+static void wait_usable(struct ioth *s, const struct in6_addr *a6) {
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = *a6 };
+	for (int i = 0; ; i++) {
+		int fd = ioth_msocket(s, AF_INET6, SOCK_DGRAM, 0);
+		CHECK(fd >= 0);
+		int r = ioth_bind(fd, (SA *) &a, sizeof a);
+		int e = errno;
+		CHECK(ioth_close(fd) == 0);
+		if (r == 0)
+			return;
+		errno = e;
+		CHECK(e == EADDRNOTAVAIL && i < 500);
+		poll(NULL, 0, 20);
+	}
+}
+
 static struct ioth *configure(const char *name, const char *vnl, int n) {
 	struct ioth *s = ioth_newstack(name, vnl);
 	CHECK(s != NULL);
@@ -65,7 +83,8 @@ static struct ioth *configure(const char *name, const char *vnl, int n) {
 	snprintf(v6, sizeof v6, "fd00::%d", n);
 	CHECK(inet_pton(AF_INET6, v6, &a6) == 1);
 	CHECK(ioth_ipaddr_add(s, AF_INET, a4, 24, idx) == 0);
-	CHECK(ioth_ipaddr_add(s, AF_INET6, &a6, nl_addrdata2prefix(64, IFA_F_NODAD, 0), idx) == 0);
+	CHECK(ioth_ipaddr_add(s, AF_INET6, &a6, 64, idx) == 0);
+	wait_usable(s, &a6);
 	return s;
 }
 

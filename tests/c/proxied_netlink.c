@@ -6,7 +6,6 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ifaddrs.h>
-#include <linux/if_addr.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netpacket/packet.h>

@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests.
 
 pub mod cprog;
+pub mod dad;
 pub mod demo;
 pub mod dhcp;
 pub mod netns;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use ioth::{Socket, Stack};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::dad::retry_unavailable;
 use crate::stacks::domain;
 
 /// Upper bound of any single wait.
@@ -49,18 +50,26 @@ pub fn listener(stack: &Stack, at: SocketAddr) -> Socket {
     listener_backlog(stack, at, 64)
 }
 
-/// A TCP listener of `stack` at `at` (SO_REUSEADDR) with `backlog`.
+/// A TCP listener of `stack` at `at` (SO_REUSEADDR) with `backlog`; the bind is retried while
+/// `at` is in duplicate address detection.
 pub fn listener_backlog(stack: &Stack, at: SocketAddr, backlog: i32) -> Socket {
     let l = stream(stack, &at);
     l.set_reuse_address(true).expect("SO_REUSEADDR");
-    l.bind(&at).unwrap_or_else(|e| panic!("bind {at}: {e}"));
+    retry_unavailable(|| l.bind(&at)).unwrap_or_else(|e| panic!("bind {at}: {e}"));
     l.listen(backlog).expect("listen");
     l
 }
 
 /// A connection from `stack` to `to`, waited for at most [`WAIT`] (a non-blocking connect, then
-/// POLLOUT and SO_ERROR); blocking afterwards, with read and write timeouts.
+/// POLLOUT and SO_ERROR); blocking afterwards, with read and write timeouts. A connect that fails
+/// with `EADDRNOTAVAIL` (no usable source address yet: duplicate address detection) is retried
+/// on a fresh socket.
 pub fn try_connect(stack: &Stack, to: SocketAddr) -> io::Result<Socket> {
+    retry_unavailable(|| connect_once(stack, to))
+}
+
+/// One attempt of [`try_connect`].
+fn connect_once(stack: &Stack, to: SocketAddr) -> io::Result<Socket> {
     let c = stream(stack, &to);
     c.set_nonblocking(true)?;
     match c.connect(&to) {

@@ -3,7 +3,8 @@
 //! (host pump) built once per test binary with `IOTH_PLUGIN_PATH` pointing at it.
 //!
 //! smoltcp stacks are configured with the ioth netlink calls (the plug-in emulates rtnetlink),
-//! vdestack stacks with `ip` in their namespace. Addresses exist only inside the stacks.
+//! vdestack stacks with `ip` in their namespace; IPv6 addresses with duplicate address detection,
+//! as users add them (see [`crate::dad`]). Addresses exist only inside the stacks.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -14,8 +15,12 @@ use ioth::Stack;
 
 use crate::vde::{self, Switch};
 
-/// `IFA_F_NODAD`: an IPv6 address without duplicate address detection.
+/// `IFA_F_NODAD`: an IPv6 address without duplicate address detection (only the test of that
+/// flag uses it: every other test adds its addresses as users do, with DAD).
 pub const IFA_F_NODAD: u32 = 0x02;
+
+/// `IFA_F_TENTATIVE`: an IPv6 address still in duplicate address detection.
+pub const IFA_F_TENTATIVE: u32 = 0x40;
 
 /// Whether this process runs as root; if not, says loudly that the smoltcp ↔ vdestack tests
 /// are skipped.
@@ -46,28 +51,34 @@ pub fn domain(a: &SocketAddr) -> i32 {
     }
 }
 
-/// Configures interface `ifname` of smoltcp stack `s`: up, `v4`/24, `v6`/64 (no DAD), with the
-/// ioth netlink calls.
+/// Configures interface `ifname` of smoltcp stack `s`: up, `v4`/24, `v6`/64, with the ioth
+/// netlink calls (as on any stack; smoltcp does no duplicate address detection).
 pub fn configure_smol(s: &Stack, ifname: &str, v4: &str, v6: &str) {
     let idx = s
         .if_nametoindex(ifname)
         .unwrap_or_else(|e| panic!("if_nametoindex {ifname}: {e}"));
     s.link_set_up(idx, true).expect("link up");
     s.ipaddr_add(ip(v4), 24, idx).expect("ipaddr_add v4");
-    s.ipaddr_add_flags(ip(v6), 64, idx, IFA_F_NODAD, 0)
-        .expect("ipaddr_add v6");
+    s.ipaddr_add(ip(v6), 64, idx).expect("ipaddr_add v6");
 }
 
-/// A smoltcp stack on `sw` with `v4`/24 and `v6`/64 on vde0 ([`configure_smol`]); no route
+/// A stack of `plugin` on `sw` with `v4`/24 and `v6`/64 on vde0, configured as a program does
+/// it, with the ioth netlink calls ([`configure_smol`], which works on any stack); no route
 /// beyond its own networks.
-pub fn smoltcp(sw: &Switch, v4: &str, v6: &str) -> Stack {
-    let s = Stack::new("smoltcp", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack smoltcp: {e}"));
+pub fn configured(plugin: &str, sw: &Switch, v4: &str, v6: &str) -> Stack {
+    let s = Stack::new(plugin, &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack {plugin}: {e}"));
     configure_smol(&s, "vde0", v4, v6);
     s
 }
 
+/// A smoltcp stack on `sw` with `v4`/24 and `v6`/64 on vde0 ([`configured`]).
+pub fn smoltcp(sw: &Switch, v4: &str, v6: &str) -> Stack {
+    configured("smoltcp", sw, v4, v6)
+}
+
 /// A vdestack stack on `sw` with `v4`/24 and `v6`/64 on vde0, configured with `ip` in its
-/// namespace.
+/// namespace. `v6` is in duplicate address detection for a second or two: sockets that need it
+/// wait with [`crate::dad::retry_unavailable`].
 pub fn vdestack(sw: &Switch, v4: &str, v6: &str) -> Stack {
     let s =
         Stack::new("vdestack", &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack vdestack: {e}"));

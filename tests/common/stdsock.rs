@@ -10,6 +10,7 @@ use std::time::Duration;
 use ioth::Stack;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::dad::retry_unavailable;
 use crate::stacks::domain;
 
 /// Upper bound for any single blocking socket operation.
@@ -20,15 +21,15 @@ pub fn pid(s: &Stack) -> u32 {
     s.pid().expect("a vdestack stack has a host")
 }
 
-/// A TCP listener of `stack` at `at` (SO_REUSEADDR) with `backlog`.
+/// A TCP listener of `stack` at `at` (SO_REUSEADDR) with `backlog`; the bind is retried while
+/// `at` is in duplicate address detection.
 pub fn listen(stack: &Stack, at: SocketAddr, backlog: i32) -> TcpListener {
     let s: socket2::Socket = stack
         .msocket(domain(&at), libc::SOCK_STREAM, 0)
         .expect("msocket")
         .into();
     s.set_reuse_address(true).unwrap();
-    s.bind(&at.into())
-        .unwrap_or_else(|e| panic!("bind {at}: {e}"));
+    retry_unavailable(|| s.bind(&at.into())).unwrap_or_else(|e| panic!("bind {at}: {e}"));
     s.listen(backlog).unwrap();
     s.into()
 }
@@ -61,14 +62,14 @@ pub fn echo_server(l: TcpListener) -> std::thread::JoinHandle<usize> {
     })
 }
 
-/// A UDP socket of `stack` bound to `at`, with a read timeout of 2 s.
+/// A UDP socket of `stack` bound to `at` (retried while `at` is in duplicate address
+/// detection), with a read timeout of 2 s.
 pub fn udp(stack: &Stack, at: SocketAddr) -> UdpSocket {
     let s: UdpSocket = stack
         .msocket(domain(&at), libc::SOCK_DGRAM, 0)
         .expect("msocket")
         .into();
-    socket2::SockRef::from(&s)
-        .bind(&at.into())
+    retry_unavailable(|| socket2::SockRef::from(&s).bind(&at.into()))
         .unwrap_or_else(|e| panic!("bind {at}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s

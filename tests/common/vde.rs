@@ -149,14 +149,11 @@ pub fn ip(pid: u32, args: &[&str]) -> String {
     try_ip(pid, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Adds `cidr` (`10.0.0.1/24`, `fd00::1/64`: IPv6 without duplicate address detection) to
-/// interface `ifname` of host `pid` and sets it up.
+/// Adds `cidr` (`10.0.0.1/24`, `fd00::1/64`) to interface `ifname` of host `pid` and sets it
+/// up. An IPv6 address goes through duplicate address detection, as users add it: it is usable
+/// a second or two later (see [`crate::dad`]).
 pub fn configure(pid: u32, ifname: &str, cidr: &str) {
-    if cidr.contains(':') {
-        ip(pid, &["-6", "addr", "add", cidr, "dev", ifname, "nodad"]);
-    } else {
-        ip(pid, &["addr", "add", cidr, "dev", ifname]);
-    }
+    ip(pid, &["addr", "add", cidr, "dev", ifname]);
     ip(pid, &["link", "set", ifname, "up"]);
 }
 

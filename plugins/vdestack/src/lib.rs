@@ -10,7 +10,10 @@
 //!    with `ENOPKG` and a message naming the package `libvdeplug2`; a network that cannot be
 //!    opened fails with libvdeplug's errno (`ENOENT` for a switch that does not exist). A stack
 //!    without VNL never loads libvdeplug;
-//! 3. enters a new network namespace ([`sys::enter_private_netns`]), brings `lo` up and creates
+//! 3. enters a new network namespace ([`sys::enter_private_netns`]), brings `lo` up (so that
+//!    127.0.0.1 and ::1 work inside the stack), makes interfaces pick IPv6 sources among their own
+//!    addresses only ([`sys::ipv6_source_from_outgoing_interface`]: never `::1` for a packet that
+//!    leaves through a tap whose addresses are still in duplicate address detection) and creates
 //!    one tap interface per VNL (`vde0`, `vde1`, … or the given names), down and without address:
 //!    the application configures them through netlink on a socket of this stack;
 //! 4. starts one frame pump thread per interface ([`pump`]).
@@ -108,6 +111,7 @@ impl ioth_plugin_sdk::NativeStack for VdeStack {
         let netns = sys::enter_private_netns()?;
         IN_NETNS.with(|c| c.set(true));
         sys::link_up("lo")?;
+        sys::ipv6_source_from_outgoing_interface()?; // before the taps, which inherit it
         let taps = parsed
             .iter()
             .map(|v| sys::create_tap(&v.ifname))

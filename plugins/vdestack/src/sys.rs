@@ -1,7 +1,7 @@
 //! The system calls of the plug-in: entering a private network namespace, bringing an interface
-//! up, creating a tap device, and the eventfd that stops the frame pumps. Runs in the host
-//! process; all of the plug-in's `unsafe` system calls are here (libvdeplug's are in
-//! [`crate::vdeplug`]).
+//! up, the namespace's IPv6 source selection, creating a tap device, and the eventfd that stops
+//! the frame pumps. Runs in the host process; all of the plug-in's `unsafe` system calls are here
+//! (libvdeplug's are in [`crate::vdeplug`]).
 #![allow(unsafe_code)]
 
 use std::ffi::c_short;
@@ -75,6 +75,34 @@ fn enter_user_and_netns() -> io::Result<()> {
     write("/proc/self/uid_map", format!("0 {uid} 1"))?;
     write("/proc/self/gid_map", format!("0 {gid} 1"))?;
     Ok(())
+}
+
+/// Makes every interface created from now on in the calling thread's network namespace choose
+/// the source of an IPv6 packet among its own addresses only
+/// (`net.ipv6.conf.default.use_oif_addrs_only = 1`, RFC 6724 §4's recommended candidate set).
+///
+/// The stack's `lo` is up, so without this Linux would pick `::1` as the source of a packet to
+/// `fd00::1` through `vde0` while the addresses of `vde0` are still tentative (in duplicate
+/// address detection): the SYN leaves with a source no peer answers and the connect hangs. With
+/// it the connect fails at once with `EADDRNOTAVAIL`, as on a namespace whose `lo` is down,
+/// until the interface has a usable address. `lo` itself (which exists already) keeps `::1`.
+///
+/// A kernel without IPv6 (no such file) needs nothing; any other failure is an error.
+pub fn ipv6_source_from_outgoing_interface() -> io::Result<()> {
+    const PATH: &str = "/proc/sys/net/ipv6/conf/default/use_oif_addrs_only";
+    match fs::OpenOptions::new().write(true).open(PATH) {
+        Ok(mut f) => f.write_all(b"1").map_err(|e| {
+            error(
+                e.raw_os_error().unwrap_or(libc::EIO),
+                format!("writing {PATH}: {e}"),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(error(
+            e.raw_os_error().unwrap_or(libc::EIO),
+            format!("opening {PATH}: {e}"),
+        )),
+    }
 }
 
 /// socket(2) in the calling thread's network namespace.
