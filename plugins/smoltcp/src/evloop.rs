@@ -135,6 +135,7 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
         }
     }
 
+    udp::deliver_looped(net, socks);
     packet::set_taps(net, socks);
     for f in net.ifaces.iter_mut().filter(|f| f.up) {
         f.poll(now);
@@ -166,8 +167,12 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
             gone.push(*id);
         }
     }
+    let closed = !gone.is_empty();
     for id in gone {
         core.socks.remove(&id);
+    }
+    if closed {
+        core.release_groups();
     }
     tcp::bury(&mut core.net, &mut core.graves);
 }

@@ -23,6 +23,7 @@ mod device;
 mod evloop;
 mod ffi;
 mod frag;
+mod mcast;
 mod net;
 mod netlink;
 mod packet;

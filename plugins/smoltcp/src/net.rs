@@ -12,7 +12,7 @@
 //! and on `lo` also every local address of the other interfaces (as host prefixes), so that a
 //! stack can reach its own addresses, as a kernel does.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use smoltcp::iface::{Config, Interface, Route, SocketHandle, SocketSet};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
@@ -140,6 +140,8 @@ pub struct Iface {
     pub big4: Option<(SocketHandle, std::time::Instant)>,
     /// An empty socket set: [`Iface::fragmenting`] asks smoltcp's poll deadline about itself.
     idle: SocketSet<'static>,
+    /// The multicast groups joined for sockets' memberships ([`crate::mcast`]).
+    pub groups: Vec<IpAddr>,
 }
 
 fn config(hw: HardwareAddress) -> Config {
@@ -177,6 +179,7 @@ impl Iface {
             frag6,
             big4: None,
             idle: SocketSet::new(Vec::new()),
+            groups: Vec::new(),
         }
     }
 
@@ -201,6 +204,7 @@ impl Iface {
             frag6,
             big4: None,
             idle: SocketSet::new(Vec::new()),
+            groups: Vec::new(),
         }
     }
 
@@ -286,6 +290,26 @@ impl Iface {
         }
     }
 
+    /// Whether `ip` is the broadcast address of one of this interface's IPv4 networks.
+    pub fn is_subnet_broadcast(&self, ip: IpAddr) -> bool {
+        let IpAddr::V4(v) = ip else { return false };
+        self.addrs.iter().any(|a| match a.ip {
+            IpAddr::V4(x) if a.prefix < 31 => {
+                let host = u32::MAX >> a.prefix;
+                (u32::from(x) | host) == u32::from(v)
+            }
+            _ => false,
+        })
+    }
+
+    /// Its first IPv6 link-local address.
+    pub fn link_local(&self) -> Option<Ipv6Addr> {
+        self.addrs.iter().find_map(|a| match a.ip {
+            IpAddr::V6(v) if v.is_unicast_link_local() => Some(v),
+            _ => None,
+        })
+    }
+
     /// Whether `ip` is one of this interface's addresses.
     pub fn has_addr(&self, ip: IpAddr) -> bool {
         self.addrs.iter().any(|a| a.ip == ip)
@@ -302,6 +326,9 @@ pub struct Net {
     pub frag_id: u32,
     /// IPv6 datagrams being reassembled ([`crate::frag`]).
     pub reasm: crate::frag::Reasm,
+    /// Multicast datagrams sent with `IP_MULTICAST_LOOP`/`IPV6_MULTICAST_LOOP` for the
+    /// stack's own sockets: (interface, source, group and port, payload) ([`crate::udp`]).
+    pub looped: Vec<(usize, SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 /// `lo`'s position in [`Net::ifaces`].
@@ -344,12 +371,20 @@ impl Net {
     /// longest prefix among the networks of the up interfaces and the routes. With `from` (a
     /// socket bound to an address), only the interface owning that address qualifies.
     pub fn route(&self, dst: IpAddr, from: Option<IpAddr>) -> Option<usize> {
+        self.route_via(dst, from, None)
+    }
+
+    /// [`Net::route`] through interface `only` alone, when given (`SO_BINDTODEVICE`, a
+    /// multicast interface).
+    pub fn route_via(&self, dst: IpAddr, from: Option<IpAddr>, only: Option<usize>) -> Option<usize> {
         if self.is_local(dst) {
-            return self.ifaces[LO].up.then_some(LO);
+            return (self.ifaces[LO].up && only.is_none_or(|o| o == LO)).then_some(LO);
         }
         let allowed = |i: usize| {
             let f = &self.ifaces[i];
-            f.up && !f.is_loopback() && from.is_none_or(|a| f.has_addr(a))
+            f.up && !f.is_loopback()
+                && from.is_none_or(|a| f.has_addr(a))
+                && only.is_none_or(|o| o == i)
         };
         let mut best: Option<(u8, usize)> = None;
         let mut consider = |prefix: u8, i: usize| {
@@ -426,6 +461,10 @@ impl Net {
                     }
                 }
             });
+            // A new `Interface` (after an MTU change) joins the groups again.
+            for g in &f.groups {
+                let _ = f.iface.join_multicast_group(IpAddress::from(*g));
+            }
             let rs = &routes[i];
             f.iface.routes_mut().update(|v| {
                 v.clear();
