@@ -325,3 +325,94 @@ fn wait_not_tentative(s: &Stack, a: IpAddr) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// DHCPv6 from dnsmasq, the same client code on vdestack and on smoltcp (a UDP socket on
+/// port 546 bound to the interface, SOLICIT/REQUEST to `ff02::1:2` from the link-local
+/// address): both get an address of the range with the server's lifetimes, from the same
+/// server (its link-local address, scope = the interface, one DUID). Applied as configuration
+/// clients do: the address as /128 with its lifetimes (`IFA_CACHEINFO`, with DAD), the router
+/// advertisement's on-link prefix as a route out of the interface without a gateway and its
+/// router as the default route (a kernel stack may have installed both from the advertisement
+/// itself: `EEXIST`). Both stacks report the lifetimes back (not permanent, counting down from
+/// the lease's) and the on-link route; then TCP works between the two leased addresses.
+#[test]
+fn dhcpv6_address_on_both_stacks() {
+    if !stacks::root() {
+        return;
+    }
+    let sw = Switch::start();
+    let server = Server::start(&sw);
+    let (vde, vidx) = bare("vdestack", &sw);
+    let (smol, sidx) = bare("smoltcp", &sw);
+    let rv = dhcp::router_discovery(&vde, vidx);
+    let rs = dhcp::router_discovery(&smol, sidx);
+    let lv = dhcp::dhcpv6(&vde, vidx);
+    let ls = dhcp::dhcpv6(&smol, sidx);
+    eprintln!("vdestack: {lv:?}\nsmoltcp:  {ls:?}");
+    for (l, idx, name) in [(&lv, vidx, "vdestack"), (&ls, sidx, "smoltcp")] {
+        assert!(
+            in_range(IpAddr::V6(l.addr), Server::V6_RANGE.0, Server::V6_RANGE.1),
+            "{name}: {} outside the range; server log:\n{}",
+            l.addr,
+            server.log()
+        );
+        assert_eq!(l.valid, 3600, "{name}: the range's lease time");
+        assert!(l.preferred > 0 && l.preferred <= l.valid, "{name}: {l:?}");
+        assert!(l.from.ip().is_unicast_link_local(), "{name}: {l:?}");
+        assert_eq!(l.from.port(), 547, "{name}");
+        assert_eq!(l.from.scope_id(), idx, "{name}: the source's scope is the interface");
+    }
+    assert_ne!(lv.addr, ls.addr, "two clients, two addresses");
+    assert_eq!(lv.server_duid, ls.server_duid, "one server");
+    assert_eq!(lv.from.ip(), ls.from.ip(), "one server address");
+    assert_eq!(rv.router, rs.router);
+    drop(server);
+    let prefix: std::net::Ipv6Addr = Server::V6_PREFIX.parse().unwrap();
+    for (s, idx, l, r, name) in [
+        (&vde, vidx, &lv, &rv, "vdestack"),
+        (&smol, sidx, &ls, &rs, "smoltcp"),
+    ] {
+        let a = IpAddr::V6(l.addr);
+        dhcp::nl_request(
+            s,
+            dhcp::addr_with_lifetimes(a, 128, idx, l.valid, l.preferred),
+            (netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL) as u16,
+        )
+        .unwrap_or_else(|e| panic!("{name}: RTM_NEWADDR with IFA_CACHEINFO: errno {e}"));
+        for (dst, gw) in [
+            (Some((IpAddr::V6(prefix), 64)), None),
+            (None, Some(IpAddr::V6(r.router))),
+        ] {
+            match s.iproute_add(dst, gw, Some(idx)) {
+                Ok(()) => {}
+                Err(e) if e.errno() == libc::EEXIST => {}
+                Err(e) => panic!("{name}: route {dst:?} via {gw:?}: {e}"),
+            }
+        }
+        let (valid, preferred, flags) = dhcp::lifetimes_of(s, a)
+            .unwrap_or_else(|| panic!("{name}: {a} has no IFA_CACHEINFO in the dump"));
+        const IFA_F_PERMANENT: u32 = 0x80;
+        assert!(
+            valid <= l.valid && valid + 60 >= l.valid,
+            "{name}: valid {valid}"
+        );
+        assert!(preferred <= l.preferred, "{name}: preferred {preferred}");
+        assert_eq!(flags & IFA_F_PERMANENT, 0, "{name}: lifetimes, not permanent");
+        let routes = s.routes().expect("routes");
+        assert!(
+            routes.iter().any(|x| x.dst == IpAddr::V6(prefix)
+                && x.prefix_len == 64
+                && x.gateway.is_none()
+                && x.ifindex == Some(idx)),
+            "{name}: no on-link route for {prefix}/64: {routes:?}"
+        );
+        let shown = s.addresses().expect("addresses");
+        assert!(
+            shown.iter().any(|x| x.addr == a && x.prefix_len == 128),
+            "{name}: {shown:?}"
+        );
+    }
+    wait_not_tentative(&vde, IpAddr::V6(lv.addr));
+    tcp_both_ways(&smol, &vde, SocketAddr::new(IpAddr::V6(ls.addr), 5004));
+    tcp_both_ways(&vde, &smol, SocketAddr::new(IpAddr::V6(lv.addr), 5005));
+}

@@ -51,8 +51,46 @@ pub struct Addr {
     pub ip: IpAddr,
     /// Prefix length.
     pub prefix: u8,
-    /// `IFA_F_*` flags given when it was added (`IFA_F_PERMANENT` is always reported).
+    /// `IFA_F_*` flags given when it was added (`IFA_F_PERMANENT` is reported for an address
+    /// without lifetimes).
     pub flags: u32,
+    /// Lifetimes (`IFA_CACHEINFO`), if it has any.
+    pub life: Option<Lifetimes>,
+}
+
+/// An address's valid and preferred lifetimes, counted from `since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Seconds, `u32::MAX` for forever.
+    pub valid: u32,
+    /// Seconds, `u32::MAX` for forever; never more than `valid`.
+    pub preferred: u32,
+    /// When they were given.
+    pub since: std::time::Instant,
+}
+
+/// `INFINITY_LIFE_TIME`.
+pub const FOREVER: u32 = u32::MAX;
+
+impl Lifetimes {
+    /// What is left of (valid, preferred) at `now`, in seconds.
+    pub fn left(&self, now: std::time::Instant) -> (u32, u32) {
+        let gone = now.saturating_duration_since(self.since).as_secs();
+        let left = |x: u32| {
+            if x == FOREVER {
+                FOREVER
+            } else {
+                (u64::from(x).saturating_sub(gone)) as u32
+            }
+        };
+        (left(self.valid), left(self.preferred))
+    }
+
+    /// When the address expires (`None`: never).
+    pub fn expiry(&self) -> Option<std::time::Instant> {
+        (self.valid != FOREVER)
+            .then(|| self.since + std::time::Duration::from_secs(u64::from(self.valid)))
+    }
 }
 
 impl Addr {
@@ -73,8 +111,8 @@ pub struct RouteEntry {
     pub dst: IpAddr,
     /// Destination prefix length.
     pub prefix: u8,
-    /// Gateway (smoltcp routes always go through one).
-    pub gateway: IpAddr,
+    /// Gateway; `None` for an on-link route (out of `oif`).
+    pub gateway: Option<IpAddr>,
     /// Output interface index, if the request named one.
     pub oif: Option<u32>,
     /// `RTPROT_*` the request gave.
@@ -162,6 +200,7 @@ impl Iface {
             ip,
             prefix,
             flags: 0,
+            life: None,
         };
         Iface {
             index: 1,
@@ -320,7 +359,7 @@ impl Iface {
 pub struct Net {
     /// `lo` first, then one per VNL.
     pub ifaces: Vec<Iface>,
-    /// The main table's gateway routes.
+    /// The main table's routes (through a gateway, or on-link).
     pub routes: Vec<RouteEntry>,
     /// Identification of the last IPv6 fragmented datagram sent ([`crate::frag`]).
     pub frag_id: u32,
@@ -401,7 +440,7 @@ impl Net {
         }
         for r in &self.routes {
             if prefix_contains(r.dst, r.prefix, dst) {
-                if let Some(i) = self.gateway_iface(r.gateway, r.oif) {
+                if let Some(i) = self.route_iface(r) {
                     consider(r.prefix, i);
                 }
             }
@@ -420,11 +459,61 @@ impl Net {
             .map(IpAddr::from)
     }
 
-    /// Routes that interface `i` would hold (those whose gateway it reaches).
+    /// The interface route `r` leaves through: the one reaching its gateway, or for an on-link
+    /// route its interface while that has an address in the route's prefix (smoltcp reaches
+    /// a network directly only through an address of the interface in it: [`Net::sync`]).
+    pub fn route_iface(&self, r: &RouteEntry) -> Option<usize> {
+        match r.gateway {
+            Some(g) => self.gateway_iface(g, r.oif),
+            None => self.by_index(r.oif?).filter(|&i| {
+                let f = &self.ifaces[i];
+                !f.is_loopback() && f.addrs.iter().any(|a| prefix_contains(r.dst, r.prefix, a.ip))
+            }),
+        }
+    }
+
+    /// Gateway routes that interface `i` would hold (those whose gateway it reaches).
     pub fn routes_of(&self, i: usize) -> impl Iterator<Item = &RouteEntry> + '_ {
         self.routes
             .iter()
-            .filter(move |r| self.gateway_iface(r.gateway, r.oif) == Some(i))
+            .filter(move |r| r.gateway.is_some() && self.route_iface(r) == Some(i))
+    }
+
+    /// The prefix smoltcp is given for address `a` of interface `i`: its own, or that of the
+    /// widest on-link route of `i` holding it (smoltcp then reaches that network directly).
+    fn smoltcp_prefix(&self, i: usize, a: &Addr) -> u8 {
+        let index = self.ifaces[i].index;
+        self.routes
+            .iter()
+            .filter(|r| {
+                r.gateway.is_none() && r.oif == Some(index) && prefix_contains(r.dst, r.prefix, a.ip)
+            })
+            .map(|r| r.prefix)
+            .fold(a.prefix, u8::min)
+    }
+
+    /// Removes the addresses whose valid lifetime is over; whether any was.
+    pub fn expire(&mut self, now: std::time::Instant) -> bool {
+        let mut gone = false;
+        for f in &mut self.ifaces {
+            let before = f.addrs.len();
+            f.addrs
+                .retain(|a| a.life.and_then(|l| l.expiry()).is_none_or(|t| t > now));
+            gone |= f.addrs.len() != before;
+        }
+        if gone {
+            self.sync();
+        }
+        gone
+    }
+
+    /// The next time an address expires.
+    pub fn next_expiry(&self) -> Option<std::time::Instant> {
+        self.ifaces
+            .iter()
+            .flat_map(|f| f.addrs.iter())
+            .filter_map(|a| a.life.and_then(|l| l.expiry()))
+            .min()
     }
 
     /// Pushes the configuration into the smoltcp interfaces (see the module doc).
@@ -441,15 +530,26 @@ impl Net {
                 self.routes_of(i)
                     .map(|r| Route {
                         cidr: IpCidr::new(IpAddress::from(r.dst), r.prefix),
-                        via_router: IpAddress::from(r.gateway),
+                        via_router: IpAddress::from(r.gateway.expect("a gateway route")),
                         preferred_until: None,
                         expires_at: None,
                     })
                     .collect()
             })
             .collect();
+        let prefixes: Vec<Vec<u8>> = (0..self.ifaces.len())
+            .map(|i| {
+                let f = &self.ifaces[i];
+                f.addrs.iter().map(|a| self.smoltcp_prefix(i, a)).collect()
+            })
+            .collect();
         for (i, f) in self.ifaces.iter_mut().enumerate() {
-            let mut cidrs: Vec<IpCidr> = f.addrs.iter().map(Addr::cidr).collect();
+            let mut cidrs: Vec<IpCidr> = f
+                .addrs
+                .iter()
+                .zip(&prefixes[i])
+                .map(|(a, p)| IpCidr::new(IpAddress::from(a.ip), *p))
+                .collect();
             if i == LO {
                 cidrs.extend(host_addrs.iter().copied());
             }
