@@ -673,7 +673,11 @@ fn dhcpv6_msg(
 /// A server message's type, server DUID and IA_NA address with its lifetimes, if it answers
 /// transaction `xid` of client `duid` (`None`: something else). Panics on a status code other
 /// than success inside the IA_NA (the server has no address for us).
-fn dhcpv6_answer(m: &[u8], xid: [u8; 3], duid: &[u8]) -> Option<(u8, Vec<u8>, (std::net::Ipv6Addr, u32, u32))> {
+fn dhcpv6_answer(
+    m: &[u8],
+    xid: [u8; 3],
+    duid: &[u8],
+) -> Option<(u8, Vec<u8>, (std::net::Ipv6Addr, u32, u32))> {
     if m.len() < 4 || m[1..4] != xid {
         return None;
     }
@@ -682,7 +686,10 @@ fn dhcpv6_answer(m: &[u8], xid: [u8; 3], duid: &[u8]) -> Option<(u8, Vec<u8>, (s
         return None;
     }
     let server = opts.iter().find(|(c, _)| *c == OPT_SERVERID)?.1.to_vec();
-    let ia = opts.iter().find(|(c, v)| *c == OPT_IA_NA && v.len() >= 12)?.1;
+    let ia = opts
+        .iter()
+        .find(|(c, v)| *c == OPT_IA_NA && v.len() >= 12)?
+        .1;
     let mut addr = None;
     for (c, v) in options(&ia[12..])? {
         match c {
@@ -713,10 +720,7 @@ fn dhcpv6_answer(m: &[u8], xid: [u8; 3], duid: &[u8]) -> Option<(u8, Vec<u8>, (s
 pub fn dhcpv6(stack: &Stack, ifindex: u32) -> Lease6 {
     use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
     let mac = stack.link_get_mac(ifindex).expect("link_get_mac");
-    let name = stack
-        .interface(ifindex)
-        .expect("the interface")
-        .name;
+    let name = stack.interface(ifindex).expect("the interface").name;
     let s = stack
         .msocket(libc::AF_INET6, libc::SOCK_DGRAM, 0)
         .expect("socket(AF_INET6, SOCK_DGRAM)");
@@ -734,13 +738,27 @@ pub fn dhcpv6(stack: &Stack, ifindex: u32) -> Lease6 {
         &1i32.to_ne_bytes(),
     )
     .expect("IPV6_MULTICAST_HOPS");
-    s.bind(&SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 546, 0, 0)))
-        .expect("bind [::]:546");
+    s.bind(&SocketAddr::V6(SocketAddrV6::new(
+        Ipv6Addr::UNSPECIFIED,
+        546,
+        0,
+        0,
+    )))
+    .expect("bind [::]:546");
     let mut duid = vec![0, 3, 0, 1];
     duid.extend_from_slice(&mac);
     let iaid = u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]);
-    let xid = [mac[5], (std::process::id() >> 8) as u8, std::process::id() as u8];
-    let to = SocketAddr::V6(SocketAddrV6::new("ff02::1:2".parse().unwrap(), 547, 0, ifindex));
+    let xid = [
+        mac[5],
+        (std::process::id() >> 8) as u8,
+        std::process::id() as u8,
+    ];
+    let to = SocketAddr::V6(SocketAddrV6::new(
+        "ff02::1:2".parse().unwrap(),
+        547,
+        0,
+        ifindex,
+    ));
     let mut buf = vec![0u8; 2048];
     let mut exchange = |msg: &[u8], want: u8| {
         let ready = Instant::now() + SETTLE;
@@ -777,7 +795,14 @@ pub fn dhcpv6(stack: &Stack, ifindex: u32) -> Lease6 {
     };
     let solicit = dhcpv6_msg(DHCPV6_SOLICIT, xid, &duid, iaid, None, None);
     let (server, (offered, _, _), _) = exchange(&solicit, DHCPV6_ADVERTISE);
-    let request = dhcpv6_msg(DHCPV6_REQUEST, xid, &duid, iaid, Some(offered), Some(&server));
+    let request = dhcpv6_msg(
+        DHCPV6_REQUEST,
+        xid,
+        &duid,
+        iaid,
+        Some(offered),
+        Some(&server),
+    );
     let (server_duid, (addr, preferred, valid), from) = exchange(&request, DHCPV6_REPLY);
     Lease6 {
         addr,
@@ -853,7 +878,6 @@ fn nl_exchange(
                 break;
             }
             b = &b[step..];
-
         }
     }
 }

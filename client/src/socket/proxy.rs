@@ -162,7 +162,10 @@ impl Proxy {
     fn may_broadcast(&self) -> bool {
         self.getsockopt(libc::SOL_SOCKET, libc::SO_BROADCAST, 4)
             .ok()
-            .and_then(|v| v.get(..4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]])))
+            .and_then(|v| {
+                v.get(..4)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            })
             .is_some_and(|x| x != 0)
     }
 

@@ -56,9 +56,11 @@ pub const STORED: [(i32, i32); 14] = [
 /// The value a [`STORED`] option reads back as before it is set (Linux's defaults).
 fn stored_default(level: i32, name: i32) -> i32 {
     match (level, name) {
-        (libc::IPPROTO_IP, libc::IP_MULTICAST_ALL) | (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_ALL) => 1,
+        (libc::IPPROTO_IP, libc::IP_MULTICAST_ALL)
+        | (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_ALL) => 1,
         (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => 0,
-        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER) | (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER) => {
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER)
+        | (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER) => {
             1 // IP_PMTUDISC_WANT
         }
         _ => 0,
@@ -155,11 +157,7 @@ fn member_iface(net: &Net, group: IpAddr, index: u32, local: Ipv4Addr) -> io::Re
         return net.owner_of(IpAddr::V4(local)).ok_or_else(enodev);
     }
     let scoped = matches!(group, IpAddr::V6(g) if link_scope(&g));
-    let routed = if scoped {
-        None
-    } else {
-        net.route(group, None)
-    };
+    let routed = if scoped { None } else { net.route(group, None) };
     routed.or_else(|| first_up(net)).ok_or_else(enodev)
 }
 
@@ -192,9 +190,7 @@ impl Ip {
         }
         match (level, name) {
             (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS) => self.hops6 = hops(int(v, false)?)?,
-            (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS) => {
-                self.mhops6 = hops(int(v, false)?)?
-            }
+            (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS) => self.mhops6 = hops(int(v, false)?)?,
             (libc::IPPROTO_IP, libc::IP_TTL) => {
                 let x = int(v, false)?;
                 if x != -1 && !(1..=255).contains(&x) {

@@ -415,7 +415,12 @@ impl Net {
 
     /// [`Net::route`] through interface `only` alone, when given (`SO_BINDTODEVICE`, a
     /// multicast interface).
-    pub fn route_via(&self, dst: IpAddr, from: Option<IpAddr>, only: Option<usize>) -> Option<usize> {
+    pub fn route_via(
+        &self,
+        dst: IpAddr,
+        from: Option<IpAddr>,
+        only: Option<usize>,
+    ) -> Option<usize> {
         if self.is_local(dst) {
             return (self.ifaces[LO].up && only.is_none_or(|o| o == LO)).then_some(LO);
         }
@@ -467,7 +472,10 @@ impl Net {
             Some(g) => self.gateway_iface(g, r.oif),
             None => self.by_index(r.oif?).filter(|&i| {
                 let f = &self.ifaces[i];
-                !f.is_loopback() && f.addrs.iter().any(|a| prefix_contains(r.dst, r.prefix, a.ip))
+                !f.is_loopback()
+                    && f.addrs
+                        .iter()
+                        .any(|a| prefix_contains(r.dst, r.prefix, a.ip))
             }),
         }
     }
@@ -486,7 +494,9 @@ impl Net {
         self.routes
             .iter()
             .filter(|r| {
-                r.gateway.is_none() && r.oif == Some(index) && prefix_contains(r.dst, r.prefix, a.ip)
+                r.gateway.is_none()
+                    && r.oif == Some(index)
+                    && prefix_contains(r.dst, r.prefix, a.ip)
             })
             .map(|r| r.prefix)
             .fold(a.prefix, u8::min)

@@ -603,7 +603,10 @@ fn lifetimes_of(m: &AddressMessage) -> Result<Option<Lifetimes>, Nack> {
         return Err((libc::EINVAL, Some("valid_lft is zero")));
     }
     if ci.ifa_preferred > ci.ifa_valid {
-        return Err((libc::EINVAL, Some("preferred_lft is greater than valid_lft")));
+        return Err((
+            libc::EINVAL,
+            Some("preferred_lft is greater than valid_lft"),
+        ));
     }
     if ci.ifa_valid == FOREVER && ci.ifa_preferred == FOREVER {
         return Ok(None);
@@ -756,10 +759,7 @@ fn routes(net: &Net, q: &RouteMessage) -> Vec<RouteNetlinkMessage> {
         }
     }
     for r in net.routes.iter().filter(|r| wanted(&r.dst)) {
-        let oif = net
-            .route_iface(r)
-            .map(|i| net.ifaces[i].index)
-            .or(r.oif);
+        let oif = net.route_iface(r).map(|i| net.ifaces[i].index).or(r.oif);
         let scope = if r.gateway.is_some() {
             RouteScope::Universe
         } else {
@@ -916,8 +916,7 @@ fn del_route(net: &mut Net, m: RouteMessage) -> Result<(), Nack> {
                 && r.prefix == prefix
                 && gw.is_none_or(|g| Some(g) == r.gateway)
                 && oif.is_none_or(|o| {
-                    r.oif == Some(o)
-                        || net.route_iface(r).map(|i| net.ifaces[i].index) == Some(o)
+                    r.oif == Some(o) || net.route_iface(r).map(|i| net.ifaces[i].index) == Some(o)
                 })
         })
         .ok_or((libc::ESRCH, None))?;

@@ -359,17 +359,15 @@ pub fn setsockopt(
         (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) => None,
         (libc::IPPROTO_IP | libc::IPPROTO_IPV6, _) => {
             let u = udp_of(&mut s.kind);
-            Some(
-                match u.ip.setsockopt(net, domain, dev, level, name, v) {
-                    Ok(Change::None) => Ok(false),
-                    Ok(Change::Join(m)) => mcast::join(net, m.iface, m.group).map(|()| {
-                        u.ip.groups.push(m);
-                        false
-                    }),
-                    Ok(Change::Left(_)) => Ok(true),
-                    Err(e) => Err(e),
-                },
-            )
+            Some(match u.ip.setsockopt(net, domain, dev, level, name, v) {
+                Ok(Change::None) => Ok(false),
+                Ok(Change::Join(m)) => mcast::join(net, m.iface, m.group).map(|()| {
+                    u.ip.groups.push(m);
+                    false
+                }),
+                Ok(Change::Left(_)) => Ok(true),
+                Err(e) => Err(e),
+            })
         }
         _ => None,
     }
@@ -427,18 +425,28 @@ pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
         return Ok(());
     };
     let dst = addr::connect_target(dst, domain, v6only)?;
-    let may_broadcast = s.opts.broadcast;
-    let bound = udp_of(&mut s.kind).local;
-    let bcast = matches!(dst.ip(), IpAddr::V4(a) if a.is_broadcast())
-        || core.net.ifaces.iter().any(|f| f.is_subnet_broadcast(dst.ip()));
-    if bcast && !may_broadcast {
-        return Err(errno(libc::EACCES));
-    }
-    let from = bound.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
-    let scoped = matches!(dst, SocketAddr::V6(d) if link_scope(d.ip()));
-    let direct = dst.ip().is_multicast() || bcast || scoped;
-    if !direct && core.net.route(dst.ip(), from).is_none() {
+    // As Linux: no route ENETUNREACH first, then a broadcast without SO_BROADCAST EACCES.
+    let opts = s.opts;
+    let Some(Sock {
+        kind: Kind::Udp(u), ..
+    }) = core.socks.get(&id)
+    else {
+        return Err(errno(libc::EBADF));
+    };
+    let lbcast = matches!(dst.ip(), IpAddr::V4(a) if a.is_broadcast());
+    let bcast = lbcast
+        || core
+            .net
+            .ifaces
+            .iter()
+            .any(|f| f.is_subnet_broadcast(dst.ip()));
+    let mut probe = opts;
+    probe.broadcast = true;
+    if out_iface(&core.net, u, &probe, dst).is_none() {
         return Err(errno(libc::ENETUNREACH));
+    }
+    if bcast && !opts.broadcast {
+        return Err(errno(libc::EACCES));
     }
     autobind(core, id)?;
     drain(core, id);
@@ -510,8 +518,9 @@ fn out_iface(net: &Net, u: &Udp, opts: &Opts, dst: SocketAddr) -> Option<(usize,
     let i = match oif {
         Some(i) if ip.is_multicast() || lbcast || scoped.is_some() => i,
         Some(i) => net.route_via(ip, from, Some(i))?,
-        None if scoped.is_some() => mcast::first_up(net)?,
-        None if ip.is_multicast() || lbcast => {
+        // IPv6 multicast: each interface's ff00::/8 route; IPv4 multicast and limited
+        // broadcast: only a route (a default one) says where, as in Linux.
+        None if scoped.is_some() || (ip.is_ipv6() && ip.is_multicast()) => {
             net.route(ip, from).or_else(|| mcast::first_up(net))?
         }
         None => net.route(ip, from)?,
