@@ -2,8 +2,8 @@
 //! own on the test's VDE switch, [`ioth_tests::dhcp::Server`]) and a client of our own written
 //! as such clients are ([`ioth_tests::dhcp`]), the same code on vdestack (a Linux kernel stack)
 //! and on smoltcp (proxied fds): the same configuration on both, applied with the ioth netlink
-//! calls, then TCP over it. Packet-socket semantics of smoltcp compared with the kernel's for
-//! the same calls: bytes, addresses, errnos.
+//! calls, then TCP over it. Packet-socket and UDP multicast semantics of smoltcp compared with
+//! the kernel's for the same calls: bytes, addresses, errnos.
 //!
 //! Each test starts its own switch, server and stacks (stopped by pid on drop, on failure too);
 //! addresses exist only inside the stacks and the server's namespace. Needs root: without it the
@@ -380,7 +380,7 @@ fn dhcpv6_address_on_both_stacks() {
         dhcp::nl_request(
             s,
             dhcp::addr_with_lifetimes(a, 128, idx, l.valid, l.preferred),
-            (netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL) as u16,
+            netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL,
         )
         .unwrap_or_else(|e| panic!("{name}: RTM_NEWADDR with IFA_CACHEINFO: errno {e}"));
         for (dst, gw) in [

@@ -10,7 +10,10 @@
 //! The client is written the way configuration clients (iothconf, udhcpc, …) are, on ioth
 //! sockets, the same code for every stack: DHCPv4 on an `AF_PACKET` `SOCK_DGRAM` socket for
 //! `ETH_P_IP` (the client builds the IP and UDP headers itself: it has no address yet),
-//! broadcast to `ff:ff:ff:ff:ff:ff` ([`dhcpv4`]). Every wait is bounded.
+//! broadcast to `ff:ff:ff:ff:ff:ff` ([`dhcpv4`]); router discovery on a raw ICMPv6 socket
+//! ([`router_discovery`]); DHCPv6 on a UDP socket of port 546 to `ff02::1:2`
+//! ([`dhcpv6`]). [`nl_request`]/[`nl_dump`] speak rtnetlink directly, for what the ioth
+//! netlink calls do not say (address lifetimes). Every wait is bounded.
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
@@ -673,11 +676,11 @@ fn dhcpv6_msg(
 /// A server message's type, server DUID and IA_NA address with its lifetimes, if it answers
 /// transaction `xid` of client `duid` (`None`: something else). Panics on a status code other
 /// than success inside the IA_NA (the server has no address for us).
-fn dhcpv6_answer(
-    m: &[u8],
-    xid: [u8; 3],
-    duid: &[u8],
-) -> Option<(u8, Vec<u8>, (std::net::Ipv6Addr, u32, u32))> {
+/// A server's DHCPv6 answer: its type, the server's DUID and the IA_NA address with its
+/// preferred and valid lifetimes.
+type Answer6 = (u8, Vec<u8>, (std::net::Ipv6Addr, u32, u32));
+
+fn dhcpv6_answer(m: &[u8], xid: [u8; 3], duid: &[u8]) -> Option<Answer6> {
     if m.len() < 4 || m[1..4] != xid {
         return None;
     }

@@ -367,7 +367,7 @@ impl Core {
         let ip = (!a.ip().is_unspecified()).then_some(a.ip());
         if let Some(ip) = ip {
             // A UDP socket may bind to a multicast group (it then receives that group's).
-            if !self.net.is_local(ip) && !(udp && ip.is_multicast()) {
+            if !(self.net.is_local(ip) || udp && ip.is_multicast()) {
                 return Err(errno(libc::EADDRNOTAVAIL));
             }
         }
