@@ -1013,3 +1013,89 @@ fn multicast_matches_the_kernel() {
     assert_eq!(looped[0], (b"looped".to_vec(), want(0, vidx)));
     assert_eq!(looped[1], (b"looped".to_vec(), want(1, sidx)));
 }
+
+/// What configuration clients install through rtnetlink, on smoltcp's emulation and on
+/// vdestack's kernel: addresses with lifetimes (`IFA_CACHEINFO`: bad ones refused with the
+/// same errno; the lifetimes read back counting down, not permanent, deprecated once the
+/// preferred lifetime is 0; the address gone when the valid one ends) and on-link routes
+/// without a gateway (reported with the interface and link scope; the prefix route of an
+/// address of the interface exists already).
+#[test]
+fn address_lifetimes_and_onlink_routes_match_the_kernel() {
+    use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+    if !stacks::root() {
+        return;
+    }
+    const IFA_F_PERMANENT: u32 = 0x80;
+    const IFA_F_DEPRECATED: u32 = 0x20;
+    let sw = Switch::start();
+    let (vde, vidx) = bare("vdestack", &sw);
+    let (smol, sidx) = bare("smoltcp", &sw);
+    let mut seen = Vec::new();
+    for (s, idx) in [(&vde, vidx), (&smol, sidx)] {
+        let add = |a: &str, p: u8, valid: u32, preferred: u32| {
+            dhcp::nl_request(
+                s,
+                dhcp::addr_with_lifetimes(stacks::ip(a), p, idx, valid, preferred),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+        };
+        let zero = add("10.29.0.9", 24, 0, 0);
+        let longer = add("10.29.0.9", 24, 10, 20);
+        add("10.29.0.5", 24, 3, 0).expect("a short-lived address");
+        add("fd29::5", 64, 100, 50).expect("an IPv6 address with lifetimes");
+        let (v4, p4, f4) = dhcp::lifetimes_of(s, stacks::ip("10.29.0.5")).expect("10.29.0.5");
+        let (v6, p6, f6) = dhcp::lifetimes_of(s, stacks::ip("fd29::5")).expect("fd29::5");
+        assert!(v4 <= 3 && p4 == 0, "{v4} {p4}");
+        assert!(
+            (90..=100).contains(&v6) && (40..=50).contains(&p6),
+            "{v6} {p6}"
+        );
+        s.ipaddr_add(stacks::ip("10.31.0.7"), 24, idx).unwrap();
+        let (vp, pp, fp) = dhcp::lifetimes_of(s, stacks::ip("10.31.0.7")).expect("10.31.0.7");
+        let onlink = s
+            .iproute_add(Some((stacks::ip("10.30.0.0"), 24)), None, Some(idx))
+            .map_err(|e| e.errno());
+        let own = s
+            .iproute_add(Some((stacks::ip("10.31.0.0"), 24)), None, Some(idx))
+            .map_err(|e| e.errno());
+        let routes = s.routes().unwrap();
+        let r = routes
+            .iter()
+            .find(|r| r.dst == stacks::ip("10.30.0.0"))
+            .unwrap_or_else(|| panic!("no on-link route: {routes:?}"));
+        // Expiry: the short-lived address goes (bounded wait).
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while s
+            .addresses()
+            .unwrap()
+            .iter()
+            .any(|a| a.addr == stacks::ip("10.29.0.5"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "10.29.0.5 outlived its valid lifetime"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        seen.push((
+            zero,
+            longer,
+            f4 & (IFA_F_PERMANENT | IFA_F_DEPRECATED),
+            f6 & (IFA_F_PERMANENT | IFA_F_DEPRECATED),
+            (vp, pp, fp & IFA_F_PERMANENT),
+            onlink,
+            own,
+            (r.prefix_len, r.gateway, r.ifindex, r.scope),
+        ));
+    }
+    eprintln!("vdestack: {:?}\nsmoltcp:  {:?}", seen[0], seen[1]);
+    assert_eq!(seen[0].0, Err(libc::EINVAL), "a zero valid lifetime");
+    assert_eq!(
+        seen[0].2, IFA_F_DEPRECATED,
+        "preferred 0: deprecated, not permanent"
+    );
+    assert_eq!(seen[0].3, 0, "lifetimes: not permanent");
+    assert_eq!(seen[0].4, (u32::MAX, u32::MAX, IFA_F_PERMANENT));
+    assert_eq!(seen[0], seen[1], "vdestack and smoltcp differ");
+}
