@@ -606,4 +606,47 @@ mod tests {
         assert!(prefix_contains(ip("10.0.0.0"), 8, ip("10.1.2.3")));
         assert!(!prefix_contains(ip("10.0.0.0"), 8, ip("fd00::1")));
     }
+
+    #[test]
+    fn lifetimes_count_down() {
+        let t0 = std::time::Instant::now();
+        let l = Lifetimes {
+            valid: 100,
+            preferred: 40,
+            since: t0,
+        };
+        assert_eq!(l.left(t0), (100, 40));
+        let later = t0 + std::time::Duration::from_secs(50);
+        assert_eq!(l.left(later), (50, 0));
+        assert_eq!(l.left(t0 + std::time::Duration::from_secs(500)), (0, 0));
+        assert_eq!(l.expiry(), Some(t0 + std::time::Duration::from_secs(100)));
+        let forever = Lifetimes {
+            valid: FOREVER,
+            preferred: FOREVER,
+            since: t0,
+        };
+        assert_eq!(forever.left(later), (FOREVER, FOREVER));
+        assert_eq!(forever.expiry(), None);
+    }
+
+    #[test]
+    fn subnet_broadcast_and_link_local() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut f = Iface::loopback(smoltcp::time::Instant::from_micros(0));
+        let add = |ip, prefix| Addr {
+            ip,
+            prefix,
+            flags: 0,
+            life: None,
+        };
+        f.addrs = vec![
+            add(ip("10.9.0.7"), 24),
+            add(ip("fe80::1"), 64),
+            add(ip("10.1.1.1"), 32),
+        ];
+        assert!(f.is_subnet_broadcast(ip("10.9.0.255")));
+        assert!(!f.is_subnet_broadcast(ip("10.9.0.254")));
+        assert!(!f.is_subnet_broadcast(ip("10.1.1.1")), "a /32 has none");
+        assert_eq!(f.link_local(), Some("fe80::1".parse().unwrap()));
+    }
 }
