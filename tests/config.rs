@@ -2,8 +2,8 @@
 //! own on the test's VDE switch, [`ioth_tests::dhcp::Server`]) and a client of our own written
 //! as such clients are ([`ioth_tests::dhcp`]), the same code on vdestack (a Linux kernel stack)
 //! and on smoltcp (proxied fds): the same configuration on both, applied with the ioth netlink
-//! calls, then TCP over it. Packet-socket semantics of smoltcp compared with the kernel's for
-//! the same calls: bytes, addresses, errnos.
+//! calls, then TCP over it. Packet-socket and UDP multicast semantics of smoltcp compared with
+//! the kernel's for the same calls: bytes, addresses, errnos.
 //!
 //! Each test starts its own switch, server and stacks (stopped by pid on drop, on failure too);
 //! addresses exist only inside the stacks and the server's namespace. Needs root: without it the
@@ -324,4 +324,778 @@ fn wait_not_tentative(s: &Stack, a: IpAddr) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// DHCPv6 from dnsmasq, the same client code on vdestack and on smoltcp (a UDP socket on
+/// port 546 bound to the interface, SOLICIT/REQUEST to `ff02::1:2` from the link-local
+/// address): both get an address of the range with the server's lifetimes, from the same
+/// server (its link-local address, scope = the interface, one DUID). Applied as configuration
+/// clients do: the address as /128 with its lifetimes (`IFA_CACHEINFO`, with DAD), the router
+/// advertisement's on-link prefix as a route out of the interface without a gateway and its
+/// router as the default route (a kernel stack may have installed both from the advertisement
+/// itself: `EEXIST`). Both stacks report the lifetimes back (not permanent, counting down from
+/// the lease's) and the on-link route; then TCP works between the two leased addresses.
+#[test]
+fn dhcpv6_address_on_both_stacks() {
+    if !stacks::root() {
+        return;
+    }
+    let sw = Switch::start();
+    let server = Server::start(&sw);
+    let (vde, vidx) = bare("vdestack", &sw);
+    let (smol, sidx) = bare("smoltcp", &sw);
+    let rv = dhcp::router_discovery(&vde, vidx);
+    let rs = dhcp::router_discovery(&smol, sidx);
+    let lv = dhcp::dhcpv6(&vde, vidx);
+    let ls = dhcp::dhcpv6(&smol, sidx);
+    eprintln!("vdestack: {lv:?}\nsmoltcp:  {ls:?}");
+    for (l, idx, name) in [(&lv, vidx, "vdestack"), (&ls, sidx, "smoltcp")] {
+        assert!(
+            in_range(IpAddr::V6(l.addr), Server::V6_RANGE.0, Server::V6_RANGE.1),
+            "{name}: {} outside the range; server log:\n{}",
+            l.addr,
+            server.log()
+        );
+        assert_eq!(l.valid, 3600, "{name}: the range's lease time");
+        assert!(l.preferred > 0 && l.preferred <= l.valid, "{name}: {l:?}");
+        assert!(l.from.ip().is_unicast_link_local(), "{name}: {l:?}");
+        assert_eq!(l.from.port(), 547, "{name}");
+        assert_eq!(
+            l.from.scope_id(),
+            idx,
+            "{name}: the source's scope is the interface"
+        );
+    }
+    assert_ne!(lv.addr, ls.addr, "two clients, two addresses");
+    assert_eq!(lv.server_duid, ls.server_duid, "one server");
+    assert_eq!(lv.from.ip(), ls.from.ip(), "one server address");
+    assert_eq!(rv.router, rs.router);
+    drop(server);
+    let prefix: std::net::Ipv6Addr = Server::V6_PREFIX.parse().unwrap();
+    for (s, idx, l, r, name) in [
+        (&vde, vidx, &lv, &rv, "vdestack"),
+        (&smol, sidx, &ls, &rs, "smoltcp"),
+    ] {
+        let a = IpAddr::V6(l.addr);
+        dhcp::nl_request(
+            s,
+            dhcp::addr_with_lifetimes(a, 128, idx, l.valid, l.preferred),
+            netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL,
+        )
+        .unwrap_or_else(|e| panic!("{name}: RTM_NEWADDR with IFA_CACHEINFO: errno {e}"));
+        for (dst, gw) in [
+            (Some((IpAddr::V6(prefix), 64)), None),
+            (None, Some(IpAddr::V6(r.router))),
+        ] {
+            match s.iproute_add(dst, gw, Some(idx)) {
+                Ok(()) => {}
+                Err(e) if e.errno() == libc::EEXIST => {}
+                Err(e) => panic!("{name}: route {dst:?} via {gw:?}: {e}"),
+            }
+        }
+        let (valid, preferred, flags) = dhcp::lifetimes_of(s, a)
+            .unwrap_or_else(|| panic!("{name}: {a} has no IFA_CACHEINFO in the dump"));
+        const IFA_F_PERMANENT: u32 = 0x80;
+        assert!(
+            valid <= l.valid && valid + 60 >= l.valid,
+            "{name}: valid {valid}"
+        );
+        assert!(preferred <= l.preferred, "{name}: preferred {preferred}");
+        assert_eq!(
+            flags & IFA_F_PERMANENT,
+            0,
+            "{name}: lifetimes, not permanent"
+        );
+        let routes = s.routes().expect("routes");
+        assert!(
+            routes.iter().any(|x| x.dst == IpAddr::V6(prefix)
+                && x.prefix_len == 64
+                && x.gateway.is_none()
+                && x.ifindex == Some(idx)),
+            "{name}: no on-link route for {prefix}/64: {routes:?}"
+        );
+        let shown = s.addresses().expect("addresses");
+        assert!(
+            shown.iter().any(|x| x.addr == a && x.prefix_len == 128),
+            "{name}: {shown:?}"
+        );
+    }
+    wait_not_tentative(&vde, IpAddr::V6(lv.addr));
+    tcp_both_ways(&smol, &vde, SocketAddr::new(IpAddr::V6(ls.addr), 5004));
+    tcp_both_ways(&vde, &smol, SocketAddr::new(IpAddr::V6(lv.addr), 5005));
+}
+
+/// A UDP socket of `domain` on `s`.
+fn udp(s: &Stack, domain: i32) -> Socket {
+    s.msocket(domain, libc::SOCK_DGRAM, 0).expect("UDP socket")
+}
+
+/// `setsockopt`'s errno (0 for success).
+fn set_errno(u: &Socket, level: i32, name: i32, v: &[u8]) -> i32 {
+    match u.setsockopt(level, name, v) {
+        Ok(()) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}
+
+fn mreq6(group: &str, ifindex: u32) -> Vec<u8> {
+    let mut v = stacks::ip(group)
+        .to_string()
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets()
+        .to_vec();
+    v.extend_from_slice(&ifindex.to_ne_bytes());
+    v
+}
+
+fn mreqn(group: &str, local: &str, ifindex: Option<u32>) -> Vec<u8> {
+    let g: std::net::Ipv4Addr = group.parse().unwrap();
+    let l: std::net::Ipv4Addr = local.parse().unwrap();
+    let mut v = g.octets().to_vec();
+    v.extend_from_slice(&l.octets());
+    if let Some(i) = ifindex {
+        v.extend_from_slice(&(i as i32).to_ne_bytes());
+    }
+    v
+}
+
+/// The multicast and broadcast option calls of configuration clients and multicast programs,
+/// on a UDP socket of each stack: the errnos and the values read back, smoltcp against
+/// vdestack's kernel.
+fn multicast_options(s: &Stack, idx: u32, v4: &str) -> Vec<(&'static str, i32)> {
+    let int = |x: i32| x.to_ne_bytes();
+    let get = |u: &Socket, level, name| {
+        let v = u.getsockopt(level, name, 4).expect("getsockopt");
+        i32::from_ne_bytes(v[..4].try_into().unwrap())
+    };
+    let mut r = Vec::new();
+    let u6 = udp(s, libc::AF_INET6);
+    let v6 = libc::IPPROTO_IPV6;
+    let mut short = mreq6("ff02::1:3333", idx);
+    short.pop();
+    r.push((
+        "join6 short",
+        set_errno(&u6, v6, libc::IPV6_ADD_MEMBERSHIP, &short),
+    ));
+    r.push((
+        "join6 unicast",
+        set_errno(&u6, v6, libc::IPV6_ADD_MEMBERSHIP, &mreq6("fd00::1", idx)),
+    ));
+    r.push((
+        "join6 no dev",
+        set_errno(
+            &u6,
+            v6,
+            libc::IPV6_ADD_MEMBERSHIP,
+            &mreq6("ff02::1:3333", 99),
+        ),
+    ));
+    r.push((
+        "join6",
+        set_errno(
+            &u6,
+            v6,
+            libc::IPV6_ADD_MEMBERSHIP,
+            &mreq6("ff02::1:3333", idx),
+        ),
+    ));
+    r.push((
+        "join6 again",
+        set_errno(
+            &u6,
+            v6,
+            libc::IPV6_ADD_MEMBERSHIP,
+            &mreq6("ff02::1:3333", idx),
+        ),
+    ));
+    r.push((
+        "join6 default if",
+        set_errno(
+            &u6,
+            v6,
+            libc::IPV6_ADD_MEMBERSHIP,
+            &mreq6("ff02::1:4444", 0),
+        ),
+    ));
+    r.push((
+        "leave6 not joined",
+        set_errno(
+            &u6,
+            v6,
+            libc::IPV6_DROP_MEMBERSHIP,
+            &mreq6("ff02::1:5555", idx),
+        ),
+    ));
+    r.push((
+        "leave6",
+        set_errno(
+            &u6,
+            v6,
+            libc::IPV6_DROP_MEMBERSHIP,
+            &mreq6("ff02::1:3333", idx),
+        ),
+    ));
+    r.push((
+        "leave6 any if",
+        set_errno(
+            &u6,
+            v6,
+            libc::IPV6_DROP_MEMBERSHIP,
+            &mreq6("ff02::1:4444", 0),
+        ),
+    ));
+    r.push((
+        "mhops 256",
+        set_errno(&u6, v6, libc::IPV6_MULTICAST_HOPS, &int(256)),
+    ));
+    r.push(("mhops default", get(&u6, v6, libc::IPV6_MULTICAST_HOPS)));
+    r.push((
+        "mhops 7",
+        set_errno(&u6, v6, libc::IPV6_MULTICAST_HOPS, &int(7)),
+    ));
+    r.push(("mhops read", get(&u6, v6, libc::IPV6_MULTICAST_HOPS)));
+    r.push(("uhops default", get(&u6, v6, libc::IPV6_UNICAST_HOPS)));
+    r.push((
+        "mloop 2",
+        set_errno(&u6, v6, libc::IPV6_MULTICAST_LOOP, &int(2)),
+    ));
+    r.push(("mloop default", get(&u6, v6, libc::IPV6_MULTICAST_LOOP)));
+    r.push((
+        "mif6 99",
+        set_errno(&u6, v6, libc::IPV6_MULTICAST_IF, &int(99)),
+    ));
+    r.push((
+        "mif6",
+        set_errno(&u6, v6, libc::IPV6_MULTICAST_IF, &int(idx as i32)),
+    ));
+    r.push(("mif6 read", get(&u6, v6, libc::IPV6_MULTICAST_IF)));
+    r.push((
+        "recvpktinfo",
+        set_errno(&u6, v6, libc::IPV6_RECVPKTINFO, &int(1)),
+    ));
+    r.push(("recvpktinfo read", get(&u6, v6, libc::IPV6_RECVPKTINFO)));
+    r.push(("unknown v6 option", set_errno(&u6, v6, 4242, &int(1))));
+    r.push((
+        "bindtodevice nope",
+        set_errno(&u6, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, b"nope0"),
+    ));
+    r.push((
+        "bindtodevice",
+        set_errno(&u6, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, b"vde0"),
+    ));
+    let dev = u6
+        .getsockopt(libc::SOL_SOCKET, libc::SO_BINDTODEVICE, 16)
+        .expect("SO_BINDTODEVICE");
+    r.push(("bindtodevice read", i32::from(dev == b"vde0\0")));
+    r.push((
+        "mif6 other than the device",
+        set_errno(&u6, v6, libc::IPV6_MULTICAST_IF, &int(1)),
+    ));
+
+    let u4 = udp(s, libc::AF_INET);
+    let ip = libc::IPPROTO_IP;
+    r.push((
+        "v6 option on AF_INET",
+        set_errno(&u4, v6, libc::IPV6_MULTICAST_HOPS, &int(1)),
+    ));
+    r.push((
+        "join4 short",
+        set_errno(
+            &u4,
+            ip,
+            libc::IP_ADD_MEMBERSHIP,
+            &mreqn("239.1.2.3", "0.0.0.0", None)[..7],
+        ),
+    ));
+    r.push((
+        "join4 unicast",
+        set_errno(
+            &u4,
+            ip,
+            libc::IP_ADD_MEMBERSHIP,
+            &mreqn("10.1.2.3", "0.0.0.0", None),
+        ),
+    ));
+    r.push((
+        "join4 no dev",
+        set_errno(
+            &u4,
+            ip,
+            libc::IP_ADD_MEMBERSHIP,
+            &mreqn("239.1.2.3", "0.0.0.0", Some(99)),
+        ),
+    ));
+    r.push((
+        "join4 no addr",
+        set_errno(
+            &u4,
+            ip,
+            libc::IP_ADD_MEMBERSHIP,
+            &mreqn("239.1.2.3", "10.99.99.99", None),
+        ),
+    ));
+    r.push((
+        "join4 mreqn",
+        set_errno(
+            &u4,
+            ip,
+            libc::IP_ADD_MEMBERSHIP,
+            &mreqn("239.1.2.3", "0.0.0.0", Some(idx)),
+        ),
+    ));
+    r.push((
+        "join4 again",
+        set_errno(
+            &u4,
+            ip,
+            libc::IP_ADD_MEMBERSHIP,
+            &mreqn("239.1.2.3", "0.0.0.0", Some(idx)),
+        ),
+    ));
+    r.push((
+        "join4 mreq by addr",
+        set_errno(
+            &u4,
+            ip,
+            libc::IP_ADD_MEMBERSHIP,
+            &mreqn("239.1.2.4", v4, None),
+        ),
+    ));
+    r.push((
+        "drop4 not joined",
+        set_errno(
+            &u4,
+            ip,
+            libc::IP_DROP_MEMBERSHIP,
+            &mreqn("239.1.2.5", v4, None),
+        ),
+    ));
+    r.push((
+        "drop4",
+        set_errno(
+            &u4,
+            ip,
+            libc::IP_DROP_MEMBERSHIP,
+            &mreqn("239.1.2.4", v4, None),
+        ),
+    ));
+    r.push((
+        "mttl 256",
+        set_errno(&u4, ip, libc::IP_MULTICAST_TTL, &int(256)),
+    ));
+    r.push(("mttl default", get(&u4, ip, libc::IP_MULTICAST_TTL)));
+    r.push((
+        "mttl byte",
+        set_errno(&u4, ip, libc::IP_MULTICAST_TTL, &[9]),
+    ));
+    r.push(("mttl read", get(&u4, ip, libc::IP_MULTICAST_TTL)));
+    r.push(("ttl 0", set_errno(&u4, ip, libc::IP_TTL, &int(0))));
+    r.push((
+        "mif4 no addr",
+        set_errno(
+            &u4,
+            ip,
+            libc::IP_MULTICAST_IF,
+            &mreqn("10.99.99.99", "0.0.0.0", None)[..4],
+        ),
+    ));
+    r.push(("mif4 read default", get(&u4, ip, libc::IP_MULTICAST_IF)));
+    let own: std::net::Ipv4Addr = v4.parse().unwrap();
+    r.push((
+        "mif4",
+        set_errno(&u4, ip, libc::IP_MULTICAST_IF, &own.octets()),
+    ));
+    r.push((
+        "mif4 read",
+        i32::from(get(&u4, ip, libc::IP_MULTICAST_IF).to_ne_bytes() == own.octets()),
+    ));
+    r.push(("pktinfo", set_errno(&u4, ip, libc::IP_PKTINFO, &int(1))));
+    r.push(("pktinfo read", get(&u4, ip, libc::IP_PKTINFO)));
+    r.push(("unknown v4 option", set_errno(&u4, ip, 4242, &int(1))));
+    r.push((
+        "broadcast default",
+        get(&u4, libc::SOL_SOCKET, libc::SO_BROADCAST),
+    ));
+    let bcast = stacks::addr("255.255.255.255:7001");
+    r.push((
+        "sendto broadcast without SO_BROADCAST",
+        u4.send_to(b"x", &bcast)
+            .map_or_else(|e| e.raw_os_error().unwrap_or(-1), |_| 0),
+    ));
+    r.push((
+        "connect broadcast without SO_BROADCAST",
+        u4.connect(&bcast)
+            .map_or_else(|e| e.raw_os_error().unwrap_or(-1), |_| 0),
+    ));
+    r.push((
+        "broadcast",
+        set_errno(&u4, libc::SOL_SOCKET, libc::SO_BROADCAST, &int(1)),
+    ));
+    r.push((
+        "broadcast read",
+        get(&u4, libc::SOL_SOCKET, libc::SO_BROADCAST),
+    ));
+    r
+}
+
+/// One datagram on `u` within [`FRAME`]: payload and source.
+fn recv_dgram(u: &Socket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0u8; 2048];
+    let (n, from) = recv_within(u, &mut buf, FRAME).expect("no datagram within the bound");
+    (buf[..n].to_vec(), from.as_socket().expect("an IP source"))
+}
+
+/// The first frame on packet socket `rx` (`SOCK_RAW`) that carries UDP to port `port`: the
+/// destination MAC, the IP header's hop limit / TTL, source and destination.
+fn captured(rx: &Socket, port: u16) -> ([u8; 6], u8, IpAddr, IpAddr) {
+    let mut buf = vec![0u8; 2048];
+    let deadline = std::time::Instant::now() + FRAME;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let (n, _) = recv_within(rx, &mut buf, left).expect("no frame within the bound");
+        let f = &buf[..n];
+        let mac: [u8; 6] = f[..6].try_into().unwrap();
+        match u16::from_be_bytes([f[12], f[13]]) {
+            0x86dd if n >= 62 && f[20] == 17 && f[56..58] == port.to_be_bytes() => {
+                let a = |o: usize| IpAddr::V6(<[u8; 16]>::try_from(&f[o..o + 16]).unwrap().into());
+                return (mac, f[21], a(22), a(38));
+            }
+            0x0800 if n >= 42 && f[23] == 17 && f[36..38] == port.to_be_bytes() => {
+                let a = |o: usize| IpAddr::V4(<[u8; 4]>::try_from(&f[o..o + 4]).unwrap().into());
+                return (mac, f[22], a(26), a(30));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Multicast and broadcast on UDP sockets, smoltcp against vdestack's kernel for the same
+/// calls: the option errnos and values ([`multicast_options`]); then datagrams each way to an
+/// IPv6 link-scope group (`IPV6_MULTICAST_HOPS` 5), an IPv4 group (`IP_MULTICAST_TTL` 3 out of
+/// `IP_MULTICAST_IF`'s address) and the IPv4 broadcast address: the receiver that joined gets
+/// them with the same source (link-local with scope = the interface, or the IPv4 address) and
+/// port, and the frames have the same group MAC, hop limit and addresses; after
+/// `IPV6_LEAVE_GROUP`, a datagram to the group is not delivered (a unicast marker sent after
+/// it comes first); a socket of the sending stack that joined gets a looped copy unless
+/// `IPV6_MULTICAST_LOOP` is 0.
+#[test]
+fn multicast_matches_the_kernel() {
+    if !stacks::root() {
+        return;
+    }
+    let sw = Switch::start();
+    let (vde, vidx) = bare("vdestack", &sw);
+    let (smol, sidx) = bare("smoltcp", &sw);
+    let v4 = ["10.19.0.1", "10.19.0.2"];
+    let v6 = ["fd19::1", "fd19::2"];
+    for (k, (s, idx)) in [(&vde, vidx), (&smol, sidx)].into_iter().enumerate() {
+        s.ipaddr_add(stacks::ip(v4[k]), 24, idx).unwrap();
+        s.ipaddr_add(stacks::ip(v6[k]), 64, idx).unwrap();
+    }
+    // A default route: where IPv4 broadcasts without a device go (else ENETUNREACH).
+    for (s, _) in [(&vde, vidx), (&smol, sidx)] {
+        s.iproute_add(None, Some(stacks::ip("10.19.0.254")), None)
+            .unwrap();
+    }
+    wait_not_tentative(&vde, stacks::ip(v6[0]));
+    // The link-local addresses, for the sources below.
+    let ll_of = |s: &Stack| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let a = s.addresses().unwrap();
+            if let Some(x) = a.iter().find(|x| {
+                matches!(x.addr, IpAddr::V6(v) if v.is_unicast_link_local()) && x.flags & 0x40 == 0
+            }) {
+                return x.addr;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no link-local address: {a:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let lls = [ll_of(&vde), ll_of(&smol)];
+
+    let ov = multicast_options(&vde, vidx, v4[0]);
+    let os = multicast_options(&smol, sidx, v4[1]);
+    for (a, b) in ov.iter().zip(&os) {
+        eprintln!("{:40} vdestack {:4} smoltcp {:4}", a.0, a.1, b.1);
+    }
+    assert_eq!(ov, os, "option calls differ");
+
+    let stacks_ = [(&vde, vidx), (&smol, sidx)];
+    let mut seen = Vec::new();
+    for (from, to) in [(0usize, 1usize), (1, 0)] {
+        let (ss, _) = stacks_[from];
+        let (rs, ridx) = stacks_[to];
+        let rx = rs
+            .msocket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW,
+                i32::from(0x0003u16.to_be()),
+            )
+            .unwrap();
+        rx.bind_sockaddr(&sll(ridx, 0x0003, None)).unwrap();
+        // IPv6, link-scope group.
+        let r6 = udp(rs, libc::AF_INET6);
+        r6.bind(&stacks::addr("[::]:7000")).unwrap();
+        r6.setsockopt(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_ADD_MEMBERSHIP,
+            &mreq6("ff02::1:3333", ridx),
+        )
+        .unwrap();
+        let t6 = udp(ss, libc::AF_INET6);
+        t6.bind(&stacks::addr("[::]:7100")).unwrap();
+        t6.setsockopt(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_HOPS,
+            &5i32.to_ne_bytes(),
+        )
+        .unwrap();
+        let sidx_ = stacks_[from].1;
+        let group = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "ff02::1:3333".parse().unwrap(),
+            7000,
+            0,
+            sidx_,
+        ));
+        t6.send_to(b"to the group", &group)
+            .expect("sendto the group");
+        let (p, src) = recv_dgram(&r6);
+        assert_eq!(p, b"to the group");
+        let src6 = match src {
+            SocketAddr::V6(x) => x,
+            _ => panic!("{src}"),
+        };
+        assert_eq!(
+            (IpAddr::V6(*src6.ip()), src6.port(), src6.scope_id()),
+            (lls[from], 7100, ridx)
+        );
+        let c6 = captured(&rx, 7000);
+        assert_eq!(
+            c6,
+            (
+                [0x33, 0x33, 0, 1, 0x33, 0x33],
+                5,
+                lls[from],
+                stacks::ip("ff02::1:3333")
+            )
+        );
+        // Left: the next one is not delivered; a unicast marker after it is.
+        r6.setsockopt(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_DROP_MEMBERSHIP,
+            &mreq6("ff02::1:3333", ridx),
+        )
+        .unwrap();
+        t6.send_to(b"after leaving", &group).unwrap();
+        let marker = SocketAddr::new(stacks::ip(v6[to]), 7000);
+        t6.send_to(b"marker", &marker).unwrap();
+        assert_eq!(
+            recv_dgram(&r6).0,
+            b"marker",
+            "a datagram to a group left was delivered"
+        );
+        // IPv4 group out of IP_MULTICAST_IF, TTL 3.
+        let r4 = udp(rs, libc::AF_INET);
+        r4.bind(&stacks::addr("0.0.0.0:7002")).unwrap();
+        r4.setsockopt(
+            libc::IPPROTO_IP,
+            libc::IP_ADD_MEMBERSHIP,
+            &mreqn("239.1.2.3", "0.0.0.0", Some(ridx)),
+        )
+        .unwrap();
+        let t4 = udp(ss, libc::AF_INET);
+        t4.bind(&stacks::addr("0.0.0.0:7102")).unwrap();
+        let me: std::net::Ipv4Addr = v4[from].parse().unwrap();
+        t4.setsockopt(libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &me.octets())
+            .unwrap();
+        t4.setsockopt(
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_TTL,
+            &3i32.to_ne_bytes(),
+        )
+        .unwrap();
+        t4.send_to(b"v4 group", &stacks::addr("239.1.2.3:7002"))
+            .unwrap();
+        let (p, src) = recv_dgram(&r4);
+        assert_eq!(
+            (p.as_slice(), src),
+            (
+                &b"v4 group"[..],
+                stacks::addr(&format!("{}:7102", v4[from]))
+            )
+        );
+        let c4 = captured(&rx, 7002);
+        assert_eq!(
+            c4,
+            (
+                [1, 0, 0x5e, 1, 2, 3],
+                3,
+                stacks::ip(v4[from]),
+                stacks::ip("239.1.2.3")
+            )
+        );
+        // Broadcast, with SO_BROADCAST.
+        let rb = udp(rs, libc::AF_INET);
+        rb.bind(&stacks::addr("0.0.0.0:7001")).unwrap();
+        let tb = udp(ss, libc::AF_INET);
+        tb.setsockopt(libc::SOL_SOCKET, libc::SO_BROADCAST, &1i32.to_ne_bytes())
+            .unwrap();
+        tb.bind(&stacks::addr("0.0.0.0:7101")).unwrap();
+        tb.send_to(b"everyone", &stacks::addr("255.255.255.255:7001"))
+            .unwrap();
+        let (p, src) = recv_dgram(&rb);
+        assert_eq!(
+            (p.as_slice(), src),
+            (
+                &b"everyone"[..],
+                stacks::addr(&format!("{}:7101", v4[from]))
+            )
+        );
+        let cb = captured(&rx, 7001);
+        assert_eq!(
+            (cb.0, cb.2, cb.3),
+            (
+                [0xff; 6],
+                stacks::ip(v4[from]),
+                stacks::ip("255.255.255.255")
+            )
+        );
+        seen.push((c6.1, c4.1, cb.1));
+    }
+    assert_eq!(seen[0], seen[1], "hop limits each way");
+
+    // Loop: a socket of the sending stack that joined gets its own stack's datagram.
+    let mut looped = Vec::new();
+    for (s, idx, k) in [(&vde, vidx, 0), (&smol, sidx, 1)] {
+        let r = udp(s, libc::AF_INET6);
+        r.bind(&stacks::addr("[::]:7003")).unwrap();
+        r.setsockopt(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_ADD_MEMBERSHIP,
+            &mreq6("ff02::1:6666", idx),
+        )
+        .unwrap();
+        let t = udp(s, libc::AF_INET6);
+        t.bind(&stacks::addr("[::]:7103")).unwrap();
+        let group = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "ff02::1:6666".parse().unwrap(),
+            7003,
+            0,
+            idx,
+        ));
+        t.send_to(b"looped", &group).unwrap();
+        let (p, src) = recv_dgram(&r);
+        looped.push((p, src));
+        t.setsockopt(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_LOOP,
+            &0i32.to_ne_bytes(),
+        )
+        .unwrap();
+        t.send_to(b"not looped", &group).unwrap();
+        t.send_to(b"marker", &SocketAddr::new(stacks::ip(v6[k]), 7003))
+            .unwrap();
+        assert_eq!(
+            recv_dgram(&r).0,
+            b"marker",
+            "looped with IPV6_MULTICAST_LOOP 0"
+        );
+    }
+    let want = |k: usize, idx: u32| match lls[k] {
+        IpAddr::V6(a) => SocketAddr::V6(std::net::SocketAddrV6::new(a, 7103, 0, idx)),
+        _ => unreachable!(),
+    };
+    assert_eq!(looped[0], (b"looped".to_vec(), want(0, vidx)));
+    assert_eq!(looped[1], (b"looped".to_vec(), want(1, sidx)));
+}
+
+/// What configuration clients install through rtnetlink, on smoltcp's emulation and on
+/// vdestack's kernel: addresses with lifetimes (`IFA_CACHEINFO`: bad ones refused with the
+/// same errno; the lifetimes read back counting down, not permanent, deprecated once the
+/// preferred lifetime is 0; the address gone when the valid one ends) and on-link routes
+/// without a gateway (reported with the interface and link scope; the prefix route of an
+/// address of the interface exists already).
+#[test]
+fn address_lifetimes_and_onlink_routes_match_the_kernel() {
+    use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+    if !stacks::root() {
+        return;
+    }
+    const IFA_F_PERMANENT: u32 = 0x80;
+    const IFA_F_DEPRECATED: u32 = 0x20;
+    let sw = Switch::start();
+    let (vde, vidx) = bare("vdestack", &sw);
+    let (smol, sidx) = bare("smoltcp", &sw);
+    let mut seen = Vec::new();
+    for (s, idx) in [(&vde, vidx), (&smol, sidx)] {
+        let add = |a: &str, p: u8, valid: u32, preferred: u32| {
+            dhcp::nl_request(
+                s,
+                dhcp::addr_with_lifetimes(stacks::ip(a), p, idx, valid, preferred),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+        };
+        let zero = add("10.29.0.9", 24, 0, 0);
+        let longer = add("10.29.0.9", 24, 10, 20);
+        add("10.29.0.5", 24, 3, 0).expect("a short-lived address");
+        add("fd29::5", 64, 100, 50).expect("an IPv6 address with lifetimes");
+        let (v4, p4, f4) = dhcp::lifetimes_of(s, stacks::ip("10.29.0.5")).expect("10.29.0.5");
+        let (v6, p6, f6) = dhcp::lifetimes_of(s, stacks::ip("fd29::5")).expect("fd29::5");
+        assert!(v4 <= 3 && p4 == 0, "{v4} {p4}");
+        assert!(
+            (90..=100).contains(&v6) && (40..=50).contains(&p6),
+            "{v6} {p6}"
+        );
+        s.ipaddr_add(stacks::ip("10.31.0.7"), 24, idx).unwrap();
+        let (vp, pp, fp) = dhcp::lifetimes_of(s, stacks::ip("10.31.0.7")).expect("10.31.0.7");
+        let onlink = s
+            .iproute_add(Some((stacks::ip("10.30.0.0"), 24)), None, Some(idx))
+            .map_err(|e| e.errno());
+        let own = s
+            .iproute_add(Some((stacks::ip("10.31.0.0"), 24)), None, Some(idx))
+            .map_err(|e| e.errno());
+        let routes = s.routes().unwrap();
+        let r = routes
+            .iter()
+            .find(|r| r.dst == stacks::ip("10.30.0.0"))
+            .unwrap_or_else(|| panic!("no on-link route: {routes:?}"));
+        // Expiry: the short-lived address goes (bounded wait).
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while s
+            .addresses()
+            .unwrap()
+            .iter()
+            .any(|a| a.addr == stacks::ip("10.29.0.5"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "10.29.0.5 outlived its valid lifetime"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        seen.push((
+            zero,
+            longer,
+            f4 & (IFA_F_PERMANENT | IFA_F_DEPRECATED),
+            f6 & (IFA_F_PERMANENT | IFA_F_DEPRECATED),
+            (vp, pp, fp & IFA_F_PERMANENT),
+            onlink,
+            own,
+            (r.prefix_len, r.gateway, r.ifindex, r.scope),
+        ));
+    }
+    eprintln!("vdestack: {:?}\nsmoltcp:  {:?}", seen[0], seen[1]);
+    assert_eq!(seen[0].0, Err(libc::EINVAL), "a zero valid lifetime");
+    assert_eq!(
+        seen[0].2, IFA_F_DEPRECATED,
+        "preferred 0: deprecated, not permanent"
+    );
+    assert_eq!(seen[0].3, 0, "lifetimes: not permanent");
+    assert_eq!(seen[0].4, (u32::MAX, u32::MAX, IFA_F_PERMANENT));
+    assert_eq!(seen[0], seen[1], "vdestack and smoltcp differ");
 }

@@ -10,7 +10,10 @@
 //! The client is written the way configuration clients (iothconf, udhcpc, …) are, on ioth
 //! sockets, the same code for every stack: DHCPv4 on an `AF_PACKET` `SOCK_DGRAM` socket for
 //! `ETH_P_IP` (the client builds the IP and UDP headers itself: it has no address yet),
-//! broadcast to `ff:ff:ff:ff:ff:ff` ([`dhcpv4`]). Every wait is bounded.
+//! broadcast to `ff:ff:ff:ff:ff:ff` ([`dhcpv4`]); router discovery on a raw ICMPv6 socket
+//! ([`router_discovery`]); DHCPv6 on a UDP socket of port 546 to `ff02::1:2`
+//! ([`dhcpv6`]). [`nl_request`]/[`nl_dump`] speak rtnetlink directly, for what the ioth
+//! netlink calls do not say (address lifetimes). Every wait is bounded.
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
@@ -593,4 +596,346 @@ pub fn eui64(prefix: std::net::Ipv6Addr, mac: [u8; 6]) -> std::net::Ipv6Addr {
         mac[5],
     ]);
     std::net::Ipv6Addr::from(o)
+}
+
+/// What a DHCPv6 exchange gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease6 {
+    /// The address of the IA_NA.
+    pub addr: std::net::Ipv6Addr,
+    /// Its preferred and valid lifetimes, seconds.
+    pub preferred: u32,
+    pub valid: u32,
+    /// The server's DUID (`OPTION_SERVERID`).
+    pub server_duid: Vec<u8>,
+    /// Where the REPLY came from (the server's link-local address, port 547, scope).
+    pub from: std::net::SocketAddrV6,
+}
+
+const DHCPV6_SOLICIT: u8 = 1;
+const DHCPV6_ADVERTISE: u8 = 2;
+const DHCPV6_REQUEST: u8 = 3;
+const DHCPV6_REPLY: u8 = 7;
+const OPT_CLIENTID: u16 = 1;
+const OPT_SERVERID: u16 = 2;
+const OPT_IA_NA: u16 = 3;
+const OPT_IAADDR: u16 = 5;
+const OPT_ELAPSED_TIME: u16 = 8;
+const OPT_STATUS_CODE: u16 = 13;
+
+fn opt(out: &mut Vec<u8>, code: u16, v: &[u8]) {
+    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(&(v.len() as u16).to_be_bytes());
+    out.extend_from_slice(v);
+}
+
+/// The options of a DHCPv6 message body (code, value), in order; `None` if malformed.
+fn options(mut b: &[u8]) -> Option<Vec<(u16, &[u8])>> {
+    let mut v = Vec::new();
+    while !b.is_empty() {
+        if b.len() < 4 {
+            return None;
+        }
+        let code = u16::from_be_bytes([b[0], b[1]]);
+        let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+        let val = b.get(4..4 + len)?;
+        v.push((code, val));
+        b = &b[4 + len..];
+    }
+    Some(v)
+}
+
+/// A client message: `kind`, transaction `xid`, the client's DUID-LL, an IA_NA `iaid`
+/// (asking for `addr` if given) and, for a REQUEST, the server's DUID.
+fn dhcpv6_msg(
+    kind: u8,
+    xid: [u8; 3],
+    duid: &[u8],
+    iaid: u32,
+    addr: Option<std::net::Ipv6Addr>,
+    server: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut m = vec![kind, xid[0], xid[1], xid[2]];
+    opt(&mut m, OPT_CLIENTID, duid);
+    if let Some(s) = server {
+        opt(&mut m, OPT_SERVERID, s);
+    }
+    opt(&mut m, OPT_ELAPSED_TIME, &[0, 0]);
+    let mut ia = Vec::new();
+    ia.extend_from_slice(&iaid.to_be_bytes());
+    ia.extend_from_slice(&[0; 8]); // T1, T2: the server's choice
+    if let Some(a) = addr {
+        let mut ad = a.octets().to_vec();
+        ad.extend_from_slice(&[0; 8]); // lifetimes: the server's choice
+        opt(&mut ia, OPT_IAADDR, &ad);
+    }
+    opt(&mut m, OPT_IA_NA, &ia);
+    m
+}
+
+/// A server message's type, server DUID and IA_NA address with its lifetimes, if it answers
+/// transaction `xid` of client `duid` (`None`: something else). Panics on a status code other
+/// than success inside the IA_NA (the server has no address for us).
+/// A server's DHCPv6 answer: its type, the server's DUID and the IA_NA address with its
+/// preferred and valid lifetimes.
+type Answer6 = (u8, Vec<u8>, (std::net::Ipv6Addr, u32, u32));
+
+fn dhcpv6_answer(m: &[u8], xid: [u8; 3], duid: &[u8]) -> Option<Answer6> {
+    if m.len() < 4 || m[1..4] != xid {
+        return None;
+    }
+    let opts = options(&m[4..])?;
+    if !opts.iter().any(|(c, v)| *c == OPT_CLIENTID && *v == duid) {
+        return None;
+    }
+    let server = opts.iter().find(|(c, _)| *c == OPT_SERVERID)?.1.to_vec();
+    let ia = opts
+        .iter()
+        .find(|(c, v)| *c == OPT_IA_NA && v.len() >= 12)?
+        .1;
+    let mut addr = None;
+    for (c, v) in options(&ia[12..])? {
+        match c {
+            OPT_IAADDR if v.len() >= 24 => {
+                let o: [u8; 16] = v[..16].try_into().unwrap();
+                let pref = u32::from_be_bytes(v[16..20].try_into().unwrap());
+                let valid = u32::from_be_bytes(v[20..24].try_into().unwrap());
+                addr = Some((std::net::Ipv6Addr::from(o), pref, valid));
+            }
+            OPT_STATUS_CODE if v.len() >= 2 && v[..2] != [0, 0] => {
+                panic!(
+                    "DHCPv6 status {} in the IA_NA: {}",
+                    u16::from_be_bytes([v[0], v[1]]),
+                    String::from_utf8_lossy(&v[2..])
+                );
+            }
+            _ => {}
+        }
+    }
+    Some((m[0], server, addr?))
+}
+
+/// DHCPv6 on interface `ifindex` of `stack`, as stateful clients do: a UDP socket bound to
+/// `[::]:546` on the interface (`SO_BINDTODEVICE`), `IPV6_MULTICAST_IF` and
+/// `IPV6_MULTICAST_HOPS` 1, SOLICIT to `ff02::1:2` port 547 (from the link-local address),
+/// ADVERTISE, REQUEST for the address offered, REPLY; the client's DUID is a DUID-LL of the
+/// interface's MAC. Panics on silence.
+pub fn dhcpv6(stack: &Stack, ifindex: u32) -> Lease6 {
+    use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+    let mac = stack.link_get_mac(ifindex).expect("link_get_mac");
+    let name = stack.interface(ifindex).expect("the interface").name;
+    let s = stack
+        .msocket(libc::AF_INET6, libc::SOCK_DGRAM, 0)
+        .expect("socket(AF_INET6, SOCK_DGRAM)");
+    s.setsockopt(libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_bytes())
+        .expect("SO_BINDTODEVICE");
+    s.setsockopt(
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MULTICAST_IF,
+        &(ifindex as i32).to_ne_bytes(),
+    )
+    .expect("IPV6_MULTICAST_IF");
+    s.setsockopt(
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MULTICAST_HOPS,
+        &1i32.to_ne_bytes(),
+    )
+    .expect("IPV6_MULTICAST_HOPS");
+    s.bind(&SocketAddr::V6(SocketAddrV6::new(
+        Ipv6Addr::UNSPECIFIED,
+        546,
+        0,
+        0,
+    )))
+    .expect("bind [::]:546");
+    let mut duid = vec![0, 3, 0, 1];
+    duid.extend_from_slice(&mac);
+    let iaid = u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]);
+    let xid = [
+        mac[5],
+        (std::process::id() >> 8) as u8,
+        std::process::id() as u8,
+    ];
+    let to = SocketAddr::V6(SocketAddrV6::new(
+        "ff02::1:2".parse().unwrap(),
+        547,
+        0,
+        ifindex,
+    ));
+    let mut buf = vec![0u8; 2048];
+    let mut exchange = |msg: &[u8], want: u8| {
+        let ready = Instant::now() + SETTLE;
+        for _ in 0..TRIES {
+            // No source until the link-local address has done DAD (EADDRNOTAVAIL): retry.
+            loop {
+                match s.send_to(msg, &to) {
+                    Ok(n) => {
+                        assert_eq!(n, msg.len());
+                        break;
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                        assert!(Instant::now() < ready, "no source address for ff02::1:2");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) => panic!("sendto ff02::1:2: {e}"),
+                }
+            }
+            let deadline = Instant::now() + ANSWER;
+            while let Some((n, from)) = recv_within(
+                &s,
+                &mut buf,
+                deadline.saturating_duration_since(Instant::now()),
+            ) {
+                let from = from.as_socket_ipv6().expect("an IPv6 source");
+                if let Some((kind, server, addr)) = dhcpv6_answer(&buf[..n], xid, &duid) {
+                    if kind == want {
+                        return (server, addr, from);
+                    }
+                }
+            }
+        }
+        panic!("no DHCPv6 message {want} in {TRIES} tries");
+    };
+    let solicit = dhcpv6_msg(DHCPV6_SOLICIT, xid, &duid, iaid, None, None);
+    let (server, (offered, _, _), _) = exchange(&solicit, DHCPV6_ADVERTISE);
+    let request = dhcpv6_msg(
+        DHCPV6_REQUEST,
+        xid,
+        &duid,
+        iaid,
+        Some(offered),
+        Some(&server),
+    );
+    let (server_duid, (addr, preferred, valid), from) = exchange(&request, DHCPV6_REPLY);
+    Lease6 {
+        addr,
+        preferred,
+        valid,
+        server_duid,
+        from,
+    }
+}
+
+/// One rtnetlink request on a netlink socket of `stack`, with `NLM_F_REQUEST | NLM_F_ACK` and
+/// `flags`: `Ok` on the ACK, the errno of a NACK.
+pub fn nl_request(
+    stack: &Stack,
+    msg: netlink_packet_route::RouteNetlinkMessage,
+    flags: u16,
+) -> Result<(), i32> {
+    nl_exchange(stack, msg, flags | netlink_packet_core::NLM_F_ACK).map(drop)
+}
+
+/// An rtnetlink dump (`NLM_F_DUMP`) on a netlink socket of `stack`: the messages.
+pub fn nl_dump(
+    stack: &Stack,
+    msg: netlink_packet_route::RouteNetlinkMessage,
+) -> Vec<netlink_packet_route::RouteNetlinkMessage> {
+    nl_exchange(stack, msg, netlink_packet_core::NLM_F_DUMP).expect("dump")
+}
+
+fn nl_exchange(
+    stack: &Stack,
+    msg: netlink_packet_route::RouteNetlinkMessage,
+    flags: u16,
+) -> Result<Vec<netlink_packet_route::RouteNetlinkMessage>, i32> {
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+    let s = stack
+        .msocket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE)
+        .expect("netlink socket");
+    let mut m = NetlinkMessage::from(msg);
+    m.header.flags = NLM_F_REQUEST | flags;
+    m.header.sequence_number = 7;
+    m.finalize();
+    let mut out = vec![0u8; m.buffer_len()];
+    m.serialize(&mut out);
+    s.send(&out).expect("netlink send");
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let deadline = Instant::now() + ANSWER;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            wait_for(s.as_fd(), PollFlags::POLLIN, left).contains(PollFlags::POLLIN),
+            "no netlink answer"
+        );
+        let n = s.recv(&mut buf).expect("netlink recv");
+        let mut b = &buf[..n];
+        while !b.is_empty() {
+            let r = NetlinkMessage::<netlink_packet_route::RouteNetlinkMessage>::deserialize(b)
+                .expect("a netlink message");
+            let len = r.header.length as usize;
+            match r.payload {
+                NetlinkPayload::InnerMessage(x) => got.push(x),
+                NetlinkPayload::Error(e) => {
+                    return match e.code {
+                        None => Ok(got),
+                        Some(c) => Err(-c.get()),
+                    }
+                }
+                NetlinkPayload::Done(_) => return Ok(got),
+                _ => {}
+            }
+            let step = (len + 3) & !3;
+            if len < 16 || step > b.len() {
+                break;
+            }
+            b = &b[step..];
+        }
+    }
+}
+
+/// An `RTM_NEWADDR` for `addr/prefix` on `ifindex` with lifetimes (`IFA_CACHEINFO`), no flags
+/// (so IPv6 does duplicate address detection).
+pub fn addr_with_lifetimes(
+    addr: std::net::IpAddr,
+    prefix: u8,
+    ifindex: u32,
+    valid: u32,
+    preferred: u32,
+) -> netlink_packet_route::RouteNetlinkMessage {
+    use netlink_packet_route::address::{AddressAttribute, AddressMessage, CacheInfo};
+    use netlink_packet_route::AddressFamily;
+    let mut m = AddressMessage::default();
+    m.header.family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    m.header.prefix_len = prefix;
+    m.header.index = ifindex;
+    m.attributes.push(AddressAttribute::Local(addr));
+    m.attributes.push(AddressAttribute::Address(addr));
+    let mut ci = CacheInfo::default();
+    ci.ifa_valid = valid;
+    ci.ifa_preferred = preferred;
+    m.attributes.push(AddressAttribute::CacheInfo(ci));
+    netlink_packet_route::RouteNetlinkMessage::NewAddress(m)
+}
+
+/// The valid and preferred lifetimes and `IFA_F_*` flags an `RTM_GETADDR` dump of `stack`
+/// reports for `addr`.
+pub fn lifetimes_of(stack: &Stack, addr: std::net::IpAddr) -> Option<(u32, u32, u32)> {
+    use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+    use netlink_packet_route::RouteNetlinkMessage as R;
+    let all = nl_dump(stack, R::GetAddress(AddressMessage::default()));
+    all.into_iter().find_map(|m| {
+        let R::NewAddress(a) = m else { return None };
+        let mine = a.attributes.iter().any(|x| {
+            matches!(x, AddressAttribute::Address(ip) | AddressAttribute::Local(ip) if *ip == addr)
+        });
+        if !mine {
+            return None;
+        }
+        let mut flags = u32::from(a.header.flags.bits());
+        let mut life = None;
+        for x in &a.attributes {
+            match x {
+                AddressAttribute::Flags(f) => flags = f.bits(),
+                AddressAttribute::CacheInfo(c) => life = Some((c.ifa_valid, c.ifa_preferred)),
+                _ => {}
+            }
+        }
+        life.map(|(v, p)| (v, p, flags))
+    })
 }

@@ -157,6 +157,18 @@ impl Proxy {
         len > if v4 { MAX_UDP_V4 } else { MAX_UDP_V6 }
     }
 
+    /// Whether the stack says `SO_BROADCAST` is set (asked only before a send to
+    /// 255.255.255.255, which needs it: `EACCES` otherwise, as on a kernel socket).
+    fn may_broadcast(&self) -> bool {
+        self.getsockopt(libc::SOL_SOCKET, libc::SO_BROADCAST, 4)
+            .ok()
+            .and_then(|v| {
+                v.get(..4)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            })
+            .is_some_and(|x| x != 0)
+    }
+
     /// Forgets the socket without telling the host: its fd was handed to code that closes it
     /// with close(2) (a std type); the host's side stays until the stack is deleted.
     pub(crate) fn detach(&self) {
@@ -296,6 +308,9 @@ impl Proxy {
         }
         let to = to.ok_or_else(|| io::Error::from_raw_os_error(libc::EDESTADDRREQ))?;
         let hdr = header_from_sockaddr(to).map_err(io::Error::from_raw_os_error)?;
+        if self.udp && limited_broadcast(to) && !self.may_broadcast() {
+            return Err(io::Error::from_raw_os_error(libc::EACCES));
+        }
         let n = raw::send_parts(fd, &hdr, payload, flags)?;
         Ok(n.saturating_sub(HDR_LEN))
     }
@@ -330,5 +345,19 @@ impl Drop for Proxy {
             // A dead host answers at once; its socket went with it.
             let _ = self.stack.close_proxied(self.id);
         }
+    }
+}
+
+/// Whether raw `sockaddr` bytes are 255.255.255.255 (`AF_INET`, or v4-mapped `AF_INET6`).
+fn limited_broadcast(a: &[u8]) -> bool {
+    if a.len() < 2 {
+        return false;
+    }
+    match i32::from(u16::from_ne_bytes([a[0], a[1]])) {
+        libc::AF_INET => a.len() >= 8 && a[4..8] == [255; 4],
+        libc::AF_INET6 => {
+            a.len() >= 24 && a[8..18].iter().all(|b| *b == 0) && a[18..24] == [0xff; 6]
+        }
+        _ => false,
     }
 }

@@ -105,6 +105,9 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
         }
     }
 
+    // Addresses whose valid lifetime is over go (IFA_CACHEINFO).
+    core.net.expire(std::time::Instant::now());
+
     // Unbound UDP sockets with something to send get their ephemeral port first.
     let unbound: Vec<u64> = core
         .socks
@@ -135,6 +138,7 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
         }
     }
 
+    udp::deliver_looped(net, socks);
     packet::set_taps(net, socks);
     for f in net.ifaces.iter_mut().filter(|f| f.up) {
         f.poll(now);
@@ -166,8 +170,12 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
             gone.push(*id);
         }
     }
+    let closed = !gone.is_empty();
     for id in gone {
         core.socks.remove(&id);
+    }
+    if closed {
+        core.release_groups();
     }
     tcp::bury(&mut core.net, &mut core.graves);
 }
@@ -236,6 +244,9 @@ fn poll_set(
     if !core.graves.is_empty() || core.socks.values().any(|s| s.orphan_since.is_some()) {
         // Lingering sockets are checked at least once a second.
         sooner(Duration::from_secs(1));
+    }
+    if let Some(t) = core.net.next_expiry() {
+        sooner(t.saturating_duration_since(std::time::Instant::now()));
     }
     if busy {
         return Some(Duration::ZERO);

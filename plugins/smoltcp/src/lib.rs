@@ -5,9 +5,10 @@
 //!   libvdeplug (same VNL syntax and default names `vde0`, `vde1`, … as vdestack), down and
 //!   without address, plus `lo` (index 1, up, 127.0.0.1/8 and ::1/128), and one event-loop
 //!   thread ([`evloop`]). The application configures the interfaces with rtnetlink on an
-//!   `AF_NETLINK` socket of the stack ([`netlink`]): links up/down, MAC, MTU, addresses,
-//!   routes through a gateway (a default route among them). ARP, NDP and ICMP echo replies are
-//!   smoltcp's.
+//!   `AF_NETLINK` socket of the stack ([`netlink`]): links up/down, MAC, MTU, addresses (with
+//!   lifetimes), routes through a gateway (a default route among them) and on-link routes.
+//!   ARP, NDP, MLD/IGMP and ICMP echo replies are smoltcp's; UDP multicast memberships and
+//!   options are [`mcast`]'s.
 //! - Sockets are "proxied, fd data" (docs/proxied.md): `socket` returns the application's end of
 //!   a socketpair (`SOCK_STREAM` for TCP, `SOCK_SEQPACKET` for UDP and netlink) and the plug-in
 //!   pumps the other end; the data functions stay libc's. Control calls ([`ffi`]) are
@@ -23,6 +24,7 @@ mod device;
 mod evloop;
 mod ffi;
 mod frag;
+mod mcast;
 mod net;
 mod netlink;
 mod packet;

@@ -12,7 +12,7 @@
 //! and on `lo` also every local address of the other interfaces (as host prefixes), so that a
 //! stack can reach its own addresses, as a kernel does.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use smoltcp::iface::{Config, Interface, Route, SocketHandle, SocketSet};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
@@ -51,8 +51,46 @@ pub struct Addr {
     pub ip: IpAddr,
     /// Prefix length.
     pub prefix: u8,
-    /// `IFA_F_*` flags given when it was added (`IFA_F_PERMANENT` is always reported).
+    /// `IFA_F_*` flags given when it was added (`IFA_F_PERMANENT` is reported for an address
+    /// without lifetimes).
     pub flags: u32,
+    /// Lifetimes (`IFA_CACHEINFO`), if it has any.
+    pub life: Option<Lifetimes>,
+}
+
+/// An address's valid and preferred lifetimes, counted from `since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Seconds, `u32::MAX` for forever.
+    pub valid: u32,
+    /// Seconds, `u32::MAX` for forever; never more than `valid`.
+    pub preferred: u32,
+    /// When they were given.
+    pub since: std::time::Instant,
+}
+
+/// `INFINITY_LIFE_TIME`.
+pub const FOREVER: u32 = u32::MAX;
+
+impl Lifetimes {
+    /// What is left of (valid, preferred) at `now`, in seconds.
+    pub fn left(&self, now: std::time::Instant) -> (u32, u32) {
+        let gone = now.saturating_duration_since(self.since).as_secs();
+        let left = |x: u32| {
+            if x == FOREVER {
+                FOREVER
+            } else {
+                (u64::from(x).saturating_sub(gone)) as u32
+            }
+        };
+        (left(self.valid), left(self.preferred))
+    }
+
+    /// When the address expires (`None`: never).
+    pub fn expiry(&self) -> Option<std::time::Instant> {
+        (self.valid != FOREVER)
+            .then(|| self.since + std::time::Duration::from_secs(u64::from(self.valid)))
+    }
 }
 
 impl Addr {
@@ -73,8 +111,8 @@ pub struct RouteEntry {
     pub dst: IpAddr,
     /// Destination prefix length.
     pub prefix: u8,
-    /// Gateway (smoltcp routes always go through one).
-    pub gateway: IpAddr,
+    /// Gateway; `None` for an on-link route (out of `oif`).
+    pub gateway: Option<IpAddr>,
     /// Output interface index, if the request named one.
     pub oif: Option<u32>,
     /// `RTPROT_*` the request gave.
@@ -140,6 +178,8 @@ pub struct Iface {
     pub big4: Option<(SocketHandle, std::time::Instant)>,
     /// An empty socket set: [`Iface::fragmenting`] asks smoltcp's poll deadline about itself.
     idle: SocketSet<'static>,
+    /// The multicast groups joined for sockets' memberships ([`crate::mcast`]).
+    pub groups: Vec<IpAddr>,
 }
 
 fn config(hw: HardwareAddress) -> Config {
@@ -160,6 +200,7 @@ impl Iface {
             ip,
             prefix,
             flags: 0,
+            life: None,
         };
         Iface {
             index: 1,
@@ -177,6 +218,7 @@ impl Iface {
             frag6,
             big4: None,
             idle: SocketSet::new(Vec::new()),
+            groups: Vec::new(),
         }
     }
 
@@ -201,6 +243,7 @@ impl Iface {
             frag6,
             big4: None,
             idle: SocketSet::new(Vec::new()),
+            groups: Vec::new(),
         }
     }
 
@@ -286,6 +329,26 @@ impl Iface {
         }
     }
 
+    /// Whether `ip` is the broadcast address of one of this interface's IPv4 networks.
+    pub fn is_subnet_broadcast(&self, ip: IpAddr) -> bool {
+        let IpAddr::V4(v) = ip else { return false };
+        self.addrs.iter().any(|a| match a.ip {
+            IpAddr::V4(x) if a.prefix < 31 => {
+                let host = u32::MAX >> a.prefix;
+                (u32::from(x) | host) == u32::from(v)
+            }
+            _ => false,
+        })
+    }
+
+    /// Its first IPv6 link-local address.
+    pub fn link_local(&self) -> Option<Ipv6Addr> {
+        self.addrs.iter().find_map(|a| match a.ip {
+            IpAddr::V6(v) if v.is_unicast_link_local() => Some(v),
+            _ => None,
+        })
+    }
+
     /// Whether `ip` is one of this interface's addresses.
     pub fn has_addr(&self, ip: IpAddr) -> bool {
         self.addrs.iter().any(|a| a.ip == ip)
@@ -296,12 +359,15 @@ impl Iface {
 pub struct Net {
     /// `lo` first, then one per VNL.
     pub ifaces: Vec<Iface>,
-    /// The main table's gateway routes.
+    /// The main table's routes (through a gateway, or on-link).
     pub routes: Vec<RouteEntry>,
     /// Identification of the last IPv6 fragmented datagram sent ([`crate::frag`]).
     pub frag_id: u32,
     /// IPv6 datagrams being reassembled ([`crate::frag`]).
     pub reasm: crate::frag::Reasm,
+    /// Multicast datagrams sent with `IP_MULTICAST_LOOP`/`IPV6_MULTICAST_LOOP` for the
+    /// stack's own sockets: (interface, source, group and port, payload) ([`crate::udp`]).
+    pub looped: Vec<(usize, SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 /// `lo`'s position in [`Net::ifaces`].
@@ -344,12 +410,25 @@ impl Net {
     /// longest prefix among the networks of the up interfaces and the routes. With `from` (a
     /// socket bound to an address), only the interface owning that address qualifies.
     pub fn route(&self, dst: IpAddr, from: Option<IpAddr>) -> Option<usize> {
+        self.route_via(dst, from, None)
+    }
+
+    /// [`Net::route`] through interface `only` alone, when given (`SO_BINDTODEVICE`, a
+    /// multicast interface).
+    pub fn route_via(
+        &self,
+        dst: IpAddr,
+        from: Option<IpAddr>,
+        only: Option<usize>,
+    ) -> Option<usize> {
         if self.is_local(dst) {
-            return self.ifaces[LO].up.then_some(LO);
+            return (self.ifaces[LO].up && only.is_none_or(|o| o == LO)).then_some(LO);
         }
         let allowed = |i: usize| {
             let f = &self.ifaces[i];
-            f.up && !f.is_loopback() && from.is_none_or(|a| f.has_addr(a))
+            f.up && !f.is_loopback()
+                && from.is_none_or(|a| f.has_addr(a))
+                && only.is_none_or(|o| o == i)
         };
         let mut best: Option<(u8, usize)> = None;
         let mut consider = |prefix: u8, i: usize| {
@@ -366,7 +445,7 @@ impl Net {
         }
         for r in &self.routes {
             if prefix_contains(r.dst, r.prefix, dst) {
-                if let Some(i) = self.gateway_iface(r.gateway, r.oif) {
+                if let Some(i) = self.route_iface(r) {
                     consider(r.prefix, i);
                 }
             }
@@ -385,11 +464,66 @@ impl Net {
             .map(IpAddr::from)
     }
 
-    /// Routes that interface `i` would hold (those whose gateway it reaches).
+    /// The interface route `r` leaves through: the one reaching its gateway, or for an on-link
+    /// route its interface while that has an address in the route's prefix (smoltcp reaches
+    /// a network directly only through an address of the interface in it: [`Net::sync`]).
+    pub fn route_iface(&self, r: &RouteEntry) -> Option<usize> {
+        match r.gateway {
+            Some(g) => self.gateway_iface(g, r.oif),
+            None => self.by_index(r.oif?).filter(|&i| {
+                let f = &self.ifaces[i];
+                !f.is_loopback()
+                    && f.addrs
+                        .iter()
+                        .any(|a| prefix_contains(r.dst, r.prefix, a.ip))
+            }),
+        }
+    }
+
+    /// Gateway routes that interface `i` would hold (those whose gateway it reaches).
     pub fn routes_of(&self, i: usize) -> impl Iterator<Item = &RouteEntry> + '_ {
         self.routes
             .iter()
-            .filter(move |r| self.gateway_iface(r.gateway, r.oif) == Some(i))
+            .filter(move |r| r.gateway.is_some() && self.route_iface(r) == Some(i))
+    }
+
+    /// The prefix smoltcp is given for address `a` of interface `i`: its own, or that of the
+    /// widest on-link route of `i` holding it (smoltcp then reaches that network directly).
+    fn smoltcp_prefix(&self, i: usize, a: &Addr) -> u8 {
+        let index = self.ifaces[i].index;
+        self.routes
+            .iter()
+            .filter(|r| {
+                r.gateway.is_none()
+                    && r.oif == Some(index)
+                    && prefix_contains(r.dst, r.prefix, a.ip)
+            })
+            .map(|r| r.prefix)
+            .fold(a.prefix, u8::min)
+    }
+
+    /// Removes the addresses whose valid lifetime is over; whether any was.
+    pub fn expire(&mut self, now: std::time::Instant) -> bool {
+        let mut gone = false;
+        for f in &mut self.ifaces {
+            let before = f.addrs.len();
+            f.addrs
+                .retain(|a| a.life.and_then(|l| l.expiry()).is_none_or(|t| t > now));
+            gone |= f.addrs.len() != before;
+        }
+        if gone {
+            self.sync();
+        }
+        gone
+    }
+
+    /// The next time an address expires.
+    pub fn next_expiry(&self) -> Option<std::time::Instant> {
+        self.ifaces
+            .iter()
+            .flat_map(|f| f.addrs.iter())
+            .filter_map(|a| a.life.and_then(|l| l.expiry()))
+            .min()
     }
 
     /// Pushes the configuration into the smoltcp interfaces (see the module doc).
@@ -406,15 +540,26 @@ impl Net {
                 self.routes_of(i)
                     .map(|r| Route {
                         cidr: IpCidr::new(IpAddress::from(r.dst), r.prefix),
-                        via_router: IpAddress::from(r.gateway),
+                        via_router: IpAddress::from(r.gateway.expect("a gateway route")),
                         preferred_until: None,
                         expires_at: None,
                     })
                     .collect()
             })
             .collect();
+        let prefixes: Vec<Vec<u8>> = (0..self.ifaces.len())
+            .map(|i| {
+                let f = &self.ifaces[i];
+                f.addrs.iter().map(|a| self.smoltcp_prefix(i, a)).collect()
+            })
+            .collect();
         for (i, f) in self.ifaces.iter_mut().enumerate() {
-            let mut cidrs: Vec<IpCidr> = f.addrs.iter().map(Addr::cidr).collect();
+            let mut cidrs: Vec<IpCidr> = f
+                .addrs
+                .iter()
+                .zip(&prefixes[i])
+                .map(|(a, p)| IpCidr::new(IpAddress::from(a.ip), *p))
+                .collect();
             if i == LO {
                 cidrs.extend(host_addrs.iter().copied());
             }
@@ -426,6 +571,10 @@ impl Net {
                     }
                 }
             });
+            // A new `Interface` (after an MTU change) joins the groups again.
+            for g in &f.groups {
+                let _ = f.iface.join_multicast_group(IpAddress::from(*g));
+            }
             let rs = &routes[i];
             f.iface.routes_mut().update(|v| {
                 v.clear();
@@ -456,5 +605,48 @@ mod tests {
         assert!(!has_host_bits(ip("::"), 0));
         assert!(prefix_contains(ip("10.0.0.0"), 8, ip("10.1.2.3")));
         assert!(!prefix_contains(ip("10.0.0.0"), 8, ip("fd00::1")));
+    }
+
+    #[test]
+    fn lifetimes_count_down() {
+        let t0 = std::time::Instant::now();
+        let l = Lifetimes {
+            valid: 100,
+            preferred: 40,
+            since: t0,
+        };
+        assert_eq!(l.left(t0), (100, 40));
+        let later = t0 + std::time::Duration::from_secs(50);
+        assert_eq!(l.left(later), (50, 0));
+        assert_eq!(l.left(t0 + std::time::Duration::from_secs(500)), (0, 0));
+        assert_eq!(l.expiry(), Some(t0 + std::time::Duration::from_secs(100)));
+        let forever = Lifetimes {
+            valid: FOREVER,
+            preferred: FOREVER,
+            since: t0,
+        };
+        assert_eq!(forever.left(later), (FOREVER, FOREVER));
+        assert_eq!(forever.expiry(), None);
+    }
+
+    #[test]
+    fn subnet_broadcast_and_link_local() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut f = Iface::loopback(smoltcp::time::Instant::from_micros(0));
+        let add = |ip, prefix| Addr {
+            ip,
+            prefix,
+            flags: 0,
+            life: None,
+        };
+        f.addrs = vec![
+            add(ip("10.9.0.7"), 24),
+            add(ip("fe80::1"), 64),
+            add(ip("10.1.1.1"), 32),
+        ];
+        assert!(f.is_subnet_broadcast(ip("10.9.0.255")));
+        assert!(!f.is_subnet_broadcast(ip("10.9.0.254")));
+        assert!(!f.is_subnet_broadcast(ip("10.1.1.1")), "a /32 has none");
+        assert_eq!(f.link_local(), Some("fe80::1".parse().unwrap()));
     }
 }

@@ -5,10 +5,12 @@
 //! Understood (parsed with netlink-packet-route): `RTM_GETLINK` (by index, by `IFLA_IFNAME`,
 //! dump), `RTM_NEWLINK`/`RTM_SETLINK` (`IFF_UP` with the change mask, `IFLA_ADDRESS`,
 //! `IFLA_MTU`, `IFLA_IFNAME` rename), `RTM_NEWADDR`/`RTM_DELADDR`/`RTM_GETADDR` dump,
-//! `RTM_NEWROUTE`/`RTM_DELROUTE` (routes through a gateway)/`RTM_GETROUTE` dump. Errnos are the
+//! `IFA_CACHEINFO` lifetimes (kept, reported counting down, the address removed when its valid
+//! lifetime ends), `RTM_NEWROUTE`/`RTM_DELROUTE` (routes through a gateway, and on-link routes
+//! out of an interface: see [`crate::net::Net::route_iface`])/`RTM_GETROUTE` dump. Errnos are the
 //! kernel's (`ENODEV`, `EEXIST`, `EADDRNOTAVAIL`, `ESRCH`, `ENETUNREACH`, `EINVAL`), plus
 //! `ENOSPC` past smoltcp's limits and `EOPNOTSUPP` for what smoltcp cannot do (new links of any
-//! kind, deleting links, routes without a gateway, tables other than main) or requests it does
+//! kind, deleting links, tables other than main) or requests it does
 //! not know. Replies echo the request's sequence number and port id; dumps are `NLM_F_MULTI`
 //! parts ending with `NLMSG_DONE`; `NLM_F_ACK` gets an ACK; a failure always gets a NACK,
 //! capped, with the reason as an extended-ack message where one helps.
@@ -23,7 +25,7 @@ use netlink_packet_core::{
     NLM_F_REPLACE,
 };
 use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope, CacheInfo,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage, State};
 use netlink_packet_route::route::{
@@ -31,7 +33,9 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::net::{self, Addr, Net, RouteEntry, MAX_ADDRS, MAX_MTU, MAX_ROUTES, MIN_MTU};
+use crate::net::{
+    self, Addr, Lifetimes, Net, RouteEntry, FOREVER, MAX_ADDRS, MAX_MTU, MAX_ROUTES, MIN_MTU,
+};
 use crate::stack::Sock;
 use crate::sys;
 
@@ -41,6 +45,8 @@ const MAX_DGRAM: usize = 16 * 1024;
 const HDRLEN: usize = 16;
 /// `IFA_F_PERMANENT`.
 const IFA_F_PERMANENT: u32 = 0x80;
+/// `IFA_F_DEPRECATED`.
+const IFA_F_DEPRECATED: u32 = 0x20;
 /// `NLMSGERR_ATTR_MSG`.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
@@ -466,6 +472,7 @@ fn add_link_local(f: &mut net::Iface) {
             ip,
             prefix: 64,
             flags: 0,
+            life: None,
         });
     }
 }
@@ -498,7 +505,16 @@ fn scope_of(ip: &IpAddr) -> AddressScope {
 
 fn address_msg(f: &net::Iface, a: &Addr) -> AddressMessage {
     let mut m = AddressMessage::default();
-    let flags = a.flags | IFA_F_PERMANENT;
+    let (valid, preferred) = a
+        .life
+        .map_or((FOREVER, FOREVER), |l| l.left(std::time::Instant::now()));
+    let mut flags = a.flags;
+    if valid == FOREVER {
+        flags |= IFA_F_PERMANENT;
+    }
+    if preferred == 0 {
+        flags |= IFA_F_DEPRECATED;
+    }
     m.header.family = family_of(&a.ip);
     m.header.prefix_len = a.prefix;
     m.header.flags = AddressHeaderFlags::from_bits_retain(flags as u8);
@@ -516,6 +532,10 @@ fn address_msg(f: &net::Iface, a: &Addr) -> AddressMessage {
                 )));
         }
     }
+    let mut ci = CacheInfo::default();
+    ci.ifa_valid = valid;
+    ci.ifa_preferred = preferred;
+    m.attributes.push(AddressAttribute::CacheInfo(ci));
     m.attributes
         .push(AddressAttribute::Flags(AddressFlags::from_bits_retain(
             flags,
@@ -553,6 +573,7 @@ fn address_of(net: &Net, m: &AddressMessage) -> Result<(usize, IpAddr, u8, u32),
             _ => {}
         }
     }
+    let flags = flags & !(IFA_F_DEPRECATED);
     let ip = local
         .or(address)
         .ok_or((libc::EINVAL, Some("no address")))?;
@@ -569,8 +590,37 @@ fn same_addr(a: &Addr, ip: IpAddr, prefix: u8) -> bool {
     a.ip == ip && (a.prefix == prefix || (ip.is_ipv6() && prefix == 0))
 }
 
+/// The lifetimes of an address request (`IFA_CACHEINFO`): `None` for forever; the kernel's
+/// `EINVAL` for a zero valid lifetime or a preferred one longer than it.
+fn lifetimes_of(m: &AddressMessage) -> Result<Option<Lifetimes>, Nack> {
+    let Some(ci) = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::CacheInfo(c) => Some(*c),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    if ci.ifa_valid == 0 {
+        return Err((libc::EINVAL, Some("valid_lft is zero")));
+    }
+    if ci.ifa_preferred > ci.ifa_valid {
+        return Err((
+            libc::EINVAL,
+            Some("preferred_lft is greater than valid_lft"),
+        ));
+    }
+    if ci.ifa_valid == FOREVER && ci.ifa_preferred == FOREVER {
+        return Ok(None);
+    }
+    Ok(Some(Lifetimes {
+        valid: ci.ifa_valid,
+        preferred: ci.ifa_preferred,
+        since: std::time::Instant::now(),
+    }))
+}
+
 fn add_address(net: &mut Net, m: AddressMessage, flags: u16) -> Result<(), Nack> {
     let (i, ip, prefix, aflags) = address_of(net, &m)?;
+    let life = lifetimes_of(&m)?;
     let unicast = match ip {
         IpAddr::V4(v4) => !(v4.is_multicast() || v4.is_unspecified() || v4.is_broadcast()),
         IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
@@ -586,6 +636,7 @@ fn add_address(net: &mut Net, m: AddressMessage, flags: u16) -> Result<(), Nack>
         }
         a.prefix = prefix;
         a.flags = aflags;
+        a.life = life;
     } else {
         if f.addrs.len() >= MAX_ADDRS {
             return Err((
@@ -597,6 +648,7 @@ fn add_address(net: &mut Net, m: AddressMessage, flags: u16) -> Result<(), Nack>
             ip,
             prefix,
             flags: aflags,
+            life,
         });
     }
     net.sync();
@@ -707,18 +759,20 @@ fn routes(net: &Net, q: &RouteMessage) -> Vec<RouteNetlinkMessage> {
         }
     }
     for r in net.routes.iter().filter(|r| wanted(&r.dst)) {
-        let oif = net
-            .gateway_iface(r.gateway, r.oif)
-            .map(|i| net.ifaces[i].index)
-            .or(r.oif);
+        let oif = net.route_iface(r).map(|i| net.ifaces[i].index).or(r.oif);
+        let scope = if r.gateway.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
         v.push(RouteNetlinkMessage::NewRoute(route_msg(
             family_of(&r.dst),
             r.dst,
             r.prefix,
-            Some(r.gateway),
+            r.gateway,
             oif,
             RouteProtocol::from(r.protocol),
-            RouteScope::Universe,
+            scope,
             None,
         )));
     }
@@ -771,15 +825,55 @@ fn add_route(net: &mut Net, m: RouteMessage, flags: u16) -> Result<(), Nack> {
     if let Some(o) = oif {
         net.by_index(o).ok_or((libc::ENODEV, None))?;
     }
+    let Some(o) = oif.filter(|_| gw.is_none()) else {
+        return add_gateway_route(net, m, flags, dst, prefix, gw, oif);
+    };
+    // On-link: the kernel's own prefix route of an address is there already.
+    let i = net.by_index(o).ok_or((libc::ENODEV, None))?;
+    if net.ifaces[i].is_loopback() {
+        return Err((libc::EOPNOTSUPP, Some("no routes on lo")));
+    }
+    if !net.ifaces[i].up {
+        return Err((libc::ENETDOWN, Some("Nexthop device is not up")));
+    }
+    let own = net.ifaces[i]
+        .addrs
+        .iter()
+        .any(|a| a.prefix == prefix && network(a.ip, a.prefix) == dst);
+    let entry = RouteEntry {
+        dst,
+        prefix,
+        gateway: None,
+        oif,
+        protocol: m.header.protocol.into(),
+    };
+    let existing = net
+        .routes
+        .iter()
+        .position(|r| r.dst == dst && r.prefix == prefix);
+    match existing {
+        Some(k) if flags & NLM_F_REPLACE != 0 => net.routes[k] = entry,
+        Some(_) => return Err((libc::EEXIST, None)),
+        None if own => return Err((libc::EEXIST, None)),
+        None => net.routes.push(entry),
+    }
+    net.sync();
+    Ok(())
+}
+
+/// A route through gateway `gw`.
+fn add_gateway_route(
+    net: &mut Net,
+    m: RouteMessage,
+    flags: u16,
+    dst: IpAddr,
+    prefix: u8,
+    gw: Option<IpAddr>,
+    oif: Option<u32>,
+) -> Result<(), Nack> {
     let Some(gw) = gw else {
-        if oif.is_none() {
-            // As the kernel: a route with neither a gateway nor a device has nowhere to go.
-            return Err((libc::ENODEV, Some("No gateway and no device")));
-        }
-        return Err((
-            libc::EOPNOTSUPP,
-            Some("smoltcp routes go through a gateway"),
-        ));
+        // As the kernel: a route with neither a gateway nor a device has nowhere to go.
+        return Err((libc::ENODEV, Some("No gateway and no device")));
     };
     let i = net
         .gateway_iface(gw, oif)
@@ -787,7 +881,7 @@ fn add_route(net: &mut Net, m: RouteMessage, flags: u16) -> Result<(), Nack> {
     let entry = RouteEntry {
         dst,
         prefix,
-        gateway: gw,
+        gateway: Some(gw),
         oif,
         protocol: m.header.protocol.into(),
     };
@@ -820,13 +914,9 @@ fn del_route(net: &mut Net, m: RouteMessage) -> Result<(), Nack> {
         .position(|r| {
             r.dst == dst
                 && r.prefix == prefix
-                && gw.is_none_or(|g| g == r.gateway)
+                && gw.is_none_or(|g| Some(g) == r.gateway)
                 && oif.is_none_or(|o| {
-                    r.oif == Some(o)
-                        || net
-                            .gateway_iface(r.gateway, r.oif)
-                            .map(|i| net.ifaces[i].index)
-                            == Some(o)
+                    r.oif == Some(o) || net.route_iface(r).map(|i| net.ifaces[i].index) == Some(o)
                 })
         })
         .ok_or((libc::ESRCH, None))?;

@@ -18,6 +18,8 @@
 //!   The hop limit is `IPV6_MULTICAST_HOPS` (default 1) to a multicast destination, else
 //!   `IPV6_UNICAST_HOPS` (default 64); IPv4 `IP_MULTICAST_TTL`/`IP_TTL` alike.
 //! - `ICMP6_FILTER` (32 bytes; a set bit blocks that type) is applied on receipt.
+//! - `SO_BINDTODEVICE`: messages leave through that interface (unless a link-scope destination
+//!   names another: dropped) and only its messages are received.
 //! - A record that cannot be sent (no route) is dropped (the data path cannot report it).
 
 use std::io::{self, IoSlice};
@@ -239,11 +241,25 @@ fn first_up(net: &Net) -> Option<usize> {
 }
 
 /// The interface and source address for a message to `dst` (module doc).
-fn out_iface(net: &mut Net, r: &RawIp, dst: SocketAddr) -> Option<(usize, IpAddr)> {
+fn out_iface(
+    net: &mut Net,
+    r: &RawIp,
+    dev: Option<u32>,
+    dst: SocketAddr,
+) -> Option<(usize, IpAddr)> {
+    let bound = match dev {
+        Some(d) => Some(net.by_index(d)?),
+        None => None,
+    };
     let i = match dst {
         SocketAddr::V6(d) if d.scope_id() != 0 && link_scope(d.ip()) => {
-            net.by_index(d.scope_id())?
+            let i = net.by_index(d.scope_id())?;
+            if bound.is_some_and(|b| b != i) {
+                return None;
+            }
+            i
         }
+        _ if bound.is_some() => net.route_via(dst.ip(), r.local, bound).or(bound)?,
         SocketAddr::V6(d) if d.ip().is_multicast() && r.multicast_if != 0 => {
             net.by_index(r.multicast_if)?
         }
@@ -315,6 +331,7 @@ fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, msg: &[u8]) -> Vec<u8> {
 /// Before smoltcp's poll: what the application wrote goes into smoltcp.
 pub fn pump_in(net: &mut Net, s: &mut Sock, scratch: &mut [u8]) {
     let orphan = s.orphan_since.is_some();
+    let dev = s.opts.bound_dev;
     let Sock {
         pe, kind, revents, ..
     } = s;
@@ -341,7 +358,7 @@ pub fn pump_in(net: &mut Net, s: &mut Sock, scratch: &mut [u8]) {
             continue;
         }
         let msg = scratch[addr::HDR_LEN..n].to_vec();
-        let Some((i, src)) = out_iface(net, r, dst) else {
+        let Some((i, src)) = out_iface(net, r, dev, dst) else {
             continue;
         };
         let multicast = dst.ip().is_multicast();
@@ -376,6 +393,7 @@ pub fn pump_in(net: &mut Net, s: &mut Sock, scratch: &mut [u8]) {
 pub fn after_poll(net: &mut Net, s: &mut Sock) -> Fate {
     let domain = s.domain;
     let orphan = s.orphan_since.is_some();
+    let dev = s.opts.bound_dev;
     let Sock { pe, kind, .. } = s;
     let Kind::RawIp(r) = kind else {
         return Fate::Keep;
@@ -394,6 +412,9 @@ pub fn after_poll(net: &mut Net, s: &mut Sock) -> Fate {
         let k = net.ifaces[i].sockets.get_mut::<raw::Socket>(h);
         for _ in 0..BATCH {
             let Ok(p) = k.recv() else { break };
+            if dev.is_some_and(|d| d != index) {
+                continue; // SO_BINDTODEVICE: another interface's
+            }
             let (src, body) = if r.v6 {
                 if p.len() < 40 {
                     continue;

@@ -44,6 +44,10 @@ pub struct Opts {
     pub sndbuf: usize,
     /// `SO_LINGER` with a zero timeout: close resets.
     pub linger0: bool,
+    /// `SO_BROADCAST`: a UDP socket may send to an IPv4 broadcast address.
+    pub broadcast: bool,
+    /// `SO_BINDTODEVICE`: the interface index a UDP socket sends and receives on.
+    pub bound_dev: Option<u32>,
 }
 
 /// Default smoltcp TCP receive buffer, hence the window a peer may fill (and its scale, 1).
@@ -81,6 +85,8 @@ impl Default for Opts {
             rcvbuf: TCP_RCVBUF,
             sndbuf: TCP_SNDBUF,
             linger0: false,
+            broadcast: false,
+            bound_dev: None,
         }
     }
 }
@@ -180,6 +186,9 @@ pub struct Core {
     pub stopping: bool,
 }
 
+/// `SO_BINDTOIFINDEX` (Linux 5.0; not in the libc crate for every target).
+pub const SO_BINDTOIFINDEX: i32 = 62;
+
 /// First and last ephemeral port (Linux's default range).
 const EPHEMERAL: (u16, u16) = (32768, 60999);
 
@@ -217,6 +226,20 @@ impl Core {
             let shared = !udp && reuse && s.opts.reuseaddr && !listening;
             u == udp && p == port && overlap && !shared
         })
+    }
+
+    /// Makes the interfaces leave the multicast groups no socket holds a membership of.
+    pub fn release_groups(&mut self) {
+        let held: Vec<crate::mcast::Membership> = self
+            .socks
+            .values()
+            .filter_map(|s| match &s.kind {
+                Kind::Udp(u) => Some(u.ip.groups.iter().copied()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        crate::mcast::release(&mut self.net, &held);
     }
 
     /// A free ephemeral port for socket `me`.
@@ -343,7 +366,8 @@ impl Core {
         }
         let ip = (!a.ip().is_unspecified()).then_some(a.ip());
         if let Some(ip) = ip {
-            if !self.net.is_local(ip) {
+            // A UDP socket may bind to a multicast group (it then receives that group's).
+            if !(self.net.is_local(ip) || udp && ip.is_multicast()) {
                 return Err(errno(libc::EADDRNOTAVAIL));
             }
         }
@@ -447,6 +471,15 @@ impl Core {
                 return res;
             }
         }
+        if matches!(s.kind, Kind::Udp(_)) {
+            // Ok(true): a membership was dropped, the interface may leave the group.
+            if let Some(r) = udp::setsockopt(&mut self.net, s, level, name, v) {
+                if matches!(r, Ok(true)) {
+                    self.release_groups();
+                }
+                return r.map(|_| ());
+            }
+        }
         let buf = |v: i32| (v.max(0) as usize).clamp(BUF_MIN, BUF_MAX);
         match (level, name) {
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => s.opts.reuseaddr = int()? != 0,
@@ -462,7 +495,11 @@ impl Core {
                 let secs = i32::from_ne_bytes([v[4], v[5], v[6], v[7]]);
                 s.opts.linger0 = on != 0 && secs == 0;
             }
-            (libc::SOL_SOCKET, libc::SO_BROADCAST | libc::SO_RCVTIMEO | libc::SO_SNDTIMEO) => {}
+            (libc::SOL_SOCKET, libc::SO_BROADCAST) => s.opts.broadcast = int()? != 0,
+            (libc::SOL_SOCKET, libc::SO_BINDTODEVICE | SO_BINDTOIFINDEX) => {
+                s.opts.bound_dev = bound_device(&self.net, name, v)?
+            }
+            (libc::SOL_SOCKET, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO) => {}
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) if matches!(s.kind, Kind::Tcp(_)) => {
                 s.opts.nodelay = int()? != 0
             }
@@ -482,7 +519,11 @@ impl Core {
 
     /// `getsockopt`: the value's bytes (the caller truncates them to the length it was given).
     pub fn getsockopt(&mut self, handle: RawFd, level: i32, name: i32) -> io::Result<Vec<u8>> {
-        let (_, s) = self.sock(handle)?;
+        let id = *self
+            .handles
+            .get(&handle)
+            .ok_or_else(|| errno(libc::EBADF))?;
+        let s = self.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
         let (ty, proto) = match &s.kind {
             Kind::Tcp(_) => (libc::SOCK_STREAM, libc::IPPROTO_TCP),
             Kind::Udp(_) => (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
@@ -502,6 +543,11 @@ impl Core {
                 (libc::SOCK_RAW, r.protocol())
             }
         };
+        if let Kind::Udp(u) = &s.kind {
+            if matches!(level, libc::IPPROTO_IP | libc::IPPROTO_IPV6) {
+                return u.ip.getsockopt(s.domain, level, name);
+            }
+        }
         let b = |v: bool| i32::from(v);
         let v: i32 = match (level, name) {
             (libc::SOL_SOCKET, libc::SO_ERROR) => std::mem::take(&mut s.so_error),
@@ -520,6 +566,17 @@ impl Core {
                 v.extend_from_slice(&0i32.to_ne_bytes());
                 return Ok(v);
             }
+            (libc::SOL_SOCKET, libc::SO_BROADCAST) => b(s.opts.broadcast),
+            (libc::SOL_SOCKET, libc::SO_BINDTODEVICE) => {
+                // The name with its NUL, as Linux; nothing when not bound.
+                let name = s.opts.bound_dev.and_then(|x| self.net.by_index(x));
+                return Ok(name.map_or_else(Vec::new, |i| {
+                    let mut n = self.net.ifaces[i].name.as_bytes().to_vec();
+                    n.push(0);
+                    n
+                }));
+            }
+            (libc::SOL_SOCKET, SO_BINDTOIFINDEX) => s.opts.bound_dev.unwrap_or(0) as i32,
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) if ty == libc::SOCK_STREAM => b(s.opts.nodelay),
             (libc::IPPROTO_TCP, libc::TCP_MAXSEG) if ty == libc::SOCK_STREAM => 1460,
             (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) if s.domain == libc::AF_INET6 => {
@@ -529,6 +586,30 @@ impl Core {
         };
         Ok(v.to_ne_bytes().to_vec())
     }
+}
+
+/// The interface index `SO_BINDTODEVICE` (a name, `""` or nothing to unbind) or
+/// `SO_BINDTOIFINDEX` (an index, 0 to unbind) names: `ENODEV` for an unknown one, `EINVAL` for
+/// a short index, as Linux.
+pub fn bound_device(net: &Net, name: i32, v: &[u8]) -> io::Result<Option<u32>> {
+    if name == SO_BINDTOIFINDEX {
+        let b = v.get(..4).ok_or_else(|| errno(libc::EINVAL))?;
+        let x = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        return match x {
+            0 => Ok(None),
+            x if x > 0 && net.by_index(x as u32).is_some() => Ok(Some(x as u32)),
+            _ => Err(errno(libc::ENODEV)),
+        };
+    }
+    // Linux reads at most IFNAMSIZ - 1 bytes, up to the first NUL.
+    let v = &v[..v.len().min(libc::IFNAMSIZ - 1)];
+    let v = v.split(|b| *b == 0).next().unwrap_or_default();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let name = std::str::from_utf8(v).map_err(|_| errno(libc::ENODEV))?;
+    let i = net.by_name(name).ok_or_else(|| errno(libc::ENODEV))?;
+    Ok(Some(net.ifaces[i].index))
 }
 
 /// A socketpair for a new socket: the plug-in's end non-blocking; the application's end with
@@ -594,6 +675,7 @@ impl Stack {
             routes: Vec::new(),
             frag_id: u32::from_ne_bytes(id),
             reasm: Default::default(),
+            looped: Vec::new(),
         };
         net.sync();
         let mut seed = [0u8; 2];

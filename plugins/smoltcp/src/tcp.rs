@@ -233,7 +233,12 @@ fn replenish(net: &mut Net, l: &mut Listener, opts: &Opts) {
     }
     let per = l.backlog.min(LISTEN_PER_IFACE);
     let ip = l.ep.addr.map(IpAddr::from);
-    for i in listen_ifaces(net, ip) {
+    let dev = opts.bound_dev;
+    let ifaces = listen_ifaces(net, ip)
+        .into_iter()
+        .filter(|&i| dev.is_none_or(|d| net.ifaces[i].index == d))
+        .collect::<Vec<_>>();
+    for i in ifaces {
         let have = l.socks.iter().filter(|(j, _)| *j == i).count();
         for _ in have..per {
             let mut s = new_socket(opts);
@@ -307,6 +312,7 @@ pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
     let domain = s.domain;
     let dst = addr::from_sockaddr(a, domain)?.ok_or_else(|| errno(libc::EAFNOSUPPORT))?;
     let v6only = s.opts.v6only;
+    let dev = s.opts.bound_dev;
     let t = tcp_of(&mut s.kind);
     match &mut t.st {
         St::Listen(_) => return Err(errno(libc::EISCONN)),
@@ -330,9 +336,18 @@ pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
     if from.is_some_and(|f| !crate::net::same_family(f, dst.ip())) {
         return Err(errno(libc::EAFNOSUPPORT));
     }
+    // SO_BINDTODEVICE: only through that interface.
+    let only = match dev {
+        Some(d) => Some(
+            core.net
+                .by_index(d)
+                .ok_or_else(|| errno(libc::ENETUNREACH))?,
+        ),
+        None => None,
+    };
     let iface = core
         .net
-        .route(dst.ip(), from)
+        .route_via(dst.ip(), from, only)
         .ok_or_else(|| errno(libc::ENETUNREACH))?;
     let src = match from {
         Some(f) => f,

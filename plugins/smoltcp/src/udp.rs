@@ -33,12 +33,14 @@ use std::os::fd::{AsFd, RawFd};
 use std::time::Duration;
 
 use smoltcp::iface::SocketHandle;
+use smoltcp::socket::udp::UdpMetadata;
 use smoltcp::socket::{udp, Socket as AnySocket};
 use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
-use crate::net::Net;
-use crate::stack::{errno, Core, Fate, Kind, Sock};
+use crate::mcast::{self, link_scope, Change};
+use crate::net::{Net, LO};
+use crate::stack::{errno, Core, Fate, Kind, Opts, Sock};
 use crate::tcp::listen_ifaces;
 use crate::{addr, sys};
 
@@ -62,7 +64,7 @@ pub const NEIGH_STALL: Duration = Duration::from_secs(3);
 /// A copy of one datagram queued in a smoltcp socket's transmit buffer.
 struct Queued {
     payload: Vec<u8>,
-    dst: IpEndpoint,
+    dst: UdpMetadata,
     /// The bytes it takes there: the payload, and the padding smoltcp put before it when the
     /// ring wrapped (dropped on its own by a dispatch that fails).
     footprint: usize,
@@ -91,12 +93,13 @@ impl Leg {
         }
     }
 
-    /// Queues `payload` to `dst` in smoltcp socket `k` (this leg's), keeping a copy.
+    /// Queues `payload` to `dst` (and from its source, if given) in smoltcp socket `k` (this
+    /// leg's), keeping a copy.
     fn enqueue(
         &mut self,
         k: &mut udp::Socket<'_>,
         payload: &[u8],
-        dst: IpEndpoint,
+        dst: UdpMetadata,
     ) -> Result<(), udp::SendError> {
         let before = k.send_queue();
         k.send_slice(payload, dst)?;
@@ -163,6 +166,8 @@ pub struct Udp {
     inbox_bytes: usize,
     /// The pair reached EOF.
     eof: bool,
+    /// IP-level options and multicast memberships.
+    pub ip: mcast::Ip,
 }
 
 impl Udp {
@@ -175,6 +180,7 @@ impl Udp {
             inbox: VecDeque::new(),
             inbox_bytes: 0,
             eof: false,
+            ip: mcast::Ip::default(),
         }
     }
 
@@ -215,6 +221,31 @@ fn wanted(domain: i32, v6only: bool, remote: Option<SocketAddr>, src: SocketAddr
     }) && remote.is_none_or(|r| addr::unmap(r) == src)
 }
 
+/// A link-local source with its interface as `sin6_scope_id`, as the kernel reports it.
+fn with_scope(a: SocketAddr, index: u32) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v) if v.ip().is_unicast_link_local() => {
+            SocketAddr::V6(SocketAddrV6::new(*v.ip(), v.port(), 0, index))
+        }
+        a => a,
+    }
+}
+
+/// Whether a socket bound to `bound` (`None`: the unspecified address) takes a datagram sent
+/// to `to` on an interface that joined `groups`: one bound to an address only what is sent to
+/// that address (a unicast one, or the group it is bound to); a multicast datagram only while
+/// the interface holds its group for some socket (smoltcp may still accept one while it is
+/// leaving).
+fn receives(bound: Option<IpAddr>, groups: &[IpAddr], to: Option<IpAddr>) -> bool {
+    let Some(to) = to.map(|t| addr::unmap(SocketAddr::new(t, 0)).ip()) else {
+        return true;
+    };
+    if bound.is_some_and(|b| b != to) {
+        return false;
+    }
+    !to.is_multicast() || mcast::always_joined(to) || groups.contains(&to)
+}
+
 /// Makes the smoltcp socket of `leg` anew, giving up its head datagram and every datagram
 /// queued to the same destination (a neighbour that never answered), and queueing the others
 /// again; what it had received goes to `inbox`, as far as there is room.
@@ -230,6 +261,7 @@ fn unstick(net: &mut Net, u: &mut Udp, leg: usize, domain: i32, v6only: bool) {
     }
     let mut k = new_socket();
     let _ = k.bind(old.endpoint());
+    k.set_hop_limit(old.hop_limit());
     while let Ok((payload, meta)) = old.recv() {
         let src = SocketAddr::from(meta.endpoint);
         if wanted(domain, v6only, remote, src)
@@ -244,29 +276,101 @@ fn unstick(net: &mut Net, u: &mut Udp, leg: usize, domain: i32, v6only: bool) {
     let queued = std::mem::take(&mut l.queued);
     l.queued_bytes = 0;
     let mut rest = queued.into_iter();
-    let given_up = rest.next().map(|q| q.dst.addr);
-    for q in rest.filter(|q| Some(q.dst.addr) != given_up) {
+    let given_up = rest.next().map(|q| q.dst.endpoint.addr);
+    for q in rest.filter(|q| Some(q.dst.endpoint.addr) != given_up) {
         let _ = l.enqueue(&mut k, &q.payload, q.dst);
     }
     l.head_since = std::time::Instant::now();
     l.handle = f.sockets.add(k);
 }
 
+/// The interfaces a socket bound to `local` (`SO_BINDTODEVICE` `dev`) receives on, and the
+/// address its smoltcp sockets bind to (none for a multicast group: [`after_poll`] keeps the
+/// group's datagrams only).
+fn leg_plan(net: &Net, local: SocketAddr, dev: Option<u32>) -> (Vec<usize>, Option<IpAddr>) {
+    let ip = (!local.ip().is_unspecified() && !local.ip().is_multicast()).then_some(local.ip());
+    let mut ifaces = listen_ifaces(net, ip);
+    if let Some(d) = dev {
+        ifaces.retain(|&i| net.ifaces[i].index == d);
+    }
+    (ifaces, ip)
+}
+
 /// Binds to `local` (port already chosen and checked).
 pub fn bind(net: &mut Net, s: &mut Sock, local: SocketAddr) {
+    let dev = s.opts.bound_dev;
     let u = udp_of(&mut s.kind);
-    let ip = (!local.ip().is_unspecified()).then_some(local.ip());
+    u.local = Some(local);
+    relegs(net, u, dev);
+}
+
+/// Makes the smoltcp sockets of a bound socket match its binding and device: new ones where
+/// it now receives, none left where it no longer does (what those held is dropped).
+fn relegs(net: &mut Net, u: &mut Udp, dev: Option<u32>) {
+    let Some(local) = u.local else { return };
+    let (ifaces, ip) = leg_plan(net, local, dev);
+    u.socks.retain(|l| {
+        let keep = ifaces.contains(&l.iface);
+        if !keep {
+            let f = &mut net.ifaces[l.iface];
+            if f.big4.is_some_and(|(b, _)| b == l.handle) {
+                f.big4 = None;
+            }
+            f.sockets.remove(l.handle);
+        }
+        keep
+    });
     let ep = IpListenEndpoint {
         addr: ip.map(IpAddress::from),
         port: local.port(),
     };
-    for i in listen_ifaces(net, ip) {
+    for i in ifaces {
+        if u.socks.iter().any(|l| l.iface == i) {
+            continue;
+        }
         let mut k = new_socket();
         if k.bind(ep).is_ok() {
             u.socks.push(Leg::new(i, net.ifaces[i].sockets.add(k)));
         }
     }
-    u.local = Some(local);
+}
+
+/// `setsockopt` of a UDP socket: every IP-level option ([`mcast::Ip::setsockopt`]) and
+/// `SO_BINDTODEVICE`/`SO_BINDTOIFINDEX`; `None` for the others. `Ok(true)`: a membership was
+/// dropped (the caller lets interfaces leave groups nobody holds).
+pub fn setsockopt(
+    net: &mut Net,
+    s: &mut Sock,
+    level: i32,
+    name: i32,
+    v: &[u8],
+) -> Option<io::Result<bool>> {
+    let domain = s.domain;
+    let dev = s.opts.bound_dev;
+    match (level, name) {
+        (libc::SOL_SOCKET, libc::SO_BINDTODEVICE | crate::stack::SO_BINDTOIFINDEX) => {
+            let r = crate::stack::bound_device(net, name, v).map(|d| {
+                s.opts.bound_dev = d;
+                relegs(net, udp_of(&mut s.kind), d);
+                false
+            });
+            Some(r)
+        }
+        (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) => None,
+        (libc::IPPROTO_IP | libc::IPPROTO_IPV6, _) => {
+            let u = udp_of(&mut s.kind);
+            Some(match u.ip.setsockopt(net, domain, dev, level, name, v) {
+                Ok(Change::None) => Ok(false),
+                Ok(Change::Join(m)) => mcast::join(net, m.iface, m.group).map(|()| {
+                    u.ip.groups.push(m);
+                    false
+                }),
+                Ok(Change::Left(_)) => Ok(true),
+                Err(e) => Err(e),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Binds socket `id` to an ephemeral port on the unspecified address, if it is not bound.
@@ -321,10 +425,28 @@ pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
         return Ok(());
     };
     let dst = addr::connect_target(dst, domain, v6only)?;
-    let bound = udp_of(&mut s.kind).local;
-    let from = bound.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
-    if core.net.route(dst.ip(), from).is_none() {
+    // As Linux: no route ENETUNREACH first, then a broadcast without SO_BROADCAST EACCES.
+    let opts = s.opts;
+    let Some(Sock {
+        kind: Kind::Udp(u), ..
+    }) = core.socks.get(&id)
+    else {
+        return Err(errno(libc::EBADF));
+    };
+    let lbcast = matches!(dst.ip(), IpAddr::V4(a) if a.is_broadcast());
+    let bcast = lbcast
+        || core
+            .net
+            .ifaces
+            .iter()
+            .any(|f| f.is_subnet_broadcast(dst.ip()));
+    let mut probe = opts;
+    probe.broadcast = true;
+    if out_iface(&core.net, u, &probe, dst).is_none() {
         return Err(errno(libc::ENETUNREACH));
+    }
+    if bcast && !opts.broadcast {
+        return Err(errno(libc::EACCES));
     }
     autobind(core, id)?;
     drain(core, id);
@@ -350,14 +472,105 @@ enum Sent {
     Full,
 }
 
+/// The interface a datagram to `dst` leaves through and the source address to give it (`None`:
+/// the bound one, or smoltcp's choice), as Linux picks them: the destination's
+/// `sin6_scope_id` for a link-scope one, else `SO_BINDTODEVICE`, else for multicast (and IPv4
+/// limited broadcast) the multicast interface, else the route (for a link-scope group, the
+/// first up interface: the kernel's `ff00::/8` route). A link-scope destination leaves from
+/// the interface's link-local address, IPv4 multicast from `IP_MULTICAST_IF`'s address.
+/// `None`: it cannot leave (no route, the interface down, a broadcast without
+/// `SO_BROADCAST`, a scope that is not the bound device): dropped.
+fn out_iface(net: &Net, u: &Udp, opts: &Opts, dst: SocketAddr) -> Option<(usize, Option<IpAddr>)> {
+    let ip = dst.ip();
+    let from = u
+        .local
+        .map(|l| l.ip())
+        .filter(|ip| !ip.is_unspecified() && !ip.is_multicast());
+    let bound = match opts.bound_dev {
+        Some(d) => Some(net.by_index(d)?),
+        None => None,
+    };
+    let lbcast = matches!(ip, IpAddr::V4(a) if a.is_broadcast());
+    let bcast = lbcast || net.ifaces.iter().any(|f| f.is_subnet_broadcast(ip));
+    if bcast && !opts.broadcast {
+        return None; // the kernel's EACCES
+    }
+    let scoped = match dst {
+        SocketAddr::V6(d) if link_scope(d.ip()) => Some(d.scope_id()),
+        _ => None,
+    };
+    let oif = match scoped {
+        Some(sc) if sc != 0 => {
+            let i = net.by_index(sc)?;
+            if bound.is_some_and(|b| b != i) {
+                return None;
+            }
+            Some(i)
+        }
+        _ if bound.is_some() => bound,
+        _ if ip.is_multicast() || lbcast => match u.ip.multicast_if(ip) {
+            (0, None) => None,
+            (0, Some(a)) => net.owner_of(IpAddr::V4(a)),
+            (x, _) => net.by_index(x),
+        },
+        _ => None,
+    };
+    let i = match oif {
+        Some(i) if ip.is_multicast() || lbcast || scoped.is_some() => i,
+        Some(i) => net.route_via(ip, from, Some(i))?,
+        // IPv6 multicast: each interface's ff00::/8 route; IPv4 multicast and limited
+        // broadcast: only a route (a default one) says where, as in Linux.
+        None if scoped.is_some() || (ip.is_ipv6() && ip.is_multicast()) => {
+            net.route(ip, from).or_else(|| mcast::first_up(net))?
+        }
+        None => net.route(ip, from)?,
+    };
+    if !net.ifaces[i].up {
+        return None;
+    }
+    let src = match (from, scoped, u.ip.multicast_if(ip)) {
+        (Some(_), _, _) => None,
+        (None, Some(_), _) if i != LO => net.ifaces[i].link_local().map(IpAddr::V6),
+        (None, None, (_, Some(a))) if ip.is_multicast() => Some(IpAddr::V4(a)),
+        _ => None,
+    };
+    Some((i, src))
+}
+
 /// Queues one datagram in smoltcp (or drops it: no route, too large, as a lossy network may).
-/// One that needs fragments waits while the interface is still sending another's.
-fn send(net: &mut Net, u: &mut Udp, dst: SocketAddr, payload: &[u8], now: Instant) -> Sent {
+/// One that needs fragments waits while the interface is still sending another's; one whose
+/// hop limit differs from the one smoltcp's socket sends with waits until the socket's queue
+/// is empty (smoltcp has one hop limit per socket, read as it sends).
+fn send(
+    net: &mut Net,
+    u: &mut Udp,
+    opts: &Opts,
+    dst: SocketAddr,
+    payload: &[u8],
+    now: Instant,
+) -> Sent {
     let from = u.local.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
-    let Some(i) = net.route(dst.ip(), from) else {
+    let Some((i, src)) = out_iface(net, u, opts, dst) else {
         return Sent::Done;
     };
+    let from = src.or(from);
     let port = u.local.map_or(0, |l| l.port());
+    let f = &net.ifaces[i];
+    let group = dst.ip();
+    if group.is_multicast()
+        && u.ip.loops(group)
+        && (mcast::always_joined(group) || f.groups.contains(&group))
+    {
+        let ip = from.or_else(|| net.source_for(i, group));
+        if let Some(ip) = ip {
+            let src = with_scope(SocketAddr::new(ip, port), net.ifaces[i].index);
+            net.looped.push((i, src, dst, payload.to_vec()));
+        }
+    }
+    let hops = u.ip.hop_limit(dst.ip());
+    if hops == 0 {
+        return Sent::Done; // it may not leave the stack
+    }
     let Some(leg) = u.socks.iter_mut().find(|l| l.iface == i) else {
         return Sent::Done;
     };
@@ -396,7 +609,18 @@ fn send(net: &mut Net, u: &mut Udp, dst: SocketAddr, payload: &[u8], now: Instan
     if payload.len() > k.payload_send_capacity() {
         return Sent::Done;
     }
-    match leg.enqueue(k, payload, IpEndpoint::from(dst)) {
+    if k.hop_limit() != Some(hops) {
+        if !leg.queued.is_empty() || k.send_queue() > 0 {
+            return Sent::Full;
+        }
+        k.set_hop_limit(Some(hops));
+    }
+    let meta = UdpMetadata {
+        endpoint: IpEndpoint::from(dst),
+        local_address: src.map(IpAddress::from),
+        meta: Default::default(),
+    };
+    match leg.enqueue(k, payload, meta) {
         Err(udp::SendError::BufferFull) => Sent::Full,
         Ok(()) if fragmented => {
             f.big4 = Some((h, std::time::Instant::now()));
@@ -406,15 +630,37 @@ fn send(net: &mut Net, u: &mut Udp, dst: SocketAddr, payload: &[u8], now: Instan
     }
 }
 
+/// Hands the multicast datagrams looped back by [`send`] to the sockets that receive them on
+/// their interface (bound to the group's port there, the group joined), the sender included.
+pub fn deliver_looped(net: &mut Net, socks: &mut std::collections::HashMap<u64, Sock>) {
+    for (i, src, dst, payload) in std::mem::take(&mut net.looped) {
+        let groups = &net.ifaces[i].groups;
+        for s in socks.values_mut() {
+            let (domain, v6only) = (s.domain, s.opts.v6only);
+            let Kind::Udp(u) = &mut s.kind else { continue };
+            let Some(local) = u.local else { continue };
+            let bound = Some(local.ip()).filter(|ip| !ip.is_unspecified());
+            if local.port() == dst.port()
+                && u.listens_on(i)
+                && receives(bound, groups, Some(dst.ip()))
+                && wanted(domain, v6only, u.remote, src)
+            {
+                u.take_reassembled(payload.clone(), src);
+            }
+        }
+    }
+}
+
 /// Before smoltcp's poll: moves datagrams the application wrote into smoltcp.
 pub fn pump_in(net: &mut Net, s: &mut Sock, scratch: &mut [u8], now: Instant) {
     let orphan = s.orphan_since.is_some();
+    let opts = s.opts;
     let Sock {
         pe, kind, revents, ..
     } = s;
     let u = udp_of(kind);
     if let Some((p, dst)) = u.pending.take() {
-        match send(net, u, dst, &p, now) {
+        match send(net, u, &opts, dst, &p, now) {
             Sent::Full => {
                 u.pending = Some((p, dst));
                 return;
@@ -451,7 +697,7 @@ pub fn pump_in(net: &mut Net, s: &mut Sock, scratch: &mut [u8], now: Instant) {
         if dst.port() == 0 || dst.ip().is_unspecified() {
             continue;
         }
-        if let Sent::Full = send(net, u, dst, payload, now) {
+        if let Sent::Full = send(net, u, &opts, dst, payload, now) {
             u.pending = Some((payload.to_vec(), dst));
             break;
         }
@@ -463,6 +709,7 @@ pub fn after_poll(net: &mut Net, s: &mut Sock, now: Instant) -> Fate {
     let orphan = s.orphan_since;
     let domain = s.domain;
     let v6only = s.opts.v6only;
+    let opts = s.opts;
     let Sock {
         pe, kind, want_out, ..
     } = s;
@@ -484,7 +731,7 @@ pub fn after_poll(net: &mut Net, s: &mut Sock, now: Instant) -> Fate {
     // A datagram that waited for room: smoltcp's poll (or a socket made anew) may just have
     // made some.
     if let Some((p, dst)) = u.pending.take() {
-        if let Sent::Full = send(net, u, dst, &p, now) {
+        if let Sent::Full = send(net, u, &opts, dst, &p, now) {
             u.pending = Some((p, dst));
         }
     }
@@ -503,15 +750,19 @@ pub fn after_poll(net: &mut Net, s: &mut Sock, now: Instant) -> Fate {
             u.inbox_bytes -= payload.len();
             u.inbox.pop_front();
         }
+        let bound = u.local.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
         'socks: for l in &u.socks {
             if *want_out {
                 break;
             }
-            let k = net.ifaces[l.iface].sockets.get_mut::<udp::Socket>(l.handle);
+            let f = &mut net.ifaces[l.iface];
+            let (index, groups) = (f.index, &f.groups);
+            let k = f.sockets.get_mut::<udp::Socket>(l.handle);
             for _ in 0..64 {
                 let Ok((payload, meta)) = k.peek() else { break };
-                let src = SocketAddr::from(meta.endpoint);
-                if wanted(domain, v6only, u.remote, src) {
+                let src = with_scope(SocketAddr::from(meta.endpoint), index);
+                let to = meta.local_address.map(IpAddr::from);
+                if wanted(domain, v6only, u.remote, src) && receives(bound, groups, to) {
                     let hdr = addr::header(src, domain);
                     let parts_connected = [IoSlice::new(payload)];
                     let parts = [IoSlice::new(&hdr), IoSlice::new(payload)];
