@@ -29,6 +29,8 @@ mod socket;
 mod spawn;
 mod stack;
 mod sys;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use error::{Error, Result};
 pub use netlink::{IfAddress, Interface, Route};
