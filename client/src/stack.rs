@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use ioth_proto::{
-    Channel, ControlOp, FdKind, Limits, ProtoError, Reply, Request, WireError, PROTO_VERSION,
+    Channel, ControlOp, ErrorKind, FdKind, Limits, ProtoError, Reply, Request, WireError,
+    PROTO_VERSION,
 };
 
 use crate::socket::{Hold, Proxy, Socket};
@@ -363,24 +364,22 @@ fn check_plugin_name(name: &str) -> Result<()> {
     })
 }
 
+/// The error of a failed `NewStack`, chosen by the kind the host gave it (never by its text).
 fn newstack_error(plugin: &str, e: WireError) -> Error {
     let name = plugin.to_owned();
-    match e.errno {
-        libc::ENOTSUP => Error::PluginNotFound {
-            name,
-            message: e.message,
-        },
-        libc::ENOENT if e.message.contains("_newstack") => Error::NoNewstack {
-            name,
-            message: e.message,
-        },
-        libc::EPERM if e.message.starts_with("licence refused") => Error::LicenseRefused {
-            name,
-            message: e.message,
-        },
-        errno => Error::Stack {
-            errno,
-            message: e.message,
+    let message = e.message;
+    match e.kind {
+        ErrorKind::PluginNotFound => Error::PluginNotFound { name, message },
+        ErrorKind::NoNewstack => Error::NoNewstack { name, message },
+        ErrorKind::LicenseRefused => Error::LicenseRefused { name, message },
+        ErrorKind::InvalidName
+        | ErrorKind::InvalidArgument
+        | ErrorKind::Audit
+        | ErrorKind::Sandbox
+        | ErrorKind::Protocol
+        | ErrorKind::Os => Error::Stack {
+            errno: e.errno,
+            message,
         },
     }
 }

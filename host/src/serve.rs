@@ -11,6 +11,7 @@ use ioth_proto::{
 };
 
 use crate::audit::{self, Audit};
+use crate::error::HostError;
 use crate::limits;
 use crate::plugin::{self, DataPath, Plugin};
 use crate::sandbox::{self, Protections, Relax};
@@ -36,7 +37,7 @@ struct Serving {
 
 /// The hook run once the stack exists ([`Host::on_stack_ready`]): confines the host, starts its
 /// threads; the protections in force and a note on them for the audit trail.
-type OnReady = Box<dyn FnOnce(&Relax) -> Result<(Protections, String), WireError>>;
+type OnReady = Box<dyn FnOnce(&Relax) -> Result<(Protections, String), HostError>>;
 
 /// What to do after a reply is sent.
 enum After {
@@ -68,10 +69,7 @@ pub struct Host {
 }
 
 fn proto_err(message: String) -> WireError {
-    WireError {
-        errno: libc::EPROTO,
-        message,
-    }
+    HostError::Protocol(message).into()
 }
 
 impl Host {
@@ -93,7 +91,7 @@ impl Host {
     /// may `unshare(CLONE_NEWUSER)` in its `newstack`.
     pub fn on_stack_ready(
         mut self,
-        f: impl FnOnce(&Relax) -> Result<(Protections, String), WireError> + 'static,
+        f: impl FnOnce(&Relax) -> Result<(Protections, String), HostError> + 'static,
     ) -> Host {
         self.on_ready = Some(Box::new(f));
         self
@@ -173,7 +171,7 @@ impl Host {
             } else {
                 drop(fds);
                 let e = proto_err(format!("request {name} carries no fds"));
-                (Reply::Error(e), None, After::Continue)
+                (Reply::Error(e.into()), None, After::Continue)
             };
             self.stats.requests += 1;
             // Before the reply: once the application has it, the thread that created the stack
@@ -189,7 +187,7 @@ impl Host {
                                 }
                             }
                             Err(e) => {
-                                reply = Reply::Error(e);
+                                reply = Reply::Error(e.into());
                                 after = After::Exit(1);
                             }
                         }
@@ -269,7 +267,7 @@ impl Host {
                             After::Continue,
                         )
                     }
-                    Err(e) => ok(Reply::Error(e)),
+                    Err(e) => ok(Reply::Error(e.into())),
                 }
             }
             (
@@ -290,7 +288,7 @@ impl Host {
                         After::Continue,
                     )
                 }
-                Err(e) => ok(Reply::Error(e)),
+                Err(e) => ok(Reply::Error(e.into())),
             },
             (State::Serving(st), Request::Control { id, op }) => match st.sockets.control(id, op) {
                 Ok((reply, fd)) => {
@@ -299,16 +297,16 @@ impl Host {
                     }
                     (reply, fd, After::Continue)
                 }
-                Err(e) => ok(Reply::Error(e)),
+                Err(e) => ok(Reply::Error(e.into())),
             },
             (State::Serving(st), Request::Close { id }) => match st.sockets.close(id) {
                 Ok(()) => ok(Reply::Closed),
-                Err(e) => ok(Reply::Error(e)),
+                Err(e) => ok(Reply::Error(e.into())),
             },
             (State::Serving(_), Request::Stats) => ok(Reply::Stats(self.stats)),
             (State::Serving(st), Request::DelStack) => match st.plugin.delstack() {
                 Ok(()) => (Reply::Deleted, None, After::Exit(0)),
-                Err(e) => ok(Reply::Error(e)),
+                Err(e) => ok(Reply::Error(e.into())),
             },
             (state, req) => {
                 let when = match state {
@@ -358,15 +356,15 @@ impl Host {
         // bind the plug-in from its first instruction), then the plug-in.
         if let Some(path) = audit {
             if let Err(e) = plugin::check_name(name) {
-                return (Reply::Error(e), None, After::Exit(1));
+                return (Reply::Error(e.into()), None, After::Exit(1));
             }
             match Audit::open(path, name) {
                 Ok(a) => self.audit = Some(a),
-                Err(e) => return (Reply::Error(e), None, After::Exit(1)),
+                Err(e) => return (Reply::Error(e.into()), None, After::Exit(1)),
             }
         }
         if let Err(e) = limits::apply(limits) {
-            return (Reply::Error(e), None, After::Exit(1));
+            return (Reply::Error(e.into()), None, After::Exit(1));
         }
         let search: Vec<PathBuf> = search_path.iter().map(PathBuf::from).collect();
         let result = plugin::find(name, &search, self.own_dir.as_deref()).and_then(|path| {
@@ -379,7 +377,7 @@ impl Host {
                     Err(e) => {
                         let _ = p.delstack();
                         return (
-                            Reply::Error(crate::sockets::wire("cannot start the pump", e)),
+                            Reply::Error(HostError::call("cannot start the pump", e).into()),
                             None,
                             After::Exit(1),
                         );
@@ -390,7 +388,7 @@ impl Host {
                 {
                     None => Relax::default(),
                     Some(Ok(r)) => r,
-                    Some(Err(e)) => return (Reply::Error(e), None, After::Exit(1)),
+                    Some(Err(e)) => return (Reply::Error(e.into()), None, After::Exit(1)),
                 };
                 let reply = Reply::StackReady {
                     plugin_path: path.display().to_string(),
@@ -403,7 +401,7 @@ impl Host {
                 }));
                 (reply, None, After::Continue)
             }
-            Err(e) => (Reply::Error(e), None, After::Exit(1)),
+            Err(e) => (Reply::Error(e.into()), None, After::Exit(1)),
         }
     }
 }
