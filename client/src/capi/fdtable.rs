@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use crate::socket::{Hold, Proxy};
+use crate::handle::Hold;
+use crate::socket::Proxy;
 
 /// One ioth fd.
 pub(crate) struct Entry {
