@@ -73,10 +73,11 @@ fn tcp_both_ways(server_stack: &Stack, client: &Stack, at: SocketAddr) {
 /// between the leased addresses (both ways) and from each stack to the server's router address
 /// (the route is used: a connect to an address of the server off the leased network).
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: dnsmasq and vdestack (network namespaces, taps)"
+)]
 fn dhcpv4_lease_on_both_stacks() {
-    if !stacks::root() {
-        return;
-    }
     let sw = Switch::start();
     let server = Server::start(&sw);
     let (vde, vidx) = bare("vdestack", &sw);
@@ -139,10 +140,11 @@ fn dhcpv4_lease_on_both_stacks() {
 /// stacks with the same bytes and the same `sockaddr_ll` fields each way (SOCK_DGRAM to
 /// SOCK_RAW and back, broadcast and unicast).
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: dnsmasq and vdestack (network namespaces, taps)"
+)]
 fn packet_sockets_match_the_kernel() {
-    if !stacks::root() {
-        return;
-    }
     let sw = Switch::start();
     let (vde, vidx) = bare("vdestack", &sw);
     let (smol, sidx) = bare("smoltcp", &sw);
@@ -254,10 +256,11 @@ fn recv_frame(rx: &Socket) -> (Vec<u8>, socket2::SockAddr) {
 /// through the router's link-local address and an address in the prefix (EUI-64, with DAD) are
 /// applied with netlink, then TCP works between the two stacks over them.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: dnsmasq and vdestack (network namespaces, taps)"
+)]
 fn router_advertisement_on_both_stacks() {
-    if !stacks::root() {
-        return;
-    }
     let sw = Switch::start();
     let server = Server::start(&sw);
     let (vde, vidx) = bare("vdestack", &sw);

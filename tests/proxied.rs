@@ -39,11 +39,6 @@ fn setup() {
     stacks::build_test_plugins(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("proxied-plugins"));
 }
 
-fn root() -> bool {
-    setup();
-    stacks::root()
-}
-
 /// A smoltcp stack on `sw`: 10.0.0.`n`/24 and fd00::`n`/64 on vde0, default route via
 /// 10.0.0.254, configured with the ioth netlink calls.
 fn smoltcp(sw: &Switch, n: u8) -> Stack {
@@ -147,38 +142,52 @@ fn tcp_echo(server: Side, client: Side, v6: bool) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn tcp_echo_smoltcp_server_ipv4() {
-    if root() {
-        tcp_echo(Side::Smol, Side::Vde, false);
-    }
+    setup();
+    tcp_echo(Side::Smol, Side::Vde, false);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn tcp_echo_smoltcp_server_ipv6() {
-    if root() {
-        tcp_echo(Side::Smol, Side::Vde, true);
-    }
+    setup();
+    tcp_echo(Side::Smol, Side::Vde, true);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn tcp_echo_smoltcp_client_ipv4() {
-    if root() {
-        tcp_echo(Side::Vde, Side::Smol, false);
-    }
+    setup();
+    tcp_echo(Side::Vde, Side::Smol, false);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn tcp_echo_smoltcp_client_ipv6() {
-    if root() {
-        tcp_echo(Side::Vde, Side::Smol, true);
-    }
+    setup();
+    tcp_echo(Side::Vde, Side::Smol, true);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn tcp_echo_between_two_smoltcp_stacks() {
-    if !root() {
-        return;
-    }
+    setup();
     let sw = Switch::start();
     let a = smoltcp(&sw, 1);
     let b = smoltcp(&sw, 3);
@@ -234,38 +243,52 @@ fn udp_unconnected(server: Side, client: Side, v6: bool) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_smoltcp_server_ipv4() {
-    if root() {
-        udp_unconnected(Side::Smol, Side::Vde, false);
-    }
+    setup();
+    udp_unconnected(Side::Smol, Side::Vde, false);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_smoltcp_server_ipv6() {
-    if root() {
-        udp_unconnected(Side::Smol, Side::Vde, true);
-    }
+    setup();
+    udp_unconnected(Side::Smol, Side::Vde, true);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_smoltcp_client_ipv4() {
-    if root() {
-        udp_unconnected(Side::Vde, Side::Smol, false);
-    }
+    setup();
+    udp_unconnected(Side::Vde, Side::Smol, false);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_smoltcp_client_ipv6() {
-    if root() {
-        udp_unconnected(Side::Vde, Side::Smol, true);
-    }
+    setup();
+    udp_unconnected(Side::Vde, Side::Smol, true);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_connected_send_recv_and_disconnect() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     let srv = n.vde.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
     srv.bind(&addr("10.0.0.2:7001")).unwrap();
@@ -362,10 +385,12 @@ fn transfer(from: &Stack, to: &Stack, at: SocketAddr, chunks: usize) -> f64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn tcp_100mb_with_checksum_both_ways() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     let chunks = 100 * 1024 * 1024 / CHUNK;
     let into = transfer(&n.vde, &n.smol, addr("10.0.0.1:5001"), chunks);
@@ -380,10 +405,12 @@ fn tcp_100mb_with_checksum_both_ways() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn thousand_sequential_connections() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     let l = listener(&n.smol, addr("10.0.0.1:5003"));
     let before = n.smol.stats().unwrap().host_fds;
@@ -449,24 +476,32 @@ fn half_close(server: Side, client: Side) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn half_close_smoltcp_client() {
-    if root() {
-        half_close(Side::Vde, Side::Smol);
-    }
+    setup();
+    half_close(Side::Vde, Side::Smol);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn half_close_smoltcp_server() {
-    if root() {
-        half_close(Side::Smol, Side::Vde);
-    }
+    setup();
+    half_close(Side::Smol, Side::Vde);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn peer_reset_is_econnreset() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     // vdestack resets the connection (SO_LINGER 0): the smoltcp side's read fails.
     let l = listener(&n.smol, addr("10.0.0.1:5005"));
@@ -497,10 +532,12 @@ fn peer_reset_is_econnreset() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn refused_connect_reports_econnrefused() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     // Blocking connect: the error comes back from connect itself.
     let c = stream(&n.smol, &addr("10.0.0.2:1"));
@@ -519,10 +556,12 @@ fn refused_connect_reports_econnrefused() {
 // ---------------------------------------------------------------- plain syscalls, poll, epoll
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn plain_read_write_poll_epoll_on_proxied_fds() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     let l = listener(&n.smol, addr("10.0.0.1:5007"));
     assert!(l.is_proxied());
@@ -588,10 +627,12 @@ fn plain_read_write_poll_epoll_on_proxied_fds() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn nonblocking_accept_and_connect_in_an_epoll_loop() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     let l = listener(&n.smol, addr("10.0.0.1:5008"));
     l.set_nonblocking(true).unwrap();
@@ -667,10 +708,12 @@ fn nonblocking_accept_and_connect_in_an_epoll_loop() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn blocking_calls_on_one_socket_do_not_block_others() {
-    if !root() {
-        return;
-    }
+    setup();
     let sw = Switch::start();
     let a = smoltcp(&sw, 1);
     let b = smoltcp(&sw, 3);
@@ -1036,10 +1079,12 @@ fn kill_mid_transfer(host: u32, c: Socket, peer_source: impl FnOnce() + Send + '
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn killed_smoltcp_host_mid_transfer_gives_eof_or_reset() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     let l = listener(&n.vde, addr("10.0.0.2:5013"));
     let c = connect(&n.smol, addr("10.0.0.2:5013"));
@@ -1174,10 +1219,12 @@ fn netlink_configuration(s: &Stack) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn netlink_configuration_vdestack_and_smoltcp() {
-    if !root() {
-        return;
-    }
+    setup();
     let sw = Switch::start();
     for name in ["vdestack", "smoltcp"] {
         let s = Stack::new(name, &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack {name}: {e}"));
@@ -1215,10 +1262,12 @@ fn run_c(exe: &Path, args: &[&str], limit: Duration) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn c_abi_on_smoltcp_and_vdestack() {
-    if !root() {
-        return;
-    }
+    setup();
     let dir = TempDir::new("proxied-c");
     let exe = compile_c("tests/c", "proxied", dir.path());
     let sw = Switch::start();
@@ -1236,10 +1285,12 @@ fn c_abi_every_call_through_the_host_pump() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn c_netlink_configuration_vdestack_and_smoltcp() {
-    if !root() {
-        return;
-    }
+    setup();
     let dir = TempDir::new("proxied-nl");
     let exe = compile_c("tests/c", "proxied_netlink", dir.path());
     let sw = Switch::start();
@@ -1251,35 +1302,44 @@ fn c_netlink_configuration_vdestack_and_smoltcp() {
 // ---------------------------------------------------------------- the seed's demo
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn demo_rust_on_smoltcp() {
-    if root() {
-        let (s, c) = (example("iothtest_server"), example("iothtest_client"));
-        run_demo(&s, "smoltcp", &c, "smoltcp");
-    }
+    setup();
+    let (s, c) = (example("iothtest_server"), example("iothtest_client"));
+    run_demo(&s, "smoltcp", &c, "smoltcp");
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn demo_c_on_smoltcp() {
-    if root() {
-        let dir = TempDir::new("proxied-demo");
-        let s = compile_c("client/examples/c", "iothtest_server", dir.path());
-        let c = compile_c("client/examples/c", "iothtest_client", dir.path());
-        run_demo(&s, "smoltcp", &c, "smoltcp");
-    }
+    setup();
+    let dir = TempDir::new("proxied-demo");
+    let s = compile_c("client/examples/c", "iothtest_server", dir.path());
+    let c = compile_c("client/examples/c", "iothtest_client", dir.path());
+    run_demo(&s, "smoltcp", &c, "smoltcp");
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn demo_mixed_smoltcp_and_vdestack() {
-    if root() {
-        let dir = TempDir::new("proxied-demo-mixed");
-        let cs = compile_c("client/examples/c", "iothtest_server", dir.path());
-        let cc = compile_c("client/examples/c", "iothtest_client", dir.path());
-        let (rs, rc) = (example("iothtest_server"), example("iothtest_client"));
-        run_demo(&rs, "smoltcp", &cc, "vdestack");
-        run_demo(&cs, "vdestack", &rc, "smoltcp");
-        run_demo(&cs, "smoltcp", &rc, "vdestack");
-        run_demo(&rs, "vdestack", &cc, "smoltcp");
-    }
+    setup();
+    let dir = TempDir::new("proxied-demo-mixed");
+    let cs = compile_c("client/examples/c", "iothtest_server", dir.path());
+    let cc = compile_c("client/examples/c", "iothtest_client", dir.path());
+    let (rs, rc) = (example("iothtest_server"), example("iothtest_client"));
+    run_demo(&rs, "smoltcp", &cc, "vdestack");
+    run_demo(&cs, "vdestack", &rc, "smoltcp");
+    run_demo(&cs, "smoltcp", &rc, "vdestack");
+    run_demo(&rs, "vdestack", &cc, "smoltcp");
 }
 
 // ---------------------------------------------------------------- audit, native fds

@@ -40,11 +40,6 @@ const MAX_V6: usize = 65527;
 
 // ---------------------------------------------------------------- setup
 
-fn root() -> bool {
-    setup();
-    stacks::root()
-}
-
 /// A smoltcp stack (10.0.0.1/24, fd00::1/64 on vde0).
 fn smoltcp(sw: &Switch) -> Stack {
     stacks::smoltcp(sw, "10.0.0.1", "fd00::1")
@@ -193,9 +188,6 @@ fn burst(tx: &Socket, to: SocketAddr, rx: &Socket, msgs: &[Vec<u8>], what: &str)
 // ---------------------------------------------------------------- 1. large datagrams
 
 fn large_datagrams(v6: bool) {
-    if !root() {
-        return;
-    }
     let n = net();
     let (s_at, v_at) = if v6 {
         (addr("[fd00::1]:7200"), addr("[fd00::2]:7201"))
@@ -229,12 +221,22 @@ fn large_datagrams(v6: bool) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_large_datagrams_ipv4_both_ways() {
+    setup();
     large_datagrams(false);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_large_datagrams_ipv6_both_ways() {
+    setup();
     large_datagrams(true);
 }
 
@@ -261,10 +263,12 @@ fn udp_largest_datagrams_over_the_stacks_loopback() {
 /// Two switches, a smoltcp stack on both (`vde0`, `vde1`) and a vdestack peer on each: TCP
 /// both ways and UDP both ways on each interface, IPv4 and IPv6.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn smoltcp_with_two_vnls() {
-    if !root() {
-        return;
-    }
+    setup();
     let (a, b) = (Switch::start(), Switch::start());
     let smol = Stack::new("smoltcp", &[a.vnl(), b.vnl()])
         .unwrap_or_else(|e| panic!("newstack smoltcp on two VNLs: {e}"));
@@ -307,10 +311,12 @@ fn smoltcp_with_two_vnls() {
 
 /// A named interface: `eth1:vde://…` next to an unnamed one (`vde0`), traffic on both.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn smoltcp_with_a_named_vnl() {
-    if !root() {
-        return;
-    }
+    setup();
     let (a, b) = (Switch::start(), Switch::start());
     let named = format!("eth1:{}", b.vnl());
     let smol = Stack::new("smoltcp", &[a.vnl(), named])
@@ -419,10 +425,12 @@ fn idle_host_pump_host_does_not_spin() {
 /// The empty datagram, both ways, IPv4 and IPv6, unconnected (`send_to` with 0 bytes) and
 /// connected (`send` with 0 bytes): it arrives as a 0-byte datagram from the sender.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn empty_udp_datagram_both_ways() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     for v6 in [false, true] {
         let (s_at, v_at) = if v6 {
@@ -525,9 +533,6 @@ fn await_all(rx: &Socket, want: &[&[u8]], bound: Duration) -> Vec<Vec<u8>> {
 /// hold every later one of that socket forever; the plug-in gives it up after about 3 s, as
 /// Linux does, and what was queued behind it to a peer that answers leaves.
 fn unanswered_neighbour(v6: bool) {
-    if !root() {
-        return;
-    }
     let n = net();
     let (s_at, v_at, nobody) = if v6 {
         (
@@ -583,12 +588,22 @@ fn unanswered_neighbour(v6: bool) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_datagram_to_an_unanswered_neighbour_does_not_block_the_socket_ipv4() {
+    setup();
     unanswered_neighbour(false);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_datagram_to_an_unanswered_neighbour_does_not_block_the_socket_ipv6() {
+    setup();
     unanswered_neighbour(true);
 }
 

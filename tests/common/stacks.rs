@@ -17,16 +17,6 @@ use crate::vde::{self, Switch};
 /// `IFA_F_NODAD`: an IPv6 address without duplicate address detection.
 pub const IFA_F_NODAD: u32 = 0x02;
 
-/// Whether this process runs as root; if not, says loudly that the smoltcp ↔ vdestack tests
-/// are skipped.
-pub fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("\n*** SKIPPED: smoltcp ↔ vdestack tests need root (vdestack: netns, taps) ***\n");
-    false
-}
-
 /// `s` as a socket address; panics if it is not one.
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
