@@ -1,4 +1,4 @@
-//! Issue 9: configuration clients on every stack. A real server (`dnsmasq` in a namespace of its
+//! Configuration clients on every stack. A real server (`dnsmasq` in a namespace of its
 //! own on the test's VDE switch, [`ioth_tests::dhcp::Server`]) and a client of our own written
 //! as such clients are ([`ioth_tests::dhcp`]), the same code on vdestack (a Linux kernel stack)
 //! and on smoltcp (proxied fds): the same configuration on both, applied with the ioth netlink

@@ -1,4 +1,4 @@
-//! The seed's demo, run as a test: an echo server and a terminal client, each on its own
+//! The demo (client/examples), run as a test: an echo server and a terminal client, each on its own
 //! `vdestack` stack, over a VDE switch started by the test — with the Rust examples, with the C
 //! versions compiled against the drop-in `ioth.h`, and mixed. Needs root (namespaces, taps).
 

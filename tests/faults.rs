@@ -1,4 +1,4 @@
-//! Crash containment, lifecycle, auditing and limits (issue 4), with purpose-built plug-ins.
+//! Crash containment, lifecycle, auditing and limits, with purpose-built plug-ins.
 //!
 //! The C test plug-ins in `tests/c/plugins/` are built here with gcc into one directory, which
 //! becomes `IOTH_PLUGIN_PATH` once, before any test starts a stack (every test calls [`setup`]

@@ -1,4 +1,4 @@
-//! Hardened hosts (issue 11): the host's sandbox (a plug-in that tries to reach its
+//! Hardened hosts: the host's sandbox (a plug-in that tries to reach its
 //! application), and misuse of the API that must fail cleanly. The C programs are
 //! `tests/c/misuse.c`, `tests/c/snoop_app.c` and `tests/c/secure.c`; the C test plug-ins
 //! `tests/c/plugins/ioth_snoop.c` and `ioth_stray.c`, built here with gcc into one directory that

@@ -1,4 +1,4 @@
-//! Proxied fds end to end (issue 5, docs/proxied.md): the `smoltcp` plug-in ("proxied, fd
+//! Proxied fds end to end (docs/proxied.md): the `smoltcp` plug-in ("proxied, fd
 //! data") through a real host and the client library, against `vdestack` stacks (native fds)
 //! on VDE switches the tests start; and a C plug-in with its own read/write ("proxied, host
 //! pump", `tests/c/plugins/ioth_rwwrap.c`), whose kernel sockets live on the machine's loopback.
@@ -1299,7 +1299,7 @@ fn c_netlink_configuration_vdestack_and_smoltcp() {
     }
 }
 
-// ---------------------------------------------------------------- the seed's demo
+// ---------------------------------------------------------------- the demo
 
 #[test]
 #[cfg_attr(

@@ -1,5 +1,5 @@
-//! Issue 5, gaps a review found in the smoltcp plug-in and the host pump, through a real host
-//! and the client library:
+//! Proxied UDP at its limits and idle hosts, the smoltcp plug-in and the host pump through a real
+//! host and the client library:
 //!
 //! - UDP datagrams larger than one frame (IP fragmentation, both ways, IPv4 and IPv6): 1473,
 //!   8000, 65000 bytes and the largest UDP payload, smoltcp → vdestack and vdestack → smoltcp,
@@ -138,7 +138,7 @@ fn deliver_with(
             match recv_one(rx) {
                 Ok((got, _)) if got.len() != msg.len() => {
                     println!(
-                        "proxied_gaps: {what}: skipped a late {}-byte datagram",
+                        "proxied_udp_and_idle: {what}: skipped a late {}-byte datagram",
                         got.len()
                     );
                 }
@@ -379,7 +379,7 @@ fn idle_smoltcp_host_does_not_spin() {
     let (_s, _) = accept(&l);
     std::thread::sleep(Duration::from_millis(300));
     let ms = cpu_ms_over_one_second(pid);
-    println!("proxied_gaps: idle smoltcp host: {ms} ms of CPU in 1 s");
+    println!("proxied_udp_and_idle: idle smoltcp host: {ms} ms of CPU in 1 s");
     assert!(
         ms < IDLE_CPU_MS,
         "an idle smoltcp host used {ms} ms of CPU in 1 s (busy loop?)"
@@ -413,7 +413,7 @@ fn idle_host_pump_host_does_not_spin() {
     s.read_exact(&mut b).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let ms = cpu_ms_over_one_second(pid);
-    println!("proxied_gaps: idle host-pump host: {ms} ms of CPU in 1 s");
+    println!("proxied_udp_and_idle: idle host-pump host: {ms} ms of CPU in 1 s");
     assert!(
         ms < IDLE_CPU_MS,
         "an idle host-pump host used {ms} ms of CPU in 1 s (busy loop?)"
@@ -561,7 +561,7 @@ fn unanswered_neighbour(v6: bool) {
         "a datagram queued behind one to {nobody} (no neighbour) never left"
     );
     println!(
-        "proxied_gaps: {nobody} unanswered: the next datagram arrived after {:?}",
+        "proxied_udp_and_idle: {nobody} unanswered: the next datagram arrived after {:?}",
         t0.elapsed()
     );
     // Several to nobody and several to the peer, interleaved: the ones to nobody are given up

@@ -1,4 +1,4 @@
-//! Issue 5, the requirements tests/proxied.rs leaves open: ICMP echo replies of the smoltcp
+//! smoltcp as a peer, beyond tests/proxied.rs: ICMP echo replies of the smoltcp
 //! stack (IPv4 and IPv6, to a raw socket of a vdestack stack), its default route (a network
 //! reached only through a gateway), 1,000 sequential connections with smoltcp as the client
 //! (its ephemeral ports, its TIME-WAITs), datagram boundaries with several datagrams queued, and
@@ -297,7 +297,7 @@ fn thousand_sequential_connections_smoltcp_client() {
     }
     srv.join().expect("server");
     println!(
-        "proxied_extra: 1000 connections smoltcp → vdestack used {} distinct ephemeral ports",
+        "proxied_smoltcp_peer: 1000 connections smoltcp → vdestack used {} distinct ephemeral ports",
         ports.len()
     );
     let s = &n.smol;
@@ -383,7 +383,7 @@ fn udp_datagrams_queued_back_to_back_keep_boundaries() {
         batch(&s, v_at, &v, &msgs);
         // Larger than one frame: both sides fragment (smoltcp IPv4 with its
         // `proto-ipv4-fragmentation`, IPv6 in the plug-in, plugins/smoltcp/src/frag.rs). Only
-        // printed here; tests/proxied_gaps.rs asserts it (`udp_large_datagrams_*`).
+        // printed here; tests/proxied_udp_and_idle.rs asserts it (`udp_large_datagrams_*`).
         let big = vec![b'z'; max + 1];
         let out = match s.send_to(&big, &v_at) {
             Err(e) => format!("refused ({e})"),
@@ -392,7 +392,7 @@ fn udp_datagrams_queued_back_to_back_keep_boundaries() {
         v.send_to(&big, &s_at).unwrap();
         let inn = arrived(&s, big.len());
         println!(
-            "proxied_extra: a {}-byte {} datagram smoltcp → vdestack: {out}; vdestack → smoltcp \
+            "proxied_smoltcp_peer: a {}-byte {} datagram smoltcp → vdestack: {out}; vdestack → smoltcp \
              (fragmented by Linux): {inn}",
             big.len(),
             if v6 { "IPv6" } else { "IPv4" }
