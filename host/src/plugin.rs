@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::error::HostError;
 use ioth_plugin_sdk::abi::{GetStackDataFn, IothFunctions, NewStackFn, SLOT_NAMES};
+use ioth_plugin_sdk::errno;
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
 use crate::calls::Calls;
@@ -81,18 +82,6 @@ fn getstackdata_entry() -> GetStackDataFn {
         "getstackdata entry must be 256-byte aligned"
     );
     f
-}
-
-fn last_errno(default: i32) -> i32 {
-    match io::Error::last_os_error().raw_os_error() {
-        Some(0) | None => default,
-        Some(e) => e,
-    }
-}
-
-fn clear_errno() {
-    // SAFETY: __errno_location returns this thread's errno slot, always valid.
-    unsafe { *libc::__errno_location() = 0 };
 }
 
 /// Refuses names that could leave the plug-in directories.
@@ -260,7 +249,7 @@ pub fn load(
         .map_err(|_| HostError::InvalidArgument("a VNL contains a NUL byte".into()))?;
     let mut vnlv: Vec<*const c_char> = cvnls.iter().map(|c| c.as_ptr()).collect();
     vnlv.push(std::ptr::null());
-    clear_errno();
+    errno::clear();
     // SAFETY: vnlv is a NULL-terminated vector of live C strings; f is a live, boxed
     // ioth_functions that stays at this address for the life of the process, its getstackdata
     // the aligned entry.
@@ -272,7 +261,7 @@ pub fn load(
             ))
         })?;
     if data.is_null() {
-        let e = last_errno(libc::EINVAL);
+        let e = errno::last_or(libc::EINVAL);
         // The optional `const char *ioth_<name>_newstack_error(void)` says why (SDK extension).
         let why = lookup(&lib, name, "newstack_error")
             .and_then(|p| {
@@ -385,11 +374,11 @@ impl Plugin {
                 message: format!("plug-in {:?} has no socket function", self.name),
             });
         };
-        clear_errno();
+        errno::clear();
         // SAFETY: socket has the socket(2) signature by the ABI; plain integers.
         let fd = unsafe { socket(domain, ty, protocol) };
         if fd < 0 {
-            let e = last_errno(libc::EIO);
+            let e = errno::last_or(libc::EIO);
             return Err(HostError::call("socket", io::Error::from_raw_os_error(e)));
         }
         // SAFETY: a native plug-in's socket returns a new kernel fd that we now own.
@@ -405,10 +394,10 @@ impl Plugin {
         if data.is_null() {
             return Ok(());
         }
-        clear_errno();
+        errno::clear();
         // SAFETY: data is what newstack returned, handed back exactly once (swapped out above).
         if unsafe { del(data) } != 0 {
-            let e = last_errno(libc::EIO);
+            let e = errno::last_or(libc::EIO);
             STACKDATA.store(data, Ordering::Release);
             return Err(HostError::call("delstack", io::Error::from_raw_os_error(e)));
         }
