@@ -1,4 +1,4 @@
-//! Issue 9: configuration clients on every stack. A real server (`dnsmasq` in a namespace of its
+//! Configuration clients on every stack. A real server (`dnsmasq` in a namespace of its
 //! own on the test's VDE switch, [`ioth_tests::dhcp::Server`]) and a client of our own written
 //! as such clients are ([`ioth_tests::dhcp`]), the same code on vdestack (a Linux kernel stack)
 //! and on smoltcp (proxied fds): the same configuration on both, applied with the ioth netlink
@@ -73,10 +73,11 @@ fn tcp_both_ways(server_stack: &Stack, client: &Stack, at: SocketAddr) {
 /// between the leased addresses (both ways) and from each stack to the server's router address
 /// (the route is used: a connect to an address of the server off the leased network).
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: dnsmasq and vdestack (network namespaces, taps)"
+)]
 fn dhcpv4_lease_on_both_stacks() {
-    if !stacks::root() {
-        return;
-    }
     let sw = Switch::start();
     let server = Server::start(&sw);
     let (vde, vidx) = bare("vdestack", &sw);
@@ -139,10 +140,11 @@ fn dhcpv4_lease_on_both_stacks() {
 /// stacks with the same bytes and the same `sockaddr_ll` fields each way (SOCK_DGRAM to
 /// SOCK_RAW and back, broadcast and unicast).
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: dnsmasq and vdestack (network namespaces, taps)"
+)]
 fn packet_sockets_match_the_kernel() {
-    if !stacks::root() {
-        return;
-    }
     let sw = Switch::start();
     let (vde, vidx) = bare("vdestack", &sw);
     let (smol, sidx) = bare("smoltcp", &sw);
@@ -254,10 +256,11 @@ fn recv_frame(rx: &Socket) -> (Vec<u8>, socket2::SockAddr) {
 /// through the router's link-local address and an address in the prefix (EUI-64, with DAD) are
 /// applied with netlink, then TCP works between the two stacks over them.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: dnsmasq and vdestack (network namespaces, taps)"
+)]
 fn router_advertisement_on_both_stacks() {
-    if !stacks::root() {
-        return;
-    }
     let sw = Switch::start();
     let server = Server::start(&sw);
     let (vde, vidx) = bare("vdestack", &sw);
@@ -336,10 +339,11 @@ fn wait_not_tentative(s: &Stack, a: IpAddr) {
 /// itself: `EEXIST`). Both stacks report the lifetimes back (not permanent, counting down from
 /// the lease's) and the on-link route; then TCP works between the two leased addresses.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: dnsmasq and vdestack (network namespaces, taps)"
+)]
 fn dhcpv6_address_on_both_stacks() {
-    if !stacks::root() {
-        return;
-    }
     let sw = Switch::start();
     let server = Server::start(&sw);
     let (vde, vidx) = bare("vdestack", &sw);
@@ -780,10 +784,11 @@ fn captured(rx: &Socket, port: u16) -> ([u8; 6], u8, IpAddr, IpAddr) {
 /// it comes first); a socket of the sending stack that joined gets a looped copy unless
 /// `IPV6_MULTICAST_LOOP` is 0.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: dnsmasq and vdestack (network namespaces, taps)"
+)]
 fn multicast_matches_the_kernel() {
-    if !stacks::root() {
-        return;
-    }
     let sw = Switch::start();
     let (vde, vidx) = bare("vdestack", &sw);
     let (smol, sidx) = bare("smoltcp", &sw);
@@ -1021,11 +1026,12 @@ fn multicast_matches_the_kernel() {
 /// without a gateway (reported with the interface and link scope; the prefix route of an
 /// address of the interface exists already).
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: dnsmasq and vdestack (network namespaces, taps)"
+)]
 fn address_lifetimes_and_onlink_routes_match_the_kernel() {
     use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-    if !stacks::root() {
-        return;
-    }
     const IFA_F_PERMANENT: u32 = 0x80;
     const IFA_F_DEPRECATED: u32 = 0x20;
     let sw = Switch::start();

@@ -1,4 +1,4 @@
-//! The seed's demo, run as a test: an echo server and a terminal client, each on its own
+//! The demo (client/examples), run as a test: an echo server and a terminal client, each on its own
 //! `vdestack` stack, over a VDE switch started by the test — with the Rust examples, with the C
 //! versions compiled against the drop-in `ioth.h`, and mixed. Needs root (namespaces, taps).
 
@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use ioth_tests::cprog::{self, example};
 use ioth_tests::demo;
-use ioth_tests::netns::is_root;
 use ioth_tests::vde::TempDir;
 
 fn c_demo(dir: &Path, name: &str) -> PathBuf {
@@ -25,20 +24,14 @@ fn run_demo(server: &Path, client: &Path) {
 }
 
 #[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: network namespaces, tap devices")]
 fn demo_rust() {
-    if !is_root() {
-        eprintln!("\n*** SKIPPED: the demo needs root (network namespaces, tap devices) ***\n");
-        return;
-    }
     run_demo(&example("iothtest_server"), &example("iothtest_client"));
 }
 
 #[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: network namespaces, tap devices")]
 fn demo_c() {
-    if !is_root() {
-        eprintln!("\n*** SKIPPED: the demo needs root (network namespaces, tap devices) ***\n");
-        return;
-    }
     let dir = TempDir::new("cdemo");
     let (s, c) = (
         c_demo(dir.path(), "iothtest_server"),
@@ -48,11 +41,8 @@ fn demo_c() {
 }
 
 #[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: network namespaces, tap devices")]
 fn demo_mixed_rust_server_c_client() {
-    if !is_root() {
-        eprintln!("\n*** SKIPPED: the demo needs root (network namespaces, tap devices) ***\n");
-        return;
-    }
     let dir = TempDir::new("cdemo-mixed");
     run_demo(
         &example("iothtest_server"),

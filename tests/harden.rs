@@ -1,4 +1,4 @@
-//! Hardened hosts (issue 11): the host's sandbox (a plug-in that tries to reach its
+//! Hardened hosts: the host's sandbox (a plug-in that tries to reach its
 //! application), and misuse of the API that must fail cleanly. The C programs are
 //! `tests/c/misuse.c`, `tests/c/snoop_app.c` and `tests/c/secure.c`; the C test plug-ins
 //! `tests/c/plugins/ioth_snoop.c` and `ioth_stray.c`, built here with gcc into one directory that
@@ -46,10 +46,6 @@ fn dir() -> &'static Path {
     })
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 fn misuse(case: &str) {
     let d = dir();
     let (st, out, err) = run_bounded(Command::new(d.join("misuse")).arg(case), BOUND);
@@ -90,12 +86,12 @@ fn protocol_error_resets_the_link() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: a host's environ is readable by root only (not dumpable)"
+)]
 fn hosts_do_not_inherit_rust_backtrace() {
     dir();
-    if !is_root() {
-        eprintln!("SKIPPED: a host's environ is readable by root only (not dumpable)");
-        return;
-    }
     let s = Stack::new("kernel", &[] as &[&str]).unwrap();
     let env = std::fs::read(format!("/proc/{}/environ", s.pid().unwrap())).unwrap();
     let env = String::from_utf8_lossy(&env);
@@ -177,7 +173,7 @@ fn protections_in_force_for_kernel_and_smoltcp_hosts() {
     use ioth_proto::protections as p;
     dir();
     // kernel declares CAP_NET_ADMIN and CAP_NET_RAW (bits 12, 13), kept when the host has them.
-    let kernel_caps = if is_root() {
+    let kernel_caps = if ioth_tests::is_root() {
         "0000000000003000"
     } else {
         "0000000000000000"
@@ -317,31 +313,22 @@ fn check_snoop(cmd: &mut Command, log: &Path, outside: &Path, unprivileged: bool
 }
 
 #[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: the root case")]
 fn snoop_plugin_cannot_reach_its_application_as_root() {
-    if !is_root() {
-        eprintln!("SKIPPED: the root case needs root");
-        return;
-    }
     snoop(None);
 }
 
 #[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: switches to uid 65534")]
 fn snoop_plugin_cannot_reach_its_application_unprivileged() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root to switch to uid 65534");
-        return;
-    }
     snoop(Some(65534));
 }
 
 /// A setuid-root program run by nobody ignores the caller's IOTH_HOST and IOTH_PLUGIN_PATH.
 #[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: a setuid-root program")]
 fn setuid_program_ignores_ioth_host() {
     let d = dir();
-    if !is_root() {
-        eprintln!("SKIPPED: needs root for a setuid-root program");
-        return;
-    }
     let tag = std::process::id();
     let marker = std::env::temp_dir().join(format!("ioth-fakehost-ran-{tag}"));
     let fake = std::env::temp_dir().join(format!("ioth-fakehost-{tag}"));

@@ -21,25 +21,16 @@ use ioth_tests::cprog;
 use ioth_tests::stacks::{ip, IFA_F_NODAD, IFA_F_TENTATIVE};
 use nix::sched::{unshare, CloneFlags};
 
-/// A `kernel` stack whose host runs in a new, private network namespace; `None` (after saying
-/// why, loudly) if this process may not create namespaces.
-fn private_stack() -> Option<Stack> {
+/// A `kernel` stack whose host runs in a new, private network namespace (the tests that use it
+/// need root).
+fn private_stack() -> Stack {
     let r = std::thread::spawn(|| -> Result<Stack, String> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
         Stack::new("kernel", &[] as &[&str]).map_err(|e| format!("newstack kernel: {e}"))
     })
     .join()
     .expect("stack thread panicked");
-    match r {
-        Ok(s) => Some(s),
-        Err(e) if e.starts_with("unshare") => {
-            eprintln!(
-                "\n*** SKIPPED: netlink tests need CAP_SYS_ADMIN for private netns: {e} ***\n"
-            );
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
+    r.unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn netns_inode(path: &str) -> u64 {
@@ -78,8 +69,12 @@ fn errno_of<T: std::fmt::Debug>(r: ioth::Result<T>) -> i32 {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: a private network namespace (CAP_SYS_ADMIN)"
+)]
 fn host_is_in_a_private_namespace_with_only_lo() {
-    let Some(stack) = private_stack() else { return };
+    let stack = private_stack();
     let pid = host_pid(&stack);
     let ours = netns_inode("/proc/thread-self/ns/net");
     let theirs = netns_inode(&format!("/proc/{pid}/ns/net"));
@@ -114,8 +109,12 @@ fn host_is_in_a_private_namespace_with_only_lo() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: a private network namespace (CAP_SYS_ADMIN)"
+)]
 fn unknown_interfaces_are_enodev() {
-    let Some(stack) = private_stack() else { return };
+    let stack = private_stack();
     assert_eq!(errno_of(stack.if_nametoindex("nosuch0")), libc::ENODEV);
     assert_eq!(errno_of(stack.if_nametoindex("")), libc::ENODEV);
     assert_eq!(
@@ -147,8 +146,12 @@ fn unknown_interfaces_are_enodev() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: a private network namespace (CAP_SYS_ADMIN)"
+)]
 fn bridge_and_veth_links() {
-    let Some(stack) = private_stack() else { return };
+    let stack = private_stack();
     let br = stack
         .iplink_add(Some("nlbr0"), None, "bridge", None)
         .unwrap();
@@ -212,8 +215,12 @@ fn bridge_and_veth_links() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: a private network namespace (CAP_SYS_ADMIN)"
+)]
 fn link_up_down_mtu_and_mac() {
-    let Some(stack) = private_stack() else { return };
+    let stack = private_stack();
     let br = stack
         .iplink_add(Some("nlbr0"), None, "bridge", None)
         .unwrap();
@@ -245,8 +252,12 @@ fn link_up_down_mtu_and_mac() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: a private network namespace (CAP_SYS_ADMIN)"
+)]
 fn addresses_v4_and_v6() {
-    let Some(stack) = private_stack() else { return };
+    let stack = private_stack();
     let br = stack
         .iplink_add(Some("nlbr0"), None, "bridge", None)
         .unwrap();
@@ -314,8 +325,9 @@ fn addresses_v4_and_v6() {
 /// (reported with the flag, never tentative), while one added without it on the same bridge,
 /// which has no port and so no carrier, stays tentative.
 #[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: a private network namespace")]
 fn nodad_address_is_usable_at_once() {
-    let Some(stack) = private_stack() else { return };
+    let stack = private_stack();
     let br = stack
         .iplink_add(Some("nlbr0"), None, "bridge", None)
         .unwrap();
@@ -360,8 +372,12 @@ fn nodad_address_is_usable_at_once() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: a private network namespace (CAP_SYS_ADMIN)"
+)]
 fn routes_v4_and_v6() {
-    let Some(stack) = private_stack() else { return };
+    let stack = private_stack();
     let br = stack
         .iplink_add(Some("nlbr0"), None, "bridge", None)
         .unwrap();
@@ -475,8 +491,12 @@ fn has_route(routes: &[ioth::Route], dst: &str, p: u8) -> bool {
 /// Dumps larger than one datagram (here ~70 links of ~1.5 KB each, plus hundreds of
 /// addresses) arrive in several parts; every part is read.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: a private network namespace (CAP_SYS_ADMIN)"
+)]
 fn dumps_span_many_datagrams() {
-    let Some(stack) = private_stack() else { return };
+    let stack = private_stack();
     const PAIRS: usize = 35;
     for k in 0..PAIRS {
         stack
@@ -517,8 +537,12 @@ fn dumps_span_many_datagrams() {
 
 /// A stack whose host was killed answers netlink calls with a clear error, not a hang.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: a private network namespace (CAP_SYS_ADMIN)"
+)]
 fn calls_on_a_dead_stack_fail_cleanly() {
-    let Some(stack) = private_stack() else { return };
+    let stack = private_stack();
     let pid = nix::unistd::Pid::from_raw(host_pid(&stack) as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     let e = stack.if_nametoindex("lo").unwrap_err();
@@ -529,12 +553,13 @@ fn calls_on_a_dead_stack_fail_cleanly() {
 
 /// The native stack (no host) speaks netlink too, in the calling thread's namespace.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: a private network namespace (CAP_SYS_ADMIN)"
+)]
 fn native_stack_in_a_private_namespace() {
-    let r = std::thread::spawn(|| -> Option<Vec<String>> {
-        if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
-            eprintln!("\n*** SKIPPED: needs CAP_SYS_ADMIN for a private netns: {e} ***\n");
-            return None;
-        }
+    let names = std::thread::spawn(|| -> Vec<String> {
+        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
         let s = Stack::native();
         let br = s.iplink_add(Some("nlnat0"), None, "bridge", None).unwrap();
         s.link_set_up(br, true).unwrap();
@@ -544,23 +569,19 @@ fn native_stack_in_a_private_namespace() {
             .unwrap()
             .iter()
             .any(|a| a.addr == ip("10.44.0.1") && a.index == br));
-        Some(
-            s.interfaces()
-                .unwrap()
-                .into_iter()
-                .map(|i| i.name)
-                .collect(),
-        )
+        s.interfaces()
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect()
     })
     .join()
     .expect("native thread");
-    if let Some(names) = r {
-        assert_eq!(names, vec!["lo".to_owned(), "nlnat0".to_owned()]);
-        assert_eq!(
-            errno_of(Stack::native().if_nametoindex("nlnat0")),
-            libc::ENODEV
-        );
-    }
+    assert_eq!(names, vec!["lo".to_owned(), "nlnat0".to_owned()]);
+    assert_eq!(
+        errno_of(Stack::native().if_nametoindex("nlnat0")),
+        libc::ENODEV
+    );
 }
 
 // ---------------------------------------------------------------- C ABI
@@ -576,11 +597,8 @@ fn compile_c(name: &str) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: runs under `unshare -n`")]
 fn c_abi_configuration_and_getifaddrs() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("\n*** SKIPPED: the C netlink test runs under `unshare -n` and needs root ***\n");
-        return;
-    }
     let prog = compile_c("netlink");
     let mut cmd = Command::new("unshare");
     cmd.arg("-n").arg(&prog);

@@ -1,4 +1,4 @@
-//! Proxied fds end to end (issue 5, docs/proxied.md): the `smoltcp` plug-in ("proxied, fd
+//! Proxied fds end to end (docs/proxied.md): the `smoltcp` plug-in ("proxied, fd
 //! data") through a real host and the client library, against `vdestack` stacks (native fds)
 //! on VDE switches the tests start; and a C plug-in with its own read/write ("proxied, host
 //! pump", `tests/c/plugins/ioth_rwwrap.c`), whose kernel sockets live on the machine's loopback.
@@ -38,11 +38,6 @@ const RWWRAP_COUNTS: i32 = 1;
 /// exists: every test calls this first.
 fn setup() {
     stacks::build_test_plugins(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("proxied-plugins"));
-}
-
-fn root() -> bool {
-    setup();
-    stacks::root()
 }
 
 /// A smoltcp stack on `sw`: 10.0.0.`n`/24 and fd00::`n`/64 on vde0, default route via
@@ -149,38 +144,52 @@ fn tcp_echo(server: Side, client: Side, v6: bool) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn tcp_echo_smoltcp_server_ipv4() {
-    if root() {
-        tcp_echo(Side::Smol, Side::Vde, false);
-    }
+    setup();
+    tcp_echo(Side::Smol, Side::Vde, false);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn tcp_echo_smoltcp_server_ipv6() {
-    if root() {
-        tcp_echo(Side::Smol, Side::Vde, true);
-    }
+    setup();
+    tcp_echo(Side::Smol, Side::Vde, true);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn tcp_echo_smoltcp_client_ipv4() {
-    if root() {
-        tcp_echo(Side::Vde, Side::Smol, false);
-    }
+    setup();
+    tcp_echo(Side::Vde, Side::Smol, false);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn tcp_echo_smoltcp_client_ipv6() {
-    if root() {
-        tcp_echo(Side::Vde, Side::Smol, true);
-    }
+    setup();
+    tcp_echo(Side::Vde, Side::Smol, true);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn tcp_echo_between_two_smoltcp_stacks() {
-    if !root() {
-        return;
-    }
+    setup();
     let sw = Switch::start();
     let a = smoltcp(&sw, 1);
     let b = smoltcp(&sw, 3);
@@ -237,31 +246,43 @@ fn udp_unconnected(server: Side, client: Side, v6: bool) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_smoltcp_server_ipv4() {
-    if root() {
-        udp_unconnected(Side::Smol, Side::Vde, false);
-    }
+    setup();
+    udp_unconnected(Side::Smol, Side::Vde, false);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_smoltcp_server_ipv6() {
-    if root() {
-        udp_unconnected(Side::Smol, Side::Vde, true);
-    }
+    setup();
+    udp_unconnected(Side::Smol, Side::Vde, true);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_smoltcp_client_ipv4() {
-    if root() {
-        udp_unconnected(Side::Vde, Side::Smol, false);
-    }
+    setup();
+    udp_unconnected(Side::Vde, Side::Smol, false);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_smoltcp_client_ipv6() {
-    if root() {
-        udp_unconnected(Side::Vde, Side::Smol, true);
-    }
+    setup();
+    udp_unconnected(Side::Vde, Side::Smol, true);
 }
 
 /// A switch and two stacks on it configured as programs do, with the ioth netlink calls (IPv6
@@ -270,9 +291,6 @@ fn udp_smoltcp_client_ipv6() {
 /// connect or datagram, TCP and UDP, works, or fails at once with EADDRNOTAVAIL while the
 /// vdestack addresses are still tentative; none leaves from ::1 or hangs.
 fn ipv6_right_after_configuration(server: &str, client: &str) {
-    if !root() {
-        return;
-    }
     let sw = Switch::start();
     let srv = stacks::configured(server, &sw, "10.0.0.1", "fd00::1");
     let cli = stacks::configured(client, &sw, "10.0.0.2", "fd00::2");
@@ -281,20 +299,30 @@ fn ipv6_right_after_configuration(server: &str, client: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn ipv6_vdestack_client_of_smoltcp_right_after_configuration() {
     ipv6_right_after_configuration("smoltcp", "vdestack");
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn ipv6_smoltcp_client_of_vdestack_right_after_configuration() {
     ipv6_right_after_configuration("vdestack", "smoltcp");
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_connected_send_recv_and_disconnect() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     let srv = n.vde.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
     srv.bind(&addr("10.0.0.2:7001")).unwrap();
@@ -391,10 +419,12 @@ fn transfer(from: &Stack, to: &Stack, at: SocketAddr, chunks: usize) -> f64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn tcp_100mb_with_checksum_both_ways() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     let chunks = 100 * 1024 * 1024 / CHUNK;
     let into = transfer(&n.vde, &n.smol, addr("10.0.0.1:5001"), chunks);
@@ -409,10 +439,12 @@ fn tcp_100mb_with_checksum_both_ways() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn thousand_sequential_connections() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     let l = listener(&n.smol, addr("10.0.0.1:5003"));
     let before = n.smol.stats().unwrap().host_fds;
@@ -478,24 +510,32 @@ fn half_close(server: Side, client: Side) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn half_close_smoltcp_client() {
-    if root() {
-        half_close(Side::Vde, Side::Smol);
-    }
+    setup();
+    half_close(Side::Vde, Side::Smol);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn half_close_smoltcp_server() {
-    if root() {
-        half_close(Side::Smol, Side::Vde);
-    }
+    setup();
+    half_close(Side::Smol, Side::Vde);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn peer_reset_is_econnreset() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     // vdestack resets the connection (SO_LINGER 0): the smoltcp side's read fails.
     let l = listener(&n.smol, addr("10.0.0.1:5005"));
@@ -526,10 +566,12 @@ fn peer_reset_is_econnreset() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn refused_connect_reports_econnrefused() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     // Blocking connect: the error comes back from connect itself.
     let c = stream(&n.smol, &addr("10.0.0.2:1"));
@@ -548,10 +590,12 @@ fn refused_connect_reports_econnrefused() {
 // ---------------------------------------------------------------- plain syscalls, poll, epoll
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn plain_read_write_poll_epoll_on_proxied_fds() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     let l = listener(&n.smol, addr("10.0.0.1:5007"));
     assert!(l.is_proxied());
@@ -617,10 +661,12 @@ fn plain_read_write_poll_epoll_on_proxied_fds() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn nonblocking_accept_and_connect_in_an_epoll_loop() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     let l = listener(&n.smol, addr("10.0.0.1:5008"));
     l.set_nonblocking(true).unwrap();
@@ -696,10 +742,12 @@ fn nonblocking_accept_and_connect_in_an_epoll_loop() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn blocking_calls_on_one_socket_do_not_block_others() {
-    if !root() {
-        return;
-    }
+    setup();
     let sw = Switch::start();
     let a = smoltcp(&sw, 1);
     let b = smoltcp(&sw, 3);
@@ -1065,10 +1113,12 @@ fn kill_mid_transfer(host: u32, c: Socket, peer_source: impl FnOnce() + Send + '
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn killed_smoltcp_host_mid_transfer_gives_eof_or_reset() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     let l = listener(&n.vde, addr("10.0.0.2:5013"));
     let c = connect(&n.smol, addr("10.0.0.2:5013"));
@@ -1202,10 +1252,12 @@ fn netlink_configuration(s: &Stack) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn netlink_configuration_vdestack_and_smoltcp() {
-    if !root() {
-        return;
-    }
+    setup();
     let sw = Switch::start();
     for name in ["vdestack", "smoltcp"] {
         let s = Stack::new(name, &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack {name}: {e}"));
@@ -1243,10 +1295,12 @@ fn run_c(exe: &Path, args: &[&str], limit: Duration) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn c_abi_on_smoltcp_and_vdestack() {
-    if !root() {
-        return;
-    }
+    setup();
     let dir = TempDir::new("proxied-c");
     let exe = compile_c("tests/c", "proxied", dir.path());
     let sw = Switch::start();
@@ -1264,10 +1318,12 @@ fn c_abi_every_call_through_the_host_pump() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn c_netlink_configuration_vdestack_and_smoltcp() {
-    if !root() {
-        return;
-    }
+    setup();
     let dir = TempDir::new("proxied-nl");
     let exe = compile_c("tests/c", "proxied_netlink", dir.path());
     let sw = Switch::start();
@@ -1276,38 +1332,47 @@ fn c_netlink_configuration_vdestack_and_smoltcp() {
     }
 }
 
-// ---------------------------------------------------------------- the seed's demo
+// ---------------------------------------------------------------- the demo
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn demo_rust_on_smoltcp() {
-    if root() {
-        let (s, c) = (example("iothtest_server"), example("iothtest_client"));
-        run_demo(&s, "smoltcp", &c, "smoltcp");
-    }
+    setup();
+    let (s, c) = (example("iothtest_server"), example("iothtest_client"));
+    run_demo(&s, "smoltcp", &c, "smoltcp");
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn demo_c_on_smoltcp() {
-    if root() {
-        let dir = TempDir::new("proxied-demo");
-        let s = compile_c("client/examples/c", "iothtest_server", dir.path());
-        let c = compile_c("client/examples/c", "iothtest_client", dir.path());
-        run_demo(&s, "smoltcp", &c, "smoltcp");
-    }
+    setup();
+    let dir = TempDir::new("proxied-demo");
+    let s = compile_c("client/examples/c", "iothtest_server", dir.path());
+    let c = compile_c("client/examples/c", "iothtest_client", dir.path());
+    run_demo(&s, "smoltcp", &c, "smoltcp");
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn demo_mixed_smoltcp_and_vdestack() {
-    if root() {
-        let dir = TempDir::new("proxied-demo-mixed");
-        let cs = compile_c("client/examples/c", "iothtest_server", dir.path());
-        let cc = compile_c("client/examples/c", "iothtest_client", dir.path());
-        let (rs, rc) = (example("iothtest_server"), example("iothtest_client"));
-        run_demo(&rs, "smoltcp", &cc, "vdestack");
-        run_demo(&cs, "vdestack", &rc, "smoltcp");
-        run_demo(&cs, "smoltcp", &rc, "vdestack");
-        run_demo(&rs, "vdestack", &cc, "smoltcp");
-    }
+    setup();
+    let dir = TempDir::new("proxied-demo-mixed");
+    let cs = compile_c("client/examples/c", "iothtest_server", dir.path());
+    let cc = compile_c("client/examples/c", "iothtest_client", dir.path());
+    let (rs, rc) = (example("iothtest_server"), example("iothtest_client"));
+    run_demo(&rs, "smoltcp", &cc, "vdestack");
+    run_demo(&cs, "vdestack", &rc, "smoltcp");
+    run_demo(&cs, "smoltcp", &rc, "vdestack");
+    run_demo(&rs, "vdestack", &cc, "smoltcp");
 }
 
 // ---------------------------------------------------------------- audit, native fds

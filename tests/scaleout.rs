@@ -17,7 +17,7 @@
 //! least the data echoed.
 //!
 //! Needs root (named namespaces, a veth pair, /dev/net/tun) and libvdeplug2 + iproute2; without
-//! root each test prints a SKIPPED line and passes. Every address and interface exists only in
+//! root each test is reported as ignored. Every address and interface exists only in
 //! namespaces the test creates; Drop guards delete them, on failure too.
 
 use std::io::{Read, Write};
@@ -25,7 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use ioth::Stack;
-use ioth_tests::netns::{is_root, Machines, NetNs};
+use ioth_tests::netns::{Machines, NetNs};
 use ioth_tests::stdsock::{echo_server, listen, pid, udp, IO_TIMEOUT};
 use ioth_tests::{proc, vde};
 
@@ -35,14 +35,6 @@ const STACK_B: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
 /// Bytes echoed in bulk over TCP, in chunks.
 const BULK: usize = 512 * 1024;
 const CHUNK: usize = 16 * 1024;
-
-fn skipped(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    println!("SKIPPED {test}: needs root (network namespaces, veth, /dev/net/tun)");
-    true
-}
 
 /// A vdestack stack on `vnl`, created by a thread that has joined `machine`.
 fn stack_on(machine: &NetNs, vnl: &str) -> Stack {
@@ -254,10 +246,11 @@ fn scale_out(m: Machines, vnl_a: &str, vnl_b: &str, port_a: u16, port_b: u16) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: network namespaces, veth, /dev/net/tun"
+)]
 fn udp_vnl_joins_stacks_on_two_machines() {
-    if skipped("udp_vnl_joins_stacks_on_two_machines") {
-        return;
-    }
     let m = Machines::new("so");
     let (ha, hb) = (Machines::ADDR_A, Machines::ADDR_B);
     let vnl_a = format!("udp://{ha}:5000->{hb}:5001");
@@ -279,18 +272,20 @@ fn vxvde(tag: &str, route: bool, vnl: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: network namespaces, veth, /dev/net/tun"
+)]
 fn vxvde_vnl_joins_stacks_on_two_machines() {
-    if skipped("vxvde_vnl_joins_stacks_on_two_machines") {
-        return;
-    }
     vxvde("sox", true, "vxvde://239.77.0.1/port=14790/vni=77");
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: network namespaces, veth, /dev/net/tun"
+)]
 fn vxvde_vnl_with_if_option_needs_no_route() {
-    if skipped("vxvde_vnl_with_if_option_needs_no_route") {
-        return;
-    }
     // Without route nor `if=`, the VNL cannot be opened: ENODEV, no stack, nothing left.
     let m = Machines::new("son");
     let e =

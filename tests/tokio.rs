@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ioth::tokio::{TcpListener, TcpStream, UdpSocket};
 use ioth::Stack;
-use ioth_tests::stacks::{root, Net, Side};
+use ioth_tests::stacks::{Net, Side};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Barrier, Semaphore};
 
@@ -103,9 +103,6 @@ async fn many_clients(from: Stack, to: SocketAddr) {
 }
 
 fn tcp_both_ways(server: Side, client: Side, port: u16) {
-    if !root() {
-        return;
-    }
     raise_fd_limit();
     let net = Net::start();
     let rt = runtime();
@@ -120,11 +117,19 @@ fn tcp_both_ways(server: Side, client: Side, port: u16) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn thousand_connections_vdestack_to_smoltcp() {
     tcp_both_ways(Side::Smol, Side::Vde, 7100);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn thousand_connections_smoltcp_to_vdestack() {
     tcp_both_ways(Side::Vde, Side::Smol, 7200);
 }
@@ -147,10 +152,11 @@ async fn bind_udp(stack: &Stack, at: SocketAddr) -> UdpSocket {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_echo_both_ways_and_refused_connect() {
-    if !root() {
-        return;
-    }
     let net = Net::start();
     let rt = runtime();
     rt.block_on(async {

@@ -556,6 +556,7 @@ fn missing_libvdeplug_names_the_package() {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
+            "--ignored",
             "no_libvdeplug_child",
             "--nocapture",
             "--test-threads=1",
@@ -573,12 +574,14 @@ fn missing_libvdeplug_names_the_package() {
     assert!(stdout.contains("checked without libvdeplug"), "{stdout}");
 }
 
-/// Only meaningful under [`missing_libvdeplug_names_the_package`]; passes trivially otherwise.
+/// Only meaningful under [`missing_libvdeplug_names_the_package`], which runs it.
 #[test]
+#[ignore = "run by missing_libvdeplug_names_the_package in a child without libvdeplug"]
 fn no_libvdeplug_child() {
-    if std::env::var_os("IOTH_VDESTACK_NO_LIB_CHILD").is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os("IOTH_VDESTACK_NO_LIB_CHILD").is_some(),
+        "run only by missing_libvdeplug_names_the_package"
+    );
     let e = Stack::new("vdestack", &["vde:///nonexistent/sw"]).expect_err("no libvdeplug");
     assert_eq!(e.errno(), libc::ENOPKG, "{e}");
     assert!(e.to_string().contains("libvdeplug2"), "{e}");
@@ -664,11 +667,11 @@ fn udp_vnl_is_opened_in_the_applications_netns() {
 /// uid/gid 65534 (nobody). Taps need a world-accessible `/dev/net/tun`, which this machine lacks,
 /// so the stack has no VNL.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: switches to an unprivileged user"
+)]
 fn unprivileged_stack_gets_its_own_user_namespace() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("\n*** SKIPPED: needs root to switch to an unprivileged user ***\n");
-        return;
-    }
     let dir = TempDir::new("unpriv");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

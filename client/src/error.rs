@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ioth_proto::ProtoError;
+use ioth_proto::{ErrorKind, ProtoError, WireError};
 
 /// Result of the ioth Rust API.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -131,6 +131,37 @@ impl Error {
             Error::Timeout { .. } => libc::ETIMEDOUT,
             Error::Busy { .. } => libc::EBUSY,
             Error::Protocol(e) => e.errno(),
+        }
+    }
+}
+
+impl Error {
+    /// A request's failure as the host reported it: its errno and message.
+    pub(crate) fn from_wire(e: WireError) -> Error {
+        Error::Stack {
+            errno: e.errno,
+            message: e.message,
+        }
+    }
+
+    /// The failure of `NewStack` for `plugin`, chosen by the kind the host gave it (never by
+    /// its text).
+    pub(crate) fn newstack(plugin: &str, e: WireError) -> Error {
+        let name = plugin.to_owned();
+        let message = e.message;
+        match e.kind {
+            ErrorKind::PluginNotFound => Error::PluginNotFound { name, message },
+            ErrorKind::NoNewstack => Error::NoNewstack { name, message },
+            ErrorKind::LicenseRefused => Error::LicenseRefused { name, message },
+            ErrorKind::InvalidName
+            | ErrorKind::InvalidArgument
+            | ErrorKind::Audit
+            | ErrorKind::Sandbox
+            | ErrorKind::Protocol
+            | ErrorKind::Os => Error::Stack {
+                errno: e.errno,
+                message,
+            },
         }
     }
 }

@@ -20,22 +20,25 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod builder;
 pub mod capi;
+mod defaults;
 mod env;
 mod error;
+mod handle;
+mod link;
 mod locate;
 mod netlink;
+mod procfs;
 mod socket;
-mod spawn;
 mod stack;
 mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
+pub use builder::{StackBuilder, DEFAULT_NEWSTACK_TIMEOUT};
+pub use defaults::{default_stack, license, set_default_stack, set_license, socket};
 pub use error::{Error, Result};
 pub use netlink::{IfAddress, Interface, Route};
 pub use socket::Socket;
-pub use stack::{
-    default_stack, license, set_default_stack, set_license, socket, Stack, StackBuilder, Stats,
-    DEFAULT_NEWSTACK_TIMEOUT,
-};
+pub use stack::{Stack, Stats};

@@ -7,7 +7,6 @@ mod raw;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,35 +15,8 @@ use socket2::{SockAddr, SockRef};
 
 pub(crate) use proxy::{is_nonblocking, Proxy};
 
-use crate::stack::{Inner, Stack};
+use crate::handle::Hold;
 use crate::Error;
-
-/// A hold of one open socket on a stack: while it lives, the stack counts it as open
-/// (`delstack` fails with `EBUSY`) and its host stays up.
-#[derive(Debug)]
-pub(crate) struct Hold(Arc<Inner>);
-
-impl Hold {
-    pub(crate) fn new(inner: &Arc<Inner>) -> Hold {
-        inner.open.fetch_add(1, Ordering::AcqRel);
-        Hold(inner.clone())
-    }
-
-    pub(crate) fn stack(&self) -> Stack {
-        Stack::from_inner(self.0.clone())
-    }
-
-    /// One more hold on the same stack (for an fd born of another, e.g. by accept).
-    pub(crate) fn another(&self) -> Hold {
-        Hold::new(&self.0)
-    }
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// `fcntl(F_SETFL)` with `O_NONBLOCK` set or cleared.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
@@ -108,7 +80,7 @@ fn addr_from(b: &[u8]) -> io::Result<SocketAddr> {
 /// It converts into [`std::net::TcpStream`], [`std::net::TcpListener`], [`std::net::UdpSocket`],
 /// [`std::os::unix::net::UnixDatagram`], [`std::os::unix::net::UnixStream`],
 /// [`socket2::Socket`] and [`OwnedFd`]. A conversion hands the fd over and ends that count: keep
-/// the [`Stack`] (or a clone) alive for as long as you use the converted socket, since a stack's
+/// the [`crate::Stack`] (or a clone) alive for as long as you use the converted socket, since a stack's
 /// interfaces go away with its last handle. **A converted proxied socket** gives working
 /// `read`/`write`/`shutdown`/`poll` (with the limits above), but not `accept`, `peer_addr`,
 /// `local_addr`, socket options nor datagram addresses (those are the host's), and the host
@@ -140,9 +112,9 @@ impl Socket {
         }
     }
 
-    /// The stack this socket belongs to.
-    pub fn stack(&self) -> Stack {
-        self.hold.stack()
+    /// The hold on the socket's stack (its stack is [`Socket::stack`]).
+    pub(crate) fn hold(&self) -> &Hold {
+        &self.hold
     }
 
     /// Whether the fd is proxied (its stack's sockets live in user space, docs/proxied.md).

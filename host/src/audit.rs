@@ -29,6 +29,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ioth_proto::{ControlOp, FdKind, Limits, Reply, Request, WireError};
 
+use crate::error::HostError;
+
 /// An open audit trail.
 pub struct Audit {
     file: File,
@@ -258,7 +260,7 @@ pub fn line(
     o.push_str(",\"args\":");
     o.push_str(args);
     match reply {
-        Reply::Error(WireError { errno, message }) => {
+        Reply::Error(WireError { errno, message, .. }) => {
             let _ = write!(
                 o,
                 ",\"result\":\"error\",\"errno\":{errno},\"errname\":\"{}\",\"message\":",
@@ -294,10 +296,10 @@ pub fn now() -> Duration {
 impl Audit {
     /// Opens the trail named by `path` for stack `plugin`: a directory gets
     /// `<plugin>-<pid>.jsonl`, anything else is the file itself (created 0600, appended).
-    pub fn open(path: &str, plugin: &str) -> Result<Audit, WireError> {
+    pub fn open(path: &str, plugin: &str) -> Result<Audit, HostError> {
         let p = Path::new(path);
         if !p.is_absolute() {
-            return Err(WireError {
+            return Err(HostError::Audit {
                 errno: libc::EINVAL,
                 message: format!("audit path {path:?} is not absolute"),
             });
@@ -315,17 +317,17 @@ impl Audit {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
             .open(&file_path)
-            .map_err(|e| WireError {
+            .map_err(|e| HostError::Audit {
                 errno: e.raw_os_error().unwrap_or(libc::EIO),
                 message: format!("cannot open audit file {}: {e}", file_path.display()),
             })?;
-        let meta = file.metadata().map_err(|e| WireError {
+        let meta = file.metadata().map_err(|e| HostError::Audit {
             errno: e.raw_os_error().unwrap_or(libc::EIO),
             message: format!("cannot stat audit file {}: {e}", file_path.display()),
         })?;
         if !meta.is_file() {
             // A FIFO or a device (/dev/full) would block or lose the trail: a trail is a file.
-            return Err(WireError {
+            return Err(HostError::Audit {
                 errno: libc::EINVAL,
                 message: format!(
                     "audit file {} is not a regular file (a FIFO or a device cannot keep a trail)",
@@ -451,10 +453,7 @@ mod tests {
             "k",
             "Socket",
             "{}",
-            &Reply::Error(WireError {
-                errno: libc::EMFILE,
-                message: "socket: \"too many\"".into(),
-            }),
+            &Reply::Error(WireError::os(libc::EMFILE, "socket: \"too many\"")),
             Duration::ZERO,
         );
         assert!(err.contains(

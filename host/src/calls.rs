@@ -18,6 +18,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use ioth_plugin_sdk::abi::IothFunctions;
+use ioth_plugin_sdk::errno;
 use ioth_proto::{MAX_SOCKADDR, MAX_SOCKOPT};
 
 /// The socket functions of a loaded plug-in.
@@ -26,17 +27,9 @@ pub struct Calls {
     f: IothFunctions,
 }
 
-fn clear_errno() {
-    // SAFETY: __errno_location returns this thread's errno slot, always valid.
-    unsafe { *libc::__errno_location() = 0 };
-}
-
 /// The errno a failed call left, or `default` if it left none.
 fn failed(default: i32) -> io::Error {
-    match io::Error::last_os_error().raw_os_error() {
-        Some(0) | None => io::Error::from_raw_os_error(default),
-        Some(e) => io::Error::from_raw_os_error(e),
-    }
+    io::Error::from_raw_os_error(errno::last_or(default))
 }
 
 fn cvt(r: c_int) -> io::Result<c_int> {
@@ -113,7 +106,7 @@ impl Calls {
         let Some(socket) = self.f.socket else {
             return Err(io::Error::from_raw_os_error(libc::ENOSYS));
         };
-        clear_errno();
+        errno::clear();
         // SAFETY: socket has the socket(2) signature by the ABI; plain integers.
         cvt(unsafe { socket(domain, ty, protocol) })
     }
@@ -138,7 +131,7 @@ impl Calls {
 
     /// `close(fd)`: the plug-in's, else libc's.
     pub fn close(&self, fd: RawFd) -> io::Result<()> {
-        clear_errno();
+        errno::clear();
         let r = match self.f.close {
             // SAFETY: close(2)'s signature by the ABI; the handle is not used after this.
             Some(close) => unsafe { close(fd) },
@@ -151,7 +144,7 @@ impl Calls {
     /// `bind(fd, addr)`.
     pub fn bind(&self, fd: RawFd, addr: &[u8]) -> io::Result<()> {
         let bind = self.f.bind.unwrap_or(libc::bind);
-        clear_errno();
+        errno::clear();
         // SAFETY: addr is readable for its length, passed as addrlen.
         cvt(unsafe { bind(fd, addr.as_ptr().cast(), addr.len() as libc::socklen_t) }).map(drop)
     }
@@ -159,7 +152,7 @@ impl Calls {
     /// `connect(fd, addr)`.
     pub fn connect(&self, fd: RawFd, addr: &[u8]) -> io::Result<()> {
         let connect = self.f.connect.unwrap_or(libc::connect);
-        clear_errno();
+        errno::clear();
         // SAFETY: addr is readable for its length, passed as addrlen.
         cvt(unsafe { connect(fd, addr.as_ptr().cast(), addr.len() as libc::socklen_t) }).map(drop)
     }
@@ -167,7 +160,7 @@ impl Calls {
     /// `listen(fd, backlog)`.
     pub fn listen(&self, fd: RawFd, backlog: i32) -> io::Result<()> {
         let listen = self.f.listen.unwrap_or(libc::listen);
-        clear_errno();
+        errno::clear();
         // SAFETY: plain integers.
         cvt(unsafe { listen(fd, backlog) }).map(drop)
     }
@@ -177,7 +170,7 @@ impl Calls {
         let accept = self.f.accept.unwrap_or(libc::accept);
         let mut a = AddrOut::new();
         let (p, l) = a.ptrs();
-        clear_errno();
+        errno::clear();
         // SAFETY: p is writable for *l bytes; l is a live socklen_t.
         let h = cvt(unsafe { accept(fd, p, l) })?;
         Ok((h, a.bytes()))
@@ -192,7 +185,7 @@ impl Calls {
         };
         let mut a = AddrOut::new();
         let (p, l) = a.ptrs();
-        clear_errno();
+        errno::clear();
         // SAFETY: p is writable for *l bytes; l is a live socklen_t.
         cvt(unsafe { f(fd, p, l) })?;
         Ok(a.bytes())
@@ -206,7 +199,7 @@ impl Calls {
         } else {
             value.as_ptr().cast()
         };
-        clear_errno();
+        errno::clear();
         // SAFETY: p is NULL (length 0) or readable for value.len() bytes.
         cvt(unsafe { f(fd, level, name, p, value.len() as libc::socklen_t) }).map(drop)
     }
@@ -216,7 +209,7 @@ impl Calls {
         let f = self.f.getsockopt.unwrap_or(libc::getsockopt);
         let mut buf = [0u8; MAX_SOCKOPT];
         let mut l = len.min(MAX_SOCKOPT) as libc::socklen_t;
-        clear_errno();
+        errno::clear();
         // SAFETY: buf is writable for l <= MAX_SOCKOPT bytes; l is a live socklen_t.
         cvt(unsafe { f(fd, level, name, buf.as_mut_ptr().cast(), &mut l) })?;
         Ok(buf[..(l as usize).min(len.min(MAX_SOCKOPT))].to_vec())
@@ -232,7 +225,7 @@ impl Calls {
     /// `shutdown(fd, how)`.
     pub fn shutdown(&self, fd: RawFd, how: i32) -> io::Result<()> {
         let f = self.f.shutdown.unwrap_or(libc::shutdown);
-        clear_errno();
+        errno::clear();
         // SAFETY: plain integers.
         cvt(unsafe { f(fd, how) }).map(drop)
     }
@@ -241,13 +234,13 @@ impl Calls {
     /// (`F_GETFL`, then `F_SETFL | O_NONBLOCK`).
     pub fn set_nonblocking(&self, fd: RawFd) -> io::Result<()> {
         let fcntl = self.f.fcntl.unwrap_or(libc::fcntl);
-        clear_errno();
+        errno::clear();
         // SAFETY: fcntl(2)'s variadic signature by the ABI; F_GETFL takes no third argument.
         let flags = cvt(unsafe { fcntl(fd, libc::F_GETFL) })?;
         if flags & libc::O_NONBLOCK != 0 {
             return Ok(());
         }
-        clear_errno();
+        errno::clear();
         // SAFETY: as above; F_SETFL takes an int.
         cvt(unsafe { fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
     }
@@ -256,7 +249,7 @@ impl Calls {
     /// `read`.
     pub fn read(&self, fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
         let (p, n) = (buf.as_mut_ptr().cast::<c_void>(), buf.len());
-        clear_errno();
+        errno::clear();
         // SAFETY: every variant gets a buffer writable for n bytes (and NULL address pointers).
         let r = unsafe {
             if let Some(f) = self.f.read {
@@ -276,7 +269,7 @@ impl Calls {
     /// `write`. `MSG_NOSIGNAL` where a flag can be given.
     pub fn write(&self, fd: RawFd, buf: &[u8]) -> io::Result<usize> {
         let (p, n) = (buf.as_ptr().cast::<c_void>(), buf.len());
-        clear_errno();
+        errno::clear();
         // SAFETY: every variant gets a buffer readable for n bytes (and a NULL address).
         let r = unsafe {
             if let Some(f) = self.f.write {
@@ -298,7 +291,7 @@ impl Calls {
         let f = self.f.recvfrom.unwrap_or(libc::recvfrom);
         let mut a = AddrOut::new();
         let (ap, al) = a.ptrs();
-        clear_errno();
+        errno::clear();
         // SAFETY: buf is writable for its length; ap for *al bytes.
         let n = cvt_size(unsafe { f(fd, buf.as_mut_ptr().cast(), buf.len(), 0, ap, al) })?;
         Ok((n, a.bytes()))
@@ -312,7 +305,7 @@ impl Calls {
             Some(a) => (a.as_ptr().cast(), a.len() as libc::socklen_t),
             None => (std::ptr::null(), 0),
         };
-        clear_errno();
+        errno::clear();
         // SAFETY: buf is readable for its length; tp is NULL or readable for tl bytes.
         cvt_size(unsafe {
             f(

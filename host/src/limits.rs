@@ -6,11 +6,13 @@
 //! from mmap/malloc (`RLIMIT_AS`), `EMFILE` from open/socket (`RLIMIT_NOFILE`), `SIGXCPU` then
 //! `SIGKILL` (`RLIMIT_CPU`). Only its own host is affected.
 
-use ioth_proto::{Limits, WireError};
+use ioth_proto::Limits;
 use nix::sys::resource::{setrlimit, Resource};
 
+use crate::error::HostError;
+
 /// Applies every limit of `l` to this process.
-pub fn apply(l: &Limits) -> Result<(), WireError> {
+pub fn apply(l: &Limits) -> Result<(), HostError> {
     let table = [
         (Resource::RLIMIT_AS, l.address_space, "RLIMIT_AS"),
         (Resource::RLIMIT_NOFILE, l.open_files, "RLIMIT_NOFILE"),
@@ -19,7 +21,7 @@ pub fn apply(l: &Limits) -> Result<(), WireError> {
     ];
     for (res, value, name) in table {
         let Some(v) = value else { continue };
-        setrlimit(res, v, v).map_err(|e| WireError {
+        setrlimit(res, v, v).map_err(|e| HostError::Os {
             errno: e as i32,
             message: format!("setrlimit({name}, {v}) in the host: {}", e.desc()),
         })?;

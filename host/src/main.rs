@@ -20,6 +20,7 @@
 
 mod audit;
 mod calls;
+mod error;
 mod license;
 mod limits;
 mod plugin;
@@ -32,7 +33,9 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ioth_proto::{Channel, WireError, HOST_CHANNEL_FD};
+use ioth_proto::{Channel, HOST_CHANNEL_FD};
+
+use crate::error::HostError;
 
 #[allow(unsafe_code)]
 fn take_channel() -> Result<OwnedFd, String> {
@@ -81,14 +84,14 @@ fn set_parent_death_signal(sig: i32) {
 }
 
 /// A thread that could not be started, as the error of `NewStack`.
-fn thread_error(what: &str, e: std::io::Error) -> WireError {
-    WireError {
+fn thread_error(what: &str, e: std::io::Error) -> HostError {
+    HostError::Os {
         errno: e.raw_os_error().unwrap_or(libc::EAGAIN),
         message: format!("ioth-host: cannot start the {what} thread: {e}"),
     }
 }
 
-fn install_signal_handlers() -> Result<(), WireError> {
+fn install_signal_handlers() -> Result<(), HostError> {
     use signal_hook::consts::{SIGHUP, SIGTERM};
     // SIGTERM/SIGHUP: leave at once; the kernel closes the plug-in's sockets, taps and namespace.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP])
@@ -134,7 +137,7 @@ fn exit_now() -> ! {
 }
 
 /// Starts the watchdog on `watch`, a duplicate of the channel (see the module doc).
-fn start_watchdog(watch: OwnedFd) -> Result<(), WireError> {
+fn start_watchdog(watch: OwnedFd) -> Result<(), HostError> {
     use nix::poll::{poll, PollFd, PollTimeout};
     let spawned = std::thread::Builder::new()
         .name("ioth-watchdog".into())

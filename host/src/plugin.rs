@@ -23,8 +23,9 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
+use crate::error::HostError;
 use ioth_plugin_sdk::abi::{GetStackDataFn, IothFunctions, NewStackFn, SLOT_NAMES};
-use ioth_proto::WireError;
+use ioth_plugin_sdk::errno;
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
 use crate::calls::Calls;
@@ -83,34 +84,10 @@ fn getstackdata_entry() -> GetStackDataFn {
     f
 }
 
-fn err(errno: i32, message: impl Into<String>) -> WireError {
-    WireError {
-        errno,
-        message: message.into(),
-    }
-}
-
-fn last_errno(default: i32) -> i32 {
-    match io::Error::last_os_error().raw_os_error() {
-        Some(0) | None => default,
-        Some(e) => e,
-    }
-}
-
-fn clear_errno() {
-    // SAFETY: __errno_location returns this thread's errno slot, always valid.
-    unsafe { *libc::__errno_location() = 0 };
-}
-
 /// Refuses names that could leave the plug-in directories.
-pub fn check_name(name: &str) -> Result<(), WireError> {
+pub fn check_name(name: &str) -> Result<(), HostError> {
     if name.is_empty() || name.contains('/') || name.contains("..") || name.contains('\0') {
-        return Err(err(
-            libc::EINVAL,
-            format!(
-                "invalid plug-in name {name:?}: it must not be empty or contain '/', '..' or NUL"
-            ),
-        ));
+        return Err(HostError::InvalidName(name.to_owned()));
     }
     Ok(())
 }
@@ -126,7 +103,7 @@ fn file_names(name: &str) -> [String; 2] {
 /// installation's plug-in directory (`<libdir>/ioth`) or a cargo build directory, where cargo
 /// names it `libioth_<name>.so`; in each directory `ioth_<name>-r.so` before `ioth_<name>.so`.
 /// Never the current directory.
-pub fn find(name: &str, search: &[PathBuf], own_dir: Option<&Path>) -> Result<PathBuf, WireError> {
+pub fn find(name: &str, search: &[PathBuf], own_dir: Option<&Path>) -> Result<PathBuf, HostError> {
     check_name(name)?;
     let mut tried = Vec::new();
     let mut candidates: Vec<PathBuf> = Vec::new();
@@ -143,13 +120,10 @@ pub fn find(name: &str, search: &[PathBuf], own_dir: Option<&Path>) -> Result<Pa
         }
         tried.push(c.display().to_string());
     }
-    Err(err(
-        libc::ENOTSUP,
-        format!(
-            "plug-in {name:?} not found (looked for {})",
-            tried.join(", ")
-        ),
-    ))
+    Err(HostError::PluginNotFound {
+        name: name.to_owned(),
+        tried: tried.join(", "),
+    })
 }
 
 /// Calls `newstack` in the form that serves both ABIs (see the module doc): `Err` when a
@@ -226,20 +200,20 @@ pub fn load(
     options: &str,
     vnls: &[String],
     app_license: Option<&str>,
-) -> Result<Plugin, WireError> {
+) -> Result<Plugin, HostError> {
     // SAFETY: loading a plug-in runs its initialisers; that is what a plug-in is for, and it
     // runs in this host process alone.
     let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
-        err(
-            libc::ENOTSUP,
-            format!("cannot load plug-in {}: {e}", path.display()),
-        )
+        HostError::CannotLoad {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }
     })?;
     let Some(newstack) = lookup(&lib, name, "newstack") else {
-        return Err(err(
-            libc::ENOENT,
-            format!("plug-in {} has no ioth_{name}_newstack", path.display()),
-        ));
+        return Err(HostError::NoNewstack {
+            path: path.display().to_string(),
+            name: name.to_owned(),
+        });
     };
     let license = lookup(&lib, name, "license").and_then(|p| {
         // SAFETY: ioth_<name>_license is a `const char *` variable; p is its address.
@@ -248,15 +222,11 @@ pub fn load(
         (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned())
     });
     if !license::compatible(app_license, license.as_deref()) {
-        return Err(err(
-            libc::EPERM,
-            format!(
-                "licence refused: plug-in {name:?} is {:?}, the application declares {:?} \
-                 (set it with ioth_set_license / StackBuilder::license)",
-                license.as_deref().unwrap_or(""),
-                app_license.unwrap_or("no licence")
-            ),
-        ));
+        return Err(HostError::LicenseRefused {
+            name: name.to_owned(),
+            plugin: license.as_deref().unwrap_or("").to_owned(),
+            app: app_license.unwrap_or("no licence").to_owned(),
+        });
     }
     let mut f = Box::<IothFunctions>::default();
     for (i, slot) in SLOT_NAMES.iter().enumerate().skip(1) {
@@ -271,30 +241,27 @@ pub fn load(
     let newstack: NewStackFn =
         unsafe { std::mem::transmute::<*const c_void, NewStackFn>(newstack) };
     let coptions = CString::new(options)
-        .map_err(|_| err(libc::EINVAL, "the stack options contain a NUL byte"))?;
+        .map_err(|_| HostError::InvalidArgument("the stack options contain a NUL byte".into()))?;
     let cvnls: Vec<CString> = vnls
         .iter()
         .map(|v| CString::new(v.as_str()))
         .collect::<Result<_, _>>()
-        .map_err(|_| err(libc::EINVAL, "a VNL contains a NUL byte"))?;
+        .map_err(|_| HostError::InvalidArgument("a VNL contains a NUL byte".into()))?;
     let mut vnlv: Vec<*const c_char> = cvnls.iter().map(|c| c.as_ptr()).collect();
     vnlv.push(std::ptr::null());
-    clear_errno();
+    errno::clear();
     // SAFETY: vnlv is a NULL-terminated vector of live C strings; f is a live, boxed
     // ioth_functions that stays at this address for the life of the process, its getstackdata
     // the aligned entry.
     let data =
         unsafe { call_newstack(newstack, vnlv.as_ptr(), &coptions, &mut f) }.map_err(|()| {
-            err(
-                libc::EINVAL,
-                format!(
-                    "plug-in {name:?} takes no options: its newstack has the two-argument form \
+            HostError::InvalidArgument(format!(
+                "plug-in {name:?} takes no options: its newstack has the two-argument form \
                  (the stack name gave {options:?})"
-                ),
-            )
+            ))
         })?;
     if data.is_null() {
-        let e = last_errno(libc::EINVAL);
+        let e = errno::last_or(libc::EINVAL);
         // The optional `const char *ioth_<name>_newstack_error(void)` says why (SDK extension).
         let why = lookup(&lib, name, "newstack_error")
             .and_then(|p| {
@@ -310,10 +277,10 @@ pub fn load(
                 (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned())
             })
             .unwrap_or_else(|| io::Error::from_raw_os_error(e).to_string());
-        return Err(err(
-            e,
-            format!("plug-in {name:?} failed to create the stack: {why}"),
-        ));
+        return Err(HostError::Os {
+            errno: e,
+            message: format!("plug-in {name:?} failed to create the stack: {why}"),
+        });
     }
     STACKDATA.store(data, Ordering::Release);
     let mut plugin = Plugin {
@@ -400,29 +367,26 @@ impl Plugin {
     }
 
     /// Calls the plug-in's `socket`.
-    pub fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd, WireError> {
+    pub fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd, HostError> {
         let Some(socket) = self.f.socket else {
-            return Err(err(
-                libc::ENOSYS,
-                format!("plug-in {:?} has no socket function", self.name),
-            ));
+            return Err(HostError::Os {
+                errno: libc::ENOSYS,
+                message: format!("plug-in {:?} has no socket function", self.name),
+            });
         };
-        clear_errno();
+        errno::clear();
         // SAFETY: socket has the socket(2) signature by the ABI; plain integers.
         let fd = unsafe { socket(domain, ty, protocol) };
         if fd < 0 {
-            let e = last_errno(libc::EIO);
-            return Err(err(
-                e,
-                format!("socket: {}", io::Error::from_raw_os_error(e)),
-            ));
+            let e = errno::last_or(libc::EIO);
+            return Err(HostError::call("socket", io::Error::from_raw_os_error(e)));
         }
         // SAFETY: a native plug-in's socket returns a new kernel fd that we now own.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     /// Calls the plug-in's `delstack`, if it has one.
-    pub fn delstack(&self) -> Result<(), WireError> {
+    pub fn delstack(&self) -> Result<(), HostError> {
         let data = STACKDATA.swap(std::ptr::null_mut(), Ordering::AcqRel);
         let Some(del) = self.f.delstack else {
             return Ok(());
@@ -430,15 +394,12 @@ impl Plugin {
         if data.is_null() {
             return Ok(());
         }
-        clear_errno();
+        errno::clear();
         // SAFETY: data is what newstack returned, handed back exactly once (swapped out above).
         if unsafe { del(data) } != 0 {
-            let e = last_errno(libc::EIO);
+            let e = errno::last_or(libc::EIO);
             STACKDATA.store(data, Ordering::Release);
-            return Err(err(
-                e,
-                format!("delstack: {}", io::Error::from_raw_os_error(e)),
-            ));
+            return Err(HostError::call("delstack", io::Error::from_raw_os_error(e)));
         }
         Ok(())
     }

@@ -37,7 +37,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ioth_proto::{protections as bit, WireError};
+use ioth_proto::protections as bit;
+
+use crate::error::HostError;
 
 /// Which protections are in force (the bits of [`ioth_proto::protections`]).
 pub type Protections = u32;
@@ -75,11 +77,8 @@ const CAP_NAMES: &[(&str, u32)] = &[
     ("sys_time", 25),
 ];
 
-fn bad(message: String) -> WireError {
-    WireError {
-        errno: libc::EINVAL,
-        message,
-    }
+fn bad(message: String) -> HostError {
+    HostError::InvalidArgument(message)
 }
 
 /// The filesystem places a VNL names (`switch:///tmp/sw` → `/tmp/sw`, `eth1:vde:///tmp/sw[2]` →
@@ -98,7 +97,7 @@ fn vnl_path(vnl: &str) -> Option<PathBuf> {
 
 /// Parses a plug-in's `ioth_<name>_sandbox` declaration for a stack on `vnls` (`write=@vnl`
 /// stands for the place each VNL names: a switch directory, a `ptp://` socket's directory; `@plugin` stands for the directory of the plug-in's file, `plugin`.)
-pub fn parse_relax(text: &str, vnls: &[String], plugin: &Path) -> Result<Relax, WireError> {
+pub fn parse_relax(text: &str, vnls: &[String], plugin: &Path) -> Result<Relax, HostError> {
     let mut r = Relax::default();
     for tok in text.split_whitespace() {
         let (key, value) = tok
@@ -533,11 +532,8 @@ fn seccomp_filters() -> Result<[seccompiler::BpfProgram; 2], String> {
 /// Confines the host (see the module doc). The plug-in at `path` has created its stack. Fails
 /// only on a declaration that cannot be honoured or a thread that would stay unconfined;
 /// protections the kernel lacks are left out of the result.
-pub fn apply(relax: &Relax) -> Result<(Protections, String), WireError> {
-    let fail = |m: String| WireError {
-        errno: libc::EPERM,
-        message: format!("sandbox: {m}"),
-    };
+pub fn apply(relax: &Relax) -> Result<(Protections, String), HostError> {
+    let fail = HostError::Sandbox;
     let mut p: Protections = 0;
     let mut notes: Vec<String> = Vec::new();
     // Not dumpable: no same-uid process reads its memory or /proc files; no core dump.

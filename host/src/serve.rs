@@ -1,16 +1,15 @@
 //! The request loop: one `dispatch` match calling one `handle_*` per request, each served
 //! request then written to the audit trail (if the stack has one).
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ioth_proto::{
-    Channel, FdKind, Limits, ProtoError, Reply, Request, StackStats, WireError, PROTO_VERSION,
-};
+use ioth_proto::{Channel, FdKind, Limits, ProtoError, Reply, Request, StackStats, PROTO_VERSION};
 
 use crate::audit::{self, Audit};
+use crate::error::HostError;
 use crate::limits;
 use crate::plugin::{self, DataPath, Plugin};
 use crate::sandbox::{self, Protections, Relax};
@@ -36,12 +35,59 @@ struct Serving {
 
 /// The hook run once the stack exists ([`Host::on_stack_ready`]): confines the host, starts its
 /// threads; the protections in force and a note on them for the audit trail.
-type OnReady = Box<dyn FnOnce(&Relax) -> Result<(Protections, String), WireError>>;
+type OnReady = Box<dyn FnOnce(&Relax) -> Result<(Protections, String), HostError>>;
 
 /// What to do after a reply is sent.
 enum After {
     Continue,
     Exit(u8),
+}
+
+/// The answer to one request: the reply, the fd that travels with it, what comes after.
+struct Answer {
+    reply: Reply,
+    fd: Option<OwnedFd>,
+    after: After,
+}
+
+impl Answer {
+    /// A reply without fd; the host goes on serving.
+    fn ok(reply: Reply) -> Answer {
+        Answer {
+            reply,
+            fd: None,
+            after: After::Continue,
+        }
+    }
+
+    /// A reply with its fd; the host goes on serving.
+    fn with_fd(reply: Reply, fd: OwnedFd) -> Answer {
+        Answer {
+            reply,
+            fd: Some(fd),
+            after: After::Continue,
+        }
+    }
+
+    /// A failed request; the host goes on serving.
+    fn error(e: HostError) -> Answer {
+        Answer::ok(Reply::Error(e.into()))
+    }
+
+    /// A failure that ends the host once it is answered (the handshake, `NewStack`).
+    fn fatal(e: HostError) -> Answer {
+        Answer {
+            reply: Reply::Error(e.into()),
+            fd: None,
+            after: After::Exit(1),
+        }
+    }
+}
+
+impl From<Result<Reply, HostError>> for Answer {
+    fn from(r: Result<Reply, HostError>) -> Answer {
+        r.map_or_else(Answer::error, Answer::ok)
+    }
 }
 
 /// A served request, as the audit trail records it.
@@ -67,13 +113,6 @@ pub struct Host {
     on_ready: Option<OnReady>,
 }
 
-fn proto_err(message: String) -> WireError {
-    WireError {
-        errno: libc::EPROTO,
-        message,
-    }
-}
-
 impl Host {
     /// A host on `chan`, whose binary lives in `own_dir` (its default plug-in directory).
     pub fn new(chan: Channel, own_dir: Option<PathBuf>) -> Host {
@@ -93,7 +132,7 @@ impl Host {
     /// may `unshare(CLONE_NEWUSER)` in its `newstack`.
     pub fn on_stack_ready(
         mut self,
-        f: impl FnOnce(&Relax) -> Result<(Protections, String), WireError> + 'static,
+        f: impl FnOnce(&Relax) -> Result<(Protections, String), HostError> + 'static,
     ) -> Host {
         self.on_ready = Some(Box::new(f));
         self
@@ -146,7 +185,7 @@ impl Host {
                 Err(e) => {
                     // A malformed request: say so and keep serving.
                     let start = audit::now();
-                    let reply = Reply::Error(proto_err(e.to_string()));
+                    let reply = Reply::Error(HostError::Protocol(e.to_string()).into());
                     if self.send(&reply, None).is_err() {
                         return ExitCode::from(1);
                     }
@@ -168,12 +207,17 @@ impl Host {
             } else {
                 String::new()
             };
-            let (mut reply, fd, mut after) = if fds.is_empty() {
+            let Answer {
+                mut reply,
+                fd,
+                mut after,
+            } = if fds.is_empty() {
                 self.dispatch(req)
             } else {
                 drop(fds);
-                let e = proto_err(format!("request {name} carries no fds"));
-                (Reply::Error(e), None, After::Continue)
+                Answer::error(HostError::Protocol(format!(
+                    "request {name} carries no fds"
+                )))
             };
             self.stats.requests += 1;
             // Before the reply: once the application has it, the thread that created the stack
@@ -189,7 +233,7 @@ impl Host {
                                 }
                             }
                             Err(e) => {
-                                reply = Reply::Error(e);
+                                reply = Reply::Error(e.into());
                                 after = After::Exit(1);
                             }
                         }
@@ -226,10 +270,11 @@ impl Host {
         self.chan.send(reply, &fds)
     }
 
-    fn dispatch(&mut self, req: Request) -> (Reply, Option<std::os::fd::OwnedFd>, After) {
-        let ok = |r: Reply| (r, None, After::Continue);
+    fn dispatch(&mut self, req: Request) -> Answer {
         match (&mut self.state, req) {
-            (State::Greeting, Request::Hello { version }) => self.handle_hello(version),
+            (State::Greeting, Request::Hello { version }) => {
+                self.handle_hello(version).unwrap_or_else(Answer::fatal)
+            }
             (
                 State::Loading,
                 Request::NewStack {
@@ -241,15 +286,17 @@ impl Host {
                     limits,
                     audit,
                 },
-            ) => self.handle_newstack(
-                &plugin,
-                &options,
-                &vnls,
-                &search_path,
-                app_license.as_deref(),
-                &limits,
-                audit.as_deref(),
-            ),
+            ) => self
+                .handle_newstack(
+                    &plugin,
+                    &options,
+                    &vnls,
+                    &search_path,
+                    app_license.as_deref(),
+                    &limits,
+                    audit.as_deref(),
+                )
+                .unwrap_or_else(Answer::fatal),
             (
                 State::Serving(st),
                 Request::Socket {
@@ -257,58 +304,48 @@ impl Host {
                     ty,
                     protocol,
                 },
-            ) if st.plugin.path() == DataPath::Native => {
-                match st.plugin.socket(domain, ty, protocol) {
-                    Ok(fd) => {
+            ) => {
+                let made = if st.plugin.path() == DataPath::Native {
+                    st.plugin
+                        .socket(domain, ty, protocol)
+                        .map(|fd| (FdKind::Native, fd))
+                } else {
+                    st.sockets
+                        .socket(domain, ty, protocol)
+                        .map(|(id, fd)| (FdKind::Proxied { id }, fd))
+                };
+                match made {
+                    Ok((kind, fd)) => {
                         self.stats.sockets_created += 1;
-                        (
-                            Reply::Socket {
-                                kind: FdKind::Native,
-                            },
-                            Some(fd),
-                            After::Continue,
-                        )
+                        Answer::with_fd(Reply::Socket { kind }, fd)
                     }
-                    Err(e) => ok(Reply::Error(e)),
+                    Err(e) => Answer::error(e),
                 }
             }
-            (
-                State::Serving(st),
-                Request::Socket {
-                    domain,
-                    ty,
-                    protocol,
-                },
-            ) => match st.sockets.socket(domain, ty, protocol) {
-                Ok((id, fd)) => {
-                    self.stats.sockets_created += 1;
-                    (
-                        Reply::Socket {
-                            kind: FdKind::Proxied { id },
-                        },
-                        Some(fd),
-                        After::Continue,
-                    )
-                }
-                Err(e) => ok(Reply::Error(e)),
-            },
             (State::Serving(st), Request::Control { id, op }) => match st.sockets.control(id, op) {
                 Ok((reply, fd)) => {
                     if fd.is_some() {
                         self.stats.sockets_created += 1;
                     }
-                    (reply, fd, After::Continue)
+                    Answer {
+                        reply,
+                        fd,
+                        after: After::Continue,
+                    }
                 }
-                Err(e) => ok(Reply::Error(e)),
+                Err(e) => Answer::error(e),
             },
-            (State::Serving(st), Request::Close { id }) => match st.sockets.close(id) {
-                Ok(()) => ok(Reply::Closed),
-                Err(e) => ok(Reply::Error(e)),
-            },
-            (State::Serving(_), Request::Stats) => ok(Reply::Stats(self.stats)),
+            (State::Serving(st), Request::Close { id }) => {
+                Answer::from(st.sockets.close(id).map(|()| Reply::Closed))
+            }
+            (State::Serving(_), Request::Stats) => Answer::ok(Reply::Stats(self.stats)),
             (State::Serving(st), Request::DelStack) => match st.plugin.delstack() {
-                Ok(()) => (Reply::Deleted, None, After::Exit(0)),
-                Err(e) => ok(Reply::Error(e)),
+                Ok(()) => Answer {
+                    reply: Reply::Deleted,
+                    fd: None,
+                    after: After::Exit(0),
+                },
+                Err(e) => Answer::error(e),
             },
             (state, req) => {
                 let when = match state {
@@ -316,32 +353,29 @@ impl Host {
                     State::Loading => "before NewStack",
                     State::Serving(_) => "while serving",
                 };
-                ok(Reply::Error(proto_err(format!(
+                Answer::error(HostError::Protocol(format!(
                     "request {} is not legal {when}",
                     req.name()
-                ))))
+                )))
             }
         }
     }
 
-    fn handle_hello(&mut self, version: u32) -> (Reply, Option<std::os::fd::OwnedFd>, After) {
+    fn handle_hello(&mut self, version: u32) -> Result<Answer, HostError> {
         if version != PROTO_VERSION {
             let e = ProtoError::Version {
                 ours: PROTO_VERSION,
                 theirs: version,
             };
-            return (Reply::Error(proto_err(e.to_string())), None, After::Exit(1));
+            return Err(HostError::Protocol(e.to_string()));
         }
         self.state = State::Loading;
-        (
-            Reply::Hello {
-                version: PROTO_VERSION,
-            },
-            None,
-            After::Continue,
-        )
+        Ok(Answer::ok(Reply::Hello {
+            version: PROTO_VERSION,
+        }))
     }
 
+    /// Creates the stack; any failure ends the host once it is answered ([`Answer::fatal`]).
     // One argument per field of Request::NewStack.
     #[allow(clippy::too_many_arguments)]
     fn handle_newstack(
@@ -353,57 +387,34 @@ impl Host {
         app_license: Option<&str>,
         limits: &Limits,
         audit: Option<&str>,
-    ) -> (Reply, Option<std::os::fd::OwnedFd>, After) {
+    ) -> Result<Answer, HostError> {
         // The trail first (so that limits cannot prevent it), then the limits (so that they
         // bind the plug-in from its first instruction), then the plug-in.
         if let Some(path) = audit {
-            if let Err(e) = plugin::check_name(name) {
-                return (Reply::Error(e), None, After::Exit(1));
-            }
-            match Audit::open(path, name) {
-                Ok(a) => self.audit = Some(a),
-                Err(e) => return (Reply::Error(e), None, After::Exit(1)),
-            }
+            plugin::check_name(name)?;
+            self.audit = Some(Audit::open(path, name)?);
         }
-        if let Err(e) = limits::apply(limits) {
-            return (Reply::Error(e), None, After::Exit(1));
-        }
+        limits::apply(limits)?;
         let search: Vec<PathBuf> = search_path.iter().map(PathBuf::from).collect();
-        let result = plugin::find(name, &search, self.own_dir.as_deref()).and_then(|path| {
-            plugin::load(&path, name, options, vnls, app_license).map(|p| (path, p))
-        });
-        match result {
-            Ok((path, p)) => {
-                let sockets = match Sockets::new(&p) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = p.delstack();
-                        return (
-                            Reply::Error(crate::sockets::wire("cannot start the pump", e)),
-                            None,
-                            After::Exit(1),
-                        );
-                    }
-                };
-                let relax = match sandbox::declared(&path, name)
-                    .map(|d| sandbox::parse_relax(&d, vnls, &path))
-                {
-                    None => Relax::default(),
-                    Some(Ok(r)) => r,
-                    Some(Err(e)) => return (Reply::Error(e), None, After::Exit(1)),
-                };
-                let reply = Reply::StackReady {
-                    plugin_path: path.display().to_string(),
-                    license: p.license.clone(),
-                };
-                self.state = State::Serving(Box::new(Serving {
-                    plugin: p,
-                    sockets,
-                    relax: Some(relax),
-                }));
-                (reply, None, After::Continue)
-            }
-            Err(e) => (Reply::Error(e), None, After::Exit(1)),
-        }
+        let path = plugin::find(name, &search, self.own_dir.as_deref())?;
+        let p = plugin::load(&path, name, options, vnls, app_license)?;
+        let sockets = Sockets::new(&p).map_err(|e| {
+            let _ = p.delstack();
+            HostError::call("cannot start the pump", e)
+        })?;
+        let relax = match sandbox::declared(&path, name) {
+            None => Relax::default(),
+            Some(d) => sandbox::parse_relax(&d, vnls, &path)?,
+        };
+        let reply = Reply::StackReady {
+            plugin_path: path.display().to_string(),
+            license: p.license.clone(),
+        };
+        self.state = State::Serving(Box::new(Serving {
+            plugin: p,
+            sockets,
+            relax: Some(relax),
+        }));
+        Ok(Answer::ok(reply))
     }
 }

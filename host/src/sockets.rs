@@ -15,26 +15,20 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use ioth_proto::{ControlOp, Reply, WireError};
+use ioth_proto::{ControlOp, Reply};
 
 use crate::calls::Calls;
+use crate::error::HostError;
 use crate::plugin::{DataPath, Plugin};
 use crate::pump::{Done, Pump};
 
 /// An error of call `what`, with the errno the plug-in (or the system) gave.
-pub fn wire(what: &str, e: io::Error) -> WireError {
-    let errno = e.raw_os_error().unwrap_or(libc::EIO);
-    WireError {
-        errno,
-        message: format!("{what}: {}", io::Error::from_raw_os_error(errno)),
-    }
+fn wire(what: &str, e: io::Error) -> HostError {
+    HostError::call(what, e)
 }
 
-fn ebadf(id: u64) -> WireError {
-    WireError {
-        errno: libc::EBADF,
-        message: format!("no proxied socket {id} on this stack"),
-    }
+fn ebadf(id: u64) -> HostError {
+    HostError::no_socket(id)
 }
 
 /// A copy of a new fd-data handle to send, and the handle; if the copy fails, the socket is
@@ -44,7 +38,7 @@ fn dup_or_close(
     own_close: bool,
     fd: OwnedFd,
     what: &str,
-) -> Result<(OwnedFd, OwnedFd), WireError> {
+) -> Result<(OwnedFd, OwnedFd), HostError> {
     match fd.try_clone() {
         Ok(give) => Ok((give, fd)),
         Err(e) => {
@@ -104,7 +98,7 @@ impl Sockets {
         domain: i32,
         ty: i32,
         protocol: i32,
-    ) -> Result<(u64, OwnedFd), WireError> {
+    ) -> Result<(u64, OwnedFd), HostError> {
         let id = self.new_id();
         match &mut self.table {
             Table::FdData(map) => {
@@ -120,20 +114,16 @@ impl Sockets {
                 .socket(id, domain, ty, protocol)
                 .map(|fd| (id, fd))
                 .map_err(|e| wire("socket", e)),
-            Table::None => Err(WireError {
-                errno: libc::EINVAL,
-                message: "the stack's sockets are native".into(),
-            }),
+            Table::None => Err(HostError::InvalidArgument(
+                "the stack's sockets are native".into(),
+            )),
         }
     }
 
     /// Serves `op` on socket `id`.
-    pub fn control(&mut self, id: u64, op: ControlOp) -> Result<Answer, WireError> {
+    pub fn control(&mut self, id: u64, op: ControlOp) -> Result<Answer, HostError> {
         if let Err(m) = op.check() {
-            return Err(WireError {
-                errno: libc::EINVAL,
-                message: m,
-            });
+            return Err(HostError::InvalidArgument(m));
         }
         let what = op.name();
         let new_id = if matches!(op, ControlOp::Accept) {
@@ -180,7 +170,7 @@ impl Sockets {
     }
 
     /// The application closed socket `id`.
-    pub fn close(&mut self, id: u64) -> Result<(), WireError> {
+    pub fn close(&mut self, id: u64) -> Result<(), HostError> {
         match &mut self.table {
             Table::FdData(map) => {
                 let fd = map.remove(&id).ok_or_else(|| ebadf(id))?;

@@ -364,10 +364,7 @@ mod tests {
             })
         ));
         // An Error reply with a stray fd too.
-        let err = Reply::Error(WireError {
-            errno: 1,
-            message: "x".into(),
-        });
+        let err = Reply::Error(WireError::os(1, "x"));
         a.send(&err, &[x.as_fd()]).unwrap();
         assert!(matches!(b.recv_reply(), Err(ProtoError::FdCount { .. })));
     }
@@ -388,6 +385,25 @@ mod tests {
             Reply::Control(vec![9; crate::MAX_SOCKOPT]),
             Reply::Closed,
         ];
+        let kinds = [
+            crate::ErrorKind::PluginNotFound,
+            crate::ErrorKind::NoNewstack,
+            crate::ErrorKind::LicenseRefused,
+            crate::ErrorKind::InvalidName,
+            crate::ErrorKind::InvalidArgument,
+            crate::ErrorKind::Audit,
+            crate::ErrorKind::Sandbox,
+            crate::ErrorKind::Protocol,
+            crate::ErrorKind::Os,
+        ];
+        let replies: Vec<Reply> = replies
+            .into_iter()
+            .chain(
+                kinds
+                    .iter()
+                    .map(|k| Reply::Error(WireError::new(*k, 5, format!("{k:?}")))),
+            )
+            .collect();
         for r in &replies {
             let fds: Vec<BorrowedFd<'_>> = (0..r.fd_count()).map(|_| x.as_fd()).collect();
             a.send(r, &fds).unwrap();

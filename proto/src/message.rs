@@ -172,13 +172,58 @@ pub enum FdKind {
     },
 }
 
-/// An error as it crosses the wire: an errno and a message that says what failed.
+/// What kind of failure a [`WireError`] reports: the client chooses its typed error by this,
+/// never by the message, which is for people only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// No file of the plug-in in the search path, or it could not be loaded (`ENOTSUP`).
+    PluginNotFound,
+    /// The plug-in has no `ioth_<name>_newstack` (`ENOENT`).
+    NoNewstack,
+    /// The plug-in's licence does not allow the application's (`EPERM`).
+    LicenseRefused,
+    /// The plug-in name could leave the plug-in directories (`EINVAL`).
+    InvalidName,
+    /// A malformed argument: an option the plug-in refuses, a length on the wire, a sandbox
+    /// declaration (`EINVAL` mostly).
+    InvalidArgument,
+    /// The audit trail could not be opened or is not a regular file.
+    Audit,
+    /// The host cannot confine itself as the plug-in declared it needs (`EPERM`).
+    Sandbox,
+    /// The request broke the protocol: wrong version, illegal in the host's state, malformed
+    /// (`EPROTO`).
+    Protocol,
+    /// A call failed with its errno: the plug-in's (`newstack`, `msocket`, a control call) or a
+    /// system call of the host.
+    Os,
+}
+
+/// An error as it crosses the wire: its kind, an errno and a message that says what failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireError {
+    /// What kind of failure this is.
+    pub kind: ErrorKind,
     /// The errno the failed call reports.
     pub errno: i32,
     /// Human-readable account of what failed.
     pub message: String,
+}
+
+impl WireError {
+    /// An error of `kind` with `errno` and `message`.
+    pub fn new(kind: ErrorKind, errno: i32, message: impl Into<String>) -> WireError {
+        WireError {
+            kind,
+            errno,
+            message: message.into(),
+        }
+    }
+
+    /// A failed call's errno ([`ErrorKind::Os`]).
+    pub fn os(errno: i32, message: impl Into<String>) -> WireError {
+        WireError::new(ErrorKind::Os, errno, message)
+    }
 }
 
 /// Resource limits of one host, each applied with setrlimit(2) as both the soft and the hard

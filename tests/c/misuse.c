@@ -1,4 +1,4 @@
-/* Misuse of the C API that must fail cleanly, never crash (issue 11). argv[1] selects the case:
+/* Misuse of the C API that must fail cleanly, never crash. argv[1] selects the case:
  *   registry  a deleted or unknown struct ioth * is EINVAL (delstack twice, msocket after)
  *   default   threads calling ioth_socket() while the main thread deletes the default stack;
  *             afterwards the process's own stack is the default again

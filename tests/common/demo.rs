@@ -1,4 +1,4 @@
-//! Runs the seed's demo (client/examples: `iothtest_server` / `iothtest_client`, Rust or C) over
+//! Runs the demo (client/examples: `iothtest_server` / `iothtest_client`, Rust or C) over
 //! a VDE switch started here: a few lines typed into the client must come back echoed, the server
 //! must have received them, and the server's stack host must end with the server.
 

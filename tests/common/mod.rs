@@ -1,4 +1,9 @@
 //! Shared helpers for the end-to-end tests.
+//!
+//! Tests that need root (network namespaces, taps, another uid) carry
+//! `#[cfg_attr(not(ioth_root), ignore = "needs root: …")]`: `tests/build.rs` sets `ioth_root` when
+//! the tests are built by root, so that without root `cargo test` reports them as ignored (and
+//! `cargo test -- --ignored` shows what they need), and as root — in CI — they all run.
 
 pub mod cprog;
 pub mod dad;
@@ -11,3 +16,9 @@ pub mod sock;
 pub mod stacks;
 pub mod stdsock;
 pub mod vde;
+
+/// Whether this process runs as root (for a test that checks more as root; a test that needs
+/// root is gated at build time instead, see the crate doc).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

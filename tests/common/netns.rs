@@ -16,11 +16,6 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Whether this process may create network namespaces (effective uid 0).
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// Runs `cmd`; its stdout, or a message with its stderr.
 fn run(cmd: &mut Command) -> Result<String, String> {
     let out = cmd

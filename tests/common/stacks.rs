@@ -22,16 +22,6 @@ pub const IFA_F_NODAD: u32 = 0x02;
 /// `IFA_F_TENTATIVE`: an IPv6 address still in duplicate address detection.
 pub const IFA_F_TENTATIVE: u32 = 0x40;
 
-/// Whether this process runs as root; if not, says loudly that the smoltcp ↔ vdestack tests
-/// are skipped.
-pub fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("\n*** SKIPPED: smoltcp ↔ vdestack tests need root (vdestack: netns, taps) ***\n");
-    false
-}
-
 /// `s` as a socket address; panics if it is not one.
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()

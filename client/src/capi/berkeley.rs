@@ -16,25 +16,23 @@
 //! `close` is in the module root ([`super::ioth_close`]): it releases the fd's hold on its stack.
 
 use std::ffi::{c_int, c_long, c_ulong, c_void};
-use std::os::fd::{BorrowedFd, IntoRawFd};
+use std::os::fd::IntoRawFd;
 
 use ioth_proto::{MAX_SOCKADDR, MAX_SOCKOPT};
 use libc::{sockaddr, socklen_t};
 
 use super::fdtable::{self, Kind};
 use super::{errno_of, guard};
+use crate::sys::AppFd;
 
 /// The kind of an ioth fd, or `EBADF` if ioth did not create it.
 pub(super) fn kind(fd: c_int) -> Result<Kind, c_int> {
     fdtable::kind(fd).ok_or(libc::EBADF)
 }
 
-/// The fd of an ioth socket, borrowed for one call.
-pub(super) fn borrowed<'a>(fd: c_int) -> BorrowedFd<'a> {
-    // SAFETY: fd is in the ioth table: a socket the C program holds open for the duration of the
-    // call it passed it to (closing it meanwhile is the program's error, as with any syscall,
-    // and gives EBADF from the calls made on it).
-    unsafe { BorrowedFd::borrow_raw(fd) }
+/// The kind of an ioth fd and the fd as a typed handle, or `EBADF` if ioth did not create it.
+fn lookup(fd: c_int) -> Result<(AppFd, Kind), c_int> {
+    fdtable::lookup(fd).ok_or(libc::EBADF)
 }
 
 /// The bytes of a caller's address argument.
@@ -138,13 +136,13 @@ pub unsafe extern "C" fn ioth_connect(
     addr: *const sockaddr,
     addrlen: socklen_t,
 ) -> c_int {
-    guard(-1, || match kind(fd)? {
+    guard(-1, || match lookup(fd)? {
         // SAFETY: fd is an ioth kernel socket; addr/addrlen are the caller's, checked by the kernel.
-        Kind::Native => Ok(unsafe { libc::connect(fd, addr, addrlen) }),
-        Kind::Proxied(p) => {
+        (_, Kind::Native) => Ok(unsafe { libc::connect(fd, addr, addrlen) }),
+        (app, Kind::Proxied(p)) => {
             // SAFETY: addr is readable for addrlen bytes (caller's contract).
             let a = unsafe { addr_in(addr, addrlen) }?;
-            p.connect(borrowed(fd), &a).map_err(errno_of)?;
+            p.connect(app.as_fd(), &a).map_err(errno_of)?;
             Ok(0)
         }
     })
@@ -174,17 +172,17 @@ pub unsafe extern "C" fn ioth_accept(
     addr: *mut sockaddr,
     addrlen: *mut socklen_t,
 ) -> c_int {
-    guard(-1, || match kind(fd)? {
-        Kind::Native => {
+    guard(-1, || match lookup(fd)? {
+        (_, Kind::Native) => {
             // SAFETY: fd is an ioth kernel socket; addr/addrlen are the caller's, as accept(2).
             let newfd = unsafe { libc::accept(fd, addr, addrlen) };
             register_born_of(fd, newfd, None)
         }
-        Kind::Proxied(p) => {
+        (app, Kind::Proxied(p)) => {
             if !addr.is_null() && addrlen.is_null() {
                 return Err(libc::EFAULT);
             }
-            let (nfd, np, peer) = p.accept(borrowed(fd)).map_err(errno_of)?;
+            let (nfd, np, peer) = p.accept(app.as_fd()).map_err(errno_of)?;
             // As accept(2): no close-on-exec (it came with one, from SCM_RIGHTS).
             let _ = nix::fcntl::fcntl(
                 &nfd,

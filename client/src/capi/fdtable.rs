@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use crate::socket::{Hold, Proxy};
+use crate::handle::Hold;
+use crate::socket::Proxy;
+use crate::sys::AppFd;
 
 /// One ioth fd.
 pub(crate) struct Entry {
@@ -62,6 +64,11 @@ pub(crate) fn kind(fd: RawFd) -> Option<Kind> {
             None => Kind::Native,
             Some(p) => Kind::Proxied(p.clone()),
         })
+}
+
+/// The kind of `fd` and the fd itself as a typed handle, or `None` if ioth did not create it.
+pub(crate) fn lookup(fd: RawFd) -> Option<(AppFd, Kind)> {
+    kind(fd).map(|k| (AppFd::registered(fd), k))
 }
 
 /// A new hold on the stack of `fd` and its proxy (for an fd `F_DUPFD` makes of it: the same

@@ -1,7 +1,7 @@
 //! [`Proxy`]: what the application knows of one proxied socket (docs/proxied.md), and its calls.
 //! Runs in the application; shared by the Rust [`super::Socket`] and the C ABI's fd table.
 //!
-//! Control calls go to the host ([`Stack::control`]), which never blocks on them. Blocking
+//! Control calls go to the host ([`Link::control`]), which never blocks on them. Blocking
 //! semantics are made here, per the fd's `O_NONBLOCK`, by waiting on the application's own fd
 //! with no lock held: `connect` waits for `POLLOUT` and then asks `SO_ERROR`; `accept` asks, and
 //! while the answer is `EAGAIN` waits for `POLLIN` (a token byte, or EOF if the host died) and
@@ -28,13 +28,15 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::MsgFlags;
 
 use super::raw;
-use crate::{Error, Result, Stack};
+use crate::link::Link;
+use crate::{Error, Result};
 
 /// One proxied socket, as the application sees it. Dropping the last reference tells the host
 /// that the application closed it (`Request::Close`), unless it was [`Proxy::detach`]ed.
 #[derive(Debug)]
 pub(crate) struct Proxy {
-    stack: Stack,
+    /// The stack's host (kept up while the socket is open).
+    link: Arc<Link>,
     id: u64,
     domain: i32,
     /// A `SOCK_STREAM` socket (else records: a `SOCK_SEQPACKET` pair).
@@ -86,11 +88,11 @@ fn wait(fd: BorrowedFd<'_>, events: PollFlags) -> io::Result<PollFlags> {
 }
 
 impl Proxy {
-    /// The proxy of socket `id` of `stack`, made by `socket(domain, ty)`.
-    pub(crate) fn new(stack: Stack, id: u64, domain: i32, ty: i32) -> Arc<Proxy> {
+    /// The proxy of socket `id` of the stack served over `link`, made by `socket(domain, ty)`.
+    pub(crate) fn new(link: Arc<Link>, id: u64, domain: i32, ty: i32) -> Arc<Proxy> {
         let base = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
         Arc::new(Proxy {
-            stack,
+            link,
             id,
             domain,
             stream: base == libc::SOCK_STREAM,
@@ -179,7 +181,7 @@ impl Proxy {
         if let Err(m) = op.check() {
             return Err(Error::InvalidArgument(m));
         }
-        self.stack.control(self.id, op)
+        self.link.control(self.id, op)
     }
 
     /// `bind(addr)`.
@@ -240,9 +242,9 @@ impl Proxy {
         // a token only when nothing is pending.
         let mut hung_up = false;
         loop {
-            match self.stack.accept_proxied(self.id) {
+            match self.link.accept(self.id) {
                 Ok((newfd, id, peer)) => {
-                    let p = Proxy::new(self.stack.clone(), id, self.domain, libc::SOCK_STREAM);
+                    let p = Proxy::new(self.link.clone(), id, self.domain, libc::SOCK_STREAM);
                     return Ok((newfd, p, peer));
                 }
                 // A listening socket whose pair hung up will never have a connection.
@@ -343,7 +345,7 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         if !self.detached.load(Ordering::Acquire) {
             // A dead host answers at once; its socket went with it.
-            let _ = self.stack.close_proxied(self.id);
+            let _ = self.link.close_socket(self.id);
         }
     }
 }

@@ -21,6 +21,7 @@
 
 pub mod abi;
 pub mod cstr;
+pub mod errno;
 mod native;
 #[cfg(feature = "vde")]
 pub mod vde;

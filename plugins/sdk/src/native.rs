@@ -61,11 +61,6 @@ pub struct PluginState {
     newstack_error: Mutex<Option<CString>>,
 }
 
-fn set_errno(e: c_int) {
-    // SAFETY: __errno_location returns this thread's errno slot, always valid.
-    unsafe { *libc::__errno_location() = e };
-}
-
 /// The errno of `e`: its OS error code, or the one an [`error`] carries; `EIO` otherwise.
 pub fn errno_of(e: &io::Error) -> c_int {
     e.raw_os_error()
@@ -117,7 +112,7 @@ impl PluginState {
         socket: SocketFn,
     ) -> *mut c_void {
         if f.is_null() {
-            set_errno(libc::EINVAL);
+            crate::errno::set(libc::EINVAL);
             return std::ptr::null_mut();
         }
         // SAFETY: the caller's contract, passed on. Both are read before `f` is written: with
@@ -126,7 +121,7 @@ impl PluginState {
         let (vnls, options) = match args {
             (Ok(v), Ok(o)) => (v, o),
             _ => {
-                set_errno(libc::EINVAL);
+                crate::errno::set(libc::EINVAL);
                 return std::ptr::null_mut();
             }
         };
@@ -145,12 +140,12 @@ impl PluginState {
             }
             Ok(Err(e)) => {
                 self.set_newstack_error(Some(e.to_string()));
-                set_errno(errno_of(&e));
+                crate::errno::set(errno_of(&e));
                 std::ptr::null_mut()
             }
             Err(_) => {
                 self.set_newstack_error(Some("the plug-in panicked in newstack".into()));
-                set_errno(libc::EIO);
+                crate::errno::set(libc::EIO);
                 std::ptr::null_mut()
             }
         }
@@ -163,7 +158,7 @@ impl PluginState {
     /// deleted.
     pub unsafe fn delstack<T: NativeStack>(stackdata: *mut c_void) -> c_int {
         if stackdata.is_null() {
-            set_errno(libc::EINVAL);
+            crate::errno::set(libc::EINVAL);
             return -1;
         }
         // SAFETY: per the contract, stackdata came from Box::into_raw of a T and is given back once.
@@ -171,11 +166,11 @@ impl PluginState {
         match catch_unwind(AssertUnwindSafe(|| stack.delete())) {
             Ok(Ok(())) => 0,
             Ok(Err(e)) => {
-                set_errno(errno_of(&e));
+                crate::errno::set(errno_of(&e));
                 -1
             }
             Err(_) => {
-                set_errno(libc::EIO);
+                crate::errno::set(libc::EIO);
                 -1
             }
         }
@@ -198,17 +193,17 @@ impl PluginState {
     /// `socket` of the ABI for stack type `T`.
     pub fn socket<T: NativeStack>(&self, domain: c_int, ty: c_int, protocol: c_int) -> c_int {
         let Some(stack) = self.stack::<T>() else {
-            set_errno(libc::ENETDOWN);
+            crate::errno::set(libc::ENETDOWN);
             return -1;
         };
         match catch_unwind(AssertUnwindSafe(|| stack.socket(domain, ty, protocol))) {
             Ok(Ok(fd)) => fd.into_raw_fd(),
             Ok(Err(e)) => {
-                set_errno(errno_of(&e));
+                crate::errno::set(errno_of(&e));
                 -1
             }
             Err(_) => {
-                set_errno(libc::EIO);
+                crate::errno::set(libc::EIO);
                 -1
             }
         }

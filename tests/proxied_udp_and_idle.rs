@@ -1,5 +1,5 @@
-//! Issue 5, gaps a review found in the smoltcp plug-in and the host pump, through a real host
-//! and the client library:
+//! Proxied UDP at its limits and idle hosts, the smoltcp plug-in and the host pump through a real
+//! host and the client library:
 //!
 //! - UDP datagrams larger than one frame (IP fragmentation, both ways, IPv4 and IPv6): 1473,
 //!   8000, 65000 bytes and the largest UDP payload, smoltcp → vdestack and vdestack → smoltcp,
@@ -40,11 +40,6 @@ const MAX_V4: usize = 65507;
 const MAX_V6: usize = 65527;
 
 // ---------------------------------------------------------------- setup
-
-fn root() -> bool {
-    setup();
-    stacks::root()
-}
 
 /// A smoltcp stack (10.0.0.1/24, fd00::1/64 on vde0).
 fn smoltcp(sw: &Switch) -> Stack {
@@ -144,7 +139,7 @@ fn deliver_with(
             match recv_one(rx) {
                 Ok((got, _)) if got.len() != msg.len() => {
                     println!(
-                        "proxied_gaps: {what}: skipped a late {}-byte datagram",
+                        "proxied_udp_and_idle: {what}: skipped a late {}-byte datagram",
                         got.len()
                     );
                 }
@@ -194,9 +189,6 @@ fn burst(tx: &Socket, to: SocketAddr, rx: &Socket, msgs: &[Vec<u8>], what: &str)
 // ---------------------------------------------------------------- 1. large datagrams
 
 fn large_datagrams(v6: bool) {
-    if !root() {
-        return;
-    }
     let n = net();
     let (s_at, v_at) = if v6 {
         (addr("[fd00::1]:7200"), addr("[fd00::2]:7201"))
@@ -230,12 +222,22 @@ fn large_datagrams(v6: bool) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_large_datagrams_ipv4_both_ways() {
+    setup();
     large_datagrams(false);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_large_datagrams_ipv6_both_ways() {
+    setup();
     large_datagrams(true);
 }
 
@@ -262,10 +264,12 @@ fn udp_largest_datagrams_over_the_stacks_loopback() {
 /// Two switches, a smoltcp stack on both (`vde0`, `vde1`) and a vdestack peer on each: TCP
 /// both ways and UDP both ways on each interface, IPv4 and IPv6.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn smoltcp_with_two_vnls() {
-    if !root() {
-        return;
-    }
+    setup();
     let (a, b) = (Switch::start(), Switch::start());
     let smol = Stack::new("smoltcp", &[a.vnl(), b.vnl()])
         .unwrap_or_else(|e| panic!("newstack smoltcp on two VNLs: {e}"));
@@ -308,10 +312,12 @@ fn smoltcp_with_two_vnls() {
 
 /// A named interface: `eth1:vde://…` next to an unnamed one (`vde0`), traffic on both.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn smoltcp_with_a_named_vnl() {
-    if !root() {
-        return;
-    }
+    setup();
     let (a, b) = (Switch::start(), Switch::start());
     let named = format!("eth1:{}", b.vnl());
     let smol = Stack::new("smoltcp", &[a.vnl(), named])
@@ -374,7 +380,7 @@ fn idle_smoltcp_host_does_not_spin() {
     let (_s, _) = accept(&l);
     std::thread::sleep(Duration::from_millis(300));
     let ms = cpu_ms_over_one_second(pid);
-    println!("proxied_gaps: idle smoltcp host: {ms} ms of CPU in 1 s");
+    println!("proxied_udp_and_idle: idle smoltcp host: {ms} ms of CPU in 1 s");
     assert!(
         ms < IDLE_CPU_MS,
         "an idle smoltcp host used {ms} ms of CPU in 1 s (busy loop?)"
@@ -408,7 +414,7 @@ fn idle_host_pump_host_does_not_spin() {
     s.read_exact(&mut b).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let ms = cpu_ms_over_one_second(pid);
-    println!("proxied_gaps: idle host-pump host: {ms} ms of CPU in 1 s");
+    println!("proxied_udp_and_idle: idle host-pump host: {ms} ms of CPU in 1 s");
     assert!(
         ms < IDLE_CPU_MS,
         "an idle host-pump host used {ms} ms of CPU in 1 s (busy loop?)"
@@ -420,10 +426,12 @@ fn idle_host_pump_host_does_not_spin() {
 /// The empty datagram, both ways, IPv4 and IPv6, unconnected (`send_to` with 0 bytes) and
 /// connected (`send` with 0 bytes): it arrives as a 0-byte datagram from the sender.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn empty_udp_datagram_both_ways() {
-    if !root() {
-        return;
-    }
+    setup();
     let n = net();
     for v6 in [false, true] {
         let (s_at, v_at) = if v6 {
@@ -526,9 +534,6 @@ fn await_all(rx: &Socket, want: &[&[u8]], bound: Duration) -> Vec<Vec<u8>> {
 /// hold every later one of that socket forever; the plug-in gives it up after about 3 s, as
 /// Linux does, and what was queued behind it to a peer that answers leaves.
 fn unanswered_neighbour(v6: bool) {
-    if !root() {
-        return;
-    }
     let n = net();
     let (s_at, v_at, nobody) = if v6 {
         (
@@ -557,7 +562,7 @@ fn unanswered_neighbour(v6: bool) {
         "a datagram queued behind one to {nobody} (no neighbour) never left"
     );
     println!(
-        "proxied_gaps: {nobody} unanswered: the next datagram arrived after {:?}",
+        "proxied_udp_and_idle: {nobody} unanswered: the next datagram arrived after {:?}",
         t0.elapsed()
     );
     // Several to nobody and several to the peer, interleaved: the ones to nobody are given up
@@ -584,12 +589,22 @@ fn unanswered_neighbour(v6: bool) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_datagram_to_an_unanswered_neighbour_does_not_block_the_socket_ipv4() {
+    setup();
     unanswered_neighbour(false);
 }
 
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_datagram_to_an_unanswered_neighbour_does_not_block_the_socket_ipv6() {
+    setup();
     unanswered_neighbour(true);
 }
 

@@ -1,4 +1,4 @@
-//! Issue 5, the requirements tests/proxied.rs leaves open: ICMP echo replies of the smoltcp
+//! smoltcp as a peer, beyond tests/proxied.rs: ICMP echo replies of the smoltcp
 //! stack (IPv4 and IPv6, to a raw socket of a vdestack stack), its default route (a network
 //! reached only through a gateway), 1,000 sequential connections with smoltcp as the client
 //! (its ephemeral ports, its TIME-WAITs), datagram boundaries with several datagrams queued, and
@@ -18,7 +18,7 @@ use std::time::Duration;
 use ioth::Socket;
 use ioth_tests::dad::retry_unavailable;
 use ioth_tests::sock::{accept, connect, listener, stream, WAIT};
-use ioth_tests::stacks::{addr, domain, ip, root, Net};
+use ioth_tests::stacks::{addr, domain, ip, Net};
 use ioth_tests::vde;
 
 /// How long one try waits for a datagram (an ICMP reply, a UDP datagram) that may be lost
@@ -177,20 +177,24 @@ fn ping(n: &Net, to: IpAddr) {
 /// Echo requests to the smoltcp stack over IPv4 (smoltcp's `auto-icmp-echo-reply`) are
 /// answered with the same identifier, sequence number and payload.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn icmp_echo_reply_ipv4() {
-    if root() {
-        let n = net();
-        ping(&n, ip("10.0.0.1"));
-    }
+    let n = net();
+    ping(&n, ip("10.0.0.1"));
 }
 
 /// The same over IPv6 (ICMPv6 type 128/129; smoltcp answers with the same feature).
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn icmp_echo_reply_ipv6() {
-    if root() {
-        let n = net();
-        ping(&n, ip("fd00::1"));
-    }
+    let n = net();
+    ping(&n, ip("fd00::1"));
 }
 
 // ---------------------------------------------------------------- the default route
@@ -199,10 +203,11 @@ fn icmp_echo_reply_ipv6() {
 /// vdestack stack also holds 10.9.0.2/24 and fd09::2/64 and is the gateway. Without the route
 /// a connect fails with the plug-in's `ENETUNREACH`; with it, TCP echoes over IPv4 and IPv6.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn default_route_reaches_a_network_behind_the_gateway() {
-    if !root() {
-        return;
-    }
     let n = net();
     let pid = n.vde.pid().unwrap();
     vde::ip(pid, &["addr", "add", "10.9.0.2/24", "dev", "vde0"]);
@@ -260,10 +265,11 @@ fn default_route_reaches_a_network_behind_the_gateway() {
 /// 1,000 sequential connections from smoltcp (the client, closing first: its ephemeral ports
 /// and TIME-WAITs) to vdestack; every socket is closed on the host afterwards.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn thousand_sequential_connections_smoltcp_client() {
-    if !root() {
-        return;
-    }
     let n = net();
     let at = addr("10.0.0.2:5102");
     let l = listener(&n.vde, at);
@@ -290,7 +296,7 @@ fn thousand_sequential_connections_smoltcp_client() {
     }
     srv.join().expect("server");
     println!(
-        "proxied_extra: 1000 connections smoltcp → vdestack used {} distinct ephemeral ports",
+        "proxied_smoltcp_peer: 1000 connections smoltcp → vdestack used {} distinct ephemeral ports",
         ports.len()
     );
     let s = &n.smol;
@@ -348,10 +354,11 @@ fn batch(from: &Socket, to: SocketAddr, rx: &Socket, msgs: &[Vec<u8>]) {
 /// Several datagrams queued at once keep their boundaries and their source, both ways, IPv4
 /// and IPv6: sizes 1 to the largest unfragmented payload.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn udp_datagrams_queued_back_to_back_keep_boundaries() {
-    if !root() {
-        return;
-    }
     let n = net();
     for v6 in [false, true] {
         let (s_at, v_at) = if v6 {
@@ -375,7 +382,7 @@ fn udp_datagrams_queued_back_to_back_keep_boundaries() {
         batch(&s, v_at, &v, &msgs);
         // Larger than one frame: both sides fragment (smoltcp IPv4 with its
         // `proto-ipv4-fragmentation`, IPv6 in the plug-in, plugins/smoltcp/src/frag.rs). Only
-        // printed here; tests/proxied_gaps.rs asserts it (`udp_large_datagrams_*`).
+        // printed here; tests/proxied_udp_and_idle.rs asserts it (`udp_large_datagrams_*`).
         let big = vec![b'z'; max + 1];
         let out = match s.send_to(&big, &v_at) {
             Err(e) => format!("refused ({e})"),
@@ -384,7 +391,7 @@ fn udp_datagrams_queued_back_to_back_keep_boundaries() {
         v.send_to(&big, &s_at).unwrap();
         let inn = arrived(&s, big.len());
         println!(
-            "proxied_extra: a {}-byte {} datagram smoltcp → vdestack: {out}; vdestack → smoltcp \
+            "proxied_smoltcp_peer: a {}-byte {} datagram smoltcp → vdestack: {out}; vdestack → smoltcp \
              (fragmented by Linux): {inn}",
             big.len(),
             if v6 { "IPv6" } else { "IPv4" }
@@ -407,10 +414,11 @@ fn arrived(rx: &Socket, len: usize) -> String {
 /// Control calls on proxied smoltcp sockets answer with the errno the plug-in gave, through
 /// the host, and the application's fds are of the kinds docs/proxied.md names.
 #[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
 fn control_call_errnos_through_the_host() {
-    if !root() {
-        return;
-    }
     let n = net();
     let errno = |r: io::Result<()>| r.expect_err("an error").raw_os_error();
     let at = addr("10.0.0.1:5103");

@@ -1,0 +1,324 @@
+//! [`Link`]: the application's channel to one host process — starting it ([`spawn`]), waiting
+//! for and reaping it ([`process`]), one request and its reply at a time ([`Link::call`]), and
+//! the typed requests of each role ([`Link::msocket`], [`Link::control`], [`Link::stats`],
+//! [`Link::delstack`], …). Runs in the application; [`crate::Stack`] is the public handle over
+//! it.
+//!
+//! Faults: a call waits for its reply on the channel *and* on a pidfd of the host, so a host that
+//! dies (crash, `kill -9`, a resource limit) wakes every call at once with [`Error::StackDied`]
+//! (`ENETDOWN`), saying how it ended; later calls fail the same way without a round trip. A host
+//! that does not answer within the newstack timeout — or the optional request timeout — is killed
+//! and the call fails with [`Error::Timeout`] (`ETIMEDOUT`). Either way the host is reaped here
+//! (no zombie outlives the call that saw the death) and fds already handed out stay valid kernel
+//! sockets (native fds), or fds whose other end died with the host (proxied fds: reads see EOF or
+//! `ECONNRESET`, control calls fail with `ENETDOWN`).
+//!
+//! A protocol error (a reply that cannot be decoded, or of the wrong kind, or with the wrong
+//! fds) means the channel is out of step: the host is killed, the link is gone (later calls
+//! `ENETDOWN`, [`Link::delstack`] succeeds) and the call fails with [`Error::Protocol`].
+//!
+//! A link belongs to the process that created it. In a child made by `fork()` its calls fail
+//! with [`Error::StackDied`] (`ENETDOWN`) without touching the channel, which the parent still
+//! uses, and dropping it there leaves the parent's host alone.
+
+mod process;
+pub(crate) mod spawn;
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ioth_proto::{
+    Channel, ControlOp, FdKind, ProtoError, Reply, Request, StackStats, PROTO_VERSION,
+};
+
+use crate::{locate, Error, Result};
+use process::{HostProcess, Wait};
+
+/// A bound on the wait for one reply: when it ends, and the limit it came from (for the error).
+pub(crate) type Deadline = Option<(Instant, Duration)>;
+
+/// The channel to one host process, and the process.
+#[derive(Debug)]
+pub(crate) struct Link {
+    plugin: String,
+    process: HostProcess,
+    /// `None` once closed (drop, or the host is gone).
+    chan: Mutex<Option<Channel>>,
+    /// Bound on the wait for each reply after `NewStack` (`None`: wait as long as it takes).
+    request_timeout: Option<Duration>,
+    /// The audit trail's file, when the stack has one.
+    audit: Option<PathBuf>,
+}
+
+impl Link {
+    /// Starts a host for `plugin` on `vnls`. `audit` is the absolute path of the audit trail
+    /// given to the host (a directory gets `<plugin>-<host pid>.jsonl`).
+    pub(crate) fn start(
+        plugin: &str,
+        vnls: &[String],
+        request_timeout: Option<Duration>,
+        audit: Option<PathBuf>,
+    ) -> Result<Link> {
+        let host = locate::host_binary()?;
+        let (chan, host_end) = Channel::pair().map_err(|source| Error::Os {
+            op: "socketpair",
+            source,
+        })?;
+        let child = spawn::spawn_host(&host, plugin, vnls, host_end.into_fd())
+            .map_err(|source| Error::Spawn { path: host, source })?;
+        let process = HostProcess::new(child);
+        let audit = audit.map(|p| {
+            if p.is_dir() {
+                p.join(format!("{plugin}-{}.jsonl", process.pid()))
+            } else {
+                p
+            }
+        });
+        Ok(Link {
+            plugin: plugin.to_owned(),
+            process,
+            chan: Mutex::new(Some(chan)),
+            request_timeout,
+            audit,
+        })
+    }
+
+    /// Pid of the host process.
+    pub(crate) fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Whether the host is known to be gone (died, killed after a timeout, or deleted).
+    pub(crate) fn is_gone(&self) -> bool {
+        self.process.gone().is_some()
+    }
+
+    /// The file of the audit trail, if the stack has one.
+    pub(crate) fn audit_file(&self) -> Option<&Path> {
+        self.audit.as_deref()
+    }
+
+    fn died(&self, how: String) -> Error {
+        Error::StackDied {
+            plugin: self.plugin.clone(),
+            pid: self.pid(),
+            how,
+        }
+    }
+
+    /// The error for a reply `got` where `expected` was due: the host's error, or a protocol
+    /// error that resets the link.
+    fn unexpected(&self, expected: &'static str, got: Reply) -> Error {
+        match got {
+            Reply::Error(e) => Error::from_wire(e),
+            other => {
+                self.reset(format!(
+                    "host killed: protocol error: {} instead of {expected}",
+                    other.name()
+                ));
+                Error::Protocol(ProtoError::Unexpected {
+                    expected,
+                    got: other.name(),
+                })
+            }
+        }
+    }
+
+    /// One request, one reply, on the host's channel. `deadline` bounds the wait for the reply;
+    /// `None` means the stack's request timeout.
+    fn call(&self, req: &Request, deadline: Deadline) -> Result<(Reply, Vec<OwnedFd>)> {
+        let process = &self.process;
+        if process.foreign() {
+            // Before the lock: another thread of the parent may have held it at fork time.
+            return Err(self.died(format!(
+                "the stack belongs to process {}; this process is a fork of it",
+                process.owner()
+            )));
+        }
+        let mut guard: MutexGuard<'_, Option<Channel>> =
+            self.chan.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(how) = process.gone() {
+            return Err(self.died(how.clone()));
+        }
+        let Some(chan) = guard.as_mut() else {
+            return Err(self.died("channel closed".into()));
+        };
+        let deadline = deadline.or_else(|| self.request_timeout.map(|t| (Instant::now() + t, t)));
+        let result = chan.send(req, &[]).and_then(|()| {
+            match process.wait(chan, deadline.map(|(d, _)| d))? {
+                Wait::Readable => chan.recv_reply(),
+                Wait::HostEnded => Err(ProtoError::Closed),
+                Wait::TimedOut => Err(ProtoError::Io(std::io::ErrorKind::TimedOut.into())),
+            }
+        });
+        match result {
+            Ok(r) => Ok(r),
+            Err(ProtoError::Closed) => {
+                // Mark it gone before the next caller gets the channel, then drop the channel.
+                let how = process.mark_gone(req.name());
+                *guard = None;
+                Err(self.died(how))
+            }
+            Err(ProtoError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                let limit = deadline.map_or(Duration::ZERO, |(_, t)| t);
+                process.kill(format!(
+                    "host killed: no answer to {} within {limit:?}",
+                    req.name()
+                ));
+                *guard = None;
+                Err(Error::Timeout {
+                    plugin: self.plugin.clone(),
+                    pid: self.pid(),
+                    what: req.name(),
+                    timeout: limit,
+                })
+            }
+            // The reply was whole, but the fds it carried did not fit in this process (its fd
+            // limit): the channel is still in step.
+            Err(ProtoError::FdsDropped) => Err(Error::Os {
+                op: "recvmsg (SCM_RIGHTS)",
+                source: std::io::Error::from_raw_os_error(libc::EMFILE),
+            }),
+            Err(e) => {
+                process.kill(format!(
+                    "host killed: protocol error in the reply to {}: {e}",
+                    req.name()
+                ));
+                *guard = None;
+                Err(Error::Protocol(e))
+            }
+        }
+    }
+
+    /// A reply of the wrong kind came: the channel is out of step, so the link is reset as on
+    /// any protocol error (see the module doc).
+    fn reset(&self, why: String) {
+        if self.process.foreign() {
+            return;
+        }
+        let mut guard = self.chan.lock().unwrap_or_else(|e| e.into_inner());
+        self.process.kill(why);
+        *guard = None;
+    }
+
+    /// The version handshake, within `deadline`.
+    pub(crate) fn hello(&self, deadline: Deadline) -> Result<()> {
+        let req = Request::Hello {
+            version: PROTO_VERSION,
+        };
+        match self.call(&req, deadline)? {
+            (Reply::Hello { version }, _) if version == PROTO_VERSION => Ok(()),
+            (Reply::Hello { version }, _) => Err(Error::Protocol(ProtoError::Version {
+                ours: PROTO_VERSION,
+                theirs: version,
+            })),
+            (other, _) => Err(self.unexpected("Hello", other)),
+        }
+    }
+
+    /// Creates the stack: `req` is a [`Request::NewStack`]; its failure is classified by the
+    /// kind the host gave it ([`Error::newstack`]).
+    pub(crate) fn newstack(&self, req: &Request, deadline: Deadline) -> Result<()> {
+        match self.call(req, deadline)? {
+            (Reply::StackReady { .. }, _) => Ok(()),
+            (Reply::Error(e), _) => Err(Error::newstack(&self.plugin, e)),
+            (other, _) => Err(self.unexpected("StackReady", other)),
+        }
+    }
+
+    /// A socket on the stack: how to use it, and its fd (close-on-exec).
+    pub(crate) fn msocket(&self, domain: i32, ty: i32, protocol: i32) -> Result<(FdKind, OwnedFd)> {
+        let req = Request::Socket {
+            domain,
+            ty,
+            protocol,
+        };
+        match self.call(&req, None)? {
+            (Reply::Socket { kind }, mut fds) => {
+                Ok((kind, fds.pop().expect("fd count checked by recv_reply")))
+            }
+            (other, _) => Err(self.unexpected("Socket", other)),
+        }
+    }
+
+    /// A control call on proxied socket `id`: the bytes it gives back (an address, an option
+    /// value; empty for most). The host never blocks on it (docs/proxied.md).
+    pub(crate) fn control(&self, id: u64, op: ControlOp) -> Result<Vec<u8>> {
+        match self.call(&Request::Control { id, op }, None)? {
+            (Reply::Control(bytes), _) => Ok(bytes),
+            (other, _) => Err(self.unexpected("Control", other)),
+        }
+    }
+
+    /// A non-blocking accept on proxied socket `id`: the new socket's fd, id and peer address
+    /// bytes; `EAGAIN` when no connection is waiting.
+    pub(crate) fn accept(&self, id: u64) -> Result<(OwnedFd, u64, Vec<u8>)> {
+        let req = Request::Control {
+            id,
+            op: ControlOp::Accept,
+        };
+        match self.call(&req, None)? {
+            (Reply::Accepted { id, peer }, mut fds) => {
+                Ok((fds.pop().expect("fd count checked by recv_reply"), id, peer))
+            }
+            (other, _) => Err(self.unexpected("Accepted", other)),
+        }
+    }
+
+    /// Tells the host that the application closed proxied socket `id`. A host that is gone
+    /// answers at once (the socket went with it).
+    pub(crate) fn close_socket(&self, id: u64) -> Result<()> {
+        match self.call(&Request::Close { id }, None)? {
+            (Reply::Closed, _) => Ok(()),
+            (other, _) => Err(self.unexpected("Closed", other)),
+        }
+    }
+
+    /// The host's own figures.
+    pub(crate) fn stats(&self) -> Result<StackStats> {
+        match self.call(&Request::Stats, None)? {
+            (Reply::Stats(s), _) => Ok(s),
+            (other, _) => Err(self.unexpected("Stats", other)),
+        }
+    }
+
+    /// Deletes the stack and reaps the host. A host already gone (died, or killed after a
+    /// timeout, this `DelStack` included) counts as deleted; in a fork's copy nothing happens
+    /// (the stack stays the parent's).
+    pub(crate) fn delstack(&self) -> Result<()> {
+        if self.process.foreign() || self.is_gone() {
+            return Ok(());
+        }
+        match self.call(&Request::DelStack, None) {
+            Ok((Reply::Deleted, _)) => {
+                self.process.set_gone("deleted by delstack".into());
+                self.process.reap(Duration::from_secs(2));
+                Ok(())
+            }
+            Ok((other, _)) => Err(self.unexpected("Deleted", other)),
+            Err(Error::StackDied { .. } | Error::Timeout { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if self.process.foreign() {
+            // A fork's copy: closing our copy of the channel leaves the parent's open; the host
+            // is not our child, so nothing to reap (and never to kill).
+            self.process.forget();
+            return;
+        }
+        // Closing the channel tells the host to exit; then reap it.
+        drop(
+            self.chan
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        self.process.reap(Duration::from_secs(2));
+    }
+}
