@@ -11,18 +11,29 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use ioth::{Error, Stack};
-use ioth_tests::cprog::{compile_c, profile_dir, repo_root, run_bounded};
+use ioth_tests::cprog::{compile_c_with, profile_dir, repo_root, run_bounded, stage_build};
 
 const BOUND: Duration = Duration::from_secs(60);
 
-/// The test directory (world-readable: some programs run as nobody), built plug-ins and
-/// programs in it, `IOTH_PLUGIN_PATH` set; `RUST_BACKTRACE` set too, for hosts not to inherit.
+/// Removes the test directory when the test process exits.
+extern "C" fn remove_dir_at_exit() {
+    if let Some(d) = DIR.get() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+static DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// The test directory, outside the build tree and world-readable (some programs run as nobody,
+/// who may not reach a checkout in a 0700 directory), removed at exit: this build's library, host
+/// and plug-ins staged in it ([`stage_build`]), the test plug-ins and programs built in it
+/// against them, `IOTH_PLUGIN_PATH` set; `RUST_BACKTRACE` set too, for hosts not to inherit.
 fn dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("harden");
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let d = std::env::temp_dir().join(format!("ioth-harden-{}", std::process::id()));
+        stage_build(&d);
+        // SAFETY: atexit takes a plain extern "C" function with no arguments.
+        unsafe { libc::atexit(remove_dir_at_exit) };
         let root = repo_root();
         for name in ["snoop", "stray"] {
             let st = Command::new("gcc")
@@ -38,7 +49,7 @@ fn dir() -> &'static Path {
             assert!(st.success(), "gcc ioth_{name}.c");
         }
         for prog in ["misuse", "snoop_app", "secure"] {
-            compile_c(&root.join(format!("tests/c/{prog}.c")), &d.join(prog));
+            compile_c_with(&root.join(format!("tests/c/{prog}.c")), &d.join(prog), &d);
         }
         std::env::set_var("IOTH_PLUGIN_PATH", &d);
         std::env::set_var("RUST_BACKTRACE", "1");

@@ -51,8 +51,12 @@ pub fn example(name: &str) -> PathBuf {
 /// against `client/include/ioth.h` (and `tests/c/check.h`) and this build's `libioth.so` (also
 /// its run path). Panics if gcc fails.
 pub fn compile_c(src: &Path, exe: &Path) {
+    compile_c_with(src, exe, &profile_dir());
+}
+
+/// [`compile_c`] against the `libioth.so` in `lib` (e.g. a [`stage_build`] directory).
+pub fn compile_c_with(src: &Path, exe: &Path, lib: &Path) {
     let root = repo_root();
-    let lib = profile_dir();
     let st = Command::new("gcc")
         .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-g", "-o"])
         .arg(exe)
@@ -66,6 +70,35 @@ pub fn compile_c(src: &Path, exe: &Path) {
         .status()
         .expect("run gcc");
     assert!(st.success(), "gcc {} failed", src.display());
+}
+
+/// Puts this build's `libioth.so` (with its SONAME link `libioth.so.0`), `ioth-host` and
+/// plug-ins (`libioth_<name>.so`) into `dir`, which is made world-readable: for programs that run
+/// as another user (setpriv, setuid), who may not be able to reach the build tree (a checkout in
+/// a `mktemp -d` directory is 0700). Hard links where possible (no copy), copies otherwise.
+pub fn stage_build(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).expect("create the staging directory");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    let from = profile_dir();
+    for e in std::fs::read_dir(&from).expect("read the profile dir") {
+        let name = e.expect("dir entry").file_name();
+        let n = name.to_string_lossy();
+        let wanted = n == "libioth.so"
+            || n == "ioth-host"
+            || (n.starts_with("libioth_") && n.ends_with(".so"));
+        if !wanted {
+            continue;
+        }
+        let (src, dst) = (from.join(&name), dir.join(&name));
+        let _ = std::fs::remove_file(&dst);
+        if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+        }
+    }
+    let so0 = dir.join("libioth.so.0");
+    let _ = std::fs::remove_file(&so0);
+    std::os::unix::fs::symlink("libioth.so", &so0).expect("libioth.so.0 link");
 }
 
 /// A child process, killed (by its pid) and reaped on drop.
