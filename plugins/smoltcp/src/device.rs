@@ -53,6 +53,40 @@ pub struct VdeDevice {
     pub tap: bool,
     /// Frames received while `tap` was on, oldest first, for packet sockets.
     pub captured: VecDeque<Vec<u8>>,
+    /// TCP listening endpoints (address, port) of this interface and how many connection
+    /// requests (SYNs) each can still take before smoltcp's next poll: its free listening sockets
+    /// ([`crate::tcp::set_syn_gates`]). A request beyond that is dropped here, as Linux drops it
+    /// when a listener's queues are full, so that the client sends it again — smoltcp itself
+    /// would answer it with a reset (`ECONNREFUSED`).
+    pub syn_room: Vec<(Option<std::net::IpAddr>, u16, usize)>,
+}
+
+/// The destination of a TCP connection request (SYN without ACK) in Ethernet frame `f`, IPv4 or
+/// IPv6 (no extension headers, not a fragment); `None` for any other frame.
+fn syn_destination(f: &[u8]) -> Option<(std::net::IpAddr, u16)> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ethertype = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+    let (l4, proto, dst) = match ethertype {
+        0x0800 => {
+            let ihl = usize::from(*f.get(14)? & 0x0f) * 4;
+            let frag = u16::from_be_bytes([*f.get(20)?, *f.get(21)?]) & 0x3fff;
+            let dst: [u8; 4] = f.get(30..34)?.try_into().ok()?;
+            if ihl < 20 || frag != 0 {
+                return None;
+            }
+            (ETH_HLEN + ihl, *f.get(23)?, IpAddr::V4(Ipv4Addr::from(dst)))
+        }
+        0x86dd => {
+            let dst: [u8; 16] = f.get(38..54)?.try_into().ok()?;
+            (ETH_HLEN + 40, *f.get(20)?, IpAddr::V6(Ipv6Addr::from(dst)))
+        }
+        _ => return None,
+    };
+    let flags = *f.get(l4 + 13)?;
+    if proto != 6 || flags & 0x12 != 0x02 {
+        return None;
+    }
+    Some((dst, u16::from_be_bytes([*f.get(l4 + 2)?, *f.get(l4 + 3)?])))
 }
 
 fn is_datagram_socket(fd: BorrowedFd<'_>) -> bool {
@@ -114,6 +148,7 @@ impl VdeDevice {
             budget: RX_BUDGET,
             dead: false,
             tap: false,
+            syn_room: Vec::new(),
             captured: VecDeque::new(),
         })
     }
@@ -225,6 +260,7 @@ impl phy::Device for VdeDevice {
             dead,
             tap,
             captured,
+            syn_room,
             ..
         } = self;
         while *budget > 0 {
@@ -241,6 +277,18 @@ impl phy::Device for VdeDevice {
                 // Shorter than a header: an event libvdeplug handled itself.
                 Ok(n) if n < ETH_HLEN => continue,
                 Ok(n) => {
+                    if !syn_room.is_empty() {
+                        let room = syn_destination(&rx_buf[..n]).and_then(|(ip, port)| {
+                            syn_room
+                                .iter_mut()
+                                .find(|(a, p, _)| *p == port && a.is_none_or(|a| a == ip))
+                        });
+                        match room {
+                            Some((_, _, 0)) => continue,
+                            Some((_, _, left)) => *left -= 1,
+                            None => {}
+                        }
+                    }
                     if *tap && captured.len() < CAPTURED_MAX {
                         captured.push_back(rx_buf[..n].to_vec());
                     }
@@ -362,5 +410,51 @@ impl phy::Device for LoopDevice {
         caps.max_transmission_unit = LO_MTU;
         caps.checksum = ChecksumCapabilities::ignored();
         caps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::syn_destination;
+
+    /// An Ethernet frame with an IPv4 (or IPv6) header and TCP flags `flags` to port 5000.
+    fn frame(v6: bool, flags: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 14];
+        if v6 {
+            f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+            let mut ip = vec![0u8; 40];
+            ip[0] = 0x60;
+            ip[6] = 6;
+            ip[24..40].copy_from_slice(&"fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+            f.extend(ip);
+        } else {
+            f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+            let mut ip = vec![0u8; 20];
+            ip[0] = 0x45;
+            ip[9] = 6;
+            ip[16..20].copy_from_slice(&[10, 0, 0, 1]);
+            f.extend(ip);
+        }
+        let mut tcp = vec![0u8; 20];
+        tcp[2..4].copy_from_slice(&5000u16.to_be_bytes());
+        tcp[13] = flags;
+        f.extend(tcp);
+        f
+    }
+
+    #[test]
+    fn connection_requests_are_recognised() {
+        let v4 = syn_destination(&frame(false, 0x02)).unwrap();
+        assert_eq!(v4, ("10.0.0.1".parse().unwrap(), 5000));
+        let v6 = syn_destination(&frame(true, 0x02)).unwrap();
+        assert_eq!(v6, ("fd00::1".parse().unwrap(), 5000));
+        // SYN+ACK, a plain ACK, and a truncated frame are not requests.
+        assert_eq!(syn_destination(&frame(false, 0x12)), None);
+        assert_eq!(syn_destination(&frame(true, 0x10)), None);
+        assert_eq!(syn_destination(&frame(false, 0x02)[..40]), None);
+        // A fragment is not looked into.
+        let mut frag = frame(false, 0x02);
+        frag[20] = 0x20;
+        assert_eq!(syn_destination(&frag), None);
     }
 }

@@ -140,6 +140,7 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
 
     udp::deliver_looped(net, socks);
     packet::set_taps(net, socks);
+    tcp::set_syn_gates(net, socks);
     for f in net.ifaces.iter_mut().filter(|f| f.up) {
         f.poll(now);
     }

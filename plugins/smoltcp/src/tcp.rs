@@ -30,7 +30,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::wire::{IpAddress, IpListenEndpoint};
 
-use crate::net::{Net, LO};
+use crate::net::{Dev, Net, LO};
 use crate::stack::{app_end, errno, new_pair, Core, Fate, Grave, Kind, Opts, Sock};
 use crate::{addr, sys};
 
@@ -180,6 +180,35 @@ pub fn listen_ifaces(net: &Net, ip: Option<IpAddr>) -> Vec<usize> {
         Some(LO) => vec![LO],
         Some(i) => vec![i, LO],
         None => (0..net.ifaces.len()).collect(),
+    }
+}
+
+/// Before smoltcp's poll: how many connection requests each listening endpoint of each
+/// interface can take (its free listening sockets: the others are in a handshake, or the accept
+/// queue is full and they are not replaced), for the device to drop the excess instead of
+/// letting smoltcp refuse it ([`crate::device::VdeDevice::syn_room`]). Derived afresh each turn.
+pub fn set_syn_gates(net: &mut Net, socks: &std::collections::HashMap<u64, Sock>) {
+    for f in &mut net.ifaces {
+        if let Dev::Vde(d) = &mut f.dev {
+            d.syn_room.clear();
+        }
+    }
+    for s in socks.values() {
+        let Kind::Tcp(t) = &s.kind else { continue };
+        let St::Listen(l) = &t.st else { continue };
+        let ip = l.ep.addr.map(IpAddr::from);
+        for i in listen_ifaces(net, ip) {
+            let free = l
+                .socks
+                .iter()
+                .filter(|&&(j, h)| {
+                    j == i && net.ifaces[j].sockets.get::<tcp::Socket>(h).state() == State::Listen
+                })
+                .count();
+            if let Dev::Vde(d) = &mut net.ifaces[i].dev {
+                d.syn_room.push((ip, l.ep.port, free));
+            }
+        }
     }
 }
 
