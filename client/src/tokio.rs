@@ -103,18 +103,20 @@ impl TcpStream {
         // Registered once the connection is under way: before, an unconnected socket polls as
         // hung up, which the reactor would take for "writable".
         let stream = TcpStream::from_socket(s)?;
-        while pending {
+        if !pending {
+            return Ok(stream);
+        }
+        loop {
             let mut guard = stream.io.writable().await?;
             if let Some(e) = guard.get_inner().take_error()? {
                 return Err(e);
             }
             match guard.get_inner().peer_addr() {
-                Ok(_) => break,
+                Ok(_) => return Ok(stream),
                 Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => guard.clear_ready(),
                 Err(e) => return Err(e),
             }
         }
-        Ok(stream)
     }
 
     /// Takes a connected `Socket` (made non-blocking). Needs a runtime.
