@@ -778,6 +778,16 @@ impl Stack {
         }
     }
 
+    /// The host's namespace of kind `kind` (`/proc/<host>/ns/net` or `…/user`), as an fd for
+    /// `setns(2)`: how `ioth-run` runs a program inside a native-namespace stack (vdestack). The
+    /// native stack has no host: [`Error::InvalidArgument`].
+    pub fn namespace(&self, kind: ioth_proto::NsKind) -> Result<OwnedFd> {
+        match self.call(&Request::Namespace { kind }, None)? {
+            (Reply::Namespace, mut fds) => Ok(fds.pop().expect("fd count checked by recv_reply")),
+            (other, _) => Err(self.unexpected("Namespace", other)),
+        }
+    }
+
     /// A socket with socket2's typed arguments.
     pub fn socket(
         &self,

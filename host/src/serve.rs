@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ioth_proto::{
-    Channel, FdKind, Limits, ProtoError, Reply, Request, StackStats, WireError, PROTO_VERSION,
+    Channel, FdKind, Limits, NsKind, ProtoError, Reply, Request, StackStats, WireError, PROTO_VERSION,
 };
 
 use crate::audit::{self, Audit};
@@ -306,6 +306,7 @@ impl Host {
                 Err(e) => ok(Reply::Error(e)),
             },
             (State::Serving(_), Request::Stats) => ok(Reply::Stats(self.stats)),
+            (State::Serving(_), Request::Namespace { kind }) => handle_namespace(kind),
             (State::Serving(st), Request::DelStack) => match st.plugin.delstack() {
                 Ok(()) => (Reply::Deleted, None, After::Exit(0)),
                 Err(e) => ok(Reply::Error(e)),
@@ -405,5 +406,23 @@ impl Host {
             }
             Err(e) => (Reply::Error(e), None, After::Exit(1)),
         }
+    }
+}
+
+/// [`Request::Namespace`]: the host's own namespace file, opened read-only (the application
+/// enters it with `setns(2)`; the host itself never does). The sandbox allows it: a namespace
+/// file is no path of a filesystem Landlock guards, and it is the host's own.
+fn handle_namespace(kind: NsKind) -> (Reply, Option<std::os::fd::OwnedFd>, After) {
+    let path = format!("/proc/self/ns/{}", kind.name());
+    match std::fs::File::open(&path) {
+        Ok(f) => (Reply::Namespace, Some(f.into()), After::Continue),
+        Err(e) => (
+            Reply::Error(WireError {
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+                message: format!("open {path}: {e}"),
+            }),
+            None,
+            After::Continue,
+        ),
     }
 }

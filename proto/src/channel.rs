@@ -288,6 +288,12 @@ mod tests {
             },
             Request::Stats,
             Request::DelStack,
+            Request::Namespace {
+                kind: crate::NsKind::Net,
+            },
+            Request::Namespace {
+                kind: crate::NsKind::User,
+            },
             Request::Control {
                 id: 7,
                 op: crate::ControlOp::Bind(vec![2, 0, 0x13, 0x88, 10, 0, 0, 1]),
@@ -387,6 +393,7 @@ mod tests {
             Reply::Control(vec![]),
             Reply::Control(vec![9; crate::MAX_SOCKOPT]),
             Reply::Closed,
+            Reply::Namespace,
         ];
         for r in &replies {
             let fds: Vec<BorrowedFd<'_>> = (0..r.fd_count()).map(|_| x.as_fd()).collect();

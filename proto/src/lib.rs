@@ -21,13 +21,14 @@ mod message;
 
 pub use channel::{Channel, ProtoError};
 pub use message::{
-    ControlOp, FdKind, Limits, Reply, Request, StackStats, WireError, MAX_SOCKADDR, MAX_SOCKOPT,
+    ControlOp, FdKind, Limits, NsKind, Reply, Request, StackStats, WireError, MAX_SOCKADDR, MAX_SOCKOPT,
 };
 
 /// Version of this protocol. Client and host must agree exactly. 3 added proxied sockets
 /// ([`FdKind::Proxied`], [`Request::Control`], [`Request::Close`]); 4 the host's protections
-/// ([`StackStats::protections`]); 5 the plug-in's options in [`Request::NewStack`].
-pub const PROTO_VERSION: u32 = 5;
+/// ([`StackStats::protections`]); 5 the plug-in's options in [`Request::NewStack`]; 6 the host's
+/// namespaces ([`Request::Namespace`]).
+pub const PROTO_VERSION: u32 = 6;
 
 /// The bits of [`StackStats::protections`]: which parts of the host's sandbox are in force
 /// (docs/security.md).
