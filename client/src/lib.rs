@@ -25,6 +25,7 @@ mod env;
 mod error;
 mod locate;
 mod netlink;
+pub mod run;
 mod socket;
 mod spawn;
 mod stack;
