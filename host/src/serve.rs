@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ioth_proto::{
-    Channel, FdKind, Limits, NsKind, ProtoError, Reply, Request, StackStats, WireError, PROTO_VERSION,
+    Channel, FdKind, Limits, NsKind, ProtoError, Reply, Request, StackStats, WireError,
+    PROTO_VERSION,
 };
 
 use crate::audit::{self, Audit};

@@ -23,7 +23,8 @@ pub mod run;
 
 pub use channel::{Channel, ProtoError};
 pub use message::{
-    ControlOp, FdKind, Limits, NsKind, Reply, Request, StackStats, WireError, MAX_SOCKADDR, MAX_SOCKOPT,
+    ControlOp, FdKind, Limits, NsKind, Reply, Request, StackStats, WireError, MAX_SOCKADDR,
+    MAX_SOCKOPT,
 };
 
 /// Version of this protocol. Client and host must agree exactly. 3 added proxied sockets

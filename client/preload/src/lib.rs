@@ -49,10 +49,22 @@ type SetOptFn = unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen
 type GetOptFn = unsafe extern "C" fn(c_int, c_int, c_int, *mut c_void, *mut socklen_t) -> c_int;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 type Dup3Fn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
-type SendToFn =
-    unsafe extern "C" fn(c_int, *const c_void, size_t, c_int, *const sockaddr, socklen_t) -> ssize_t;
-type RecvFromFn =
-    unsafe extern "C" fn(c_int, *mut c_void, size_t, c_int, *mut sockaddr, *mut socklen_t) -> ssize_t;
+type SendToFn = unsafe extern "C" fn(
+    c_int,
+    *const c_void,
+    size_t,
+    c_int,
+    *const sockaddr,
+    socklen_t,
+) -> ssize_t;
+type RecvFromFn = unsafe extern "C" fn(
+    c_int,
+    *mut c_void,
+    size_t,
+    c_int,
+    *mut sockaddr,
+    *mut socklen_t,
+) -> ssize_t;
 type SendMsgFn = unsafe extern "C" fn(c_int, *const msghdr, c_int) -> ssize_t;
 type RecvMsgFn = unsafe extern "C" fn(c_int, *mut msghdr, c_int) -> ssize_t;
 type SendFn = unsafe extern "C" fn(c_int, *const c_void, size_t, c_int) -> ssize_t;
@@ -212,13 +224,8 @@ fn connect_runner() -> Result<Channel, c_int> {
         *d = *s as libc::c_char;
     }
     // SAFETY: libc's socket(2) with integer arguments.
-    let fd = unsafe {
-        (real().socket)(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
+    let fd =
+        unsafe { (real().socket)(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(errno());
     }
@@ -279,7 +286,11 @@ fn unix_socket_ino(fd: c_int) -> Option<u64> {
 fn info(fd: c_int, fresh: bool) -> Option<SockInfo> {
     let ino = unix_socket_ino(fd)?;
     if !fresh {
-        if let Some(k) = KNOWN.try_with(|k| k.borrow().get(&ino).cloned()).ok().flatten() {
+        if let Some(k) = KNOWN
+            .try_with(|k| k.borrow().get(&ino).cloned())
+            .ok()
+            .flatten()
+        {
             return k;
         }
     }
@@ -747,17 +758,28 @@ fn too_big(i: &SockInfo, n: usize, dest: &[u8]) -> bool {
     if i.ty != libc::SOCK_DGRAM || !matches!(i.domain, libc::AF_INET | libc::AF_INET6) {
         return false;
     }
-    let v4 = match dest.get(..2).map(|f| u16::from_ne_bytes([f[0], f[1]]) as c_int) {
+    let v4 = match dest
+        .get(..2)
+        .map(|f| u16::from_ne_bytes([f[0], f[1]]) as c_int)
+    {
         Some(libc::AF_INET) => true,
         // A v4-mapped destination (::ffff:a.b.c.d) is IPv4 on the wire.
-        Some(libc::AF_INET6) => dest.get(8..20).is_some_and(|a| a[..10] == [0; 10] && a[10..] == [0xff, 0xff]),
+        Some(libc::AF_INET6) => dest
+            .get(8..20)
+            .is_some_and(|a| a[..10] == [0; 10] && a[10..] == [0xff, 0xff]),
         _ => false,
     };
     n > if v4 { 65507 } else { 65527 }
 }
 
 /// Sends one framed record: the header for `dest`, then the payload parts.
-fn send_framed(fd: c_int, i: &SockInfo, dest: &[u8], parts: &[libc::iovec], flags: c_int) -> ssize_t {
+fn send_framed(
+    fd: c_int,
+    i: &SockInfo,
+    dest: &[u8],
+    parts: &[libc::iovec],
+    flags: c_int,
+) -> ssize_t {
     let hdr = match header_from_sockaddr(dest) {
         Ok(h) => h,
         Err(e) => return fail(e),
@@ -787,7 +809,11 @@ fn send_framed(fd: c_int, i: &SockInfo, dest: &[u8], parts: &[libc::iovec], flag
 
 /// Receives one framed record into `parts`; the source's address bytes. A record shorter
 /// than the header (the stack is gone: EOF) gives 0.
-fn recv_framed(fd: c_int, parts: &[libc::iovec], flags: c_int) -> Result<(usize, Vec<u8>, c_int), c_int> {
+fn recv_framed(
+    fd: c_int,
+    parts: &[libc::iovec],
+    flags: c_int,
+) -> Result<(usize, Vec<u8>, c_int), c_int> {
     let mut hdr = [0u8; HDR_LEN];
     let mut iov = Vec::with_capacity(parts.len() + 1);
     iov.push(libc::iovec {
@@ -890,7 +916,10 @@ pub unsafe extern "C" fn recvfrom(
     let r = guarded(|| {
         let i = info_now(fd)?;
         if i.framed() {
-            let part = libc::iovec { iov_base: buf, iov_len: n };
+            let part = libc::iovec {
+                iov_base: buf,
+                iov_len: n,
+            };
             return Some(match recv_framed(fd, &[part], flags) {
                 Ok((got, from, _)) => {
                     // SAFETY: addr/alen as recvfrom(2) takes them.
@@ -922,7 +951,16 @@ pub unsafe extern "C" fn recvfrom(
 #[no_mangle]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
     // SAFETY: the caller's arguments, as recv(2) takes them (no address wanted).
-    unsafe { recvfrom(fd, buf, n, flags, std::ptr::null_mut(), std::ptr::null_mut()) }
+    unsafe {
+        recvfrom(
+            fd,
+            buf,
+            n,
+            flags,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    }
 }
 
 /// The iovecs of a C `msghdr`.
@@ -988,7 +1026,9 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
                     let n = b.len().min(m.msg_namelen as usize);
                     // SAFETY: msg_name is writable for msg_namelen bytes (recvmsg(2)'s
                     // contract); n ≤ that.
-                    unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), m.msg_name.cast::<u8>(), n) };
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(b.as_ptr(), m.msg_name.cast::<u8>(), n)
+                    };
                     m.msg_namelen = b.len() as socklen_t;
                 }
                 None => m.msg_namelen = 0,

@@ -16,7 +16,8 @@ use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::Cause;
 
-const USAGE: &str = "usage: ioth-run -s STACK[,OPTIONS] [-v VNL]... [-c CONFIG]... [--] PROGRAM [ARGS...]
+const USAGE: &str =
+    "usage: ioth-run -s STACK[,OPTIONS] [-v VNL]... [-c CONFIG]... [--] PROGRAM [ARGS...]
 
   -s STACK    the stack's plug-in (vdestack, smoltcp, ...), options after a comma
   -v VNL      an interface on this virtual network (one per -v: vde0, vde1, ...)
@@ -61,7 +62,10 @@ fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
         let b = arg.as_bytes();
         // -sVALUE as well as -s VALUE.
         let (opt, inline) = if b.len() > 2 && b[0] == b'-' && b[1] != b'-' {
-            (&b[..2], Some(OsString::from(std::ffi::OsStr::from_bytes(&b[2..]))))
+            (
+                &b[..2],
+                Some(OsString::from(std::ffi::OsStr::from_bytes(&b[2..]))),
+            )
         } else {
             (b, None)
         };
@@ -121,7 +125,7 @@ fn main() -> ExitCode {
         return fail(125, format!("configuration: {e}"));
     }
     let mut cmd = Command::new(&stack, &args.argv[0]);
-    cmd.args(&args.argv[1..]);
+    cmd.args(&args.argv[1..]).die_with_parent(true);
     if let Some(text) = config.resolv_conf() {
         cmd.resolv_conf(&text);
     }

@@ -174,9 +174,10 @@ impl Config {
         }
         let deadline = Instant::now() + wait;
         while !v6.is_empty() && Instant::now() < deadline {
-            let tentative = stack.addresses()?.iter().any(|a| {
-                v6.contains(&a.addr) && a.flags & libc::IFA_F_TENTATIVE as u32 != 0
-            });
+            let tentative = stack
+                .addresses()?
+                .iter()
+                .any(|a| v6.contains(&a.addr) && a.flags & libc::IFA_F_TENTATIVE as u32 != 0);
             if !tentative {
                 break;
             }

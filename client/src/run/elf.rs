@@ -33,15 +33,27 @@ fn has_interp(b: &[u8]) -> Option<bool> {
     };
     let u16_at = |o: usize| -> Option<u64> {
         let x: [u8; 2] = b.get(o..o + 2)?.try_into().ok()?;
-        Some(if le { u16::from_le_bytes(x) } else { u16::from_be_bytes(x) } as u64)
+        Some(if le {
+            u16::from_le_bytes(x)
+        } else {
+            u16::from_be_bytes(x)
+        } as u64)
     };
     let u32_at = |o: usize| -> Option<u64> {
         let x: [u8; 4] = b.get(o..o + 4)?.try_into().ok()?;
-        Some(if le { u32::from_le_bytes(x) } else { u32::from_be_bytes(x) } as u64)
+        Some(if le {
+            u32::from_le_bytes(x)
+        } else {
+            u32::from_be_bytes(x)
+        } as u64)
     };
     let u64_at = |o: usize| -> Option<u64> {
         let x: [u8; 8] = b.get(o..o + 8)?.try_into().ok()?;
-        Some(if le { u64::from_le_bytes(x) } else { u64::from_be_bytes(x) })
+        Some(if le {
+            u64::from_le_bytes(x)
+        } else {
+            u64::from_be_bytes(x)
+        })
     };
     let (phoff, phentsize, phnum) = match b.get(4)? {
         1 => (u32_at(0x1c)?, u16_at(0x2a)?, u16_at(0x2c)?),

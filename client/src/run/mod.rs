@@ -11,7 +11,10 @@
 //!   (`libioth_preload.so`) in `LD_PRELOAD`, which sends its `AF_INET`, `AF_INET6`,
 //!   `AF_PACKET` and `AF_NETLINK`/`NETLINK_ROUTE` sockets to this process ([`serve`]), which
 //!   makes them on the stack. A statically linked program would bypass it and use the machine's
-//!   network: it is refused (`ENOEXEC`) before it starts.
+//!   network: it is refused (`ENOEXEC`) before it starts. Where it may (root), the program
+//!   also runs in an empty network namespace of its own, so that sockets the preload cannot see
+//!   (those libc makes inside itself: its DNS resolver, `getifaddrs`) reach nothing rather than
+//!   the machine's network.
 //!
 //! [`Command::resolv_conf`] gives the program a private `/etc/resolv.conf` (a bind mount in a
 //! mount namespace of its own), so that its resolver asks the stack's DNS server.
@@ -40,6 +43,7 @@ pub struct Command {
     program: OsString,
     args: Vec<OsString>,
     resolv_conf: Option<String>,
+    die_with_parent: bool,
 }
 
 /// A program started by [`Command::spawn`].
@@ -56,10 +60,7 @@ enum Mode {
     /// Its own network is the stack's already.
     AsIs,
     /// Enter these namespaces (user first).
-    Enter {
-        user: Option<OwnedFd>,
-        net: OwnedFd,
-    },
+    Enter { user: Option<OwnedFd>, net: OwnedFd },
     /// The preload library.
     Preload,
 }
@@ -90,8 +91,11 @@ fn mode(stack: &Stack) -> Result<Mode> {
     }
     drop(probe);
     let net = stack.namespace(NsKind::Net)?;
-    if same_file(&net, &own_namespace(NsKind::Net).map_err(os("open /proc/self/ns/net"))?)
-        .map_err(os("fstat"))?
+    if same_file(
+        &net,
+        &own_namespace(NsKind::Net).map_err(os("open /proc/self/ns/net"))?,
+    )
+    .map_err(os("fstat"))?
     {
         return Ok(Mode::AsIs);
     }
@@ -156,7 +160,15 @@ impl Command {
             program: program.as_ref().to_owned(),
             args: Vec::new(),
             resolv_conf: None,
+            die_with_parent: false,
         }
+    }
+
+    /// The program gets `SIGTERM` if the thread that spawned it ends (`PR_SET_PDEATHSIG`):
+    /// what `ioth-run` wants, so that a runner killed with `SIGKILL` leaves no program behind.
+    pub fn die_with_parent(&mut self, on: bool) -> &mut Command {
+        self.die_with_parent = on;
+        self
     }
 
     /// Adds arguments.
@@ -215,8 +227,11 @@ impl Command {
                 };
                 let file = dir.join("resolv.conf");
                 std::fs::write(&file, text).map_err(os("write resolv.conf"))?;
-                std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-                    .map_err(os("chmod resolv.conf"))?;
+                std::fs::set_permissions(
+                    &file,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o644),
+                )
+                .map_err(os("chmod resolv.conf"))?;
                 // The program may run as another uid in a user namespace: it must reach the file.
                 std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
                     .map_err(os("chmod"))?;
@@ -228,14 +243,18 @@ impl Command {
             }
         };
         let (user, net) = match &mode {
-            Mode::Enter { user, net } => (user.as_ref().map(|u| u.as_raw_fd()), Some(net.as_raw_fd())),
+            Mode::Enter { user, net } => {
+                (user.as_ref().map(|u| u.as_raw_fd()), Some(net.as_raw_fd()))
+            }
             _ => (None, None),
         };
-        if user.is_some() || net.is_some() || mounts.is_some() {
+        let isolate = matches!(mode, Mode::Preload);
+        let pdeath = self.die_with_parent;
+        if pdeath || isolate || user.is_some() || net.is_some() || mounts.is_some() {
             let root = c"/";
             let none = c"none";
             // SAFETY: the closure runs in the child between fork and exec: it only makes system
-            // calls (setns, unshare, mount) on fds and C strings made before the fork, allocates
+            // calls (prctl, setns, unshare, mount) on fds and C strings made before the fork, allocates
             // nothing and takes no lock, so it is async-signal-safe.
             unsafe {
                 cmd.pre_exec(move || {
@@ -246,11 +265,21 @@ impl Command {
                             Err(io::Error::last_os_error())
                         }
                     };
+                    if pdeath {
+                        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM))?;
+                    }
                     if let Some(u) = user {
                         check(libc::setns(u, libc::CLONE_NEWUSER))?;
                     }
                     if let Some(n) = net {
                         check(libc::setns(n, libc::CLONE_NEWNET))?;
+                    }
+                    // Sockets the preload cannot see (libc's own, inside getaddrinfo or
+                    // getifaddrs; a static helper exec'd later) meet an empty network
+                    // namespace, not the machine's network. Without the privilege for one
+                    // the program runs in ours (docs/run.md).
+                    if isolate {
+                        let _ = libc::unshare(libc::CLONE_NEWNET);
                     }
                     if let Some((src, dst)) = &mounts {
                         check(libc::unshare(libc::CLONE_NEWNS))?;

@@ -265,16 +265,18 @@ impl Shared {
             ControlOp::GetSockName => Ok(RunReply::Control(raw::sockaddr_bytes(
                 &sock.local_sockaddr()?,
             ))),
-            ControlOp::GetPeerName => Ok(RunReply::Control(raw::sockaddr_bytes(
-                &SockAddr::from(sock.peer_addr()?),
-            ))),
+            ControlOp::GetPeerName => Ok(RunReply::Control(raw::sockaddr_bytes(&SockAddr::from(
+                sock.peer_addr()?,
+            )))),
             ControlOp::SetSockOpt { level, name, value } => {
                 sock.setsockopt(level, name, &value)?;
                 ok
             }
-            ControlOp::GetSockOpt { level, name, len } => Ok(RunReply::Control(
-                sock.getsockopt(level, name, len as usize)?,
-            )),
+            ControlOp::GetSockOpt { level, name, len } => Ok(RunReply::Control(sock.getsockopt(
+                level,
+                name,
+                len as usize,
+            )?)),
             ControlOp::Shutdown(how) => {
                 let how = match how {
                     libc::SHUT_RD => std::net::Shutdown::Read,
@@ -342,11 +344,8 @@ impl Rendezvous {
             match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => {
                     let path = dir.join("sock");
-                    let listener = socket2::Socket::new(
-                        Domain::UNIX,
-                        Type::SEQPACKET.cloexec(),
-                        None,
-                    )?;
+                    let listener =
+                        socket2::Socket::new(Domain::UNIX, Type::SEQPACKET.cloexec(), None)?;
                     let bound = SockAddr::unix(&path)
                         .and_then(|a| listener.bind(&a))
                         .and_then(|()| listener.listen(128));
@@ -391,7 +390,10 @@ pub(crate) fn serve(shared: Arc<Shared>, rv: Rendezvous, child: Option<OwnedFd>)
             std::thread::sleep(SWEEP_EVERY);
             0
         } else {
-            match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+            ) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => 0,
