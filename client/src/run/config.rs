@@ -177,7 +177,7 @@ impl Config {
             let tentative = stack
                 .addresses()?
                 .iter()
-                .any(|a| v6.contains(&a.addr) && a.flags & libc::IFA_F_TENTATIVE as u32 != 0);
+                .any(|a| v6.contains(&a.addr) && a.flags & libc::IFA_F_TENTATIVE != 0);
             if !tentative {
                 break;
             }
