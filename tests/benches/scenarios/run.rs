@@ -194,6 +194,6 @@ pub fn run(opts: &Opts) -> Report {
         }
         Err(e) => return skipped(TITLE, &e),
     }
-    r.note("ratio: time under ioth-run / time with the API (1.00 = as fast)");
+    r.note("ratio: speed under ioth-run / speed with the ioth API (1.00x = as fast)");
     r
 }
