@@ -39,6 +39,7 @@ D_PC = $(DESTDIR)$(PKGCONFIGDIR)
 HEADERS = client/include/ioth.h client/include/libioth.h client/include/ioth_nlinline.h \
 	client/include/iothaddr.h
 LIBS = ioth iothaddr
+MAN1 = $(wildcard docs/man/man1/*.1)
 MAN3 = $(wildcard docs/man/man3/*.3)
 MAN7 = $(wildcard docs/man/man7/*.7)
 
@@ -72,12 +73,15 @@ clean:
 # LIBDIR/libioth.so.$(VERSION) with libioth.so.0 and libioth.so links (same for libiothaddr),
 # INCLUDEDIR/{ioth.h,libioth.h,ioth_nlinline.h,iothaddr.h}, LIBDIR/pkgconfig/{ioth,iothaddr}.pc,
 # PLUGINDIR/ioth-host and every plug-in built (cargo's libioth_<name>.so as ioth_<name>.so),
-# BINDIR/ioth-host (a link to PLUGINDIR's), MANDIR/man3 and man7.
+# BINDIR/ioth-host (a link to PLUGINDIR's), PLUGINDIR/ioth-run with its link BINDIR/ioth-run
+# (so that it finds ioth-host beside it) and PLUGINDIR/libioth_preload.so, MANDIR/man1, man3
+# and man7.
 install:
-	@for f in $(PROFILE_DIR)/libioth.so $(PROFILE_DIR)/libiothaddr.so $(PROFILE_DIR)/ioth-host; do \
+	@for f in $(PROFILE_DIR)/libioth.so $(PROFILE_DIR)/libiothaddr.so $(PROFILE_DIR)/ioth-host \
+		$(PROFILE_DIR)/ioth-run $(PROFILE_DIR)/libioth_preload.so; do \
 		[ -f "$$f" ] || { echo "$$f is missing: run 'make$(if $(filter debug,$(PROFILE)), PROFILE=debug,)' first" >&2; exit 1; }; \
 	done
-	$(INSTALL) -d $(D_LIB) $(D_INC) $(D_PLUG) $(D_BIN) $(D_PC) $(D_MAN)/man3 $(D_MAN)/man7
+	$(INSTALL) -d $(D_LIB) $(D_INC) $(D_PLUG) $(D_BIN) $(D_PC) $(D_MAN)/man1 $(D_MAN)/man3 $(D_MAN)/man7
 	@set -e; for l in $(LIBS); do \
 		f=lib$$l.so.$(VERSION); \
 		echo "$(INSTALL) -m 755 $(PROFILE_DIR)/lib$$l.so $(D_LIB)/$$f"; \
@@ -93,13 +97,20 @@ install:
 	$(INSTALL) -m 755 $(PROFILE_DIR)/ioth-host $(D_PLUG)/ioth-host
 	$(if $(STRIP),$(STRIP) --strip-unneeded $(D_PLUG)/ioth-host)
 	ln -sf $(PLUGINDIR)/ioth-host $(D_BIN)/ioth-host
+	$(INSTALL) -m 755 $(PROFILE_DIR)/ioth-run $(D_PLUG)/ioth-run
+	$(if $(STRIP),$(STRIP) --strip-unneeded $(D_PLUG)/ioth-run)
+	ln -sf $(PLUGINDIR)/ioth-run $(D_BIN)/ioth-run
+	$(INSTALL) -m 755 $(PROFILE_DIR)/libioth_preload.so $(D_PLUG)/libioth_preload.so
+	$(if $(STRIP),$(STRIP) --strip-unneeded $(D_PLUG)/libioth_preload.so)
 	@set -e; for f in $(PROFILE_DIR)/libioth_*.so; do \
 		[ -e "$$f" ] || continue; \
+		[ "$${f##*/}" != libioth_preload.so ] || continue; \
 		n=$${f##*/lib}; \
 		echo "$(INSTALL) -m 755 $$f $(D_PLUG)/$$n"; \
 		$(INSTALL) -m 755 "$$f" "$(D_PLUG)/$$n"; \
 		$(if $(STRIP),$(STRIP) --strip-unneeded "$(D_PLUG)/$$n";) \
 	done
+	$(INSTALL) -m 644 $(MAN1) $(D_MAN)/man1/
 	$(INSTALL) -m 644 $(MAN3) $(D_MAN)/man3/
 	$(INSTALL) -m 644 $(MAN7) $(D_MAN)/man7/
 
@@ -110,5 +121,7 @@ uninstall:
 	done
 	rm -f $(addprefix $(D_INC)/,$(notdir $(HEADERS)))
 	rm -f $(D_BIN)/ioth-host $(D_PLUG)/ioth-host $(D_PLUG)/ioth_*.so
+	rm -f $(D_BIN)/ioth-run $(D_PLUG)/ioth-run $(D_PLUG)/libioth_preload.so
+	rm -f $(addprefix $(D_MAN)/man1/,$(notdir $(MAN1)))
 	rm -f $(addprefix $(D_MAN)/man3/,$(notdir $(MAN3))) $(addprefix $(D_MAN)/man7/,$(notdir $(MAN7)))
 	-rmdir $(D_PLUG) $(D_PC) 2>/dev/null || true

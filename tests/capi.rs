@@ -508,7 +508,7 @@ fn c_make_install_prefix() {
         let name = name.to_string_lossy();
         if let Some(plugin) = name
             .strip_prefix("lib")
-            .filter(|n| n.starts_with("ioth_") && n.ends_with(".so"))
+            .filter(|n| n.starts_with("ioth_") && n.ends_with(".so") && *n != "ioth_preload.so")
         {
             assert!(
                 plugindir.join(plugin).is_file(),
@@ -516,6 +516,25 @@ fn c_make_install_prefix() {
             );
         }
     }
+
+    // ioth-run beside the host (so that it finds it), linked from BINDIR; its preload library
+    // in the plug-in directory under its own name (no plug-in "preload").
+    assert!(
+        plugindir.join("ioth-run").is_file(),
+        "ioth-run not installed"
+    );
+    assert_eq!(
+        std::fs::read_link(prefix.join("bin/ioth-run")).expect("bin/ioth-run link"),
+        plugindir.join("ioth-run")
+    );
+    assert!(
+        plugindir.join("libioth_preload.so").is_file(),
+        "libioth_preload.so not installed"
+    );
+    assert!(
+        !plugindir.join("ioth_preload.so").exists(),
+        "the preload library as a plug-in"
+    );
 
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).expect("create home");

@@ -129,6 +129,13 @@ void ioth_freeifaddrs(struct ifaddrs *ifa);
  * -1 (errno EINVAL) for a NULL stack */
 pid_t ioth_stack_pid(struct ioth *iothstack);
 
+/* start program argv[0] (searched in PATH; argv NULL-terminated) with every socket it creates
+ * on stack (NULL: the default stack), as ioth-run(1) does: inside a vdestack stack's namespaces,
+ * through the preload library on a proxied stack (smoltcp; a static program fails with ENOEXEC).
+ * resolvconf: NULL, or the text the program sees as /etc/resolv.conf. Returns the program's
+ * pid (reap it with waitpid), -1 with errno on error. See ioth_run(3). */
+pid_t ioth_run(struct ioth *stack, const char *resolvconf, char *const argv[]);
+
 /* Environment read when a stack is created (ioth_newstack*):
  *   IOTH_NEWSTACK_TIMEOUT  ms the plug-in may take to create its stack (default 5000); past it
  *                          the host is killed and ioth_newstack* fails with ETIMEDOUT.

@@ -30,6 +30,7 @@ mod link;
 mod locate;
 mod netlink;
 mod procfs;
+pub mod run;
 mod socket;
 mod stack;
 mod sys;

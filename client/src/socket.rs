@@ -2,7 +2,7 @@
 //! both fd kinds (docs/proxied.md). Runs in the application.
 
 mod proxy;
-mod raw;
+pub(crate) mod raw;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};

@@ -117,6 +117,18 @@ impl Stack {
         self.msocket(domain.into(), ty.into(), protocol.map_or(0, Into::into))
     }
 
+    /// The host's namespace of kind `kind` (`/proc/<host>/ns/net` or `…/user`), as an fd for
+    /// `setns(2)`: how `ioth-run` runs a program inside a native-namespace stack (vdestack). The
+    /// native stack has no host: [`Error::InvalidArgument`].
+    pub fn namespace(&self, kind: ioth_proto::NsKind) -> Result<std::os::fd::OwnedFd> {
+        let Some(link) = self.link() else {
+            return Err(Error::InvalidArgument(
+                "the native kernel stack has no host, so no namespace of its own".into(),
+            ));
+        };
+        link.namespace(kind)
+    }
+
     /// Usage figures of the stack's host.
     pub fn stats(&self) -> Result<Stats> {
         let mut s = Stats {

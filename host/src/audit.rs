@@ -193,6 +193,9 @@ pub fn args_json(req: &Request) -> String {
         Request::Close { id } => {
             let _ = write!(o, "\"id\":{id}");
         }
+        Request::Namespace { kind } => {
+            let _ = write!(o, "\"kind\":\"{}\"", kind.name());
+        }
     }
     o.push('}');
     o

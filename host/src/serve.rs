@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ioth_proto::{Channel, FdKind, Limits, ProtoError, Reply, Request, StackStats, PROTO_VERSION};
+use ioth_proto::{
+    Channel, FdKind, Limits, NsKind, ProtoError, Reply, Request, StackStats, PROTO_VERSION,
+};
 
 use crate::audit::{self, Audit};
 use crate::error::HostError;
@@ -339,6 +341,7 @@ impl Host {
                 Answer::from(st.sockets.close(id).map(|()| Reply::Closed))
             }
             (State::Serving(_), Request::Stats) => Answer::ok(Reply::Stats(self.stats)),
+            (State::Serving(_), Request::Namespace { kind }) => handle_namespace(kind),
             (State::Serving(st), Request::DelStack) => match st.plugin.delstack() {
                 Ok(()) => Answer {
                     reply: Reply::Deleted,
@@ -416,5 +419,19 @@ impl Host {
             relax: Some(relax),
         }));
         Ok(Answer::ok(reply))
+    }
+}
+
+/// [`Request::Namespace`]: the host's own namespace file, opened read-only (the application
+/// enters it with `setns(2)`; the host itself never does). The sandbox allows it: a namespace
+/// file is no path of a filesystem Landlock guards, and it is the host's own.
+fn handle_namespace(kind: NsKind) -> Answer {
+    let path = format!("/proc/self/ns/{}", kind.name());
+    match std::fs::File::open(&path) {
+        Ok(f) => Answer::with_fd(Reply::Namespace, f.into()),
+        Err(e) => Answer::error(HostError::Os {
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+            message: format!("open {path}: {e}"),
+        }),
     }
 }

@@ -288,6 +288,12 @@ mod tests {
             },
             Request::Stats,
             Request::DelStack,
+            Request::Namespace {
+                kind: crate::NsKind::Net,
+            },
+            Request::Namespace {
+                kind: crate::NsKind::User,
+            },
             Request::Control {
                 id: 7,
                 op: crate::ControlOp::Bind(vec![2, 0, 0x13, 0x88, 10, 0, 0, 1]),
@@ -384,6 +390,7 @@ mod tests {
             Reply::Control(vec![]),
             Reply::Control(vec![9; crate::MAX_SOCKOPT]),
             Reply::Closed,
+            Reply::Namespace,
         ];
         let kinds = [
             crate::ErrorKind::PluginNotFound,

@@ -8,7 +8,8 @@
 //!   bytes, bincode with a byte limit that rejects trailing bytes, file descriptors attached with
 //!   `SCM_RIGHTS` (all fd passing lives in [`fdpass`]);
 //! * the version handshake ([`PROTO_VERSION`]): the client's first request is [`Request::Hello`];
-//! * the address header of unconnected proxied datagram sockets ([`dgram`]).
+//! * the address header of unconnected proxied datagram sockets ([`dgram`]);
+//! * the messages between a runner and the processes it preloads ([`run`]).
 //!
 //! Both the client and the host depend on this crate; it depends on neither.
 #![deny(missing_docs)]
@@ -18,18 +19,19 @@ pub mod channel;
 pub mod dgram;
 pub mod fdpass;
 mod message;
+pub mod run;
 
 pub use channel::{Channel, ProtoError};
 pub use message::{
-    ControlOp, ErrorKind, FdKind, Limits, Reply, Request, StackStats, WireError, MAX_SOCKADDR,
-    MAX_SOCKOPT,
+    ControlOp, ErrorKind, FdKind, Limits, NsKind, Reply, Request, StackStats, WireError,
+    MAX_SOCKADDR, MAX_SOCKOPT,
 };
 
 /// Version of this protocol. Client and host must agree exactly. 3 added proxied sockets
 /// ([`FdKind::Proxied`], [`Request::Control`], [`Request::Close`]); 4 the host's protections
 /// ([`StackStats::protections`]); 5 the plug-in's options in [`Request::NewStack`]; 6 the kind of
-/// an error ([`WireError::kind`]).
-pub const PROTO_VERSION: u32 = 6;
+/// an error ([`WireError::kind`]); 7 the host's namespaces ([`Request::Namespace`]).
+pub const PROTO_VERSION: u32 = 7;
 
 /// The bits of [`StackStats::protections`]: which parts of the host's sandbox are in force
 /// (docs/security.md).

@@ -66,6 +66,33 @@ pub enum Request {
         /// The socket.
         id: u64,
     },
+    /// The host's own namespace of kind `kind`, no fds: answered by [`Reply::Namespace`] with
+    /// one fd, the host's `/proc/self/ns/<kind>` opened read-only (what `setns(2)` takes), or
+    /// [`Reply::Error`]. `ioth-run` uses it to run a program inside a native-namespace stack
+    /// (vdestack): its network namespace, and its user namespace when the host made one.
+    Namespace {
+        /// Which namespace.
+        kind: NsKind,
+    },
+}
+
+/// A kind of namespace ([`Request::Namespace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NsKind {
+    /// `/proc/self/ns/net`.
+    Net,
+    /// `/proc/self/ns/user`.
+    User,
+}
+
+impl NsKind {
+    /// The name under `/proc/self/ns/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NsKind::Net => "net",
+            NsKind::User => "user",
+        }
+    }
 }
 
 /// Longest socket address accepted on the wire (`sizeof(struct sockaddr_storage)`).
@@ -295,6 +322,8 @@ pub enum Reply {
     },
     /// Answer to [`Request::Close`], no fds.
     Closed,
+    /// Answer to [`Request::Namespace`], exactly one fd: the namespace file.
+    Namespace,
     /// Any request failed, no fds.
     Error(WireError),
 }
@@ -310,6 +339,7 @@ impl Request {
             Request::DelStack => "DelStack",
             Request::Control { .. } => "Control",
             Request::Close { .. } => "Close",
+            Request::Namespace { .. } => "Namespace",
         }
     }
 }
@@ -326,6 +356,7 @@ impl Reply {
             Reply::Control(_) => "Control",
             Reply::Accepted { .. } => "Accepted",
             Reply::Closed => "Closed",
+            Reply::Namespace => "Namespace",
             Reply::Error(_) => "Error",
         }
     }
@@ -333,7 +364,7 @@ impl Reply {
     /// How many fds travel with this reply.
     pub fn fd_count(&self) -> usize {
         match self {
-            Reply::Socket { .. } | Reply::Accepted { .. } => 1,
+            Reply::Socket { .. } | Reply::Accepted { .. } | Reply::Namespace => 1,
             _ => 0,
         }
     }

@@ -15,6 +15,11 @@ command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkgconf)
+# tests/run.rs: an HTTP server and client run unmodified under ioth-run; a static program
+# (gcc -static needs libc.a, in libc6-dev); getent (libc-bin) resolves through dnsmasq.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v getent >/dev/null 2>&1 || need+=(libc-bin)
 # nlinline's own headers: tests/header.rs compiles programs that include them beside ioth.h.
 [ -e /usr/include/nlinline.h ] || need+=(nlinline-dev)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -313,3 +313,54 @@ pub unsafe extern "C" fn ioth_stack_pid(p: *mut Ioth) -> libc::pid_t {
         Ok(pid.map_or(0, |p| p as libc::pid_t))
     })
 }
+
+/// `pid_t ioth_run(struct ioth *stack, const char *resolvconf, char *const argv[])`
+/// (extension): starts program `argv[0]` (searched in `PATH`) with arguments `argv` (NULL
+/// terminated) and the application's environment, every socket it creates on `stack` (NULL:
+/// the default stack), as `ioth-run` does (docs/run.md); `resolvconf`, unless NULL, is the text
+/// the program sees as `/etc/resolv.conf`. Returns the program's pid at once: the application
+/// reaps it (waitpid). -1 with errno: `EINVAL` (bad handle or argv), `ENOEXEC` (a static
+/// program on a proxied stack), `ENOENT` (not found), or what entering the stack failed with.
+///
+/// # Safety
+/// `argv` is a NULL-terminated array of NUL-terminated strings; `resolvconf` is NULL or a
+/// NUL-terminated string; `stack` is only looked up.
+#[no_mangle]
+pub unsafe extern "C" fn ioth_run(
+    stack: *mut Ioth,
+    resolvconf: *const c_char,
+    argv: *const *const c_char,
+) -> libc::pid_t {
+    guard(-1, || {
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: stack is only looked up.
+        let stack = unsafe { stack_arg(stack) }?;
+        if argv.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let mut args = Vec::new();
+        for i in 0.. {
+            // SAFETY: argv is NULL-terminated (the caller's contract): entries up to the NULL
+            // are readable.
+            let a = unsafe { *argv.add(i) };
+            if a.is_null() {
+                break;
+            }
+            // SAFETY: each entry is a NUL-terminated string (the caller's contract).
+            let a = unsafe { std::ffi::CStr::from_ptr(a) };
+            args.push(std::ffi::OsStr::from_bytes(a.to_bytes()).to_owned());
+        }
+        let Some((prog, rest)) = args.split_first() else {
+            return Err(libc::EINVAL);
+        };
+        let mut cmd = crate::run::Command::new(&stack, prog);
+        cmd.args(rest);
+        if !resolvconf.is_null() {
+            // SAFETY: resolvconf is a NUL-terminated string (the caller's contract).
+            let text = unsafe { std::ffi::CStr::from_ptr(resolvconf) };
+            cmd.resolv_conf(&text.to_string_lossy());
+        }
+        let child = cmd.spawn().map_err(|e| e.errno())?;
+        Ok(child.detach() as libc::pid_t)
+    })
+}

@@ -276,6 +276,14 @@ impl Link {
         }
     }
 
+    /// The host's namespace of kind `kind`, as an fd (one travels with the reply).
+    pub(crate) fn namespace(&self, kind: ioth_proto::NsKind) -> Result<OwnedFd> {
+        match self.call(&Request::Namespace { kind }, None)? {
+            (Reply::Namespace, mut fds) => Ok(fds.pop().expect("fd count checked by recv_reply")),
+            (other, _) => Err(self.unexpected("Namespace", other)),
+        }
+    }
+
     /// The host's own figures.
     pub(crate) fn stats(&self) -> Result<StackStats> {
         match self.call(&Request::Stats, None)? {

@@ -4,6 +4,7 @@
 mod msocket;
 mod newstack;
 mod proxy_cost;
+mod run;
 mod smoltcp;
 mod tcp_throughput;
 mod vdestack;
@@ -12,6 +13,11 @@ use crate::support::Scenario;
 
 /// Every scenario, in the order a full run prints them.
 pub const ALL: &[Scenario] = &[
+    Scenario {
+        name: "ioth-run-http",
+        about: "100 MB over HTTP vdestack→smoltcp: http.server+curl under ioth-run vs the ioth API (root)",
+        run: run::run,
+    },
     Scenario {
         name: "msocket",
         about: "msocket+close on a kernel stack vs socket(2)+close",
