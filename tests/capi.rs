@@ -366,6 +366,32 @@ fn c_plugins_both_abis_and_options() {
     expect_ok(&exe, &out);
 }
 
+/// Plug-ins in the styles of the original's own modules, unchanged, in our sandboxed host, run
+/// in a private network namespace: ioth_nsproc (the original vdestack's design: a helper process
+/// cloned into its own user and network namespace, sharing the host's fd table, creates the
+/// sockets) is configured through netlink and carries TCP there, and ioth_delstack reaps its
+/// helper; ioth_three (the original kernel module's design: the C library's sockets in the host's
+/// namespace, no sandbox declaration) has working sockets but EPERM for netlink configuration,
+/// as documented in docs/security.md. Root only (`unshare -n`, a user namespace).
+#[test]
+fn c_plugins_original_styles_in_the_sandbox() {
+    if !ioth_tests::netns::is_root() {
+        eprintln!("\n*** SKIPPED: needs root (unshare -n) ***\n");
+        return;
+    }
+    let tmp = TempDir::new("nsproc");
+    install_plugin_as("ioth_nsproc", "ioth_nsproc-r.so", &[], tmp.path());
+    install_plugin_as("ioth_three", "ioth_three-r.so", &[], tmp.path());
+    let exe = build_tree_program("nsproc_app", tmp.path());
+    let out = run(
+        Path::new("unshare"),
+        &[OsStr::new("-n"), exe.as_os_str()],
+        tmp.path(),
+    );
+    let stdout = expect_ok(&exe, &out);
+    assert_host_gone(pid_of(&stdout, "nsproc_pid"));
+}
+
 /// `libioth.so` exports every function of `ioth.h` (but the netlink ones, checked with them),
 /// including the C-variadic `ioth_newstackl`.
 #[test]
