@@ -374,11 +374,8 @@ fn c_plugins_both_abis_and_options() {
 /// namespace, no sandbox declaration) has working sockets but EPERM for netlink configuration,
 /// as documented in docs/security.md. Root only (`unshare -n`, a user namespace).
 #[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: unshare -n, a user namespace")]
 fn c_plugins_original_styles_in_the_sandbox() {
-    if !ioth_tests::netns::is_root() {
-        eprintln!("\n*** SKIPPED: needs root (unshare -n) ***\n");
-        return;
-    }
     let tmp = TempDir::new("nsproc");
     install_plugin_as("ioth_nsproc", "ioth_nsproc-r.so", &[], tmp.path());
     install_plugin_as("ioth_three", "ioth_three-r.so", &[], tmp.path());
