@@ -55,6 +55,23 @@ pub struct Relax {
     pub write: Vec<PathBuf>,
 }
 
+impl Relax {
+    /// The relaxations of a plug-in that declares none (the original's modules, third-party
+    /// plug-ins written for it): `CAP_NET_ADMIN` and `CAP_NET_RAW`, as our own `kernel` plug-in
+    /// declares, so that the application can still configure the host's own network namespace
+    /// (the kernel checks the capabilities of a netlink socket's opener) and make raw sockets
+    /// there; nothing else.
+    pub fn undeclared() -> Relax {
+        Relax {
+            caps: vec![CAP_NET_ADMIN, CAP_NET_RAW],
+            ..Relax::default()
+        }
+    }
+}
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
+
 /// Capability names a plug-in may keep (`linux/capability.h`).
 const CAP_NAMES: &[(&str, u32)] = &[
     ("chown", 0),
@@ -66,8 +83,8 @@ const CAP_NAMES: &[(&str, u32)] = &[
     ("setuid", 7),
     ("net_bind_service", 10),
     ("net_broadcast", 11),
-    ("net_admin", 12),
-    ("net_raw", 13),
+    ("net_admin", CAP_NET_ADMIN),
+    ("net_raw", CAP_NET_RAW),
     ("ipc_lock", 14),
     ("sys_chroot", 18),
     ("sys_ptrace", 19),

@@ -406,7 +406,7 @@ impl Host {
             HostError::call("cannot start the pump", e)
         })?;
         let relax = match sandbox::declared(&path, name) {
-            None => Relax::default(),
+            None => Relax::undeclared(),
             Some(d) => sandbox::parse_relax(&d, vnls, &path)?,
         };
         let reply = Reply::StackReady {
