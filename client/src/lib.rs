@@ -21,6 +21,8 @@
 #![deny(unsafe_code)]
 
 mod builder;
+#[cfg(feature = "capi")]
+#[doc(hidden)]
 pub mod capi;
 mod defaults;
 mod env;
