@@ -218,7 +218,8 @@ fn check_plugin_name(name: &str) -> Result<()> {
 }
 
 impl Stack {
-    /// A new stack of `plugin` with one interface per VNL (`ioth_newstackv`).
+    /// A new stack of `plugin` with one interface per VNL (`ioth_newstackv`). With none:
+    /// `Stack::builder(plugin).build()`.
     pub fn new<S: AsRef<str>>(plugin: &str, vnls: &[S]) -> Result<Stack> {
         StackBuilder::new(plugin).vnls(vnls).build()
     }
