@@ -75,7 +75,7 @@ impl StackBuilder {
         self
     }
 
-    /// The application licence for this stack (default: the one given to [`set_license`]).
+    /// The application licence for this stack (default: the one given to [`crate::set_license`]).
     pub fn license(mut self, license: Option<&str>) -> StackBuilder {
         self.license = Some(license.map(str::to_owned));
         self
