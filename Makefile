@@ -43,7 +43,7 @@ MAN1 = $(wildcard docs/man/man1/*.1)
 MAN3 = $(wildcard docs/man/man3/*.3)
 MAN7 = $(wildcard docs/man/man7/*.7)
 
-.PHONY: all build deps demo demo-c test bench install uninstall clean
+.PHONY: all build deps demo demo-c test test-outside package bench install uninstall clean
 
 all:
 	$(CARGO) build --workspace --profile $(CARGO_PROFILE) --target-dir $(TARGET_DIR)
@@ -65,6 +65,17 @@ demo-c:
 test: deps
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace
+
+# A crate outside the workspace, against the host installed into a temporary prefix (slow: it
+# compiles ioth for that crate; tests/outside.rs). Needs the debug build (`make test`).
+test-outside:
+	timeout 1200 $(CARGO) test -p ioth-tests --test outside -- --ignored
+
+# The crates meant for crates.io, packaged and verified (built from their .crate files), never
+# uploaded (docs/publishing.md).
+PUBLISHED = ioth-proto ioth-plugin-sdk iothaddr ioth ioth_kernel ioth_vdestack ioth_smoltcp ioth-host
+package:
+	timeout 1800 $(CARGO) package --locked $(addprefix -p ,$(PUBLISHED))
 
 clean:
 	$(CARGO) clean

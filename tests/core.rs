@@ -662,6 +662,12 @@ fn missing_host_binary_is_host_not_found() {
         assert_eq!(e.errno(), libc::ENOENT);
         let msg = e.to_string();
         assert!(msg.contains(missing) && msg.contains("IOTH_HOST"), "{msg}");
+        // What `fn main() -> Result` prints says what to do too.
+        let dbg = format!("{e:?}");
+        assert!(
+            dbg.contains(missing) && dbg.contains("cargo install"),
+            "{dbg}"
+        );
         // Existing stacks do not need the binary.
         w.check();
     }

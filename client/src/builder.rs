@@ -75,7 +75,7 @@ impl StackBuilder {
         self
     }
 
-    /// The application licence for this stack (default: the one given to [`set_license`]).
+    /// The application licence for this stack (default: the one given to [`crate::set_license`]).
     pub fn license(mut self, license: Option<&str>) -> StackBuilder {
         self.license = Some(license.map(str::to_owned));
         self
@@ -218,7 +218,8 @@ fn check_plugin_name(name: &str) -> Result<()> {
 }
 
 impl Stack {
-    /// A new stack of `plugin` with one interface per VNL (`ioth_newstackv`).
+    /// A new stack of `plugin` with one interface per VNL (`ioth_newstackv`). With none:
+    /// `Stack::builder(plugin).build()`.
     pub fn new<S: AsRef<str>>(plugin: &str, vnls: &[S]) -> Result<Stack> {
         StackBuilder::new(plugin).vnls(vnls).build()
     }

@@ -57,10 +57,13 @@ pub enum Error {
         message: String,
     },
     /// The `ioth-host` binary was not found (`ENOENT`).
-    #[error("ioth-host not found (looked for {}); set IOTH_HOST to its path", .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    /// Its `Debug` form (what `fn main() -> Result<(), ioth::Error>` prints) says the same.
+    #[error("ioth-host not found (looked for {}): {hint}", .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     HostNotFound {
-        /// Paths tried.
+        /// Paths tried, in order.
         searched: Vec<PathBuf>,
+        /// What to do: the one command that installs the host.
+        hint: &'static str,
     },
     /// The host process could not be started.
     #[error("cannot start {}: {source}", .path.display())]

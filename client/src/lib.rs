@@ -15,12 +15,36 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! This crate is also built as `libioth.so`, a drop-in C ABI for the original libioth (see
-//! `client/include/ioth.h`).
+//! ## Installing the host
+//!
+//! The stacks run in `ioth-host`, installed once: `cargo install ioth-host` (from the sources:
+//! `cargo install --path host`, or `make && sudo make install`). It is found, in order, through
+//! `IOTH_HOST`, next to the program, on `PATH`, then in `/usr/local/lib/ioth`, `/usr/lib/ioth`
+//! and `/usr/lib/<multiarch>/ioth`; it has the `kernel`, `vdestack` and `smoltcp` stacks built
+//! in. Otherwise [`Error::HostNotFound`] says where it looked and that command.
+//!
+//! ## Environment
+//!
+//! - `IOTH_HOST`: the host binary to start.
+//! - `IOTH_PLUGIN_PATH`: colon-separated directories searched for `ioth_<name>.so` first (then
+//!   `~/.ioth`, the host's built-in stacks, the host's own directory).
+//! - `IOTH_NEWSTACK_TIMEOUT`, `IOTH_REQUEST_TIMEOUT`: limits in ms of stack creation and of each
+//!   request ([`StackBuilder::timeout`], [`StackBuilder::request_timeout`]).
+//! - `IOTH_AUDIT`: the file of the stacks' audit trail ([`StackBuilder::audit`]).
+//! - `IOTH_DEBUG`: the C ABI prints each error on stderr.
+//! - `IOTH_LIBVDEPLUG`: the libvdeplug the VDE plug-ins load (in the host).
+//! - `IOTH_PRELOAD`: the preload library of [`run`].
+//!
+//! None counts in a setuid, setgid or file-capability process (`AT_SECURE`).
+//!
+//! The C ABI (`libioth.so`, a drop-in for the original libioth, `client/include/ioth.h`) is
+//! the `ioth-capi` crate's; this crate builds no C library.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
 mod builder;
+#[cfg(feature = "capi")]
+#[doc(hidden)]
 pub mod capi;
 mod defaults;
 mod env;
@@ -36,6 +60,10 @@ mod stack;
 mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+
+/// The socket2 crate this one's typed calls take ([`Stack::socket`], [`socket`]): use it as
+/// `ioth::socket2` to get the same version.
+pub use socket2;
 
 pub use builder::{StackBuilder, DEFAULT_NEWSTACK_TIMEOUT};
 pub use defaults::{default_stack, license, set_default_stack, set_license, socket};

@@ -128,6 +128,7 @@ impl Socket {
     }
 
     /// Splits into the fd, the hold and the proxy (for the C ABI's fd table).
+    #[cfg_attr(not(feature = "capi"), allow(dead_code))] // used by the C ABI only
     pub(crate) fn into_parts(self) -> (OwnedFd, Hold, Option<Arc<Proxy>>) {
         (self.fd, self.hold, self.proxy)
     }

@@ -177,8 +177,9 @@ impl Socket {
     }
 }
 
-/// Usage figures of one stack ([`Stack::stats`]).
+/// Usage figures of one stack ([`Stack::stats`]). More figures may come: match with `..`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Requests the host has served.
     pub requests: u64,

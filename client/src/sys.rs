@@ -20,8 +20,10 @@ pub(crate) fn socket(domain: i32, ty: i32, protocol: i32) -> io::Result<OwnedFd>
 /// holds open for the call it passed it to. Made only by `capi::fdtable::lookup`, after the
 /// lookup found it; borrowed for that one call.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "capi"), allow(dead_code))] // used by the C ABI only
 pub(crate) struct AppFd(RawFd);
 
+#[cfg_attr(not(feature = "capi"), allow(dead_code))] // used by the C ABI only
 impl AppFd {
     /// `fd`, just found in the fd table.
     pub(crate) fn registered(fd: RawFd) -> AppFd {

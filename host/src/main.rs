@@ -19,6 +19,7 @@
 #![deny(unsafe_code)]
 
 mod audit;
+mod builtin;
 mod calls;
 mod error;
 mod license;

@@ -28,6 +28,7 @@ use ioth_plugin_sdk::abi::{GetStackDataFn, IothFunctions, NewStackFn, SLOT_NAMES
 use ioth_plugin_sdk::errno;
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
+use crate::builtin::{self, Builtin};
 use crate::calls::Calls;
 use crate::license;
 
@@ -98,27 +99,72 @@ fn file_names(name: &str) -> [String; 2] {
     [format!("ioth_{name}-r.so"), format!("ioth_{name}.so")]
 }
 
+/// Where a plug-in was found: a file to load, or a stack linked into the host ([`builtin`]).
+#[derive(Clone)]
+pub enum Found {
+    /// `ioth_<name>.so` (or cargo's `libioth_<name>.so`) at this path.
+    File(PathBuf),
+    /// A built-in stack.
+    Builtin(&'static Builtin),
+}
+
+impl Found {
+    /// What the application is told it got (`StackReady`'s `plugin_path`): the file, or the
+    /// host binary for a built-in stack.
+    pub fn describe(&self) -> String {
+        match self {
+            Found::File(p) => p.display().to_string(),
+            Found::Builtin(b) => {
+                let exe = std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "ioth-host".into());
+                format!("{exe} (built-in {})", b.name)
+            }
+        }
+    }
+}
+
 /// Finds the plug-in `name`: in each directory of `search` (the application's
-/// `IOTH_PLUGIN_PATH` and `~/.ioth`), then in `own_dir`, the host binary's directory, which is the
-/// installation's plug-in directory (`<libdir>/ioth`) or a cargo build directory, where cargo
-/// names it `libioth_<name>.so`; in each directory `ioth_<name>-r.so` before `ioth_<name>.so`.
-/// Never the current directory.
-pub fn find(name: &str, search: &[PathBuf], own_dir: Option<&Path>) -> Result<PathBuf, HostError> {
+/// `IOTH_PLUGIN_PATH` and `~/.ioth`), then among the stacks built into the host ([`builtin`]),
+/// then in `own_dir`, the host binary's directory, which is the installation's plug-in
+/// directory (`<libdir>/ioth`) or a cargo build directory, where cargo names it
+/// `libioth_<name>.so`; in each directory `ioth_<name>-r.so` before `ioth_<name>.so`. Never the
+/// current directory.
+pub fn find(name: &str, search: &[PathBuf], own_dir: Option<&Path>) -> Result<Found, HostError> {
     check_name(name)?;
     let mut tried = Vec::new();
-    let mut candidates: Vec<PathBuf> = Vec::new();
+    let try_files = |candidates: Vec<PathBuf>, tried: &mut Vec<String>| {
+        for c in candidates {
+            if c.is_file() {
+                return Some(c);
+            }
+            tried.push(c.display().to_string());
+        }
+        None
+    };
+    let mut first: Vec<PathBuf> = Vec::new();
     for d in search.iter().filter(|d| d.is_absolute()) {
-        candidates.extend(file_names(name).iter().map(|f| d.join(f)));
+        first.extend(file_names(name).iter().map(|f| d.join(f)));
+    }
+    if let Some(p) = try_files(first, &mut tried) {
+        return Ok(Found::File(p));
+    }
+    if let Some(b) = builtin::find(name) {
+        return Ok(Found::Builtin(b));
     }
     if let Some(d) = own_dir {
-        candidates.extend(file_names(name).iter().map(|f| d.join(f)));
-        candidates.push(d.join(format!("libioth_{name}.so")));
-    }
-    for c in candidates {
-        if c.is_file() {
-            return Ok(c);
+        let mut last: Vec<PathBuf> = file_names(name).iter().map(|f| d.join(f)).collect();
+        last.push(d.join(format!("libioth_{name}.so")));
+        if let Some(p) = try_files(last, &mut tried) {
+            return Ok(Found::File(p));
         }
-        tried.push(c.display().to_string());
+    }
+    let builtins = builtin::names();
+    if !builtins.is_empty() {
+        tried.push(format!(
+            "the host's built-in stacks ({})",
+            builtins.join(", ")
+        ));
     }
     Err(HostError::PluginNotFound {
         name: name.to_owned(),
@@ -165,7 +211,7 @@ unsafe fn call_newstack(
 /// A loaded plug-in and its stack.
 pub struct Plugin {
     /// Kept open for the life of the process (see the module doc).
-    _lib: Library,
+    symbols: Symbols,
     name: String,
     f: Box<IothFunctions>,
     /// The plug-in's licence string.
@@ -173,13 +219,37 @@ pub struct Plugin {
     path: DataPath,
 }
 
-fn lookup(lib: &Library, name: &str, suffix: &str) -> Option<*const c_void> {
-    let sym = format!("ioth_{name}_{suffix}\0");
-    // SAFETY: we read the symbol's address only; its type is checked by the ABI contract of
-    // the slot it is stored in.
-    let s = unsafe { lib.get::<*const c_void>(sym.as_bytes()) }.ok()?;
-    let p = *s;
+/// Where a plug-in's symbols come from.
+enum Symbols {
+    /// A loaded shared object.
+    Lib(Library),
+    /// A stack linked into the host.
+    Builtin(&'static Builtin),
+}
+
+fn lookup(lib: &Symbols, name: &str, suffix: &str) -> Option<*const c_void> {
+    let p = match lib {
+        Symbols::Lib(lib) => {
+            let sym = format!("ioth_{name}_{suffix}\0");
+            // SAFETY: we read the symbol's address only; its type is checked by the ABI
+            // contract of the slot it is stored in.
+            let s = unsafe { lib.get::<*const c_void>(sym.as_bytes()) }.ok()?;
+            *s
+        }
+        Symbols::Builtin(b) => b.symbol(suffix)?,
+    };
     (!p.is_null()).then_some(p)
+}
+
+/// The value of the plug-in's `const char *ioth_<name>_<suffix>` variable, if it has one.
+fn string_var(lib: &Symbols, name: &str, suffix: &str) -> Option<String> {
+    lookup(lib, name, suffix).and_then(|p| {
+        // SAFETY: ioth_<name>_<suffix> is a `const char *` variable by the plug-in ABI; p is
+        // its address.
+        let s = unsafe { *(p as *const *const c_char) };
+        // SAFETY: a non-null value points at a NUL-terminated string in the plug-in.
+        (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned())
+    })
 }
 
 /// Addresses of libc's own socket functions, as the dynamic linker resolves them for plug-ins.
@@ -192,35 +262,36 @@ fn libc_address(name: &str) -> Option<*const c_void> {
         .map(|s| *s)
 }
 
-/// Loads the plug-in at `path` (named `name`) and creates its stack on `vnls` with `options`
+/// Loads the plug-in `found` (named `name`) and creates its stack on `vnls` with `options`
 /// (handed to its `newstack` verbatim).
 pub fn load(
-    path: &Path,
+    found: &Found,
     name: &str,
     options: &str,
     vnls: &[String],
     app_license: Option<&str>,
 ) -> Result<Plugin, HostError> {
-    // SAFETY: loading a plug-in runs its initialisers; that is what a plug-in is for, and it
-    // runs in this host process alone.
-    let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
-        HostError::CannotLoad {
-            path: path.display().to_string(),
-            reason: e.to_string(),
+    let lib = match found {
+        Found::File(path) => {
+            // SAFETY: loading a plug-in runs its initialisers; that is what a plug-in is for,
+            // and it runs in this host process alone.
+            let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
+                HostError::CannotLoad {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+            Symbols::Lib(lib)
         }
-    })?;
+        Found::Builtin(b) => Symbols::Builtin(b),
+    };
     let Some(newstack) = lookup(&lib, name, "newstack") else {
         return Err(HostError::NoNewstack {
-            path: path.display().to_string(),
+            path: found.describe(),
             name: name.to_owned(),
         });
     };
-    let license = lookup(&lib, name, "license").and_then(|p| {
-        // SAFETY: ioth_<name>_license is a `const char *` variable; p is its address.
-        let s = unsafe { *(p as *const *const c_char) };
-        // SAFETY: a non-null value points at a NUL-terminated string in the plug-in.
-        (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned())
-    });
+    let license = string_var(&lib, name, "license");
     if !license::compatible(app_license, license.as_deref()) {
         return Err(HostError::LicenseRefused {
             name: name.to_owned(),
@@ -284,7 +355,7 @@ pub fn load(
     }
     STACKDATA.store(data, Ordering::Release);
     let mut plugin = Plugin {
-        _lib: lib,
+        symbols: lib,
         name: name.to_owned(),
         f,
         license,
@@ -348,6 +419,11 @@ impl Plugin {
         } else {
             DataPath::Native
         }
+    }
+
+    /// The plug-in's `ioth_<name>_sandbox` declaration (docs/security.md), if it has one.
+    pub fn sandbox_declaration(&self) -> Option<String> {
+        string_var(&self.symbols, &self.name, "sandbox")
     }
 
     /// How the plug-in's sockets reach the application.

@@ -31,7 +31,7 @@
 #![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::ffi::{c_int, CStr, CString};
+use std::ffi::c_int;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
@@ -183,32 +183,6 @@ pub fn parse_relax(text: &str, vnls: &[String], plugin: &Path) -> Result<Relax, 
         }
     }
     Ok(r)
-}
-
-/// The value of `const char *ioth_<name>_sandbox` in the already loaded plug-in at `path`.
-pub fn declared(path: &Path, name: &str) -> Option<String> {
-    let cpath = CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    let sym = CString::new(format!("ioth_{name}_sandbox")).ok()?;
-    // SAFETY: RTLD_NOLOAD only returns a handle of an object loaded already (the plug-in,
-    // which stays loaded for the host's life); it runs no constructor.
-    let h = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
-    if h.is_null() {
-        return None;
-    }
-    // SAFETY: h is a live handle; sym is a C string.
-    let p = unsafe { libc::dlsym(h, sym.as_ptr()) }.cast::<*const libc::c_char>();
-    let out = if p.is_null() {
-        None
-    } else {
-        // SAFETY: the symbol is a `const char *` variable (the documented ABI): p points at
-        // the pointer, which is NULL or a NUL-terminated string of the plug-in.
-        let s = unsafe { *p };
-        // SAFETY: as above.
-        (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned())
-    };
-    // SAFETY: drops the reference RTLD_NOLOAD took; the host's own keeps the object loaded.
-    unsafe { libc::dlclose(h) };
-    out
 }
 
 #[repr(C)]

@@ -399,18 +399,25 @@ impl Host {
         }
         limits::apply(limits)?;
         let search: Vec<PathBuf> = search_path.iter().map(PathBuf::from).collect();
-        let path = plugin::find(name, &search, self.own_dir.as_deref())?;
-        let p = plugin::load(&path, name, options, vnls, app_license)?;
+        let found = plugin::find(name, &search, self.own_dir.as_deref())?;
+        let p = plugin::load(&found, name, options, vnls, app_license)?;
         let sockets = Sockets::new(&p).map_err(|e| {
             let _ = p.delstack();
             HostError::call("cannot start the pump", e)
         })?;
-        let relax = match sandbox::declared(&path, name) {
+        let relax = match p.sandbox_declaration() {
             None => Relax::undeclared(),
-            Some(d) => sandbox::parse_relax(&d, vnls, &path)?,
+            Some(d) => {
+                // `@plugin` is the directory of the plug-in's file: the host's for a built-in.
+                let file = match &found {
+                    plugin::Found::File(path) => path.clone(),
+                    plugin::Found::Builtin(_) => std::env::current_exe().unwrap_or_default(),
+                };
+                sandbox::parse_relax(&d, vnls, &file)?
+            }
         };
         let reply = Reply::StackReady {
-            plugin_path: path.display().to_string(),
+            plugin_path: found.describe(),
             license: p.license.clone(),
         };
         self.state = State::Serving(Box::new(Serving {

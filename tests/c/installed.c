@@ -1,6 +1,6 @@
 /* Run from an installation (make install PREFIX=...), with no IOTH_* variable: creates a kernel
- * stack and reports where its pieces came from, as "libioth=PATH", "host=PATH" and "plugin=PATH",
- * then "ok". */
+ * stack and reports where its pieces came from, as "libioth=PATH", "host=PATH" and, if the host
+ * loaded one, "plugin=PATH" (none: the installed host has the kernel stack built in), then "ok". */
 #include <arpa/inet.h>
 #include <ioth.h>
 #include "check.h"

@@ -111,6 +111,7 @@ impl Proxy {
     }
 
     /// The socket's domain.
+    #[cfg_attr(not(feature = "capi"), allow(dead_code))] // used by the C ABI only
     pub(crate) fn domain(&self) -> i32 {
         self.domain
     }

@@ -1,7 +1,8 @@
 /*
  * ioth_newstackl: the one C-variadic function of libioth.so (stable Rust cannot define one).
  * Collects its VNL arguments, up to the terminating NULL, into a NULL-terminated vector and
- * hands it to ioth_newstackv (Rust, capi/mod.rs). Compiled into libioth.so by client/build.rs.
+ * hands it to ioth_newstackv (Rust, client/src/capi/mod.rs). Compiled into libioth.so by
+ * client/capi/build.rs.
  */
 #include <errno.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 //! Compiles the C part of `libioth.so`: `ioth_newstackl`, which is C-variadic and so cannot be
-//! defined in stable Rust (see `src/capi/newstackl.c`).
+//! defined in stable Rust (see `src/newstackl.c`), and gives the library its SONAME.
 //!
 //! Two things make the C symbol part of the cdylib's API, and both are needed (checked with
 //! `nm -D`, and by the `capi` tests):
@@ -11,15 +11,15 @@
 
 use std::path::PathBuf;
 
-/// The C functions of `src/capi/*.c` that `libioth.so` exports.
+/// The C functions of `src/*.c` that `libioth.so` exports.
 const C_EXPORTS: &[&str] = &["ioth_newstackl"];
 
 fn main() {
-    println!("cargo:rerun-if-changed=src/capi/newstackl.c");
-    println!("cargo:rerun-if-changed=include/ioth.h");
+    println!("cargo:rerun-if-changed=src/newstackl.c");
+    println!("cargo:rerun-if-changed=../include/ioth.h");
     cc::Build::new()
-        .file("src/capi/newstackl.c")
-        .include("include")
+        .file("src/newstackl.c")
+        .include("../include")
         .warnings(true)
         .extra_warnings(true)
         .link_lib_modifier("+whole-archive")
@@ -36,4 +36,4 @@ fn main() {
     );
 }
 
-include!("build-support/soname.rs");
+include!("../build-support/soname.rs");
