@@ -199,7 +199,13 @@ impl StackBuilder {
         let fork_server = self
             .fork_server
             .unwrap_or_else(crate::link::forkserver::default_on);
-        let link = Link::start(&self.plugin, &self.vnls, request_timeout, audit, fork_server)?;
+        let link = Link::start(
+            &self.plugin,
+            &self.vnls,
+            request_timeout,
+            audit,
+            fork_server,
+        )?;
         let deadline = Some((Instant::now() + timeout, timeout));
         link.hello(deadline)?;
         let req = Request::NewStack {

@@ -56,8 +56,7 @@ pub fn run(ctl: OwnedFd) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         let mut fds = got.fds;
-        let answer: i32 = if got.truncated || fds.len() != 1 || buf[..got.len].last() != Some(&0)
-        {
+        let answer: i32 = if got.truncated || fds.len() != 1 || buf[..got.len].last() != Some(&0) {
             -libc::EPROTO
         } else {
             let chan = fds.pop().expect("one fd");

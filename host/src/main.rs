@@ -169,7 +169,10 @@ fn start_watchdog(watch: OwnedFd) -> Result<(), HostError> {
 }
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == "--fork-server") {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "--fork-server")
+    {
         exit_on_panic();
         return match take_channel() {
             Ok(fd) => forkserver::run(fd),

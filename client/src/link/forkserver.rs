@@ -53,7 +53,8 @@ fn start(host: &Path) -> std::io::Result<Server> {
             SockFlag::SOCK_CLOEXEC,
         )?;
         let pad = " ".repeat(TITLE_ROOM);
-        let child = super::spawn::spawn_on(&host, "ioth-forksrv", &["--fork-server", &pad], theirs)?;
+        let child =
+            super::spawn::spawn_on(&host, "ioth-forksrv", &["--fork-server", &pad], theirs)?;
         Ok(Server {
             owner: std::process::id(),
             pid: child.id(),
