@@ -9,6 +9,11 @@
 //! the request that finds it gone: it is reaped, a new one is started and the request is sent
 //! again; the stacks that exist never depended on it. It exits when this process has gone (EOF).
 //!
+//! A host inherits the namespaces and ids of the thread that asks for it; the fork server's are
+//! those of the library's service thread when it started. A stack asked for from a thread whose
+//! namespaces or effective ids differ (it called `unshare`, `setns`, `seteuid`) is exec'd from
+//! that thread as before ([`usable`]).
+//!
 //! A process made by `fork()` does not use its parent's fork server (its hosts would be the
 //! parent's children): it starts its own.
 //!
@@ -33,6 +38,44 @@ struct Server {
     /// Which binary it runs (a different `IOTH_HOST` starts another one).
     host: PathBuf,
     ctl: OwnedFd,
+    /// The context it was started in, which its hosts inherit ([`context`]).
+    context: Vec<u64>,
+}
+
+/// What a host inherits from the thread that starts it and the fork server would not pass on
+/// when it differs: the thread's namespaces (a thread that entered a network namespace gets its
+/// kernel stacks there) and its effective ids. A stack asked for from a thread whose context
+/// is not the fork server's is exec'd from that thread instead ([`usable`]).
+fn context() -> Vec<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut v: Vec<u64> = [
+        "net",
+        "mnt",
+        "user",
+        "uts",
+        "ipc",
+        "cgroup",
+        "pid_for_children",
+        "time_for_children",
+    ]
+    .iter()
+    .map(|ns| std::fs::metadata(format!("/proc/thread-self/ns/{ns}")).map_or(0, |m| m.ino()))
+    .collect();
+    v.push(u64::from(nix::unistd::geteuid().as_raw()));
+    v.push(u64::from(nix::unistd::getegid().as_raw()));
+    v
+}
+
+/// Whether a host for the calling thread may come from the fork server: its context is the one
+/// the fork server has (or will have, started from the service thread) — else it is exec'd.
+pub(crate) fn usable() -> bool {
+    let me = std::process::id();
+    let ours = context();
+    let guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    match guard.as_ref() {
+        Some(s) if s.owner == me => s.context == ours,
+        _ => super::reaper::run_on_service(context) == ours,
+    }
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
@@ -60,6 +103,7 @@ fn start(host: &Path) -> std::io::Result<Server> {
             pid: child.id(),
             host,
             ctl: ours,
+            context: context(),
         })
     })
 }

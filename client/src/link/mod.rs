@@ -70,7 +70,7 @@ impl Link {
             op: "socketpair",
             source,
         })?;
-        let process = if fork_server {
+        let process = if fork_server && forkserver::usable() {
             let pid = forkserver::spawn_host(&host, plugin, vnls, host_end.into_fd())
                 .map_err(|source| Error::Spawn { path: host, source })?;
             // No pidfd: the host's end of the channel has no other holder (the fork server
