@@ -11,8 +11,9 @@
 //!
 //! A host inherits the namespaces and ids of the thread that asks for it; the fork server's are
 //! those of the library's service thread when it started. A stack asked for from a thread whose
-//! namespaces or effective ids differ (it called `unshare`, `setns`, `seteuid`) is exec'd from
-//! that thread as before ([`usable`]).
+//! namespaces or effective ids differ from the process's first thread or from the fork
+//! server's (it called `unshare`, `setns`, `seteuid`) is exec'd from that thread as before
+//! ([`usable`]), and no fork server is started in such a namespace.
 //!
 //! A process made by `fork()` does not use its parent's fork server (its hosts would be the
 //! parent's children): it starts its own.
@@ -47,7 +48,12 @@ struct Server {
 /// kernel stacks there) and its effective ids. A stack asked for from a thread whose context
 /// is not the fork server's is exec'd from that thread instead ([`usable`]).
 fn context() -> Vec<u64> {
-    use std::os::unix::fs::MetadataExt;
+    context_of("thread-self")
+}
+
+/// [`context`] of `/proc/<which>` (`thread-self`, or `<pid>/task/<pid>`: the process's first
+/// thread).
+fn context_of(which: &str) -> Vec<u64> {
     let mut v: Vec<u64> = [
         "net",
         "mnt",
@@ -59,18 +65,33 @@ fn context() -> Vec<u64> {
         "time_for_children",
     ]
     .iter()
-    .map(|ns| std::fs::metadata(format!("/proc/thread-self/ns/{ns}")).map_or(0, |m| m.ino()))
+    .map(|ns| {
+        // The link's text: `net:[4026531840]`.
+        std::fs::read_link(format!("/proc/{which}/ns/{ns}"))
+            .ok()
+            .and_then(|l| {
+                let l = l.to_str()?.to_owned();
+                l.rsplit_once('[')?.1.strip_suffix(']')?.parse().ok()
+            })
+            .unwrap_or(0)
+    })
     .collect();
     v.push(u64::from(nix::unistd::geteuid().as_raw()));
     v.push(u64::from(nix::unistd::getegid().as_raw()));
     v
 }
 
-/// Whether a host for the calling thread may come from the fork server: its context is the one
-/// the fork server has (or will have, started from the service thread) — else it is exec'd.
+/// Whether a host for the calling thread may come from the fork server: its context is the
+/// process's (that of its first thread) and the one the fork server has (or will have, started
+/// from the service thread) — else it is exec'd.
 pub(crate) fn usable() -> bool {
     let me = std::process::id();
     let ours = context();
+    // Only the process's own context: a fork server started in a namespace a thread entered
+    // would hold that namespace as long as the process lives.
+    if ours != context_of(&format!("{me}/task/{me}")) {
+        return false;
+    }
     let guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
     match guard.as_ref() {
         Some(s) if s.owner == me => s.context == ours,
