@@ -103,6 +103,21 @@ fn host_exists(pid: u32) -> bool {
     comm.trim() == "ioth-host"
 }
 
+/// Whether host `pid` is gone (exited and reaped) within [`BOUND`]: a deleted or dropped stack's
+/// host is reaped in the background, after the kernel has torn down what it held.
+fn host_reaped(pid: u32) -> bool {
+    wait_for(BOUND, || !host_exists(pid)).is_some()
+}
+
+/// `/proc/<pid>/cmdline` without the NUL padding a forked host may leave after its title.
+fn cmdline(pid: u32) -> Vec<u8> {
+    let mut c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    while c.ends_with(b"\0\0") {
+        c.pop();
+    }
+    c
+}
+
 /// Whether `pid` is an `ioth-host` that has not exited.
 fn host_running(pid: u32) -> bool {
     host_exists(pid) && proc_state(pid).is_some_and(|s| s != 'Z')
@@ -128,7 +143,8 @@ fn fd_count(pid: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Our child processes (zombies included).
+/// Our child processes (zombies included), but the fork server, which lives as long as this
+/// process once a stack was made.
 fn children() -> Vec<u32> {
     let me = std::process::id();
     std::fs::read_dir("/proc")
@@ -136,7 +152,22 @@ fn children() -> Vec<u32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|p| proc_ppid(*p) == Some(me))
+        .filter(|p| fork_server_pid() != Some(*p))
         .collect()
+}
+
+/// The pid of this process's fork server, if it runs.
+fn fork_server_pid() -> Option<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| proc_ppid(*p) == Some(me))
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "ioth-forksrv\n")
+                && proc_state(*p).is_some_and(|s| s != 'Z')
+        })
 }
 
 /// `s` echoes one datagram back to a plain socket of this process.
@@ -480,8 +511,10 @@ fn sigkill_wakes_threads_blocked_on_the_stack_and_others_keep_serving() {
     let stack = Stack::new("hang", &["null://", "vde:///tmp/nowhere"]).unwrap();
     let pid = stack.pid().unwrap();
     // The ps line says which plug-in and which VNLs.
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    assert_eq!(cmdline, b"ioth-host[hang]\0null://\0vde:///tmp/nowhere\0");
+    assert_eq!(
+        cmdline(pid),
+        b"ioth-host[hang]\0null://\0vde:///tmp/nowhere\0"
+    );
     let (tx, rx) = std::sync::mpsc::channel();
     let s1 = stack.clone();
     let tx1 = tx.clone();
@@ -580,8 +613,7 @@ fn killed_application_leaves_no_host_behind() {
     assert_eq!(pids.len(), 20);
     for p in &pids {
         assert!(host_running(*p), "host {p} not running");
-        let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap();
-        assert_eq!(cmd, b"ioth-host[kernel]\0");
+        assert_eq!(cmdline(*p), b"ioth-host[kernel]\0");
         assert_eq!(proc_ppid(*p), Some(app.0.id()));
     }
     kill_holder_and_wait(app, &pids);
@@ -664,11 +696,11 @@ fn dropped_and_deleted_stacks_reap_their_hosts() {
     let a = kernel();
     let pa = a.pid().unwrap();
     a.delete().map_err(|(_, e)| e).unwrap();
-    assert!(!host_exists(pa), "deleted host {pa} still there");
+    assert!(host_reaped(pa), "deleted host {pa} still there");
     let b = kernel();
     let pb = b.pid().unwrap();
     drop(b);
-    assert!(!host_exists(pb), "dropped host {pb} still there");
+    assert!(host_reaped(pb), "dropped host {pb} still there");
     // Dropped with a stuck call's plug-in: the host's watchdog ends it on EOF.
     let c = Stack::new("hang", &[] as &[&str]).unwrap();
     let pc = c.pid().unwrap();
@@ -679,13 +711,21 @@ fn dropped_and_deleted_stacks_reap_their_hosts() {
     sigkill(pc);
     assert_died(&t.join().unwrap().unwrap_err(), "SIGKILL");
     drop(c);
-    assert!(!host_exists(pc));
+    assert!(host_reaped(pc));
     let _ = std::fs::remove_file(marker);
 }
 
 #[test]
 fn many_cycles_leave_fd_and_process_counts_unchanged() {
     let _g = setup_exclusive();
+    // The fork server (one fd, one process) is the application's, not any stack's: start it
+    // before counting.
+    let warm = kernel();
+    let warm_pid = warm.pid().unwrap();
+    warm.delete().map_err(|(_, e)| e).unwrap();
+    // The library's reaper holds a pidfd of a host until it has reaped it.
+    assert!(host_reaped(warm_pid));
+    std::thread::sleep(Duration::from_millis(20));
     let app_fds = fd_count("self");
     let kids = children().len();
     let stack = kernel();
@@ -703,18 +743,86 @@ fn many_cycles_leave_fd_and_process_counts_unchanged() {
     let st = stack.stats().unwrap();
     assert_eq!(st.sockets_created, 10_000);
     assert_eq!(fd_count(&pid), host_fds, "host fds");
-    assert_eq!(fd_count("self"), app_fds + 2, "app fds (channel and pidfd)");
+    assert_eq!(fd_count("self"), app_fds + 1, "app fds (the channel)");
     stack.delete().map_err(|(_, e)| e).unwrap();
+    assert!(host_reaped(pid.parse().unwrap()));
+    std::thread::sleep(Duration::from_millis(20));
     assert_eq!(fd_count("self"), app_fds, "app fds after delete");
-    let t0 = Instant::now();
-    for _ in 0..200 {
-        let s = kernel();
-        drop(s.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap());
-        s.delete().map_err(|(_, e)| e).unwrap();
+    // 200 cycles each way: forked by the fork server, and exec'd (which adds a pidfd).
+    for fork_server in [true, false] {
+        let t0 = Instant::now();
+        let mut pids = Vec::new();
+        for _ in 0..200 {
+            let s = Stack::builder("kernel")
+                .fork_server(fork_server)
+                .build()
+                .unwrap();
+            drop(s.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap());
+            pids.push(s.pid().unwrap());
+            s.delete().map_err(|(_, e)| e).unwrap();
+        }
+        println!(
+            "200 newstack/delstack cycles (fork server: {fork_server}) in {:?}",
+            t0.elapsed()
+        );
+        // Hosts are reaped in the background: wait for the last ones.
+        for p in pids {
+            assert!(host_reaped(p), "host {p} not reaped");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(fd_count("self"), app_fds, "app fds after 200 stacks");
+        assert_eq!(children().len(), kids, "child processes after 200 stacks");
     }
-    println!("200 newstack/delstack cycles in {:?}", t0.elapsed());
-    assert_eq!(fd_count("self"), app_fds, "app fds after 200 stacks");
-    assert_eq!(children().len(), kids, "child processes after 200 stacks");
+}
+
+#[test]
+fn killed_fork_server_costs_only_the_next_newstack_a_fresh_start() {
+    let _g = setup_exclusive();
+    let before = kernel();
+    let server = fork_server_pid().expect("a fork server runs once a stack exists");
+    let s = before.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    sigkill(server);
+    // Wait until it has died (its fds closed), as an application would not know to.
+    wait_for(BOUND, || proc_state(server).is_none_or(|s| s == 'Z')).expect("fork server died");
+    // The stack made before keeps working: sockets, stats, a new socket.
+    udp_echo(&udp_on(&before));
+    drop(s);
+    assert_eq!(before.stats().unwrap().open_sockets, 0);
+    // The next newstack starts a new fork server; the dead one is reaped.
+    let after = kernel();
+    let again = fork_server_pid().expect("a new fork server");
+    assert_ne!(again, server);
+    udp_echo(&udp_on(&after));
+    assert_eq!(proc_ppid(after.pid().unwrap()), Some(std::process::id()));
+    assert!(
+        wait_for(BOUND, || proc_state(server).is_none()).is_some(),
+        "the dead fork server {server} was not reaped"
+    );
+    before.delete().map_err(|(_, e)| e).unwrap();
+    after.delete().map_err(|(_, e)| e).unwrap();
+}
+
+/// Under a lowered open-files limit, stacks with one socket each reach (limit − base) / 2: two
+/// fds per stack in the application. Runs in a helper process (the limit is process-wide).
+#[test]
+fn two_fds_per_stack_under_a_lowered_fd_limit() {
+    let _g = setup();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ioth-fault-holder"))
+        .args(["--fd-budget", "200"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    let field = |k: &str| -> usize {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {text}"))
+    };
+    let (limit, base, reached) = (field("limit="), field("base="), field("reached="));
+    assert_eq!(reached, (limit - base) / 2, "{text}");
 }
 
 #[test]
@@ -734,6 +842,8 @@ fn audit_trail_records_exactly_the_requests_made() {
     stack.stats().unwrap();
     drop(s);
     stack.delete().map_err(|(_, e)| e).unwrap();
+    // The host writes the DelStack line after its reply, as it exits: once it has ended.
+    assert!(host_reaped(pid));
     let text = std::fs::read_to_string(&file).unwrap();
     println!("{text}");
     let lines: Vec<&str> = text.lines().collect();
@@ -780,7 +890,9 @@ fn audit_trail_records_exactly_the_requests_made() {
     let one = dir.join("one.jsonl");
     for _ in 0..2 {
         let st = Stack::builder("kernel").audit(&one).build().unwrap();
+        let pid = st.pid().unwrap();
         st.delete().map_err(|(_, e)| e).unwrap();
+        assert!(host_reaped(pid));
     }
     let text = std::fs::read_to_string(&one).unwrap();
     assert_eq!(text.lines().count(), 6, "{text}");
@@ -828,7 +940,7 @@ fn stats_pid_and_process_name() {
     assert!(host_running(cpid as u32));
     // SAFETY: p is a live stack without sockets; freed here.
     assert_eq!(unsafe { ioth::capi::ioth_delstack(p) }, 0);
-    assert!(!host_exists(cpid as u32));
+    assert!(host_reaped(cpid as u32));
     stack.delete().map_err(|(_, e)| e).unwrap();
 }
 

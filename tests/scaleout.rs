@@ -228,7 +228,11 @@ fn scale_out(m: Machines, vnl_a: &str, vnl_b: &str, port_a: u16, port_b: u16) {
     drop(a);
     drop(b);
     for (host, ns) in hosts.iter().zip(host_ns) {
-        assert!(proc::gone(*host), "host {host} still exists");
+        // Reaped in the background once the kernel has torn down its namespace.
+        assert!(
+            proc::wait_until(Duration::from_secs(10), || proc::gone(*host)),
+            "host {host} still exists"
+        );
         assert!(
             vde::processes_in_netns(ns).is_empty(),
             "a process is left in host {host}'s namespace"

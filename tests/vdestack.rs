@@ -535,8 +535,10 @@ fn delstack_and_drop_leave_nothing() {
     deleted.delete().map_err(|(_, e)| e).expect("delstack");
     drop(dropped);
     for (pid, ns) in gone {
+        // delstack returns once the host has answered; the host is reaped in the background
+        // once the kernel has torn down its taps and namespace.
         assert!(
-            !vde::pid_exists(pid),
+            ioth_tests::proc::wait_until(Duration::from_secs(10), || !vde::pid_exists(pid)),
             "host {pid} still exists (not reaped?)"
         );
         // The namespace, and the tap devices in it, died with the host.

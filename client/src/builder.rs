@@ -34,6 +34,7 @@ pub struct StackBuilder {
     request_timeout: Option<Duration>,
     audit: Option<PathBuf>,
     limits: Limits,
+    fork_server: Option<bool>,
 }
 
 impl StackBuilder {
@@ -52,6 +53,7 @@ impl StackBuilder {
             request_timeout: None,
             audit: None,
             limits: Limits::default(),
+            fork_server: None,
         }
     }
 
@@ -139,6 +141,16 @@ impl StackBuilder {
         self
     }
 
+    /// Whether the host is forked by the application's fork server (`true`, the default unless
+    /// `IOTH_NO_FORK_SERVER=1`: one `ioth-host --fork-server` per application, started on the
+    /// first stack, forks each host, so that a stack costs no exec and no dynamic loading) or
+    /// started with an exec of its own (`false`; the application then also holds a pidfd of
+    /// the host, three fds per stack instead of two). The host runs the same either way.
+    pub fn fork_server(mut self, yes: bool) -> StackBuilder {
+        self.fork_server = Some(yes);
+        self
+    }
+
     /// Starts the host and creates the stack.
     pub fn build(self) -> Result<Stack> {
         if self.plugin.is_empty() {
@@ -184,7 +196,16 @@ impl StackBuilder {
             ),
         };
         let license = self.license.unwrap_or_else(license);
-        let link = Link::start(&self.plugin, &self.vnls, request_timeout, audit)?;
+        let fork_server = self
+            .fork_server
+            .unwrap_or_else(crate::link::forkserver::default_on);
+        let link = Link::start(
+            &self.plugin,
+            &self.vnls,
+            request_timeout,
+            audit,
+            fork_server,
+        )?;
         let deadline = Some((Instant::now() + timeout, timeout));
         link.hello(deadline)?;
         let req = Request::NewStack {

@@ -14,6 +14,9 @@
 //! the host confines itself ([`sandbox`], docs/security.md). A thread that cannot be started
 //! (watchdog, signal thread) fails the `NewStack` with its errno (`EAGAIN`, `ENOMEM`).
 //!
+//! `ioth-host --fork-server` is the fork server of one application instead ([`forkserver`]):
+//! it forks hosts that then run exactly as an exec'd one.
+//!
 //! A panic anywhere in the host ends it at once ([`exit_on_panic`]): the application sees
 //! `ENETDOWN`, never a stack whose serving or pumping thread silently died.
 #![deny(unsafe_code)]
@@ -22,6 +25,7 @@ mod audit;
 mod builtin;
 mod calls;
 mod error;
+mod forkserver;
 mod license;
 mod limits;
 mod plugin;
@@ -166,6 +170,25 @@ fn start_watchdog(watch: OwnedFd) -> Result<(), HostError> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "--fork-server")
+    {
+        exit_on_panic();
+        return match take_channel() {
+            Ok(fd) => forkserver::run(fd),
+            Err(e) => {
+                eprintln!("ioth-host: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    run_host()
+}
+
+/// The host proper, on the channel at fd 3: exec'd by the application, or forked by the fork
+/// server ([`forkserver`]).
+fn run_host() -> ExitCode {
     exit_on_panic();
     let fd = match take_channel() {
         Ok(fd) => fd,

@@ -5,12 +5,66 @@
 //! then waits — at most 120 s, so that a test that forgets it leaves nothing for long. With
 //! `hang`, a thread then calls `msocket` on the first stack (for the `hang` test plug-in, whose
 //! socket() never returns) and the line is printed once that call is under way.
+//!
+//! `ioth-fault-holder --fd-budget <limit>` lowers its open-files limit to `limit`, then creates
+//! kernel stacks with one socket each until the next one fails, and prints
+//! `limit=<limit> base=<fds open before the first> reached=<stacks made>`.
 
 use std::io::Write;
 use std::time::Duration;
 
+/// Open fds of this process (the directory fd that lists them not counted).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) - 1
+}
+
+fn fd_budget(limit: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    // The fork server and the library's thread first: they are the application's, not a stack's.
+    let warm = ioth::Stack::new("kernel", &[] as &[&str]).expect("newstack");
+    let pid = warm.pid().unwrap_or(0);
+    warm.delete().map_err(|(_, e)| e).expect("delete");
+    // The reaper holds a pidfd until it has reaped the host.
+    for _ in 0..1000 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, limit, hard).expect("setrlimit");
+    let base = open_fds();
+    let mut kept = Vec::new();
+    let why = loop {
+        let stack = match ioth::Stack::new("kernel", &[] as &[&str]) {
+            Ok(s) => s,
+            Err(e) => break e.to_string(),
+        };
+        match stack.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0) {
+            Ok(s) => kept.push((stack, s)),
+            Err(e) => break e.to_string(),
+        }
+    };
+    println!(
+        "limit={limit} base={base} reached={} (stopped by: {why})",
+        kept.len()
+    );
+    // Room again for the deletes (the reaper's pidfds).
+    setrlimit(Resource::RLIMIT_NOFILE, hard.min(4096), hard).expect("setrlimit");
+    for (stack, s) in kept {
+        drop(s);
+        stack.delete().map_err(|(_, e)| e).expect("delete");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--fd-budget") {
+        let limit = args.get(2).and_then(|l| l.parse().ok()).unwrap_or(200);
+        fd_budget(limit);
+        return;
+    }
     let (Some(plugin), Some(count)) = (args.get(1), args.get(2).and_then(|c| c.parse().ok()))
     else {
         eprintln!("usage: ioth-fault-holder <plugin> <count> [hang]");

@@ -4,8 +4,8 @@
 //! [`Link::delstack`], …). Runs in the application; [`crate::Stack`] is the public handle over
 //! it.
 //!
-//! Faults: a call waits for its reply on the channel *and* on a pidfd of the host, so a host that
-//! dies (crash, `kill -9`, a resource limit) wakes every call at once with [`Error::StackDied`]
+//! Faults: a call waits for its reply on the channel (and, for an exec'd host, on a pidfd of
+//! it), so a host that dies (crash, `kill -9`, a resource limit) wakes every call at once with [`Error::StackDied`]
 //! (`ENETDOWN`), saying how it ended; later calls fail the same way without a round trip. A host
 //! that does not answer within the newstack timeout — or the optional request timeout — is killed
 //! and the call fails with [`Error::Timeout`] (`ETIMEDOUT`). Either way the host is reaped here
@@ -21,7 +21,9 @@
 //! with [`Error::StackDied`] (`ENETDOWN`) without touching the channel, which the parent still
 //! uses, and dropping it there leaves the parent's host alone.
 
+pub(crate) mod forkserver;
 mod process;
+mod reaper;
 pub(crate) mod spawn;
 
 use std::os::fd::OwnedFd;
@@ -55,20 +57,31 @@ pub(crate) struct Link {
 impl Link {
     /// Starts a host for `plugin` on `vnls`. `audit` is the absolute path of the audit trail
     /// given to the host (a directory gets `<plugin>-<host pid>.jsonl`).
+    /// `fork_server`: fork it from the fork server ([`forkserver`]) rather than exec it.
     pub(crate) fn start(
         plugin: &str,
         vnls: &[String],
         request_timeout: Option<Duration>,
         audit: Option<PathBuf>,
+        fork_server: bool,
     ) -> Result<Link> {
         let host = locate::host_binary()?;
         let (chan, host_end) = Channel::pair().map_err(|source| Error::Os {
             op: "socketpair",
             source,
         })?;
-        let child = spawn::spawn_host(&host, plugin, vnls, host_end.into_fd())
-            .map_err(|source| Error::Spawn { path: host, source })?;
-        let process = HostProcess::new(child);
+        let process = if fork_server && forkserver::usable() {
+            let pid = forkserver::spawn_host(&host, plugin, vnls, host_end.into_fd())
+                .map_err(|source| Error::Spawn { path: host, source })?;
+            // No pidfd: the host's end of the channel has no other holder (the fork server
+            // closed its copy, the host keeps its own close-on-exec), so its hang-up says
+            // that the host ended.
+            HostProcess::new(pid, false)
+        } else {
+            let child = spawn::spawn_host(&host, plugin, vnls, host_end.into_fd())
+                .map_err(|source| Error::Spawn { path: host, source })?;
+            HostProcess::new(child.id(), true)
+        };
         let audit = audit.map(|p| {
             if p.is_dir() {
                 p.join(format!("{plugin}-{}.jsonl", process.pid()))
@@ -302,7 +315,11 @@ impl Link {
         match self.call(&Request::DelStack, None) {
             Ok((Reply::Deleted, _)) => {
                 self.process.set_gone("deleted by delstack".into());
-                self.process.reap(Duration::from_secs(2));
+                // The host exits once its reply is sent, but its exit waits for the kernel to
+                // tear down what the plug-in held (a tap, a network namespace: tens of ms),
+                // which nothing in this process can reach any more: reaped in the background.
+                drop(self.chan.lock().unwrap_or_else(|e| e.into_inner()).take());
+                self.process.reap_later(Duration::from_secs(2));
                 Ok(())
             }
             Ok((other, _)) => Err(self.unexpected("Deleted", other)),
@@ -320,13 +337,13 @@ impl Drop for Link {
             self.process.forget();
             return;
         }
-        // Closing the channel tells the host to exit; then reap it.
+        // Closing the channel tells the host to exit; it is reaped in the background.
         drop(
             self.chan
                 .get_mut()
                 .unwrap_or_else(|e| e.into_inner())
                 .take(),
         );
-        self.process.reap(Duration::from_secs(2));
+        self.process.reap_later(Duration::from_secs(2));
     }
 }

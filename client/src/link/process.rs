@@ -3,23 +3,25 @@
 //! the application.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::Child;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ioth_proto::Channel;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
-/// One host process, the child of this application.
+/// One host process, the child of this application (exec'd by it, or forked for it by the fork
+/// server with `CLONE_PARENT`).
 #[derive(Debug)]
 pub(crate) struct HostProcess {
     pid: u32,
     /// The process that created the stack (see [`super::Link`] on `fork`).
     owner: u32,
     /// Readable once the host has ended (see [`super::spawn::pidfd_open`]); `None` without
-    /// pidfds.
+    /// pidfds, and for hosts of the fork server, whose end is seen through the channel alone.
     pidfd: Option<OwnedFd>,
-    /// `None` once reaped.
-    child: Mutex<Option<Child>>,
+    /// Whether the host is still to be reaped (false once reaped or handed to the reaper).
+    unreaped: Mutex<bool>,
     /// Set once the host is gone: how it ended.
     gone: OnceLock<String>,
 }
@@ -35,53 +37,68 @@ pub(crate) enum Wait {
 }
 
 /// How a child ended, in words.
-fn describe(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("host exited with status {c}"),
-        (None, Some(s)) => format!(
-            "host killed by signal {s} ({})",
-            nix::sys::signal::Signal::try_from(s)
-                .map(|s| s.as_str())
-                .unwrap_or("?")
-        ),
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, c) => format!("host exited with status {c}"),
+        WaitStatus::Signaled(_, s, _) => {
+            format!("host killed by signal {} ({})", s as i32, s.as_str())
+        }
         _ => "host ended".into(),
     }
 }
 
-/// Waits up to `grace` for `child` to end by itself, then kills it; reaps it either way and
-/// says how it ended. `None` if it was reaped already.
-fn reap_child(slot: &mut Option<Child>, grace: Duration) -> Option<String> {
-    let child = slot.as_mut()?;
+/// Waits up to `grace` for child `pid` to end by itself, then kills it; reaps it either way and
+/// says how it ended (`None` if it was not our child to reap).
+pub(crate) fn reap_pid(pid: u32, grace: Duration) -> Option<String> {
+    let pid = Pid::from_raw(pid as i32);
     let deadline = Instant::now() + grace;
     let mut pause = Duration::from_micros(50);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() < deadline => {
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
                 std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
                 pause = (pause * 2).min(Duration::from_millis(10));
             }
-            Ok(None) => {
-                let _ = child.kill();
-                break child.wait().ok();
+            Ok(WaitStatus::StillAlive) => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                return loop {
+                    match waitpid(pid, None) {
+                        Err(nix::errno::Errno::EINTR) => {}
+                        Ok(s) => break Some(describe(s)),
+                        Err(_) => break None,
+                    }
+                };
             }
-            Err(_) => break None,
+            Ok(s) => return Some(describe(s)),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return None,
         }
-    };
-    *slot = None;
-    status.map(describe)
+    }
+}
+
+/// [`reap_pid`] of the host behind `slot`, once.
+fn reap_child(slot: &mut bool, pid: u32, grace: Duration) -> Option<String> {
+    if !*slot {
+        return None;
+    }
+    let how = reap_pid(pid, grace);
+    *slot = false;
+    how
 }
 
 impl HostProcess {
-    /// The host `child`, just started by this process.
-    pub(crate) fn new(child: Child) -> HostProcess {
-        let pid = child.id();
+    /// The host `pid`, just started for this process; `with_pidfd` whether to watch it
+    /// through a pidfd too (an exec'd host, see [`super::spawn`]).
+    pub(crate) fn new(pid: u32, with_pidfd: bool) -> HostProcess {
         HostProcess {
             pid,
             owner: std::process::id(),
-            pidfd: super::spawn::pidfd_open(pid),
-            child: Mutex::new(Some(child)),
+            pidfd: if with_pidfd {
+                super::spawn::pidfd_open(pid)
+            } else {
+                None
+            },
+            unreaped: Mutex::new(true),
             gone: OnceLock::new(),
         }
     }
@@ -111,25 +128,28 @@ impl HostProcess {
         let _ = self.gone.set(why);
     }
 
-    /// Waits up to `grace` for the host to end by itself, then kills it; reaps it either way.
-    pub(crate) fn reap(&self, grace: Duration) -> Option<String> {
-        let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        reap_child(&mut guard, grace)
+    /// Hands the host to the library's reaper ([`super::reaper`]), which waits up to `grace`
+    /// for it to end by itself, then kills it, and reaps it; returns at once.
+    pub(crate) fn reap_later(&self, grace: Duration) {
+        let mut guard = self.unreaped.lock().unwrap_or_else(|e| e.into_inner());
+        if std::mem::replace(&mut *guard, false) {
+            super::reaper::reap_later(self.pid, grace);
+        }
     }
 
     /// Forgets the child without waiting for it (a fork's copy: it is not our child).
     pub(crate) fn forget(&mut self) {
-        let _ = self.child.get_mut().map(Option::take);
+        *self.unreaped.get_mut().unwrap_or_else(|e| e.into_inner()) = false;
     }
 
     /// Records that the host is gone (EOF on the channel, or its pidfd fired during `what`) and
     /// how; reaps it.
     pub(crate) fn mark_gone(&self, what: &str) -> String {
-        let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.unreaped.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(how) = self.gone.get() {
             return how.clone();
         }
-        let how = match reap_child(&mut guard, Duration::from_millis(500)) {
+        let how = match reap_child(&mut guard, self.pid, Duration::from_millis(500)) {
             Some(how) => format!("{how} during {what}"),
             None => "host closed its channel".into(),
         };
@@ -138,9 +158,9 @@ impl HostProcess {
 
     /// Kills the host because `why`, and reaps it.
     pub(crate) fn kill(&self, why: String) {
-        let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.unreaped.lock().unwrap_or_else(|e| e.into_inner());
         let _ = self.gone.set(why);
-        reap_child(&mut guard, Duration::ZERO);
+        reap_child(&mut guard, self.pid, Duration::ZERO);
     }
 
     /// Waits until `chan` can be read or the host ends, at most until `deadline`.

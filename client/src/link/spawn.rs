@@ -1,4 +1,5 @@
-//! Starting a host process: the only fork/exec of the library.
+//! Starting a host process, or the fork server ([`super::forkserver`]) that forks hosts: the
+//! only fork/exec of the library.
 //!
 //! The host gets its channel end as fd 3, `/dev/null` as stdin and stdout, the application's
 //! stderr, a minimal environment (not `RUST_BACKTRACE`: a host's failures are reported to the
@@ -36,6 +37,17 @@ pub(crate) fn spawn_host(
     vnls: &[String],
     chan: OwnedFd,
 ) -> std::io::Result<Child> {
+    spawn_on(host, &format!("ioth-host[{plugin}]"), vnls, chan)
+}
+
+/// Starts `host` as `arg0` with `args` and `chan` as its fd 3, in the environment of a host.
+/// `chan` is closed here once the child has its copy.
+pub(crate) fn spawn_on<S: AsRef<std::ffi::OsStr>>(
+    host: &Path,
+    arg0: &str,
+    args: &[S],
+    chan: OwnedFd,
+) -> std::io::Result<Child> {
     // An application with stdin or stdout closed gets its socketpair as fds 0..2, which the
     // child's stdio would overwrite before the channel is moved to fd 3: move it above them.
     let chan = if chan.as_raw_fd() <= libc::STDERR_FILENO {
@@ -51,8 +63,8 @@ pub(crate) fn spawn_host(
     };
     let secure = crate::env::secure();
     let mut cmd = Command::new(host);
-    cmd.arg0(format!("ioth-host[{plugin}]"))
-        .args(vnls)
+    cmd.arg0(arg0)
+        .args(args)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())

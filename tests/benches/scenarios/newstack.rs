@@ -35,6 +35,8 @@ pub fn run(opts: &Opts) -> Report {
     let mut both = Samples::with_capacity(n);
     let mut new = Samples::with_capacity(n);
     let mut del = Samples::with_capacity(n);
+    let mut exec_both = Samples::with_capacity(n);
+    let mut exec_del = Samples::with_capacity(n);
     for _ in 0..5 {
         spawn_true();
         spawn_host();
@@ -50,6 +52,17 @@ pub fn run(opts: &Opts) -> Report {
             new.push(t1 - t0);
             del.push(t2 - t1);
             both.push(t2 - t0);
+            // The same, with an exec per stack (the design before the fork server).
+            let t0 = Instant::now();
+            let s = Stack::builder("kernel")
+                .fork_server(false)
+                .build()
+                .expect("newstack");
+            let t1 = Instant::now();
+            s.delete().map_err(|(_, e)| e).expect("delete");
+            let t2 = Instant::now();
+            exec_del.push(t2 - t1);
+            exec_both.push(t2 - t0);
         };
         match i % 3 {
             0 => {
@@ -82,6 +95,12 @@ pub fn run(opts: &Opts) -> Report {
     rep.latency("Stack::new(\"kernel\") + delete", &both, Some(&spawn));
     rep.latency("  of which Stack::new", &new, Some(&spawn));
     rep.latency("  of which delete", &del, Some(&spawn));
+    rep.latency(
+        "same, exec per stack (IOTH_NO_FORK_SERVER=1)",
+        &exec_both,
+        Some(&spawn),
+    );
+    rep.latency("  of which delete", &exec_del, Some(&spawn));
     rep.value(
         "ioth-host resident memory, one idle kernel stack",
         "1",
@@ -90,8 +109,9 @@ pub fn run(opts: &Opts) -> Report {
         "",
     );
     rep.note(
-        "Stack::new = spawn ioth-host + handshake + dlopen plug-in + newstack; \
-         delete = DelStack round trip + reaping the host.",
+        "Stack::new = fork of the fork server (or, exec per stack: spawn ioth-host) + handshake \
+         + dlopen plug-in + newstack; delete = DelStack round trip (the host is reaped in the \
+         background).",
     );
     rep.note(format!(
         "Stack::new + delete = {:.2}x a bare start of the ioth-host binary itself.",

@@ -1,0 +1,207 @@
+//! The application's side of the fork server (`ioth-host --fork-server`, host/src/forkserver.rs):
+//! one per process, started on the first new stack, asked for one host per stack over its own
+//! `SOCK_SEQPACKET` channel, the new host's channel end attached (`SCM_RIGHTS`).
+//!
+//! It is started like a host ([`super::spawn::spawn_on`]: the same environment cleaning, also in
+//! a secure-execution process, the same binary found the same way) from the library's service
+//! thread ([`super::reaper`]). Its hosts are children of this process (`CLONE_PARENT`): they are
+//! reaped and killed here as exec'd ones are. A fork server that died (killed, crashed) costs only
+//! the request that finds it gone: it is reaped, a new one is started and the request is sent
+//! again; the stacks that exist never depended on it. It exits when this process has gone (EOF).
+//!
+//! A host inherits the namespaces and ids of the thread that asks for it; the fork server's are
+//! those of the library's service thread when it started. A stack asked for from a thread whose
+//! namespaces or effective ids differ from the process's first thread or from the fork
+//! server's (it called `unshare`, `setns`, `seteuid`) is exec'd from that thread as before
+//! ([`usable`]), and no fork server is started in such a namespace.
+//!
+//! A process made by `fork()` does not use its parent's fork server (its hosts would be the
+//! parent's children): it starts its own.
+//!
+//! `IOTH_NO_FORK_SERVER=1` (or [`crate::StackBuilder::fork_server`]) makes the library exec a
+//! host per stack instead.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ioth_proto::fdpass;
+
+/// Bytes of argument space the fork server is started with, which each host it forks
+/// overwrites with its own process title (`ioth-host[<plugin>] <vnl> …`).
+const TITLE_ROOM: usize = 4096;
+
+/// The running fork server of this process.
+struct Server {
+    /// The process that started it.
+    owner: u32,
+    pid: u32,
+    /// Which binary it runs (a different `IOTH_HOST` starts another one).
+    host: PathBuf,
+    ctl: OwnedFd,
+    /// The context it was started in, which its hosts inherit ([`context`]).
+    context: Vec<u64>,
+}
+
+/// What a host inherits from the thread that starts it and the fork server would not pass on
+/// when it differs: the thread's namespaces (a thread that entered a network namespace gets its
+/// kernel stacks there) and its effective ids. A stack asked for from a thread whose context
+/// is not the fork server's is exec'd from that thread instead ([`usable`]).
+fn context() -> Vec<u64> {
+    context_of("thread-self")
+}
+
+/// [`context`] of `/proc/<which>` (`thread-self`, or `<pid>/task/<pid>`: the process's first
+/// thread).
+fn context_of(which: &str) -> Vec<u64> {
+    let mut v: Vec<u64> = [
+        "net",
+        "mnt",
+        "user",
+        "uts",
+        "ipc",
+        "cgroup",
+        "pid_for_children",
+        "time_for_children",
+    ]
+    .iter()
+    .map(|ns| {
+        // The link's text: `net:[4026531840]`.
+        std::fs::read_link(format!("/proc/{which}/ns/{ns}"))
+            .ok()
+            .and_then(|l| {
+                let l = l.to_str()?.to_owned();
+                l.rsplit_once('[')?.1.strip_suffix(']')?.parse().ok()
+            })
+            .unwrap_or(0)
+    })
+    .collect();
+    v.push(u64::from(nix::unistd::geteuid().as_raw()));
+    v.push(u64::from(nix::unistd::getegid().as_raw()));
+    v
+}
+
+/// Whether a host for the calling thread may come from the fork server: its context is the
+/// process's (that of its first thread) and the one the fork server has (or will have, started
+/// from the service thread) — else it is exec'd.
+pub(crate) fn usable() -> bool {
+    let me = std::process::id();
+    let ours = context();
+    // Only the process's own context: a fork server started in a namespace a thread entered
+    // would hold that namespace as long as the process lives.
+    if ours != context_of(&format!("{me}/task/{me}")) {
+        return false;
+    }
+    let guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    match guard.as_ref() {
+        Some(s) if s.owner == me => s.context == ours,
+        _ => super::reaper::run_on_service(context) == ours,
+    }
+}
+
+static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+
+/// Whether new stacks use the fork server by default (`IOTH_NO_FORK_SERVER` unset or `0`).
+pub(crate) fn default_on() -> bool {
+    !crate::env::var("IOTH_NO_FORK_SERVER").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+fn start(host: &Path) -> std::io::Result<Server> {
+    let host = host.to_path_buf();
+    super::reaper::run_on_service(move || {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        let pad = " ".repeat(TITLE_ROOM);
+        let child =
+            super::spawn::spawn_on(&host, "ioth-forksrv", &["--fork-server", &pad], theirs)?;
+        Ok(Server {
+            owner: std::process::id(),
+            pid: child.id(),
+            host,
+            ctl: ours,
+            context: context(),
+        })
+    })
+}
+
+/// Ends and reaps a fork server of this process (it is dead already, or is told to go by EOF).
+fn retire(s: Server) {
+    drop(s.ctl);
+    super::reaper::reap_later(s.pid, std::time::Duration::from_secs(1));
+}
+
+/// The errors that say the fork server is gone before it took the request.
+fn gone_before(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN | libc::ECONNREFUSED)
+    )
+}
+
+/// Has the fork server (started on first use) fork a host of `plugin` on `chan`; the host's
+/// pid. `chan` is closed here.
+pub(crate) fn spawn_host(
+    host: &Path,
+    plugin: &str,
+    vnls: &[String],
+    chan: OwnedFd,
+) -> std::io::Result<u32> {
+    let mut title = format!("ioth-host[{plugin}]").into_bytes();
+    title.push(0);
+    for v in vnls {
+        title.extend_from_slice(v.as_bytes());
+        title.push(0);
+    }
+    let mut guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    let me = std::process::id();
+    for attempt in 0..2 {
+        match guard.take() {
+            Some(s) if s.owner == me && s.host == host => *guard = Some(s),
+            // Our own, of another binary: let it go.
+            Some(s) if s.owner == me => retire(s),
+            // The parent's (we are a fork): close our copy of its channel, nothing else.
+            Some(s) => drop(s.ctl),
+            None => {}
+        }
+        if guard.is_none() {
+            *guard = Some(start(host)?);
+        }
+        let s = guard.as_ref().expect("just set");
+        if let Err(e) = fdpass::send(s.ctl.as_fd(), &title, &[chan.as_fd()]) {
+            if gone_before(&e) && attempt == 0 {
+                retire(guard.take().expect("present"));
+                continue;
+            }
+            return Err(e);
+        }
+        let mut buf = [0u8; 4];
+        let got = fdpass::recv(s.ctl.as_fd(), &mut buf);
+        drop(chan);
+        return match got {
+            Ok(r) if r.len == 4 && r.fds.is_empty() => {
+                let v = i32::from_le_bytes(buf);
+                if v > 0 {
+                    Ok(v as u32)
+                } else {
+                    Err(std::io::Error::from_raw_os_error(-v))
+                }
+            }
+            // Gone while serving the request: whether it forked the host is unknown, so the
+            // request fails (its channel end is closed here; a host it may have made reads EOF
+            // and exits).
+            _ => {
+                retire(guard.take().expect("present"));
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "the fork server ended while forking a host",
+                ))
+            }
+        };
+    }
+    unreachable!("the second attempt returns")
+}
