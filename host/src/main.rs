@@ -23,6 +23,8 @@ mod calls;
 mod error;
 mod license;
 mod limits;
+mod monitor;
+mod observe;
 mod plugin;
 mod pump;
 mod sandbox;
