@@ -36,6 +36,8 @@ const TCPI_BYTES_ACKED: usize = 120;
 const TCPI_BYTES_RECEIVED: usize = 128;
 const TCPI_SEGS_OUT: usize = 136;
 const TCPI_SEGS_IN: usize = 140;
+const TCPI_BYTES_SENT: usize = 200;
+const TCPI_BYTES_RETRANS: usize = 208;
 
 /// One inet socket of the namespace, as sock_diag shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +48,8 @@ pub struct Sock {
     pub state: &'static str,
     pub local: SocketAddr,
     pub peer: SocketAddr,
-    /// TCP only: bytes sent and acknowledged, bytes received, segments out and in.
+    /// TCP only: payload bytes sent (retransmissions not counted again), bytes received,
+    /// segments out and in. (`tcpi_bytes_acked` would count the SYN of the connecting side.)
     pub counters: Option<[u64; 4]>,
 }
 
@@ -157,7 +160,14 @@ fn parse_sock(tcp: bool, m: &[u8]) -> Option<Sock> {
         if ty == INET_DIAG_INFO && tcp {
             let info = &m[at + 4..at + len];
             counters = Some([
-                u64_at(info, TCPI_BYTES_ACKED).unwrap_or(0),
+                match (
+                    u64_at(info, TCPI_BYTES_SENT),
+                    u64_at(info, TCPI_BYTES_RETRANS),
+                ) {
+                    (Some(s), Some(r)) => s.saturating_sub(r),
+                    // A kernel before 4.19: acknowledged bytes (the SYN included).
+                    _ => u64_at(info, TCPI_BYTES_ACKED).unwrap_or(0),
+                },
                 u64_at(info, TCPI_BYTES_RECEIVED).unwrap_or(0),
                 u64::from(u32_at(info, TCPI_SEGS_OUT).unwrap_or(0)),
                 u64::from(u32_at(info, TCPI_SEGS_IN).unwrap_or(0)),
