@@ -584,10 +584,6 @@ impl Monitor {
             return Ok(());
         }
         let shared = self.shared.clone();
-        if shared.audit.is_some() {
-            let mut st = shared.lock();
-            shared.look(&mut st, true);
-        }
         std::thread::Builder::new()
             .name("ioth-audit".into())
             .stack_size(256 * 1024)
@@ -642,6 +638,13 @@ fn answer(shared: &Shared, l: &UnixListener) {
 fn run(shared: Arc<Shared>, listener: Option<UnixListener>) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let period = shared.audit.as_ref().and(shared.info.interval);
+    // The first look, off the serving thread (the NewStack reply does not wait for it).
+    if shared.audit.is_some() {
+        let mut st = shared.lock();
+        if !st.ended {
+            shared.look(&mut st, true);
+        }
+    }
     let mut next = period.map(|p| Instant::now() + p);
     loop {
         if shared.lock().ended {
