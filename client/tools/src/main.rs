@@ -16,7 +16,16 @@ const USAGE: &str = "usage: ioth ps [--json]
        ioth run [ioth-run options] -- PROGRAM [ARGS...]
 TIME is seconds since the epoch or an RFC 3339 UTC time (a prefix: 2025-01-31T12:00).";
 
+/// Restores the default action of SIGPIPE (Rust ignores it), so that `ioth ps | head` ends
+/// quietly like any filter instead of failing on a closed stdout.
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: signal(2) with a standard signal number and SIG_DFL; no handler is installed.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
         eprintln!("{USAGE}");
