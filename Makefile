@@ -85,11 +85,12 @@ clean:
 # INCLUDEDIR/{ioth.h,libioth.h,ioth_nlinline.h,iothaddr.h}, LIBDIR/pkgconfig/{ioth,iothaddr}.pc,
 # PLUGINDIR/ioth-host and every plug-in built (cargo's libioth_<name>.so as ioth_<name>.so),
 # BINDIR/ioth-host (a link to PLUGINDIR's), PLUGINDIR/ioth-run with its link BINDIR/ioth-run
-# (so that it finds ioth-host beside it) and PLUGINDIR/libioth_preload.so, MANDIR/man1, man3
+# (so that it finds ioth-host beside it), PLUGINDIR/ioth with its link BINDIR/ioth (ioth ps,
+# ioth audit, ioth run: it runs the ioth-run beside it) and PLUGINDIR/libioth_preload.so, MANDIR/man1, man3
 # and man7.
 install:
 	@for f in $(PROFILE_DIR)/libioth.so $(PROFILE_DIR)/libiothaddr.so $(PROFILE_DIR)/ioth-host \
-		$(PROFILE_DIR)/ioth-run $(PROFILE_DIR)/libioth_preload.so; do \
+		$(PROFILE_DIR)/ioth-run $(PROFILE_DIR)/ioth $(PROFILE_DIR)/libioth_preload.so; do \
 		[ -f "$$f" ] || { echo "$$f is missing: run 'make$(if $(filter debug,$(PROFILE)), PROFILE=debug,)' first" >&2; exit 1; }; \
 	done
 	$(INSTALL) -d $(D_LIB) $(D_INC) $(D_PLUG) $(D_BIN) $(D_PC) $(D_MAN)/man1 $(D_MAN)/man3 $(D_MAN)/man7
@@ -111,6 +112,9 @@ install:
 	$(INSTALL) -m 755 $(PROFILE_DIR)/ioth-run $(D_PLUG)/ioth-run
 	$(if $(STRIP),$(STRIP) --strip-unneeded $(D_PLUG)/ioth-run)
 	ln -sf $(PLUGINDIR)/ioth-run $(D_BIN)/ioth-run
+	$(INSTALL) -m 755 $(PROFILE_DIR)/ioth $(D_PLUG)/ioth
+	$(if $(STRIP),$(STRIP) --strip-unneeded $(D_PLUG)/ioth)
+	ln -sf $(PLUGINDIR)/ioth $(D_BIN)/ioth
 	$(INSTALL) -m 755 $(PROFILE_DIR)/libioth_preload.so $(D_PLUG)/libioth_preload.so
 	$(if $(STRIP),$(STRIP) --strip-unneeded $(D_PLUG)/libioth_preload.so)
 	@set -e; for f in $(PROFILE_DIR)/libioth_*.so; do \
@@ -133,6 +137,7 @@ uninstall:
 	rm -f $(addprefix $(D_INC)/,$(notdir $(HEADERS)))
 	rm -f $(D_BIN)/ioth-host $(D_PLUG)/ioth-host $(D_PLUG)/ioth_*.so
 	rm -f $(D_BIN)/ioth-run $(D_PLUG)/ioth-run $(D_PLUG)/libioth_preload.so
+	rm -f $(D_BIN)/ioth $(D_PLUG)/ioth
 	rm -f $(addprefix $(D_MAN)/man1/,$(notdir $(MAN1)))
 	rm -f $(addprefix $(D_MAN)/man3/,$(notdir $(MAN3))) $(addprefix $(D_MAN)/man7/,$(notdir $(MAN7)))
 	-rmdir $(D_PLUG) $(D_PC) 2>/dev/null || true

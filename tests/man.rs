@@ -20,7 +20,7 @@ fn man_dir() -> PathBuf {
 /// Every page: (section directory, file name), e.g. ("man3", "ioth.3").
 fn pages() -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for sec in ["man3", "man7"] {
+    for sec in ["man1", "man3", "man7"] {
         let dir = man_dir().join(sec);
         for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
             let name = e

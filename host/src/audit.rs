@@ -1,26 +1,28 @@
-//! The audit trail: one JSON line per request the host served. Runs in the host process only.
+//! The audit trail: JSON lines, one per event, written by the host process only (schema
+//! [`SCHEMA`], docs/audit.md).
 //!
 //! The host opens the file itself (path from `NewStack`), so the lines come from the process that
 //! served the requests, not from the application's code. Each line is written with one `write(2)`
-//! on an `O_APPEND` file, unbuffered, the moment its reply has been sent: a crash loses nothing
-//! already served. A request during which the host died has no line.
+//! on an `O_APPEND` file, unbuffered: a crash loses nothing already written. A request during
+//! which the host died has no line. Lines come from two threads — the serving thread (requests)
+//! and the audit thread ([`crate::monitor`]: sockets, interfaces, processes) — under one lock, so
+//! `seq` grows by one per line of a host.
 //!
-//! Line format (keys in this order, no other whitespace):
+//! Every line starts with the same keys, in this order: `seq`, `time`, `unix_us`, `pid`,
+//! `plugin`, `event`; the first line of a host is its `trail` event, which carries `schema`.
+//! A request line then has `request`, `args`, `result` (`ok`, or `error` with `errno`, `errname`,
+//! `message`), what the reply adds (`fd_kind`, `id`, `peer`), and `duration_us`:
 //!
 //! ```text
 //! {"seq":3,"time":"2025-01-31T12:00:00.123456Z","unix_us":1738324800123456,"pid":4242,
-//!  "plugin":"kernel","request":"Socket","args":{"domain":2,"type":1,"protocol":0},
-//!  "result":"ok","duration_us":17}
+//!  "plugin":"kernel","event":"request","request":"Socket","args":{"domain":2,"type":1,
+//!  "protocol":0},"result":"ok","fd_kind":"native","duration_us":17}
 //! ```
 //!
-//! A failed request has `"result":"error","errno":24,"errname":"EMFILE","message":"…"`; a
-//! successful `Socket` adds `"fd_kind":"native"`, or `"fd_kind":"proxied","id":7`; an
-//! `Accepted` adds `"id":8,"peer":"10.0.0.2:40000"`. A `Control` request's args are
-//! `{"id":7,"op":"bind","addr":"10.0.0.1:80"}` (`backlog`, `level`/`name`/`len` — an option's
-//! length, never its value — or `how`, as the call has them); a `Close`'s `{"id":7}`. Strings are escaped as JSON requires (`"`, `\`,
-//! control characters as `\u00XX`).
+//! JSON is made by serde_json (with `preserve_order`, so keys keep the order they are inserted
+//! in); a `Control` request's option value is never written, only its length (it may carry a
+//! secret, e.g. a `TCP_MD5SIG` key).
 
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
@@ -28,62 +30,22 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ioth_proto::{ControlOp, FdKind, Limits, Reply, Request, WireError};
+use serde_json::{json, Map, Value};
 
 use crate::error::HostError;
+
+/// The version of the trail's schema (docs/audit.md). 1 was the request-only trail without an
+/// `event` key; 2 adds `event` to every line and the events of the audit thread.
+pub const SCHEMA: u32 = 2;
 
 /// An open audit trail.
 pub struct Audit {
     file: File,
+    path: PathBuf,
     plugin: String,
     seq: u64,
     /// The host's protections, for the `NewStack` line (`"sandbox":{…}`).
-    sandbox: Option<String>,
-}
-
-/// Appends `s` to `out` as a JSON string literal.
-pub fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn json_opt_str(out: &mut String, s: Option<&str>) {
-    match s {
-        Some(s) => json_str(out, s),
-        None => out.push_str("null"),
-    }
-}
-
-fn json_opt_u64(out: &mut String, v: Option<u64>) {
-    match v {
-        Some(v) => {
-            let _ = write!(out, "{v}");
-        }
-        None => out.push_str("null"),
-    }
-}
-
-fn json_str_array(out: &mut String, v: &[String]) {
-    out.push('[');
-    for (i, s) in v.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        json_str(out, s);
-    }
-    out.push(']');
+    sandbox: Option<Value>,
 }
 
 /// `t` as RFC 3339 UTC with microseconds, e.g. `2025-01-31T12:00:00.123456Z`.
@@ -122,12 +84,9 @@ pub fn errname(errno: i32) -> String {
 }
 
 /// The arguments of `req` as a JSON object.
-pub fn args_json(req: &Request) -> String {
-    let mut o = String::from("{");
+pub fn args_json(req: &Request) -> Value {
     match req {
-        Request::Hello { version } => {
-            let _ = write!(o, "\"version\":{version}");
-        }
+        Request::Hello { version } => json!({ "version": version }),
         Request::NewStack {
             plugin,
             options,
@@ -136,69 +95,53 @@ pub fn args_json(req: &Request) -> String {
             app_license,
             limits,
             audit,
-        } => {
-            o.push_str("\"plugin\":");
-            json_str(&mut o, plugin);
-            o.push_str(",\"options\":");
-            json_str(&mut o, options);
-            o.push_str(",\"vnls\":");
-            json_str_array(&mut o, vnls);
-            o.push_str(",\"search_path\":");
-            json_str_array(&mut o, search_path);
-            o.push_str(",\"app_license\":");
-            json_opt_str(&mut o, app_license.as_deref());
-            o.push_str(",\"limits\":");
-            limits_json(&mut o, limits);
-            o.push_str(",\"audit\":");
-            json_opt_str(&mut o, audit.as_deref());
-        }
+        } => json!({
+            "plugin": plugin,
+            "options": options,
+            "vnls": vnls,
+            "search_path": search_path,
+            "app_license": app_license,
+            "limits": limits_json(limits),
+            "audit": audit,
+        }),
         Request::Socket {
             domain,
             ty,
             protocol,
-        } => {
-            let _ = write!(
-                o,
-                "\"domain\":{domain},\"type\":{ty},\"protocol\":{protocol}"
-            );
-        }
-        Request::Stats | Request::DelStack => {}
+        } => json!({ "domain": domain, "type": ty, "protocol": protocol }),
+        Request::Stats | Request::DelStack => json!({}),
         Request::Control { id, op } => {
-            let _ = write!(o, "\"id\":{id},\"op\":\"{}\"", op.name());
+            let mut o = Map::new();
+            o.insert("id".into(), json!(id));
+            o.insert("op".into(), json!(op.name()));
             match op {
                 ControlOp::Bind(a) | ControlOp::Connect(a) => {
-                    o.push_str(",\"addr\":");
-                    json_str(&mut o, &sockaddr_text(a));
+                    o.insert("addr".into(), json!(sockaddr_text(a)));
                 }
                 ControlOp::Listen(backlog) => {
-                    let _ = write!(o, ",\"backlog\":{backlog}");
+                    o.insert("backlog".into(), json!(backlog));
                 }
                 // The value's length only: an option may carry a secret (TCP_MD5SIG keys).
                 ControlOp::SetSockOpt { level, name, value } => {
-                    let _ = write!(
-                        o,
-                        ",\"level\":{level},\"name\":{name},\"len\":{}",
-                        value.len()
-                    );
+                    o.insert("level".into(), json!(level));
+                    o.insert("name".into(), json!(name));
+                    o.insert("len".into(), json!(value.len()));
                 }
                 ControlOp::GetSockOpt { level, name, len } => {
-                    let _ = write!(o, ",\"level\":{level},\"name\":{name},\"len\":{len}");
+                    o.insert("level".into(), json!(level));
+                    o.insert("name".into(), json!(name));
+                    o.insert("len".into(), json!(len));
                 }
                 ControlOp::Shutdown(how) => {
-                    let _ = write!(o, ",\"how\":{how}");
+                    o.insert("how".into(), json!(how));
                 }
                 ControlOp::Accept | ControlOp::GetSockName | ControlOp::GetPeerName => {}
             }
+            Value::Object(o)
         }
-        Request::Close { id } => {
-            let _ = write!(o, "\"id\":{id}");
-        }
-        Request::Namespace { kind } => {
-            let _ = write!(o, "\"kind\":\"{}\"", kind.name());
-        }
+        Request::Close { id } => json!({ "id": id }),
+        Request::Namespace { kind } => json!({ "kind": kind.name() }),
     }
-    o.push('}');
-    o
 }
 
 /// The `sockaddr` bytes `a` in words: `10.0.0.1:80`, `[fd00::1]:80`, `AF_UNSPEC`, or the family
@@ -224,21 +167,71 @@ pub fn sockaddr_text(a: &[u8]) -> String {
     }
 }
 
-fn limits_json(o: &mut String, l: &Limits) {
-    o.push_str("{\"address_space\":");
-    json_opt_u64(o, l.address_space);
-    o.push_str(",\"open_files\":");
-    json_opt_u64(o, l.open_files);
-    o.push_str(",\"cpu_seconds\":");
-    json_opt_u64(o, l.cpu_seconds);
-    o.push_str(",\"core_size\":");
-    json_opt_u64(o, l.core_size);
-    o.push('}');
+/// The limits of a stack as a JSON object (`null` for a limit not set).
+pub fn limits_json(l: &Limits) -> Value {
+    json!({
+        "address_space": l.address_space,
+        "open_files": l.open_files,
+        "cpu_seconds": l.cpu_seconds,
+        "core_size": l.core_size,
+    })
 }
 
-/// One audit line (with its trailing newline) for a request named `request` with arguments
-/// `args` (a JSON object), answered by `reply`, started at `start` (since the epoch) and lasting
-/// `took`.
+/// The keys every line starts with, in their order, for event `event` of host `pid`.
+pub fn head(seq: u64, at: Duration, pid: u32, plugin: &str, event: &str) -> Map<String, Value> {
+    let mut o = Map::new();
+    o.insert("seq".into(), json!(seq));
+    o.insert("time".into(), json!(rfc3339(at)));
+    o.insert("unix_us".into(), json!(at.as_micros() as u64));
+    o.insert("pid".into(), json!(pid));
+    o.insert("plugin".into(), json!(plugin));
+    o.insert("event".into(), json!(event));
+    o
+}
+
+/// The keys a reply adds to its request's line: `result` and what comes with it.
+pub fn reply_fields(o: &mut Map<String, Value>, reply: &Reply) {
+    match reply {
+        Reply::Error(WireError { errno, message, .. }) => {
+            o.insert("result".into(), json!("error"));
+            o.insert("errno".into(), json!(errno));
+            o.insert("errname".into(), json!(errname(*errno)));
+            o.insert("message".into(), json!(message));
+        }
+        Reply::Socket {
+            kind: FdKind::Native,
+        } => {
+            o.insert("result".into(), json!("ok"));
+            o.insert("fd_kind".into(), json!("native"));
+        }
+        Reply::Socket {
+            kind: FdKind::Proxied { id },
+        } => {
+            o.insert("result".into(), json!("ok"));
+            o.insert("fd_kind".into(), json!("proxied"));
+            o.insert("id".into(), json!(id));
+        }
+        Reply::Accepted { id, peer } => {
+            o.insert("result".into(), json!("ok"));
+            o.insert("id".into(), json!(id));
+            o.insert("peer".into(), json!(sockaddr_text(peer)));
+        }
+        _ => {
+            o.insert("result".into(), json!("ok"));
+        }
+    }
+}
+
+/// One line (with its trailing newline) from its keys.
+pub fn to_line(o: Map<String, Value>) -> String {
+    let mut l = Value::Object(o).to_string();
+    l.push('\n');
+    l
+}
+
+/// One request line for a request named `request` with arguments `args`, answered by `reply`,
+/// started at `start` (since the epoch) and lasting `took`; `extra` keys go before
+/// `duration_us`.
 #[allow(clippy::too_many_arguments)]
 pub fn line(
     seq: u64,
@@ -246,47 +239,20 @@ pub fn line(
     pid: u32,
     plugin: &str,
     request: &str,
-    args: &str,
+    args: &Value,
     reply: &Reply,
     took: Duration,
+    extra: Option<(&str, Value)>,
 ) -> String {
-    let mut o = String::with_capacity(256);
-    let _ = write!(o, "{{\"seq\":{seq},\"time\":\"{}\"", rfc3339(start));
-    let _ = write!(
-        o,
-        ",\"unix_us\":{},\"pid\":{pid},\"plugin\":",
-        start.as_micros()
-    );
-    json_str(&mut o, plugin);
-    o.push_str(",\"request\":");
-    json_str(&mut o, request);
-    o.push_str(",\"args\":");
-    o.push_str(args);
-    match reply {
-        Reply::Error(WireError { errno, message, .. }) => {
-            let _ = write!(
-                o,
-                ",\"result\":\"error\",\"errno\":{errno},\"errname\":\"{}\",\"message\":",
-                errname(*errno)
-            );
-            json_str(&mut o, message);
-        }
-        Reply::Socket {
-            kind: FdKind::Native,
-        } => o.push_str(",\"result\":\"ok\",\"fd_kind\":\"native\""),
-        Reply::Socket {
-            kind: FdKind::Proxied { id },
-        } => {
-            let _ = write!(o, ",\"result\":\"ok\",\"fd_kind\":\"proxied\",\"id\":{id}");
-        }
-        Reply::Accepted { id, peer } => {
-            let _ = write!(o, ",\"result\":\"ok\",\"id\":{id},\"peer\":");
-            json_str(&mut o, &sockaddr_text(peer));
-        }
-        _ => o.push_str(",\"result\":\"ok\""),
+    let mut o = head(seq, start, pid, plugin, "request");
+    o.insert("request".into(), json!(request));
+    o.insert("args".into(), args.clone());
+    reply_fields(&mut o, reply);
+    if let Some((k, v)) = extra {
+        o.insert(k.into(), v);
     }
-    let _ = writeln!(o, ",\"duration_us\":{}}}", took.as_micros());
-    o
+    o.insert("duration_us".into(), json!(took.as_micros() as u64));
+    to_line(o)
 }
 
 /// Time since the epoch, now.
@@ -340,38 +306,42 @@ impl Audit {
         }
         Ok(Audit {
             file,
+            path: file_path,
             plugin: plugin.to_owned(),
             seq: 0,
             sandbox: None,
         })
     }
 
+    /// The trail's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Notes the host's protections (bits of [`ioth_proto::protections`]) and what is missing,
     /// for the `NewStack` line: `"sandbox":{"in_force":[…],"note":"…"}`.
     pub fn note_sandbox(&mut self, protections: u32, note: &str) {
-        let mut o = String::from("\"sandbox\":{\"in_force\":[");
-        let names: Vec<String> = ioth_proto::protections::NAMES
-            .iter()
-            .filter(|(b, _)| protections & b != 0)
-            .map(|(_, n)| format!("\"{n}\""))
-            .collect();
-        o.push_str(&names.join(","));
-        o.push_str("],\"note\":");
-        json_str(&mut o, note);
-        o.push('}');
-        self.sandbox = Some(o);
+        self.sandbox = Some(json!({
+            "in_force": protection_names(protections),
+            "note": note,
+        }));
     }
 
-    /// Writes the line of one served request.
+    /// Writes the line of one served request (the `NewStack` one carries the sandbox noted).
     pub fn record(
         &mut self,
         start: Duration,
         request: &str,
-        args: &str,
+        args: &Value,
         reply: &Reply,
         took: Duration,
     ) {
         self.seq += 1;
+        let extra = if request == "NewStack" {
+            self.sandbox.take().map(|v| ("sandbox", v))
+        } else {
+            None
+        };
         let l = line(
             self.seq,
             start,
@@ -381,22 +351,49 @@ impl Audit {
             args,
             reply,
             took,
+            extra,
         );
-        let l = match (request, self.sandbox.take()) {
-            ("NewStack", Some(sb)) => match l.rfind(",\"duration_us\"") {
-                Some(at) => format!("{},{sb}{}", &l[..at], &l[at..]),
-                None => l,
-            },
-            (_, sb) => {
-                self.sandbox = sb;
-                l
+        self.write(&l);
+        // What the host can see of the sandbox's refusals: a plug-in call that failed with
+        // EPERM or EACCES (seccomp, capabilities, Landlock) and whose errno came back.
+        if let Reply::Error(e) = reply {
+            if e.errno == libc::EPERM || e.errno == libc::EACCES {
+                self.event(
+                    start,
+                    "refused",
+                    json!({"request": request, "args": args, "errno": e.errno,
+                           "errname": errname(e.errno), "message": e.message}),
+                );
             }
-        };
+        }
+    }
+
+    /// Writes one event of kind `event` at `at` with the keys of `body` (an object).
+    pub fn event(&mut self, at: Duration, event: &str, body: Value) {
+        self.seq += 1;
+        let mut o = head(self.seq, at, std::process::id(), &self.plugin, event);
+        if let Value::Object(b) = body {
+            o.extend(b);
+        }
+        let l = to_line(o);
+        self.write(&l);
+    }
+
+    fn write(&mut self, l: &str) {
         // One write(2) per line on an O_APPEND file: lines of concurrent writers do not mix.
         if let Err(e) = self.file.write_all(l.as_bytes()) {
             eprintln!("ioth-host: audit: {e}");
         }
     }
+}
+
+/// The names of the protection bits set in `p` (`ioth_proto::protections::NAMES`).
+pub fn protection_names(p: u32) -> Vec<&'static str> {
+    ioth_proto::protections::NAMES
+        .iter()
+        .filter(|(b, _)| p & b != 0)
+        .map(|(_, n)| *n)
+        .collect()
 }
 
 #[cfg(test)]
@@ -405,9 +402,19 @@ mod tests {
 
     #[test]
     fn strings_are_escaped() {
-        let mut s = String::new();
-        json_str(&mut s, "a\"b\\c\nd\u{1}e\u{7f}é");
-        assert_eq!(s, r#""a\"b\\c\nd\u0001e\u007fé""#);
+        let l = line(
+            1,
+            Duration::ZERO,
+            7,
+            "a\"b\\c\nd\u{1}e",
+            "Socket",
+            &json!({}),
+            &Reply::Stats(Default::default()),
+            Duration::ZERO,
+            None,
+        );
+        assert!(l.contains(r#""plugin":"a\"b\\c\nd\u0001e""#), "{l}");
+        assert!(l.ends_with("}\n") && !l[..l.len() - 1].contains('\n'));
     }
 
     #[test]
@@ -442,12 +449,13 @@ mod tests {
                 kind: ioth_proto::FdKind::Native,
             },
             Duration::from_micros(12),
+            None,
         );
         assert_eq!(
             ok,
             "{\"seq\":1,\"time\":\"1970-01-01T00:00:01.000000Z\",\"unix_us\":1000000,\"pid\":7,\
-             \"plugin\":\"kernel\",\"request\":\"Socket\",\"args\":{\"domain\":2,\"type\":1,\
-             \"protocol\":0},\"result\":\"ok\",\"fd_kind\":\"native\",\"duration_us\":12}\n"
+             \"plugin\":\"kernel\",\"event\":\"request\",\"request\":\"Socket\",\"args\":{\"domain\":2,\
+             \"type\":1,\"protocol\":0},\"result\":\"ok\",\"fd_kind\":\"native\",\"duration_us\":12}\n"
         );
         let err = line(
             2,
@@ -455,9 +463,10 @@ mod tests {
             7,
             "k",
             "Socket",
-            "{}",
+            &json!({}),
             &Reply::Error(WireError::os(libc::EMFILE, "socket: \"too many\"")),
             Duration::ZERO,
+            None,
         );
         assert!(err.contains(
             "\"result\":\"error\",\"errno\":24,\"errname\":\"EMFILE\",\
@@ -480,7 +489,7 @@ mod tests {
             op: ControlOp::Bind(vec![2, 0, 0x13, 0x88, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
         };
         assert_eq!(
-            args_json(&bind),
+            args_json(&bind).to_string(),
             "{\"id\":7,\"op\":\"bind\",\"addr\":\"10.0.0.1:5000\"}"
         );
         let opt = Request::Control {
@@ -492,21 +501,25 @@ mod tests {
             },
         };
         assert_eq!(
-            args_json(&opt),
+            args_json(&opt).to_string(),
             "{\"id\":7,\"op\":\"setsockopt\",\"level\":6,\"name\":14,\"len\":80}"
         );
-        assert_eq!(args_json(&Request::Close { id: 9 }), "{\"id\":9}");
+        assert_eq!(
+            args_json(&Request::Close { id: 9 }).to_string(),
+            "{\"id\":9}"
+        );
         let prox = line(
             3,
             Duration::ZERO,
             7,
             "smoltcp",
             "Socket",
-            "{}",
+            &json!({}),
             &Reply::Socket {
                 kind: FdKind::Proxied { id: 4 },
             },
             Duration::ZERO,
+            None,
         );
         assert!(prox.contains("\"result\":\"ok\",\"fd_kind\":\"proxied\",\"id\":4,"));
         let mut v6 = vec![0u8; 28];
@@ -520,14 +533,16 @@ mod tests {
             7,
             "smoltcp",
             "Control",
-            "{}",
+            &json!({}),
             &Reply::Accepted { id: 5, peer: v6 },
             Duration::ZERO,
+            Some(("sandbox", json!({"in_force": ["seccomp"]}))),
         );
         assert!(acc.contains("\"id\":5,\"peer\":\"[fd00::1]:80\""));
+        assert!(acc.contains(",\"sandbox\":{\"in_force\":[\"seccomp\"]},\"duration_us\":0}"));
         assert_eq!(sockaddr_text(&[0, 0]), "AF_UNSPEC");
         assert_eq!(
-            args_json(&ns),
+            args_json(&ns).to_string(),
             "{\"plugin\":\"x\\\"y\",\"options\":\"\",\"vnls\":[\"vde:///tmp/sw\"],\"search_path\":[],\
              \"app_license\":null,\"limits\":{\"address_space\":null,\"open_files\":64,\
              \"cpu_seconds\":null,\"core_size\":null},\"audit\":null}"

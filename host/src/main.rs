@@ -28,6 +28,8 @@ mod error;
 mod forkserver;
 mod license;
 mod limits;
+mod monitor;
+mod observe;
 mod plugin;
 mod pump;
 mod sandbox;

@@ -53,6 +53,28 @@ pub struct Relax {
     pub read: Vec<PathBuf>,
     /// Paths readable and writable beneath.
     pub write: Vec<PathBuf>,
+    /// Directories where files may be removed (not declared: the host's status directory, so
+    /// that a host removes its status socket when it ends).
+    pub remove: Vec<PathBuf>,
+}
+
+/// `r` for the audit trail: capability names and paths.
+pub fn relax_json(r: &Relax) -> serde_json::Value {
+    let caps: Vec<&str> = r
+        .caps
+        .iter()
+        .map(|c| {
+            CAP_NAMES
+                .iter()
+                .find(|(_, n)| n == c)
+                .map_or("?", |(name, _)| *name)
+        })
+        .collect();
+    serde_json::json!({
+        "caps": caps,
+        "read": r.read.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "write": r.write.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    })
 }
 
 impl Relax {
@@ -384,6 +406,12 @@ fn landlock_ruleset(relax: &Relax) -> Result<(Option<OwnedFd>, Protections), Str
     }
     rules.extend(relax.read.iter().map(|p| (p.clone(), read)));
     rules.extend(relax.write.iter().map(|p| (p.clone(), all)));
+    rules.extend(
+        relax
+            .remove
+            .iter()
+            .map(|p| (p.clone(), landlock::BitFlags::from(AccessFs::RemoveFile))),
+    );
     for (p, access) in rules {
         let Ok(fd) = PathFd::new(&p) else { continue };
         let access = if p.is_dir() {

@@ -4,6 +4,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ioth_proto::{
@@ -13,6 +14,7 @@ use ioth_proto::{
 use crate::audit::{self, Audit};
 use crate::error::HostError;
 use crate::limits;
+use crate::monitor::Monitor;
 use crate::plugin::{self, DataPath, Plugin};
 use crate::sandbox::{self, Protections, Relax};
 use crate::sockets::Sockets;
@@ -33,6 +35,8 @@ struct Serving {
     sockets: Sockets,
     /// What the plug-in declared it needs beyond the sandbox (until the sandbox is applied).
     relax: Option<Relax>,
+    /// The limits applied, for the audit trail.
+    limits: serde_json::Value,
 }
 
 /// The hook run once the stack exists ([`Host::on_stack_ready`]): confines the host, starts its
@@ -96,7 +100,7 @@ impl From<Result<Reply, HostError>> for Answer {
 struct Served {
     start: Duration,
     request: &'static str,
-    args: String,
+    args: serde_json::Value,
     reply: Reply,
     took: Duration,
 }
@@ -107,8 +111,10 @@ pub struct Host {
     own_dir: Option<PathBuf>,
     state: State,
     stats: StackStats,
-    /// The audit trail, once `NewStack` opened it.
-    audit: Option<Audit>,
+    /// The audit trail, once `NewStack` opened it (shared with the audit thread).
+    audit: Option<Arc<Mutex<Audit>>>,
+    /// The stack's audit thread and status socket ([`crate::monitor`]).
+    monitor: Option<Monitor>,
     /// Requests served before `NewStack` (the `Hello`), written once the trail is open.
     early: Vec<Served>,
     /// Run once the stack exists (see [`Host::on_stack_ready`]).
@@ -124,6 +130,7 @@ impl Host {
             state: State::Greeting,
             stats: StackStats::default(),
             audit: None,
+            monitor: None,
             early: Vec::new(),
             on_ready: None,
         }
@@ -148,8 +155,9 @@ impl Host {
 
     /// Writes `served` to the audit trail, or keeps it until the trail is open.
     fn record(&mut self, served: Served) {
-        match (&mut self.audit, &self.state) {
+        match (&self.audit, &self.state) {
             (Some(a), _) => {
+                let mut a = a.lock().unwrap_or_else(|e| e.into_inner());
                 for e in self.early.drain(..) {
                     a.record(e.start, e.request, &e.args, &e.reply, e.took);
                 }
@@ -171,6 +179,9 @@ impl Host {
     /// at process exit: whatever the plug-in holds in this process (sockets, taps, namespaces)
     /// goes with it.
     fn on_eof(&mut self) -> ExitCode {
+        if let Some(m) = &self.monitor {
+            m.finish("eof");
+        }
         ExitCode::SUCCESS
     }
 
@@ -194,7 +205,7 @@ impl Host {
                     self.record(Served {
                         start,
                         request: "malformed",
-                        args: "{}".into(),
+                        args: serde_json::json!({}),
                         reply,
                         took: Duration::ZERO,
                     });
@@ -204,11 +215,8 @@ impl Host {
             let start = audit::now();
             let t0 = Instant::now();
             let name = req.name();
-            let args = if self.auditing() {
-                audit::args_json(&req)
-            } else {
-                String::new()
-            };
+            // Always: the monitor keeps the proxied table from them (`ioth ps`).
+            let args = audit::args_json(&req);
             let Answer {
                 mut reply,
                 fd,
@@ -225,13 +233,26 @@ impl Host {
             // Before the reply: once the application has it, the thread that created the stack
             // may end at once, and the hook must already have made the host independent of it.
             if let State::Serving(st) = &mut self.state {
-                if let Some(relax) = st.relax.take() {
+                if let Some(mut relax) = st.relax.take() {
+                    if let Some(d) = self.monitor.as_ref().and_then(Monitor::status_dir) {
+                        relax.remove.push(d);
+                    }
                     if let Some(f) = self.on_ready.take() {
                         match f(&relax) {
                             Ok((p, note)) => {
                                 self.stats.protections = p;
-                                if let Some(a) = &mut self.audit {
-                                    a.note_sandbox(p, &note);
+                                if let Some(a) = &self.audit {
+                                    a.lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .note_sandbox(p, &note);
+                                }
+                                if let Some(m) = &mut self.monitor {
+                                    let limits = std::mem::take(&mut st.limits);
+                                    m.protections(p, &note, sandbox::relax_json(&relax), limits);
+                                    // After the sandbox, so that the thread inherits it.
+                                    if let Err(e) = m.start() {
+                                        eprintln!("ioth-host: cannot start the audit thread: {e}");
+                                    }
                                 }
                             }
                             Err(e) => {
@@ -242,10 +263,25 @@ impl Host {
                     }
                 }
             }
+            if let (
+                Some(m),
+                Some(f),
+                Reply::Socket {
+                    kind: FdKind::Native,
+                },
+            ) = (&self.monitor, &fd, &reply)
+            {
+                if let Ok(st) = nix::sys::stat::fstat(f) {
+                    m.handed(st.st_ino);
+                }
+            }
             if self.send(&reply, fd.as_ref().map(|f| f.as_fd())).is_err() {
                 return ExitCode::from(1);
             }
             drop(fd);
+            if let Some(m) = &self.monitor {
+                m.served(name, &args, &reply);
+            }
             if self.auditing() {
                 let took = t0.elapsed();
                 self.record(Served {
@@ -257,6 +293,9 @@ impl Host {
                 });
             }
             if let After::Exit(code) = after {
+                if let Some(m) = &self.monitor {
+                    m.finish(name);
+                }
                 // Exit without unloading the plug-in (no destructor runs under a live plug-in).
                 std::process::exit(code.into());
             }
@@ -395,7 +434,13 @@ impl Host {
         // bind the plug-in from its first instruction), then the plug-in.
         if let Some(path) = audit {
             plugin::check_name(name)?;
-            self.audit = Some(Audit::open(path, name)?);
+            let mut a = Audit::open(path, name)?;
+            a.event(
+                audit::now(),
+                "trail",
+                serde_json::json!({"schema": audit::SCHEMA, "host": env!("CARGO_PKG_VERSION")}),
+            );
+            self.audit = Some(Arc::new(Mutex::new(a)));
         }
         limits::apply(limits)?;
         let search: Vec<PathBuf> = search_path.iter().map(PathBuf::from).collect();
@@ -416,6 +461,12 @@ impl Host {
                 sandbox::parse_relax(&d, vnls, &file)?
             }
         };
+        let data_path = match p.path() {
+            DataPath::Native => "native",
+            DataPath::FdData => "fd-data",
+            DataPath::HostPump => "host-pump",
+        };
+        self.monitor = Some(Monitor::new(self.audit.clone(), name, vnls, data_path));
         let reply = Reply::StackReady {
             plugin_path: found.describe(),
             license: p.license.clone(),
@@ -424,6 +475,7 @@ impl Host {
             plugin: p,
             sockets,
             relax: Some(relax),
+            limits: audit::limits_json(limits),
         }));
         Ok(Answer::ok(reply))
     }

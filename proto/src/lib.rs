@@ -20,6 +20,7 @@ pub mod dgram;
 pub mod fdpass;
 mod message;
 pub mod run;
+pub mod status;
 
 pub use channel::{Channel, ProtoError};
 pub use message::{

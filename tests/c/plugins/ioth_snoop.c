@@ -6,7 +6,9 @@
  * setns into /proc/1/ns/net, exec a program ("exec=<path>", e.g. a setuid copy of `id`) whose
  * stdout says its euid; then returns a kernel socket. Results go to the log file "log=<path>",
  * opened in newstack (before the sandbox), one line per reach: "<what> ok" or
- * "<what> <errno name>". Used by tests/harden.rs. */
+ * "<what> <errno name>". With VNL "refuse", socket() then opens /etc/hostname and, refused by
+ * the sandbox, fails with that errno (tests/audit.rs: the refusal shows in the audit trail).
+ * Used by tests/harden.rs. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +28,7 @@ static int stackdata;
 static int logfd = -1;
 static uintptr_t poke;
 static char out[512], exe[512];
+static int refuse;
 
 static void report(const char *what, int ok) {
 	char line[256];
@@ -43,6 +46,8 @@ void *ioth_snoop_newstack(const char *vnlv[], struct ioth_functions *f) {
 			poke = strtoull(vnlv[i] + 5, NULL, 16);
 		else if (strncmp(vnlv[i], "out=", 4) == 0)
 			snprintf(out, sizeof out, "%s", vnlv[i] + 4);
+		else if (strcmp(vnlv[i], "refuse") == 0)
+			refuse = 1;
 		else if (strncmp(vnlv[i], "exec=", 5) == 0)
 			snprintf(exe, sizeof exe, "%s", vnlv[i] + 5);
 	}
@@ -106,6 +111,12 @@ int ioth_snoop_socket(int domain, int type, int protocol) {
 				report("exec", 0);
 			}
 		}
+	}
+	if (refuse) {
+		int r = open("/etc/hostname", O_RDONLY | O_CLOEXEC);
+		if (r < 0)
+			return -1;
+		close(r);
 	}
 	return socket(domain, type, protocol);
 }

@@ -1,0 +1,686 @@
+//! The audit thread of a host: at the start of the stack, at every interval and at its end it
+//! looks at the stack from outside the plug-in ([`crate::observe`]) and writes what changed to
+//! the trail — sockets opened, changing state, their counters, closed; interfaces, addresses,
+//! routes and their counters; child processes — and it answers `ioth ps` on the host's status
+//! socket ([`ioth_proto::status`]). The serving thread tells it what only requests show: the
+//! native fds handed to the application, the proxied sockets' table, the protections.
+//!
+//! Nothing here runs per packet or in the application: the cost is one sock_diag and one
+//! rtnetlink dump per interval (`IOTH_AUDIT_INTERVAL`, milliseconds, default 1000; 0: only at
+//! the start and the end), and none at all without a trail.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write as _;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ioth_proto::Reply;
+use serde_json::{json, Value};
+
+use crate::audit::{self, Audit};
+use crate::observe::{self, Iface, ProcView, Sock};
+
+/// The default interval between two looks.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A socket being followed: what was seen last, since when, whose.
+struct Seen {
+    sock: Sock,
+    since: Instant,
+    owner: &'static str,
+}
+
+/// A proxied socket of the host's table, as its requests show it.
+#[derive(Default)]
+struct Proxied {
+    domain: i64,
+    ty: i64,
+    local: Option<String>,
+    peer: Option<String>,
+    state: &'static str,
+    since: Option<Instant>,
+}
+
+/// What the audit thread and the serving thread share.
+struct State {
+    proc: ProcView,
+    /// Inodes of the native sockets handed to the application.
+    handed: HashSet<u64>,
+    socks: BTreeMap<u64, Seen>,
+    ifs: BTreeMap<u32, Iface>,
+    routes: Vec<String>,
+    children: Vec<u32>,
+    proxied: BTreeMap<u64, Proxied>,
+    protections: Value,
+    requests: u64,
+    ended: bool,
+}
+
+/// The facts of the stack that never change.
+struct Info {
+    plugin: String,
+    vnls: Vec<String>,
+    /// `native`, `fd-data` or `host-pump`.
+    data_path: &'static str,
+    /// Whether the host's network namespace is its own (vdestack) or shared with its
+    /// application (kernel: then only the sockets known to be the stack's are followed).
+    own_netns: bool,
+    interval: Option<Duration>,
+    audit_path: Option<PathBuf>,
+    started: Instant,
+}
+
+struct Shared {
+    audit: Option<Arc<Mutex<Audit>>>,
+    info: Info,
+    state: Mutex<State>,
+}
+
+/// The monitor of one stack (see the module doc).
+pub struct Monitor {
+    shared: Arc<Shared>,
+    listener: Option<UnixListener>,
+    status_path: Option<PathBuf>,
+}
+
+/// The interval from `IOTH_AUDIT_INTERVAL` (ms; 0 = none).
+fn interval() -> Option<Duration> {
+    match std::env::var("IOTH_AUDIT_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(0) => None,
+        Some(ms) => Some(Duration::from_millis(ms.max(10))),
+        None => Some(DEFAULT_INTERVAL),
+    }
+}
+
+fn same_netns_as_parent() -> bool {
+    let me = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino());
+    let parent = std::fs::metadata(format!(
+        "/proc/{}/ns/net",
+        std::os::unix::process::parent_id()
+    ))
+    .map(|m| m.ino());
+    match (me, parent) {
+        (Ok(a), Ok(b)) => a == b,
+        // Unknown: follow only the sockets known to be the stack's.
+        _ => true,
+    }
+}
+
+/// The status socket of this host, bound before the sandbox; `None` if off or impossible
+/// (then `ioth ps` shows what `/proc` shows).
+fn bind_status() -> Option<(UnixListener, PathBuf)> {
+    let uid = nix::unistd::getuid().as_raw();
+    let dir = ioth_proto::status::dir(uid, std::env::var("IOTH_STATUS_DIR").ok().as_deref())?;
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    // Only a directory of ours that nobody else may enter.
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        eprintln!(
+            "ioth-host: status directory {} is not a 0700 directory of uid {uid}: no status socket",
+            dir.display()
+        );
+        return None;
+    }
+    let path = ioth_proto::status::socket(&dir, std::process::id());
+    // A socket left by a host of the same pid that did not end cleanly.
+    let _ = std::fs::remove_file(&path);
+    let l = UnixListener::bind(&path).ok()?;
+    l.set_nonblocking(true).ok()?;
+    Some((l, path))
+}
+
+fn owner_of(handed: &HashSet<u64>, own: &HashSet<u64>, inode: u64) -> &'static str {
+    if !handed.contains(&inode) && own.contains(&inode) {
+        "plugin"
+    } else {
+        "application"
+    }
+}
+
+fn sock_json(s: &Sock) -> Value {
+    let mut v = json!({
+        "inode": s.inode,
+        "family": if s.v6 { "inet6" } else { "inet" },
+        "type": if s.tcp { "tcp" } else { "udp" },
+        "local": s.local.to_string(),
+        "peer": s.peer.to_string(),
+        "state": s.state,
+    });
+    if let (Some(c), Value::Object(o)) = (s.counters, &mut v) {
+        counters_into(o, c);
+    }
+    v
+}
+
+fn counters_into(o: &mut serde_json::Map<String, Value>, c: [u64; 4]) {
+    o.insert("bytes_sent".into(), json!(c[0]));
+    o.insert("bytes_received".into(), json!(c[1]));
+    o.insert("packets_sent".into(), json!(c[2]));
+    o.insert("packets_received".into(), json!(c[3]));
+}
+
+fn iface_json(i: &Iface, with_counters: bool) -> Value {
+    let mut v = json!({
+        "index": i.index,
+        "name": i.name,
+        "up": i.up,
+        "mtu": i.mtu,
+        "mac": i.mac,
+        "addresses": i.addresses,
+    });
+    if with_counters {
+        if let Value::Object(o) = &mut v {
+            counters_of_iface(o, i);
+        }
+    }
+    v
+}
+
+fn counters_of_iface(o: &mut serde_json::Map<String, Value>, i: &Iface) {
+    let names = [
+        "rx_bytes",
+        "tx_bytes",
+        "rx_packets",
+        "tx_packets",
+        "rx_dropped",
+        "tx_dropped",
+        "rx_errors",
+        "tx_errors",
+    ];
+    for (n, c) in names.iter().zip(i.counters) {
+        o.insert((*n).into(), json!(c));
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn emit(&self, event: &str, body: Value) {
+        if let Some(a) = &self.audit {
+            a.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .event(audit::now(), event, body);
+        }
+    }
+
+    /// One look: the differences since the last one become events; `counters` also writes the
+    /// counters that changed.
+    fn look(&self, st: &mut State, counters: bool) {
+        let native = self.info.data_path == "native";
+        let own: HashSet<u64> = st.proc.socket_inodes().into_iter().collect();
+        if let Ok(all) = observe::sockets() {
+            // In a shared namespace, the stack's sockets are those it handed out, its own, and
+            // the connections accepted on a listener of those.
+            let follow = |s: &Sock, listeners: &HashSet<(std::net::SocketAddr, bool)>| {
+                if !native {
+                    own.contains(&s.inode)
+                } else if self.info.own_netns {
+                    true
+                } else {
+                    st.handed.contains(&s.inode)
+                        || own.contains(&s.inode)
+                        || listeners.contains(&(s.local, s.tcp))
+                }
+            };
+            let listeners: HashSet<_> = all
+                .values()
+                .filter(|s| {
+                    s.state == "LISTEN" && (st.handed.contains(&s.inode) || own.contains(&s.inode))
+                })
+                .map(|s| (s.local, s.tcp))
+                .collect();
+            let now: BTreeMap<u64, Sock> = all
+                .into_iter()
+                .filter(|(_, s)| follow(s, &listeners))
+                .collect();
+            let gone: Vec<u64> = st
+                .socks
+                .keys()
+                .filter(|i| !now.contains_key(i))
+                .copied()
+                .collect();
+            for i in gone {
+                if let Some(seen) = st.socks.remove(&i) {
+                    let mut v = sock_json(&seen.sock);
+                    if let Value::Object(o) = &mut v {
+                        o.insert("owner".into(), json!(seen.owner));
+                        o.insert(
+                            "lifetime_ms".into(),
+                            json!(seen.since.elapsed().as_millis() as u64),
+                        );
+                    }
+                    self.emit("socket_close", v);
+                }
+            }
+            for (i, s) in now {
+                match st.socks.get_mut(&i) {
+                    None => {
+                        let owner = owner_of(&st.handed, &own, i);
+                        let mut v = sock_json(&s);
+                        if let Value::Object(o) = &mut v {
+                            o.insert("owner".into(), json!(owner));
+                        }
+                        self.emit("socket_open", v);
+                        st.socks.insert(
+                            i,
+                            Seen {
+                                sock: s,
+                                since: Instant::now(),
+                                owner,
+                            },
+                        );
+                    }
+                    Some(seen) => {
+                        let changed_state = seen.sock.state != s.state || seen.sock.peer != s.peer;
+                        let changed_counters = seen.sock.counters != s.counters;
+                        if changed_state {
+                            let mut v = sock_json(&s);
+                            if let Value::Object(o) = &mut v {
+                                o.insert("previous".into(), json!(seen.sock.state));
+                            }
+                            self.emit("socket_state", v);
+                            seen.sock = s;
+                        } else if changed_counters && counters {
+                            let mut o = serde_json::Map::new();
+                            o.insert("inode".into(), json!(i));
+                            if let Some(c) = s.counters {
+                                counters_into(&mut o, c);
+                            }
+                            self.emit("socket_stats", Value::Object(o));
+                            seen.sock = s;
+                        }
+                    }
+                }
+            }
+        }
+        if native {
+            if let Ok((ifs, routes)) = observe::interfaces() {
+                for (i, f) in &ifs {
+                    let before = st.ifs.get(i);
+                    let same = before.is_some_and(|b| {
+                        (&b.name, b.up, b.mtu, &b.mac, &b.addresses)
+                            == (&f.name, f.up, f.mtu, &f.mac, &f.addresses)
+                    });
+                    if !same {
+                        self.emit("interface", iface_json(f, false));
+                    }
+                    if (counters || before.is_none())
+                        && before.is_none_or(|b| b.counters != f.counters)
+                    {
+                        let mut o = serde_json::Map::new();
+                        o.insert("index".into(), json!(f.index));
+                        o.insert("name".into(), json!(f.name));
+                        counters_of_iface(&mut o, f);
+                        self.emit("interface_stats", Value::Object(o));
+                    } else if let Some(b) = before {
+                        // Counters not written this time stay those last written.
+                        let keep = b.counters;
+                        let mut f2 = f.clone();
+                        f2.counters = keep;
+                        st.ifs.insert(*i, f2);
+                        continue;
+                    }
+                    st.ifs.insert(*i, f.clone());
+                }
+                let gone: Vec<u32> = st
+                    .ifs
+                    .keys()
+                    .filter(|i| !ifs.contains_key(i))
+                    .copied()
+                    .collect();
+                for i in gone {
+                    if let Some(f) = st.ifs.remove(&i) {
+                        self.emit("interface_gone", json!({"index": i, "name": f.name}));
+                    }
+                }
+                if routes != st.routes {
+                    self.emit("routes", json!({ "routes": routes }));
+                    st.routes = routes;
+                }
+            }
+        }
+        let kids = st.proc.children();
+        for p in kids.iter().filter(|p| !st.children.contains(p)) {
+            self.emit("process_start", json!({ "child": p }));
+        }
+        for p in st.children.iter().filter(|p| !kids.contains(p)) {
+            self.emit("process_end", json!({ "child": p }));
+        }
+        st.children = kids;
+    }
+
+    /// The host's status, for `ioth ps`.
+    fn status(&self) -> Value {
+        let mut st = self.lock();
+        let native = self.info.data_path == "native";
+        let own: HashSet<u64> = st.proc.socket_inodes().into_iter().collect();
+        let mut sockets = Vec::new();
+        if let Ok(all) = observe::sockets() {
+            for s in all.values() {
+                let mine = if !native {
+                    own.contains(&s.inode)
+                } else {
+                    self.info.own_netns
+                        || st.handed.contains(&s.inode)
+                        || own.contains(&s.inode)
+                        || st.socks.contains_key(&s.inode)
+                };
+                if mine {
+                    let mut v = sock_json(s);
+                    if let Value::Object(o) = &mut v {
+                        o.insert("owner".into(), json!(owner_of(&st.handed, &own, s.inode)));
+                    }
+                    sockets.push(v);
+                }
+            }
+        }
+        let interfaces: Value = if native {
+            match observe::interfaces() {
+                Ok((ifs, _)) => ifs.values().map(|i| iface_json(i, true)).collect(),
+                Err(_) => Value::Null,
+            }
+        } else {
+            Value::Null
+        };
+        let proxied: Vec<Value> = st
+            .proxied
+            .iter()
+            .map(|(id, p)| {
+                json!({"id": id, "domain": p.domain, "type": p.ty, "local": p.local,
+                       "peer": p.peer, "state": p.state})
+            })
+            .collect();
+        let kids = st.proc.children();
+        json!({
+            "schema": audit::SCHEMA,
+            "pid": std::process::id(),
+            "plugin": self.info.plugin,
+            "vnls": self.info.vnls,
+            "data_path": self.info.data_path,
+            "netns": if self.info.own_netns { "own" } else { "shared" },
+            "uptime_ms": self.info.started.elapsed().as_millis() as u64,
+            "requests": st.requests,
+            "protections": st.protections,
+            "audit": self.info.audit_path.as_ref().map(|p| p.display().to_string()),
+            "interfaces": interfaces,
+            "sockets": sockets,
+            "proxied": proxied,
+            "children": kids,
+        })
+    }
+}
+
+impl Monitor {
+    /// The monitor of the stack just loaded; runs before the sandbox (it opens what it will
+    /// need: `/proc/self` views, the status socket). Writes the `stack` event.
+    pub fn new(
+        audit: Option<Arc<Mutex<Audit>>>,
+        plugin: &str,
+        vnls: &[String],
+        data_path: &'static str,
+    ) -> Monitor {
+        let (listener, status_path) = match bind_status() {
+            Some((l, p)) => (Some(l), Some(p)),
+            None => (None, None),
+        };
+        let audit_path = audit.as_ref().map(|a| {
+            a.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .path()
+                .to_path_buf()
+        });
+        let info = Info {
+            plugin: plugin.to_owned(),
+            vnls: vnls.to_vec(),
+            data_path,
+            own_netns: !same_netns_as_parent(),
+            interval: interval(),
+            audit_path,
+            started: Instant::now(),
+        };
+        let state = State {
+            proc: ProcView::open(),
+            handed: HashSet::new(),
+            socks: BTreeMap::new(),
+            ifs: BTreeMap::new(),
+            routes: Vec::new(),
+            children: Vec::new(),
+            proxied: BTreeMap::new(),
+            protections: Value::Null,
+            // The Hello before the NewStack that creates the monitor.
+            requests: 1,
+            ended: false,
+        };
+        let shared = Arc::new(Shared {
+            audit,
+            info,
+            state: Mutex::new(state),
+        });
+        shared.emit(
+            "stack",
+            json!({
+                "vnls": shared.info.vnls,
+                "data_path": data_path,
+                "netns": if shared.info.own_netns { "own" } else { "shared" },
+                "interval_ms": shared.info.interval.map(|d| d.as_millis() as u64),
+                "status": status_path.as_ref().map(|p| p.display().to_string()),
+            }),
+        );
+        Monitor {
+            shared,
+            listener,
+            status_path,
+        }
+    }
+
+    /// The directory of the status socket, if there is one.
+    pub fn status_dir(&self) -> Option<PathBuf> {
+        self.status_path
+            .as_ref()
+            .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+    }
+
+    /// Notes the protections in force, the plug-in's declared relaxations and the limits
+    /// (the `protections` event).
+    pub fn protections(&self, in_force: u32, note: &str, relax: Value, limits: Value) {
+        let v = json!({
+            "in_force": audit::protection_names(in_force),
+            "note": note,
+            "declared": relax,
+            "limits": limits,
+        });
+        self.shared.lock().protections = v.clone();
+        self.shared.emit("protections", v);
+    }
+
+    /// A native socket handed to the application (its inode).
+    pub fn handed(&self, inode: u64) {
+        self.shared.lock().handed.insert(inode);
+    }
+
+    /// A request served: keeps the proxied table (`args` as the trail has them).
+    pub fn served(&self, request: &str, args: &Value, reply: &Reply) {
+        let mut st = self.shared.lock();
+        st.requests += 1;
+        let ok = !matches!(reply, Reply::Error(_));
+        let id = args.get("id").and_then(Value::as_u64);
+        match (request, reply) {
+            (
+                "Socket",
+                Reply::Socket {
+                    kind: ioth_proto::FdKind::Proxied { id },
+                },
+            ) => {
+                st.proxied.insert(
+                    *id,
+                    Proxied {
+                        domain: args["domain"].as_i64().unwrap_or(0),
+                        ty: args["type"].as_i64().unwrap_or(0),
+                        state: "open",
+                        since: Some(Instant::now()),
+                        ..Proxied::default()
+                    },
+                );
+            }
+            ("Control", Reply::Accepted { id: new, peer }) => {
+                let from = id.and_then(|i| st.proxied.get(&i));
+                let p = Proxied {
+                    domain: from.map_or(0, |f| f.domain),
+                    ty: from.map_or(0, |f| f.ty),
+                    local: from.and_then(|f| f.local.clone()),
+                    peer: Some(audit::sockaddr_text(peer)),
+                    state: "connected",
+                    since: Some(Instant::now()),
+                };
+                st.proxied.insert(*new, p);
+            }
+            ("Control", _) => {
+                let addr = args.get("addr").and_then(Value::as_str).map(str::to_owned);
+                let op = args.get("op").and_then(Value::as_str).unwrap_or("");
+                let in_progress = matches!(reply, Reply::Error(e) if e.errno == libc::EINPROGRESS);
+                if let Some(p) = id.and_then(|i| st.proxied.get_mut(&i)) {
+                    match op {
+                        "bind" if ok => p.local = addr,
+                        "connect" if ok || in_progress => {
+                            p.peer = addr;
+                            p.state = "connected";
+                        }
+                        "listen" if ok => p.state = "listening",
+                        _ => {}
+                    }
+                }
+            }
+            ("Close", _) if ok => {
+                if let Some(i) = id {
+                    if let Some(p) = st.proxied.remove(&i) {
+                        drop(st);
+                        self.shared.emit(
+                            "proxied_close",
+                            json!({"id": i, "local": p.local, "peer": p.peer, "state": p.state,
+                                   "lifetime_ms": p.since.map(|s| s.elapsed().as_millis() as u64),
+                                   "bytes": null}),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts the audit thread (after the sandbox: it inherits it). Without a trail and without
+    /// a status socket there is nothing to do and no thread.
+    pub fn start(&mut self) -> std::io::Result<()> {
+        let listener = self.listener.take();
+        if self.shared.audit.is_none() && listener.is_none() {
+            return Ok(());
+        }
+        let shared = self.shared.clone();
+        std::thread::Builder::new()
+            .name("ioth-audit".into())
+            .stack_size(256 * 1024)
+            .spawn(move || run(shared, listener))
+            .map(drop)
+    }
+
+    /// The stack ends (`DelStack`, or the application went away): a last look, the `stop`
+    /// event, the status socket removed.
+    pub fn finish(&self, why: &str) {
+        let s = &self.shared;
+        let mut st = s.lock();
+        if st.ended {
+            return;
+        }
+        st.ended = true;
+        if s.audit.is_some() {
+            s.look(&mut st, true);
+            let open: Vec<u64> = st.socks.keys().copied().collect();
+            let requests = st.requests;
+            drop(st);
+            s.emit(
+                "stop",
+                json!({"why": why, "requests": requests,
+                       "lifetime_ms": s.info.started.elapsed().as_millis() as u64,
+                       "sockets_open": open}),
+            );
+        }
+        if let Some(p) = &self.status_path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Answers one `ioth ps` connection: the status, then EOF. Only the host's own user (or root).
+fn answer(shared: &Shared, l: &UnixListener) {
+    let Ok((mut c, _)) = l.accept() else { return };
+    let _ = c.set_nonblocking(false);
+    let _ = c.set_write_timeout(Some(Duration::from_secs(1)));
+    let me = nix::unistd::getuid().as_raw();
+    let peer = nix::sys::socket::getsockopt(&c.as_fd(), nix::sys::socket::sockopt::PeerCredentials)
+        .map(|c| c.uid());
+    if !matches!(peer, Ok(u) if u == me || u == 0) {
+        return;
+    }
+    let mut s = shared.status().to_string();
+    s.push('\n');
+    let _ = c.write_all(s.as_bytes());
+}
+
+/// The audit thread: looks at every interval (with a trail), answers status connections.
+fn run(shared: Arc<Shared>, listener: Option<UnixListener>) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let period = shared.audit.as_ref().and(shared.info.interval);
+    // The first look, off the serving thread (the NewStack reply does not wait for it).
+    if shared.audit.is_some() {
+        let mut st = shared.lock();
+        if !st.ended {
+            shared.look(&mut st, true);
+        }
+    }
+    let mut next = period.map(|p| Instant::now() + p);
+    loop {
+        if shared.lock().ended {
+            return;
+        }
+        let wait = next.map(|n| n.saturating_duration_since(Instant::now()));
+        let timeout = match wait {
+            Some(w) => {
+                PollTimeout::try_from(w.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE)
+            }
+            None => PollTimeout::NONE,
+        };
+        let ready = match &listener {
+            Some(l) => {
+                let mut pfd = [PollFd::new(l.as_fd(), PollFlags::POLLIN)];
+                matches!(poll(&mut pfd, timeout), Ok(n) if n > 0)
+            }
+            None => {
+                std::thread::sleep(wait.unwrap_or(Duration::from_secs(60)));
+                false
+            }
+        };
+        if ready {
+            if let Some(l) = &listener {
+                answer(&shared, l);
+            }
+        }
+        if let (Some(n), Some(p)) = (next, period) {
+            if Instant::now() >= n {
+                let mut st = shared.lock();
+                if st.ended {
+                    return;
+                }
+                shared.look(&mut st, true);
+                next = Some(Instant::now() + p);
+            }
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! Audit trails of stacks that talk (docs/audit.md): two vdestack stacks and a smoltcp one on a
+//! switch of the test's own exchange known numbers of bytes over TCP and UDP; their trails show
+//! each connection with its peers and byte counts, interface counters that grow accordingly,
+//! and `ioth audit` summarises them; `ioth ps` lists the stacks while they run and not after.
+//! A plug-in whose call the sandbox refuses shows the refusal in its trail. Needs root
+//! (vdestack); the audit interval is 100 ms here.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use ioth::Stack;
+use ioth_tests::cprog::profile_dir;
+use ioth_tests::dad::retry_unavailable;
+use ioth_tests::stacks::{addr, configure_smol};
+use ioth_tests::vde::{self, Switch, TempDir};
+
+/// The audit interval of every host of this test binary.
+const INTERVAL_MS: u64 = 100;
+/// Long enough for at least two looks of the audit thread.
+const SETTLE: Duration = Duration::from_millis(4 * INTERVAL_MS);
+const TCP_AB: usize = 100_000;
+const TCP_BA: usize = 30_000;
+const TCP_CB: usize = 20_000;
+const UDP_N: usize = 10;
+const UDP_LEN: usize = 1000;
+
+/// Sets the interval and a plug-in directory with the snoop plug-in, once, before any stack.
+fn setup() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit-plugins");
+        std::fs::create_dir_all(&d).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let st = Command::new("gcc")
+            .args([
+                "-Wall", "-Wextra", "-Werror", "-O1", "-fPIC", "-shared", "-I",
+            ])
+            .arg(root.join("client/include"))
+            .arg("-o")
+            .arg(d.join("ioth_snoop.so"))
+            .arg(root.join("tests/c/plugins/ioth_snoop.c"))
+            .status()
+            .expect("gcc");
+        assert!(st.success(), "gcc ioth_snoop.c");
+        std::env::set_var("IOTH_PLUGIN_PATH", &d);
+        std::env::set_var("IOTH_AUDIT_INTERVAL", INTERVAL_MS.to_string());
+        d
+    })
+}
+
+fn ioth(args: &[&str]) -> String {
+    let exe = profile_dir().join("ioth");
+    assert!(
+        exe.is_file(),
+        "build the ioth tool: cargo build --workspace"
+    );
+    let out = Command::new(exe).args(args).output().expect("ioth");
+    assert!(out.status.success(), "ioth {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn vdestack(sw: &Switch, trail: &Path, v4: &str) -> Stack {
+    let s = Stack::builder("vdestack")
+        .vnl(&sw.vnl())
+        .audit(trail)
+        .build()
+        .expect("newstack vdestack");
+    vde::ip(s.pid().unwrap(), &["addr", "add", v4, "dev", "vde0"]);
+    vde::ip(s.pid().unwrap(), &["link", "set", "vde0", "up"]);
+    s
+}
+
+fn tcp(s: &Stack, v6: bool) -> socket2::Socket {
+    let d = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+    s.msocket(d, libc::SOCK_STREAM, 0).expect("msocket").into()
+}
+
+fn connect(s: &Stack, to: &str) -> TcpStream {
+    let to = addr(to);
+    // ioth's own connect: it serves proxied sockets (smoltcp) as well as native ones.
+    let c = retry_unavailable(|| {
+        let c = s
+            .msocket(libc::AF_INET, libc::SOCK_STREAM, 0)
+            .expect("msocket");
+        c.connect(&to).map(|()| c)
+    })
+    .unwrap_or_else(|e| panic!("connect {to}: {e}"));
+    let c: TcpStream = c.into();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c
+}
+
+fn listen(s: &Stack, at: &str) -> TcpListener {
+    let l = tcp(s, false);
+    l.set_reuse_address(true).unwrap();
+    l.bind(&addr(at).into()).unwrap();
+    l.listen(4).unwrap();
+    l.into()
+}
+
+/// The summary `ioth audit --json` gives of the stack of host `pid`.
+fn summary(all: &[serde_json::Value], pid: u32) -> &serde_json::Value {
+    all.iter()
+        .find(|s| s["pid"] == pid)
+        .unwrap_or_else(|| panic!("no summary of {pid}: {all:?}"))
+}
+
+/// The peer `peer` (prefix) of `kind` in a summary.
+fn peer<'a>(s: &'a serde_json::Value, kind: &str, peer: &str) -> &'a serde_json::Value {
+    s["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == kind && p["peer"].as_str().unwrap().starts_with(peer))
+        .unwrap_or_else(|| panic!("no {kind} peer {peer} in {s}"))
+}
+
+#[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
+fn trails_show_connections_bytes_and_interfaces() {
+    setup();
+    let sw = Switch::start();
+    let dir = TempDir::new("audit");
+    let (ta, tb, tc) = (
+        dir.path().join("a.jsonl"),
+        dir.path().join("b.jsonl"),
+        dir.path().join("c.jsonl"),
+    );
+    let a = vdestack(&sw, &ta, "10.0.0.1/24");
+    let b = vdestack(&sw, &tb, "10.0.0.2/24");
+    let c = Stack::builder("smoltcp")
+        .vnl(&sw.vnl())
+        .audit(&tc)
+        .build()
+        .expect("newstack smoltcp");
+    configure_smol(&c, "vde0", "10.0.0.3", "fd00::3");
+    let pids = [a.pid().unwrap(), b.pid().unwrap(), c.pid().unwrap()];
+
+    // TCP a → b: TCP_AB bytes, TCP_BA back; c → b: TCP_CB bytes.
+    let l = listen(&b, "10.0.0.2:5000");
+    let l2 = listen(&b, "10.0.0.2:5001");
+    let mut ca = connect(&a, "10.0.0.2:5000");
+    let (mut sa, _) = l.accept().unwrap();
+    sa.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    ca.write_all(&vec![7u8; TCP_AB]).unwrap();
+    let mut got = vec![0u8; TCP_AB];
+    sa.read_exact(&mut got).unwrap();
+    sa.write_all(&vec![8u8; TCP_BA]).unwrap();
+    let mut back = vec![0u8; TCP_BA];
+    ca.read_exact(&mut back).unwrap();
+    let mut cc = connect(&c, "10.0.0.2:5001");
+    let (mut sc, _) = l2.accept().unwrap();
+    sc.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    cc.write_all(&vec![9u8; TCP_CB]).unwrap();
+    let mut got = vec![0u8; TCP_CB];
+    sc.read_exact(&mut got).unwrap();
+    // UDP a → b.
+    let ub: UdpSocket = {
+        let s: socket2::Socket = b
+            .msocket(libc::AF_INET, libc::SOCK_DGRAM, 0)
+            .unwrap()
+            .into();
+        s.bind(&addr("10.0.0.2:6000").into()).unwrap();
+        s.into()
+    };
+    ub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ua: UdpSocket = {
+        let s: socket2::Socket = a
+            .msocket(libc::AF_INET, libc::SOCK_DGRAM, 0)
+            .unwrap()
+            .into();
+        s.bind(&addr("10.0.0.1:6001").into()).unwrap();
+        s.into()
+    };
+    let mut received = 0;
+    for _ in 0..UDP_N {
+        ua.send_to(&[1u8; UDP_LEN], "10.0.0.2:6000").unwrap();
+        let mut buf = [0u8; 2000];
+        if let Ok((n, _)) = ub.recv_from(&mut buf) {
+            received += n;
+        }
+    }
+    assert_eq!(received, UDP_N * UDP_LEN);
+    // Counters are looked at every interval: let the audit thread see the final ones.
+    std::thread::sleep(SETTLE);
+
+    // ioth ps, while they run: the three stacks, the vdestack ones with their addresses.
+    let ps: serde_json::Value = serde_json::from_str(&ioth(&["ps", "--json"])).unwrap();
+    println!("{}", ioth(&["ps"]));
+    for (p, want) in pids.iter().zip(["10.0.0.1/24", "10.0.0.2/24", ""]) {
+        let h = ps
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["pid"] == *p)
+            .unwrap_or_else(|| panic!("host {p} not in ioth ps: {ps}"));
+        assert_eq!(h["app_pid"], std::process::id(), "{h}");
+        assert!(h["vnls"][0].as_str().unwrap().contains("vde"), "{h}");
+        assert!(h["protections"]["in_force"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|x| x == "seccomp")));
+        if !want.is_empty() {
+            let has = h["interfaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["addresses"].as_array().unwrap().iter().any(|x| x == want));
+            assert!(has, "{want} not in {h}");
+            assert!(!h["sockets"].as_array().unwrap().is_empty(), "{h}");
+        } else {
+            // smoltcp: the proxied table (the connection to b).
+            assert!(
+                h["proxied"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["peer"] == "10.0.0.2:5001"),
+                "{h}"
+            );
+        }
+    }
+
+    drop((ca, sa, cc, sc, l, l2, ua, ub));
+    for s in [a, b, c] {
+        s.delete().map_err(|(_, e)| e).unwrap();
+    }
+    // Gone from ioth ps.
+    let ps: serde_json::Value = serde_json::from_str(&ioth(&["ps", "--json"])).unwrap();
+    for p in pids {
+        assert!(
+            !ps.as_array().unwrap().iter().any(|h| h["pid"] == p),
+            "{ps}"
+        );
+    }
+
+    // The trails: schema, each connection with its peers and counters.
+    let ea = json_lines(&std::fs::read_to_string(&ta).unwrap());
+    assert_eq!(ea[0]["event"], "trail");
+    assert_eq!(ea[0]["schema"], 2);
+    let close = ea
+        .iter()
+        .find(|e| e["event"] == "socket_close" && e["peer"] == "10.0.0.2:5000")
+        .unwrap_or_else(|| panic!("no close of a's connection"));
+    assert_eq!(close["type"], "tcp");
+    assert_eq!(
+        close["local"].as_str().unwrap().split(':').next(),
+        Some("10.0.0.1")
+    );
+    assert_eq!(close["bytes_sent"], TCP_AB as u64, "{close}");
+    assert_eq!(close["bytes_received"], TCP_BA as u64, "{close}");
+    assert!(ea.iter().any(|e| e["event"] == "socket_open"
+        && e["type"] == "udp"
+        && e["local"] == "10.0.0.1:6001"));
+    // Interface counters grew by at least what was sent.
+    let stats: Vec<&serde_json::Value> = ea
+        .iter()
+        .filter(|e| e["event"] == "interface_stats" && e["name"] == "vde0")
+        .collect();
+    let grow = |k: &str| stats.last().unwrap()[k].as_u64().unwrap() - stats[0][k].as_u64().unwrap();
+    assert!(
+        grow("tx_bytes") >= (TCP_AB + UDP_N * UDP_LEN) as u64,
+        "{stats:?}"
+    );
+    assert!(grow("rx_bytes") >= TCP_BA as u64, "{stats:?}");
+    assert!(grow("tx_packets") >= UDP_N as u64);
+
+    // ioth audit: the summaries.
+    let trails = [
+        ta.to_str().unwrap(),
+        tb.to_str().unwrap(),
+        tc.to_str().unwrap(),
+    ];
+    let mut args = vec!["audit", "--json"];
+    args.extend(trails);
+    let sums = json_lines(&ioth(&args));
+    let mut args = vec!["audit"];
+    args.extend(trails);
+    println!("{}", ioth(&args));
+    let sa = summary(&sums, pids[0]);
+    let p = peer(sa, "tcp", "10.0.0.2:5000");
+    assert_eq!(
+        (p["bytes_sent"].as_u64(), p["bytes_received"].as_u64()),
+        (Some(TCP_AB as u64), Some(TCP_BA as u64)),
+        "{sa}"
+    );
+    assert_eq!(sa["ended"], "DelStack");
+    let sb = summary(&sums, pids[1]);
+    let p = peer(sb, "tcp", "10.0.0.1:");
+    assert_eq!(
+        (p["bytes_sent"].as_u64(), p["bytes_received"].as_u64()),
+        (Some(TCP_BA as u64), Some(TCP_AB as u64)),
+        "{sb}"
+    );
+    let p = peer(sb, "tcp", "10.0.0.3:");
+    assert_eq!(p["bytes_received"].as_u64(), Some(TCP_CB as u64), "{sb}");
+    let vde0 = sb["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "vde0")
+        .unwrap();
+    assert!(
+        vde0["rx_bytes_during"].as_u64().unwrap() >= (TCP_AB + TCP_CB) as u64,
+        "{vde0}"
+    );
+    // smoltcp: the proxied connection, its peer from the requests (no byte counts there).
+    let sc = summary(&sums, pids[2]);
+    let p = peer(sc, "tcp", "10.0.0.2:5001");
+    assert_eq!(p["connections"], 1);
+    assert!(p["bytes_sent"].is_null());
+    // Filters: b's socket events only.
+    let pid_b = pids[1].to_string();
+    let mut args = vec!["audit", "--json", "--pid", &pid_b, "--kind", "socket_close"];
+    args.extend(trails);
+    let ev = json_lines(&ioth(&args));
+    assert!(!ev.is_empty());
+    assert!(ev
+        .iter()
+        .all(|e| e["pid"] == pids[1] && e["event"] == "socket_close"));
+    let mut args = vec!["audit", "--json", "--events", "--until", "1000000"];
+    args.extend(trails);
+    assert_eq!(ioth(&args), "");
+}
+
+#[test]
+fn a_refused_operation_shows_in_the_trail() {
+    setup();
+    let dir = TempDir::new("audit-refused");
+    let trail = dir.path().join("t.jsonl");
+    let s = Stack::builder("snoop")
+        .vnl("refuse")
+        .audit(&trail)
+        .build()
+        .expect("newstack snoop");
+    let e = s.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap_err();
+    assert_eq!(e.errno(), libc::EACCES, "{e}");
+    s.delete().map_err(|(_, e)| e).unwrap();
+    let t = json_lines(&std::fs::read_to_string(&trail).unwrap());
+    let r = t
+        .iter()
+        .find(|e| e["event"] == "refused")
+        .unwrap_or_else(|| panic!("no refusal in {t:?}"));
+    assert_eq!(r["request"], "Socket");
+    assert_eq!(r["errname"], "EACCES");
+    assert_eq!(r["args"]["domain"], libc::AF_INET);
+    let out = ioth(&["audit", trail.to_str().unwrap()]);
+    assert!(out.contains("refused: Socket"), "{out}");
+}
