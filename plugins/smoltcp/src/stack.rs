@@ -449,6 +449,15 @@ impl Core {
             .handles
             .get(&handle)
             .ok_or_else(|| errno(libc::EBADF))?;
+        let sending = matches!(level, libc::IPPROTO_IP | libc::IPPROTO_IPV6)
+            || (level == libc::SOL_SOCKET
+                && matches!(
+                    name,
+                    libc::SO_BROADCAST | libc::SO_BINDTODEVICE | SO_BINDTOIFINDEX
+                ));
+        if sending {
+            udp::flush_written(self, id);
+        }
         let s = self.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
         let int = || -> io::Result<i32> {
             v.get(..4)
