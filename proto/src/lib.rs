@@ -8,7 +8,6 @@
 //!   bytes, bincode with a byte limit that rejects trailing bytes, file descriptors attached with
 //!   `SCM_RIGHTS` (all fd passing lives in [`fdpass`]);
 //! * the version handshake ([`PROTO_VERSION`]): the client's first request is [`Request::Hello`];
-//! * the address header of unconnected proxied datagram sockets ([`dgram`]);
 //! * the messages between a runner and the processes it preloads ([`run`]).
 //!
 //! Both the client and the host depend on this crate; it depends on neither.
@@ -16,7 +15,6 @@
 #![deny(unsafe_code)]
 
 pub mod channel;
-pub mod dgram;
 pub mod fdpass;
 mod message;
 pub mod run;

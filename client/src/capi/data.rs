@@ -19,7 +19,7 @@
 
 use std::ffi::{c_int, c_void};
 
-use ioth_proto::dgram::{header_from_sockaddr, sockaddr_from_header, HDR_LEN};
+use ioth_plugin_sdk::proxied::header::{header_from_sockaddr, sockaddr_from_header, HDR_LEN};
 use libc::{iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
 use super::berkeley::{addr_in, addr_out, kind};

@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ioth_proto::dgram::{header_from_sockaddr, sockaddr_from_header, HDR_LEN};
+use ioth_plugin_sdk::proxied::header::{header_from_sockaddr, sockaddr_from_header, HDR_LEN};
 use ioth_proto::ControlOp;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::MsgFlags;

@@ -29,7 +29,9 @@ use std::collections::VecDeque;
 use std::io;
 use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::AsFd;
+
+use ioth_plugin_sdk::proxied::Handle;
 use std::time::Duration;
 
 use smoltcp::iface::SocketHandle;
@@ -435,7 +437,7 @@ pub fn flush_written(core: &mut Core, id: u64) {
 }
 
 /// `connect`: sets (or, with `AF_UNSPEC`, clears) the peer.
-pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
+pub fn connect(core: &mut Core, handle: Handle, a: &[u8]) -> io::Result<()> {
     let (id, s) = core.sock(handle)?;
     let domain = s.domain;
     let v6only = s.opts.v6only;
