@@ -28,8 +28,9 @@ pub use message::{
 /// Version of this protocol. Client and host must agree exactly. 3 added proxied sockets
 /// ([`FdKind::Proxied`], [`Request::Control`], [`Request::Close`]); 4 the host's protections
 /// ([`StackStats::protections`]); 5 the plug-in's options in [`Request::NewStack`]; 6 the kind of
-/// an error ([`WireError::kind`]); 7 the host's namespaces ([`Request::Namespace`]).
-pub const PROTO_VERSION: u32 = 7;
+/// an error ([`WireError::kind`]); 7 the host's namespaces ([`Request::Namespace`]); 8 a plug-in
+/// found but not loadable ([`ErrorKind::CannotLoad`]).
+pub const PROTO_VERSION: u32 = 8;
 
 /// The bits of [`StackStats::protections`]: which parts of the host's sandbox are in force
 /// (docs/security.md).

@@ -82,6 +82,22 @@ pub fn sockaddr_from_header(h: &[u8]) -> Result<Vec<u8>, i32> {
     }
 }
 
+/// One record read from an unconnected datagram socket's pair: `n` bytes, the first
+/// [`HDR_LEN`] of them in `hdr`. Returns the payload's length and its source's `sockaddr`
+/// bytes. `n == 0` is the end (the other end is gone: `(0, None)`); a record shorter than the
+/// header, or whose header names no address, breaks the contract (`EPROTO`) and is never taken
+/// for a datagram of 0 bytes; a zero-length datagram is a header alone: `(0, Some(source))`.
+pub fn record(n: usize, hdr: &[u8; HDR_LEN]) -> Result<(usize, Option<Vec<u8>>), i32> {
+    if n == 0 {
+        return Ok((0, None));
+    }
+    if n < HDR_LEN {
+        return Err(libc::EPROTO);
+    }
+    let from = sockaddr_from_header(hdr).map_err(|_| libc::EPROTO)?;
+    Ok((n - HDR_LEN, Some(from)))
+}
+
 /// The header for address `a` on a socket of family `family` (an IPv4 address mapped on an
 /// `AF_INET6` socket).
 pub fn header(a: SocketAddr, family: i32) -> [u8; HDR_LEN] {
@@ -175,6 +191,20 @@ mod tests {
         assert_eq!(header_from_sockaddr(&unix), Err(libc::EAFNOSUPPORT));
         assert_eq!(sockaddr_from_header(&[0u8; 10]), Err(libc::EINVAL));
         assert_eq!(sockaddr_from_header(&[0u8; HDR_LEN]), Err(libc::EINVAL));
+    }
+
+    #[test]
+    fn records_short_or_unknown_are_protocol_errors() {
+        let h = header("10.0.0.1:7".parse().unwrap(), libc::AF_INET);
+        assert_eq!(record(0, &h), Ok((0, None)));
+        assert_eq!(record(HDR_LEN, &h), Ok((0, Some(sin(7, [10, 0, 0, 1])))));
+        assert_eq!(record(HDR_LEN + 5, &h).unwrap().0, 5);
+        for n in [1, 2, HDR_LEN - 1] {
+            assert_eq!(record(n, &h), Err(libc::EPROTO));
+        }
+        let mut unix = [0u8; HDR_LEN];
+        unix[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+        assert_eq!(record(HDR_LEN + 3, &unix), Err(libc::EPROTO));
     }
 
     #[test]
