@@ -974,22 +974,26 @@ fn multicast_matches_the_kernel() {
     }
     assert_eq!(seen[0], seen[1], "hop limits each way");
 
-    // Loop: a socket of the sending stack that joined gets its own stack's datagram.
+    // Loop: a socket of the sending stack that joined gets its own stack's datagram. Each
+    // stack has a group and port of its own: the other stack on the switch also hears the
+    // frames, and one that joins a group while frames sent to it earlier are still on their
+    // way takes them (the kernel does the same).
     let mut looped = Vec::new();
     for (s, idx, k) in [(&vde, vidx, 0), (&smol, sidx, 1)] {
+        let (g, port) = (["ff02::1:6666", "ff02::1:6667"][k], 7003 + k as u16);
         let r = udp(s, libc::AF_INET6);
-        r.bind(&stacks::addr("[::]:7003")).unwrap();
+        r.bind(&SocketAddr::new(stacks::ip("::"), port)).unwrap();
         r.setsockopt(
             libc::IPPROTO_IPV6,
             libc::IPV6_ADD_MEMBERSHIP,
-            &mreq6("ff02::1:6666", idx),
+            &mreq6(g, idx),
         )
         .unwrap();
         let t = udp(s, libc::AF_INET6);
         t.bind(&stacks::addr("[::]:7103")).unwrap();
         let group = SocketAddr::V6(std::net::SocketAddrV6::new(
-            "ff02::1:6666".parse().unwrap(),
-            7003,
+            g.parse().unwrap(),
+            port,
             0,
             idx,
         ));
@@ -1003,12 +1007,13 @@ fn multicast_matches_the_kernel() {
         )
         .unwrap();
         t.send_to(b"not looped", &group).unwrap();
-        t.send_to(b"marker", &SocketAddr::new(stacks::ip(v6[k]), 7003))
+        t.send_to(b"marker", &SocketAddr::new(stacks::ip(v6[k]), port))
             .unwrap();
+        let (p, from) = recv_dgram(&r);
         assert_eq!(
-            recv_dgram(&r).0,
-            b"marker",
-            "looped with IPV6_MULTICAST_LOOP 0"
+            (String::from_utf8_lossy(&p), from.port()),
+            ("marker".into(), 7103),
+            "looped with IPV6_MULTICAST_LOOP 0 (stack {k}, from {from})"
         );
     }
     let want = |k: usize, idx: u32| match lls[k] {
@@ -1104,4 +1109,89 @@ fn address_lifetimes_and_onlink_routes_match_the_kernel() {
     assert_eq!(seen[0].3, 0, "lifetimes: not permanent");
     assert_eq!(seen[0].4, (u32::MAX, u32::MAX, IFA_F_PERMANENT));
     assert_eq!(seen[0], seen[1], "vdestack and smoltcp differ");
+}
+
+/// A DHCPv6 client's SOLICIT as simple clients send it: a UDP socket bound to `[::]:546`, no
+/// interface chosen (no `SO_BINDTODEVICE`, no `IPV6_MULTICAST_IF`, scope id 0) and no route at
+/// all on the stack. The kernel (vdestack) sends it out of the interface (its `ff00::/8` route)
+/// from the link-local address; smoltcp must do the same. `connect` to `ff02::1:2` needs an
+/// interface, as in the kernel: `EINVAL` without one, and with the scope id or
+/// `IPV6_MULTICAST_IF` it succeeds and `send` goes out of that interface. Every frame is
+/// captured on the other stack: the group's MAC, hop limit 1, the sender's link-local source.
+#[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: vdestack (network namespaces, taps)"
+)]
+fn solicit_to_ff02_1_2_without_routes_leaves_the_stack() {
+    let sw = Switch::start();
+    let (vde, vidx) = bare("vdestack", &sw);
+    let (smol, sidx) = bare("smoltcp", &sw);
+    let link_local = |s: &Stack| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let a = s.addresses().unwrap();
+            if let Some(x) = a.iter().find(|x| {
+                matches!(x.addr, IpAddr::V6(v) if v.is_unicast_link_local()) && x.flags & 0x40 == 0
+            }) {
+                return x.addr;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no link-local address: {a:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let stacks_ = [(&vde, vidx, "vdestack"), (&smol, sidx, "smoltcp")];
+    let lls = [link_local(&vde), link_local(&smol)];
+    let server = SocketAddr::V6("[ff02::1:2]:547".parse().unwrap());
+    let mut outcome = Vec::new();
+    for (from, to) in [(0usize, 1usize), (1, 0)] {
+        let (ss, sidx_, name) = stacks_[from];
+        let (rs, ridx, _) = stacks_[to];
+        let rx = rs
+            .msocket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW,
+                i32::from(0x0003u16.to_be()),
+            )
+            .unwrap();
+        rx.bind_sockaddr(&sll(ridx, 0x0003, None)).unwrap();
+        let frame = ([0x33, 0x33, 0, 1, 0, 2], 1, lls[from], server.ip());
+        let c = udp(ss, libc::AF_INET6);
+        c.bind(&stacks::addr("[::]:546")).unwrap();
+        c.send_to(b"SOLICIT by sendto", &server)
+            .unwrap_or_else(|e| panic!("{name}: sendto ff02::1:2: {e}"));
+        assert_eq!(captured(&rx, 547), frame, "{name}: sendto");
+        let unscoped = c.connect(&server).map_err(|e| e.raw_os_error());
+        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "ff02::1:2".parse().unwrap(),
+            547,
+            0,
+            sidx_,
+        ));
+        c.connect(&scoped)
+            .unwrap_or_else(|e| panic!("{name}: connect with the scope id: {e}"));
+        c.send(b"SOLICIT by send").unwrap();
+        assert_eq!(captured(&rx, 547), frame, "{name}: send, scope id");
+        let m = udp(ss, libc::AF_INET6);
+        m.bind(&stacks::addr("[::]:1546")).unwrap();
+        m.setsockopt(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_IF,
+            &(sidx_ as i32).to_ne_bytes(),
+        )
+        .unwrap();
+        m.connect(&server)
+            .unwrap_or_else(|e| panic!("{name}: connect with IPV6_MULTICAST_IF: {e}"));
+        m.send(b"SOLICIT by send").unwrap();
+        assert_eq!(captured(&rx, 547), frame, "{name}: send, IPV6_MULTICAST_IF");
+        outcome.push(unscoped);
+    }
+    assert_eq!(
+        outcome,
+        [Err(Some(libc::EINVAL)), Err(Some(libc::EINVAL))],
+        "connect without an interface: vdestack, smoltcp"
+    );
 }

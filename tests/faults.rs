@@ -377,6 +377,75 @@ fn sigkill(pid: u32) {
 
 // ------------------------------------------------------------------------------------------
 
+/// A plug-in file that exists but cannot be loaded says why, with dlopen's cause as the errno
+/// (not "plug-in not found"): a file that is no shared object is `ELIBBAD`; one that needs a
+/// library that is not there is `ELIBACC` and names the library. Both through the Rust API
+/// and the C ABI.
+#[test]
+fn unloadable_plugins_report_the_cause() {
+    let _g = setup();
+    let dir = plugin_dir();
+    std::fs::write(
+        dir.join("ioth_corrupt.so"),
+        b"this is not an ELF object\n".repeat(64),
+    )
+    .unwrap();
+    // A plug-in linked against a library that is then removed.
+    let tmp = dir.join(format!("dep-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (dep_c, plug_c) = (tmp.join("dep.c"), tmp.join("plug.c"));
+    std::fs::write(&dep_c, "int ioth_test_dep(void) { return 1; }\n").unwrap();
+    std::fs::write(
+        &plug_c,
+        "int ioth_test_dep(void);\n\
+         void *ioth_needsdep_newstack(const char **v, const char *o, void *f)\n\
+         { (void)v; (void)o; (void)f; return (void *)(long)ioth_test_dep(); }\n",
+    )
+    .unwrap();
+    let gcc = |args: &[&std::ffi::OsStr]| {
+        let st = Command::new("gcc").args(args).status().expect("gcc");
+        assert!(st.success(), "gcc {args:?}");
+    };
+    let dep = tmp.join("libiothtestdep.so");
+    gcc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-o".as_ref(),
+        dep.as_os_str(),
+        dep_c.as_os_str(),
+    ]);
+    let plug = dir.join("ioth_needsdep.so");
+    gcc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-o".as_ref(),
+        plug.as_os_str(),
+        plug_c.as_os_str(),
+        "-L".as_ref(),
+        tmp.as_os_str(),
+        "-liothtestdep".as_ref(),
+    ]);
+    std::fs::remove_dir_all(&tmp).unwrap();
+
+    for (name, errno, says) in [
+        ("corrupt", libc::ELIBBAD, "ioth_corrupt.so"),
+        ("needsdep", libc::ELIBACC, "libiothtestdep.so"),
+    ] {
+        let e = Stack::new(name, &[] as &[&str]).expect_err(name);
+        assert!(matches!(e, Error::CannotLoad { .. }), "{name}: {e:?}");
+        assert_eq!(e.errno(), errno, "{name}: {e}");
+        assert!(e.to_string().contains(says), "{name}: {e}");
+        let cname = std::ffi::CString::new(name).unwrap();
+        // SAFETY: both arguments are NUL-terminated C strings or NULL.
+        let p = unsafe { ioth::capi::ioth_newstack(cname.as_ptr(), std::ptr::null()) };
+        let got = std::io::Error::last_os_error().raw_os_error();
+        assert!(p.is_null());
+        assert_eq!(got, Some(errno), "{name} through the C ABI");
+    }
+    let _ = std::fs::remove_file(dir.join("ioth_corrupt.so"));
+    let _ = std::fs::remove_file(plug);
+}
+
 #[test]
 fn segfault_in_newstack_fails_and_the_application_lives() {
     let _g = setup();

@@ -32,6 +32,18 @@ pub enum Error {
         /// Where it was looked for.
         message: String,
     },
+    /// The plug-in's file was found but cannot be loaded: `errno` says why (`ELIBACC`: a
+    /// library it needs is missing; `ELIBBAD`: not a loadable shared object; `EMFILE`,
+    /// `ENFILE`, `ENOMEM`, `EACCES`).
+    #[error("{message}")]
+    CannotLoad {
+        /// Plug-in name.
+        name: String,
+        /// Why, as an errno.
+        errno: i32,
+        /// The dynamic linker's words.
+        message: String,
+    },
     /// The plug-in has no `ioth_<name>_newstack` (`ENOENT`, as the original).
     #[error("{message}")]
     NoNewstack {
@@ -126,7 +138,7 @@ impl Error {
             Error::PluginNotFound { .. } => libc::ENOTSUP,
             Error::NoNewstack { .. } | Error::HostNotFound { .. } => libc::ENOENT,
             Error::LicenseRefused { .. } => libc::EPERM,
-            Error::Stack { errno, .. } => *errno,
+            Error::Stack { errno, .. } | Error::CannotLoad { errno, .. } => *errno,
             Error::Spawn { source, .. } | Error::Os { source, .. } => {
                 source.raw_os_error().unwrap_or(libc::EIO)
             }
@@ -155,6 +167,11 @@ impl Error {
         match e.kind {
             ErrorKind::PluginNotFound => Error::PluginNotFound { name, message },
             ErrorKind::NoNewstack => Error::NoNewstack { name, message },
+            ErrorKind::CannotLoad => Error::CannotLoad {
+                name,
+                errno: e.errno,
+                message,
+            },
             ErrorKind::LicenseRefused => Error::LicenseRefused { name, message },
             ErrorKind::InvalidName
             | ErrorKind::InvalidArgument

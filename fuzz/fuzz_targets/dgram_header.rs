@@ -1,4 +1,4 @@
-//! The address header of unconnected proxied datagram sockets (proto/src/dgram.rs), read from
+//! The address header of unconnected proxied datagram sockets (plugins/sdk/src/proxied/header.rs), read from
 //! bytes the other end of a socketpair wrote: any bytes give an address or an errno, and an
 //! address read from a header makes a header again.
 #![no_main]

@@ -21,6 +21,11 @@ use ioth_plugin_sdk::abi::IothFunctions;
 use ioth_plugin_sdk::errno;
 use ioth_proto::{MAX_SOCKADDR, MAX_SOCKOPT};
 
+// The wire's bounds on a control call are the plug-in ABI's (the SDK's proxied-fd contract):
+// what the application may send, a plug-in built with the SDK takes whole.
+const _: () = assert!(MAX_SOCKOPT == ioth_plugin_sdk::proxied::MAX_OPTLEN);
+const _: () = assert!(MAX_SOCKADDR == ioth_plugin_sdk::proxied::MAX_ADDRLEN);
+
 /// The socket functions of a loaded plug-in.
 #[derive(Clone, Copy)]
 pub struct Calls {

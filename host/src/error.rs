@@ -20,13 +20,16 @@ pub enum HostError {
         /// The files tried, comma-separated.
         tried: String,
     },
-    /// The plug-in's file exists but the dynamic linker refused it (`ENOTSUP`).
+    /// The plug-in's file exists but the dynamic linker could not load it
+    /// ([`crate::plugin::load_errno`] says which errno).
     #[error("cannot load plug-in {path}: {reason}")]
     CannotLoad {
         /// The file.
         path: String,
         /// The dynamic linker's words.
         reason: String,
+        /// Why, as an errno.
+        errno: i32,
     },
     /// The plug-in has no `ioth_<name>_newstack` (`ENOENT`).
     #[error("plug-in {path} has no ioth_{name}_newstack")]
@@ -99,7 +102,8 @@ impl HostError {
     pub fn errno(&self) -> i32 {
         match self {
             HostError::InvalidName(_) | HostError::InvalidArgument(_) => libc::EINVAL,
-            HostError::PluginNotFound { .. } | HostError::CannotLoad { .. } => libc::ENOTSUP,
+            HostError::PluginNotFound { .. } => libc::ENOTSUP,
+            HostError::CannotLoad { errno, .. } => *errno,
             HostError::NoNewstack { .. } => libc::ENOENT,
             HostError::LicenseRefused { .. } | HostError::Sandbox(_) => libc::EPERM,
             HostError::Protocol(_) => libc::EPROTO,
@@ -111,9 +115,8 @@ impl HostError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             HostError::InvalidName(_) => ErrorKind::InvalidName,
-            HostError::PluginNotFound { .. } | HostError::CannotLoad { .. } => {
-                ErrorKind::PluginNotFound
-            }
+            HostError::PluginNotFound { .. } => ErrorKind::PluginNotFound,
+            HostError::CannotLoad { .. } => ErrorKind::CannotLoad,
             HostError::NoNewstack { .. } => ErrorKind::NoNewstack,
             HostError::LicenseRefused { .. } => ErrorKind::LicenseRefused,
             HostError::InvalidArgument(_) => ErrorKind::InvalidArgument,
@@ -150,6 +153,15 @@ mod tests {
                 },
                 ErrorKind::PluginNotFound,
                 libc::ENOTSUP,
+            ),
+            (
+                HostError::CannotLoad {
+                    path: "/p".into(),
+                    reason: "libfoo.so: cannot open shared object file".into(),
+                    errno: libc::ELIBACC,
+                },
+                ErrorKind::CannotLoad,
+                libc::ELIBACC,
             ),
             (
                 HostError::NoNewstack {

@@ -262,6 +262,30 @@ fn libc_address(name: &str) -> Option<*const c_void> {
         .map(|s| *s)
 }
 
+/// The errno of a failed `dlopen` of the plug-in at `path`: `errno` as the dynamic linker left
+/// it (0: none), `reason` its `dlerror()` text. Out of fds or memory and a permission refused
+/// keep their errno; a library the plug-in needs that cannot be found is `ELIBACC` (the file
+/// itself exists: it was found); anything else (not an ELF object, wrong class or machine, a
+/// truncated file, an undefined symbol) is `ELIBBAD`, a shared library that cannot be used.
+pub fn load_errno(errno: i32, reason: &str, path: &Path) -> i32 {
+    match errno {
+        libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EACCES | libc::EPERM => return errno,
+        _ => {}
+    }
+    if reason.contains("failed to map segment") || reason.contains("cannot allocate memory") {
+        return libc::ENOMEM;
+    }
+    // glibc: "<file>: cannot open shared object file: <strerror>"; when the file named is not
+    // the plug-in, it is a dependency.
+    let own = path.display().to_string();
+    if let Some(lib) = reason.split(": cannot open shared object file").next() {
+        if reason.contains(": cannot open shared object file") && lib.trim() != own {
+            return libc::ELIBACC;
+        }
+    }
+    libc::ELIBBAD
+}
+
 /// Loads the plug-in `found` (named `name`) and creates its stack on `vnls` with `options`
 /// (handed to its `newstack` verbatim).
 pub fn load(
@@ -273,12 +297,16 @@ pub fn load(
 ) -> Result<Plugin, HostError> {
     let lib = match found {
         Found::File(path) => {
+            ioth_plugin_sdk::errno::clear();
             // SAFETY: loading a plug-in runs its initialisers; that is what a plug-in is for,
             // and it runs in this host process alone.
             let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
+                let errno = ioth_plugin_sdk::errno::last_or(0);
+                let reason = e.to_string();
                 HostError::CannotLoad {
                     path: path.display().to_string(),
-                    reason: e.to_string(),
+                    errno: load_errno(errno, &reason, path),
+                    reason,
                 }
             })?;
             Symbols::Lib(lib)

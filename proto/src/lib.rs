@@ -8,7 +8,6 @@
 //!   bytes, bincode with a byte limit that rejects trailing bytes, file descriptors attached with
 //!   `SCM_RIGHTS` (all fd passing lives in [`fdpass`]);
 //! * the version handshake ([`PROTO_VERSION`]): the client's first request is [`Request::Hello`];
-//! * the address header of unconnected proxied datagram sockets ([`dgram`]);
 //! * the messages between a runner and the processes it preloads ([`run`]).
 //!
 //! Both the client and the host depend on this crate; it depends on neither.
@@ -16,7 +15,6 @@
 #![deny(unsafe_code)]
 
 pub mod channel;
-pub mod dgram;
 pub mod fdpass;
 mod message;
 pub mod run;
@@ -31,8 +29,9 @@ pub use message::{
 /// Version of this protocol. Client and host must agree exactly. 3 added proxied sockets
 /// ([`FdKind::Proxied`], [`Request::Control`], [`Request::Close`]); 4 the host's protections
 /// ([`StackStats::protections`]); 5 the plug-in's options in [`Request::NewStack`]; 6 the kind of
-/// an error ([`WireError::kind`]); 7 the host's namespaces ([`Request::Namespace`]).
-pub const PROTO_VERSION: u32 = 7;
+/// an error ([`WireError::kind`]); 7 the host's namespaces ([`Request::Namespace`]); 8 a plug-in
+/// found but not loadable ([`ErrorKind::CannotLoad`]).
+pub const PROTO_VERSION: u32 = 8;
 
 /// The bits of [`StackStats::protections`]: which parts of the host's sandbox are in force
 /// (docs/security.md).

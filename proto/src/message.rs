@@ -203,7 +203,7 @@ pub enum FdKind {
 /// never by the message, which is for people only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorKind {
-    /// No file of the plug-in in the search path, or it could not be loaded (`ENOTSUP`).
+    /// No file of the plug-in in the search path (`ENOTSUP`).
     PluginNotFound,
     /// The plug-in has no `ioth_<name>_newstack` (`ENOENT`).
     NoNewstack,
@@ -224,6 +224,10 @@ pub enum ErrorKind {
     /// A call failed with its errno: the plug-in's (`newstack`, `msocket`, a control call) or a
     /// system call of the host.
     Os,
+    /// The plug-in's file was found but the dynamic linker could not load it; the errno says
+    /// why: `EMFILE`/`ENFILE`, `ENOMEM`, `ELIBACC` (a library it needs is missing), `ELIBBAD`
+    /// (not a loadable shared object), `EACCES`.
+    CannotLoad,
 }
 
 /// An error as it crosses the wire: its kind, an errno and a message that says what failed.

@@ -35,7 +35,7 @@ use std::ffi::{c_int, c_ulong, c_void, CStr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::OnceLock;
 
-use ioth_proto::dgram::{header_from_sockaddr, sockaddr_from_header, HDR_LEN};
+use ioth_plugin_sdk::proxied::header::{header_from_sockaddr, sockaddr_from_header, HDR_LEN};
 use ioth_proto::run::{RunReply, RunRequest, SockInfo, RUN_SOCKET_ENV};
 use ioth_proto::{Channel, ControlOp, MAX_SOCKADDR, MAX_SOCKOPT};
 use libc::{msghdr, size_t, sockaddr, socklen_t, ssize_t};

@@ -350,7 +350,9 @@ pub unsafe extern "C" fn ioth_ioctl(fd: c_int, cmd: c_ulong, argp: *mut c_void) 
             if r == 0 && cmd == libc::FIONREAD && !argp.is_null() && p.framed_now() {
                 // SAFETY: FIONREAD wrote an int at argp (it succeeded).
                 let n = unsafe { &mut *argp.cast::<c_int>() };
-                *n = n.saturating_sub(ioth_proto::dgram::HDR_LEN as c_int).max(0);
+                *n = n
+                    .saturating_sub(ioth_plugin_sdk::proxied::header::HDR_LEN as c_int)
+                    .max(0);
             }
         }
         Ok(r)

@@ -19,7 +19,7 @@
 
 use std::ffi::{c_int, c_void};
 
-use ioth_proto::dgram::{header_from_sockaddr, sockaddr_from_header, HDR_LEN};
+use ioth_plugin_sdk::proxied::header::{self, header_from_sockaddr, HDR_LEN};
 use libc::{iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
 use super::berkeley::{addr_in, addr_out, kind};
@@ -94,18 +94,8 @@ unsafe fn recv_framed(
     if n < 0 {
         return Err(last_errno());
     }
-    let n = n as usize;
-    if n < HDR_LEN {
-        // EOF (the stack is gone) or a record too short to be one.
-        return Ok((0, None, m.msg_flags, m.msg_controllen));
-    }
-    let from = sockaddr_from_header(&hdr).ok();
-    Ok((
-        (n - HDR_LEN) as ssize_t,
-        from,
-        m.msg_flags,
-        m.msg_controllen,
-    ))
+    let (n, from) = header::record(n as usize, &hdr)?;
+    Ok((n as ssize_t, from, m.msg_flags, m.msg_controllen))
 }
 
 /// One record of an unconnected proxied datagram socket: the header for `to`, then the

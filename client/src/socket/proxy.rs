@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ioth_proto::dgram::{header_from_sockaddr, sockaddr_from_header, HDR_LEN};
+use ioth_plugin_sdk::proxied::header::{self, header_from_sockaddr, HDR_LEN};
 use ioth_proto::ControlOp;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::MsgFlags;
@@ -56,6 +56,18 @@ pub(crate) struct Proxy {
 /// Largest UDP payloads: IPv4 (65535 − 20 − 8) and IPv6 (65535 − 8, no jumbograms).
 const MAX_UDP_V4: usize = 65507;
 const MAX_UDP_V6: usize = 65527;
+
+/// An address the host answered, checked: no longer than any `sockaddr` (`sockaddr_storage`),
+/// else `EPROTO` (a caller's `*addrlen` must never be set from a length that cannot be).
+fn checked_addr(a: Vec<u8>, what: &str) -> Result<Vec<u8>> {
+    if a.len() > ioth_plugin_sdk::proxied::MAX_ADDRLEN {
+        return Err(errno(
+            libc::EPROTO,
+            &format!("{what}: the stack answered a {}-byte address", a.len()),
+        ));
+    }
+    Ok(a)
+}
 
 fn errno(e: i32, what: &str) -> Error {
     Error::Stack {
@@ -246,7 +258,7 @@ impl Proxy {
             match self.link.accept(self.id) {
                 Ok((newfd, id, peer)) => {
                     let p = Proxy::new(self.link.clone(), id, self.domain, libc::SOCK_STREAM);
-                    return Ok((newfd, p, peer));
+                    return Ok((newfd, p, checked_addr(peer, "accept")?));
                 }
                 // A listening socket whose pair hung up will never have a connection.
                 Err(e) if e.errno() == libc::EAGAIN && hung_up => {
@@ -263,11 +275,12 @@ impl Proxy {
 
     /// `getsockname()` (`peer`: `getpeername()`): the address bytes.
     pub(crate) fn name(&self, peer: bool) -> Result<Vec<u8>> {
-        self.control(if peer {
+        let a = self.control(if peer {
             ControlOp::GetPeerName
         } else {
             ControlOp::GetSockName
-        })
+        })?;
+        checked_addr(a, "getsockname")
     }
 
     /// `setsockopt(level, name, value)`.
@@ -334,11 +347,14 @@ impl Proxy {
         }
         let mut hdr = [0u8; HDR_LEN];
         let n = raw::recv_parts(fd, &mut hdr, buf, flags)?;
-        if n < HDR_LEN {
-            // EOF (the other end is gone) or a record too short to be one: nothing.
-            return Ok((0, None));
+        let (n, from) = header::record(n, &hdr).map_err(io::Error::from_raw_os_error)?;
+        match &from {
+            Some(a) if i32::from(u16::from_ne_bytes([a[0], a[1]])) != self.domain => {
+                // An address of another family than the socket's: the server broke the contract.
+                Err(io::Error::from_raw_os_error(libc::EPROTO))
+            }
+            _ => Ok((n, from)),
         }
-        Ok((n - HDR_LEN, sockaddr_from_header(&hdr).ok()))
     }
 }
 

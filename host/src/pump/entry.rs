@@ -4,11 +4,13 @@
 //! process, always under the pump table's mutex (see [`super`]).
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use ioth_proto::dgram::{header_from_sockaddr, sockaddr_from_header, HDR_LEN};
-use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType};
+use ioth_plugin_sdk::proxied::filler::{self, Filler};
+use ioth_plugin_sdk::proxied::header::{header_from_sockaddr, sockaddr_from_header, HDR_LEN};
+use ioth_plugin_sdk::proxied::{ACCEPT_TOKEN, RESET_BYTE};
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 
 use crate::calls::{self, Calls};
 
@@ -36,9 +38,9 @@ pub(super) enum State {
     Fresh,
     /// `listen` succeeded; `token`: a token byte is in the pair.
     Listening { token: bool },
-    /// A non-blocking connect goes on: `filler` bytes sit in the pair; `sndbuf` is the
-    /// application end's `SO_SNDBUF` to restore.
-    Connecting { filler: usize, sndbuf: usize },
+    /// A non-blocking connect goes on: the filler sits in the pair (its size, and the
+    /// application end's `SO_SNDBUF` to restore).
+    Connecting(Filler),
     /// Data flows (a connected stream, any datagram socket).
     Open,
     /// The connect failed: the pair is shut down.
@@ -202,7 +204,7 @@ impl Entry {
     fn reset(&mut self, err: i32) {
         self.so_error = err;
         if let Some(app) = &self.app {
-            let _ = send_nb(app, b"R");
+            let _ = send_nb(app, &[RESET_BYTE]);
         }
         self.he = None;
         self.to_app.clear();
@@ -216,12 +218,12 @@ impl Entry {
         match self.state {
             State::Listening { token: false } if plug_rev != 0 => {
                 if let Some(he) = &self.he {
-                    if send_nb(he, b"A").is_ok() {
+                    if send_nb(he, &[ACCEPT_TOKEN]).is_ok() {
                         self.state = State::Listening { token: true };
                     }
                 }
             }
-            State::Connecting { filler, sndbuf } if plug_rev != 0 => {
+            State::Connecting(f) if plug_rev != 0 => {
                 let e = match c.so_error(self.handle) {
                     Ok(e) => e,
                     Err(e) => e.raw_os_error().unwrap_or(libc::EIO),
@@ -229,7 +231,11 @@ impl Entry {
                 if e == libc::EINPROGRESS || e == libc::EALREADY {
                     return;
                 }
-                self.unfill(filler, sndbuf);
+                filler::unfill(
+                    self.app.as_ref().map(|a| a.as_fd()),
+                    self.he.as_ref().map(|h| h.as_fd()),
+                    f,
+                );
                 if e == 0 {
                     self.state = State::Open;
                     self.pump(c);
@@ -243,29 +249,6 @@ impl Entry {
             }
             State::Open => self.pump(c),
             _ => {}
-        }
-    }
-
-    /// Takes the filler out of `he` and gives the application's end its `SO_SNDBUF` back: the
-    /// application's fd turns writable.
-    fn unfill(&mut self, filler: usize, sndbuf: usize) {
-        if let Some(he) = &self.he {
-            let mut left = filler;
-            let mut scratch = [0u8; 4096];
-            for _ in 0..4096 {
-                if left == 0 {
-                    break;
-                }
-                let n = left.min(scratch.len());
-                match recv_nb(he, &mut scratch[..n]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => left -= k,
-                }
-            }
-        }
-        if let Some(app) = &self.app {
-            // Linux doubles what it is given: give back half of what it reported.
-            let _ = socket::setsockopt(app, sockopt::SndBuf, &(sndbuf / 2));
         }
     }
 
@@ -444,31 +427,6 @@ impl Entry {
     }
 }
 
-/// Makes the application's end unwritable before a non-blocking connect (docs/proxied.md):
-/// drops what the application wrote before connecting (a kernel refuses it with `ENOTCONN`),
-/// sets its `SO_SNDBUF` to the minimum and writes filler from it until `EAGAIN`. Returns the
-/// filler's size and the `SO_SNDBUF` to restore.
-fn fill(app: &OwnedFd, he: &OwnedFd) -> io::Result<(usize, usize)> {
-    let mut scratch = [0u8; 4096];
-    for _ in 0..4096 {
-        match recv_nb(he, &mut scratch) {
-            Ok(n) if n > 0 => {}
-            _ => break,
-        }
-    }
-    let sndbuf = socket::getsockopt(app, sockopt::SndBuf).map_err(nix_err)?;
-    socket::setsockopt(app, sockopt::SndBuf, &0).map_err(nix_err)?;
-    let chunk = [0u8; 512];
-    let mut bytes = 0;
-    for _ in 0..4096 {
-        match send_nb(app, &chunk) {
-            Ok(n) => bytes += n,
-            Err(_) => break,
-        }
-    }
-    Ok((bytes, sndbuf))
-}
-
 /// A new socket's pair: the host's end non-blocking, the application's end with the
 /// `SOCK_NONBLOCK` of the request. Both close-on-exec in the host.
 pub(super) fn pair(records: bool, nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
@@ -546,8 +504,7 @@ pub(super) fn connect(c: &Calls, e: &mut Entry, addr: &[u8]) -> io::Result<()> {
             let (Some(app), Some(he)) = (&e.app, &e.he) else {
                 return Err(errno(libc::EBADF));
             };
-            let (filler, sndbuf) = fill(app, he)?;
-            e.state = State::Connecting { filler, sndbuf };
+            e.state = State::Connecting(filler::fill(app.as_fd(), he.as_fd())?);
             Err(err)
         }
         Err(err) => Err(err),

@@ -61,13 +61,19 @@ pub struct PluginState {
     newstack_error: Mutex<Option<CString>>,
 }
 
-/// The errno of `e`: its OS error code, or the one an [`error`] carries; `EIO` otherwise.
+/// The errno of `e`: its OS error code, or the one an [`error`] carries, or for an error made
+/// from a kind alone `EAGAIN` (`WouldBlock`) or `EINVAL` (`InvalidInput`); `EIO` otherwise.
 pub fn errno_of(e: &io::Error) -> c_int {
     e.raw_os_error()
         .or_else(|| {
             e.get_ref()
                 .and_then(|i| i.downcast_ref::<ErrnoMessage>())
                 .map(|m| m.errno)
+        })
+        .or(match e.kind() {
+            io::ErrorKind::WouldBlock => Some(libc::EAGAIN),
+            io::ErrorKind::InvalidInput => Some(libc::EINVAL),
+            _ => None,
         })
         .unwrap_or(libc::EIO)
 }
@@ -111,6 +117,36 @@ impl PluginState {
         f: *mut IothFunctions,
         socket: SocketFn,
     ) -> *mut c_void {
+        // SAFETY: the caller's contract, passed on.
+        unsafe {
+            self.newstack_with(
+                vnlv,
+                options,
+                f,
+                |vnls, options| Ok(Box::into_raw(Box::new(T::new(vnls, options)?)).cast()),
+                |f| {
+                    f.set_libc_functions();
+                    f.socket = Some(socket);
+                },
+            )
+        }
+    }
+
+    /// The part of `newstack` every Rust plug-in shares: reads the VNLs and options, clears the
+    /// last error, makes a panic end the host, runs `make` under `catch_unwind`; on success
+    /// keeps the host's `getstackdata`, lets `install` fill `f` and returns the stack pointer;
+    /// on failure keeps the message for `newstack_error`, sets errno and returns NULL.
+    ///
+    /// # Safety
+    /// As [`PluginState::newstack`].
+    pub(crate) unsafe fn newstack_with(
+        &self,
+        vnlv: *const *const c_char,
+        options: *const c_char,
+        f: *mut IothFunctions,
+        make: impl FnOnce(&[&str], &str) -> io::Result<*mut c_void>,
+        install: impl FnOnce(&mut IothFunctions),
+    ) -> *mut c_void {
         if f.is_null() {
             crate::errno::set(libc::EINVAL);
             return std::ptr::null_mut();
@@ -127,16 +163,15 @@ impl PluginState {
         };
         self.set_newstack_error(None);
         crate::end_host_on_panic();
-        match catch_unwind(AssertUnwindSafe(|| T::new(&vnls, options))) {
+        match catch_unwind(AssertUnwindSafe(|| make(&vnls, options))) {
             Ok(Ok(stack)) => {
                 // SAFETY: f is valid and exclusively ours for the duration of newstack.
                 let f = unsafe { &mut *f };
                 if let Some(g) = f.getstackdata {
                     self.getstackdata.store(g as usize, Ordering::Release);
                 }
-                f.set_libc_functions();
-                f.socket = Some(socket);
-                Box::into_raw(Box::new(stack)).cast()
+                install(f);
+                stack
             }
             Ok(Err(e)) => {
                 self.set_newstack_error(Some(e.to_string()));
@@ -178,6 +213,15 @@ impl PluginState {
 
     /// The stack this plug-in created, through the host's `getstackdata`.
     fn stack<T: NativeStack>(&self) -> Option<&T> {
+        // SAFETY: for a NativeStack plug-in, stackdata is the Box<T> newstack returned.
+        unsafe { self.stackdata::<T>() }
+    }
+
+    /// The host's `getstackdata()` as a `&T`.
+    ///
+    /// # Safety
+    /// The plug-in's `newstack` returns `Box<T>` pointers, alive until `delstack`.
+    pub(crate) unsafe fn stackdata<T>(&self) -> Option<&T> {
         let g = self.getstackdata.load(Ordering::Acquire);
         if g == 0 {
             return None;

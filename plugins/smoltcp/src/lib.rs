@@ -1,5 +1,5 @@
 //! `ioth_smoltcp.so`: a user-space TCP/IP stack (smoltcp 0.14) whose interfaces are VDE ports,
-//! for ioth. Runs in the host process (`ioth-host`), which loads it through the seed's ABI.
+//! for ioth. Runs in the host process (`ioth-host`), which loads it through the libioth plug-in ABI.
 //!
 //! - `newstack(vnls)` ([`stack::Stack::new`]): one Ethernet interface per VNL, opened with
 //!   libvdeplug (same VNL syntax and default names `vde0`, `vde1`, … as vdestack), down and

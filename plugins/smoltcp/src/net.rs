@@ -1,8 +1,9 @@
 //! The stack's interfaces, addresses and routes, and the routing decision that picks the
 //! interface of a socket. Runs in the host process, under the stack's mutex.
 //!
-//! smoltcp polls one `Interface` per device and has no loopback and no forwarding between
-//! interfaces (ECOSYSTEM.md §4), so each [`Iface`] has its own `Interface` and its own
+//! smoltcp polls one `Interface` per device (an `Interface` is tied to one `phy::Device`, and
+//! its `poll` serves only the sockets of the `SocketSet` it is given), has no loopback
+//! interface and does not forward between interfaces, so each [`Iface`] has its own `Interface` and its own
 //! `SocketSet`, and every smoltcp socket lives in the set of the interface it talks through:
 //! a connection in the one [`Net::route`] picks, a listener or an unconnected UDP socket in every
 //! interface it may receive on.

@@ -22,7 +22,9 @@
 //!   12 + 6 bytes (12 while unbound), `connect`/`listen`/`accept`/`shutdown` `EOPNOTSUPP`.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::AsFd;
+
+use ioth_plugin_sdk::proxied::Handle;
 
 use crate::device::ETH_HLEN;
 use crate::net::{Dev, Net};
@@ -308,7 +310,7 @@ pub fn after_poll(s: &mut Sock) -> Fate {
 
 /// `socket(AF_PACKET, ty, protocol)`: `ESOCKTNOSUPPORT` for a type other than `SOCK_DGRAM` and
 /// `SOCK_RAW` (as the kernel).
-pub fn socket(core: &mut Core, base: i32, flags: i32, protocol: i32) -> io::Result<RawFd> {
+pub fn socket(core: &mut Core, base: i32, flags: i32, protocol: i32) -> io::Result<Handle> {
     let raw = match base {
         libc::SOCK_RAW => true,
         libc::SOCK_DGRAM => false,

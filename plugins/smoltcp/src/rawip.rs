@@ -24,7 +24,9 @@
 
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::AsFd;
+
+use ioth_plugin_sdk::proxied::Handle;
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::raw;
@@ -79,7 +81,7 @@ fn new_raw(v6: bool) -> raw::Socket<'static> {
 
 /// `socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)` or `socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)`
 /// (`EPROTONOSUPPORT` for another protocol: raw sockets of other protocols are not emulated).
-pub fn socket(core: &mut Core, domain: i32, protocol: i32, flags: i32) -> io::Result<RawFd> {
+pub fn socket(core: &mut Core, domain: i32, protocol: i32, flags: i32) -> io::Result<Handle> {
     let v6 = match (domain, protocol) {
         (libc::AF_INET6, libc::IPPROTO_ICMPV6) => true,
         (libc::AF_INET, libc::IPPROTO_ICMP) => false,

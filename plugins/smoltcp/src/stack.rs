@@ -10,11 +10,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use ioth_plugin_sdk::error;
+use ioth_plugin_sdk::event::Event;
+use ioth_plugin_sdk::proxied::Handle;
 use ioth_plugin_sdk::vde::{vdeplug, vnl};
 
 use crate::device::VdeDevice;
@@ -22,7 +24,7 @@ use crate::net::{Iface, Net};
 use crate::netlink::Nl;
 use crate::packet::Packet;
 use crate::rawip::RawIp;
-use crate::sys::{self, Event};
+use crate::sys;
 use crate::tcp::Tcp;
 use crate::udp::Udp;
 use crate::{addr, netlink, packet, rawip, tcp, udp};
@@ -105,7 +107,7 @@ pub enum Kind {
 /// One socket of the stack.
 pub struct Sock {
     /// The application end's fd number, until the host closes the socket.
-    pub handle: Option<RawFd>,
+    pub handle: Option<Handle>,
     /// The plug-in's end of the pair (gone after a reset).
     pub pe: Option<OwnedFd>,
     /// `AF_INET`, `AF_INET6`, `AF_NETLINK` or `AF_PACKET`.
@@ -126,10 +128,10 @@ pub struct Sock {
 /// it has called the plug-in's `close`, which clears the handle under the stack mutex; the
 /// borrow is tied to the handle field, so it cannot outlive the mutex guard.
 #[allow(unsafe_code)]
-pub fn app_end(handle: &Option<RawFd>) -> Option<BorrowedFd<'_>> {
+pub fn app_end(handle: &Option<Handle>) -> Option<BorrowedFd<'_>> {
     // SAFETY: a handle still set is an fd number the host has not closed (see above), and the
     // borrow ends before the mutex guard that gives access to `handle`.
-    handle.map(|h| unsafe { sys::app_fd(h) })
+    handle.map(|h| unsafe { h.borrow() })
 }
 
 /// What the event loop must still do for a socket after this turn.
@@ -176,7 +178,7 @@ pub struct Core {
     pub net: Net,
     pub socks: HashMap<u64, Sock>,
     /// Handle (application fd number) → socket id.
-    pub handles: HashMap<RawFd, u64>,
+    pub handles: HashMap<Handle, u64>,
     next_id: u64,
     pub graves: Vec<Grave>,
     next_port: [u16; 2],
@@ -198,7 +200,7 @@ impl Core {
         smoltcp::time::Instant::from_micros(self.base.elapsed().as_micros() as i64)
     }
 
-    pub fn sock(&mut self, handle: RawFd) -> io::Result<(u64, &mut Sock)> {
+    pub fn sock(&mut self, handle: Handle) -> io::Result<(u64, &mut Sock)> {
         let id = *self
             .handles
             .get(&handle)
@@ -257,8 +259,8 @@ impl Core {
     }
 
     /// Registers a new socket whose application end is `app`; returns its handle.
-    pub fn add(&mut self, domain: i32, kind: Kind, pe: OwnedFd, app: OwnedFd) -> RawFd {
-        let handle = app.into_raw_fd();
+    pub fn add(&mut self, domain: i32, kind: Kind, pe: OwnedFd, app: OwnedFd) -> Handle {
+        let handle = Handle::give(app);
         let id = self.next_id;
         self.next_id += 1;
         self.socks.insert(
@@ -280,7 +282,7 @@ impl Core {
     }
 
     /// `socket(domain, ty, protocol)`.
-    pub fn socket(&mut self, domain: i32, ty: i32, protocol: i32) -> io::Result<RawFd> {
+    pub fn socket(&mut self, domain: i32, ty: i32, protocol: i32) -> io::Result<Handle> {
         let flags = ty & (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
         let base = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
         let (kind, pair_ty) = match (domain, base) {
@@ -316,7 +318,7 @@ impl Core {
 
     /// `close(handle)`: the host is done with the socket. Data the application wrote still
     /// goes out; a connection closes with FIN once the application's end is gone.
-    pub fn close(&mut self, handle: RawFd) -> io::Result<()> {
+    pub fn close(&mut self, handle: Handle) -> io::Result<()> {
         let id = self
             .handles
             .remove(&handle)
@@ -338,7 +340,7 @@ impl Core {
     }
 
     /// `bind`.
-    pub fn bind(&mut self, handle: RawFd, a: &[u8]) -> io::Result<()> {
+    pub fn bind(&mut self, handle: Handle, a: &[u8]) -> io::Result<()> {
         let (id, s) = self.sock(handle)?;
         if matches!(s.kind, Kind::Netlink(_)) {
             return Ok(());
@@ -390,7 +392,7 @@ impl Core {
     }
 
     /// `getsockname`.
-    pub fn getsockname(&mut self, handle: RawFd) -> io::Result<Vec<u8>> {
+    pub fn getsockname(&mut self, handle: Handle) -> io::Result<Vec<u8>> {
         let (_, s) = self.sock(handle)?;
         let local = match &s.kind {
             Kind::Tcp(t) => t.local_addr(),
@@ -409,7 +411,7 @@ impl Core {
     }
 
     /// `getpeername`.
-    pub fn getpeername(&mut self, handle: RawFd) -> io::Result<Vec<u8>> {
+    pub fn getpeername(&mut self, handle: Handle) -> io::Result<Vec<u8>> {
         let (_, s) = self.sock(handle)?;
         let peer = match &s.kind {
             Kind::Tcp(t) => t.peer(),
@@ -424,7 +426,7 @@ impl Core {
 
     /// `shutdown`: acts on the application's end, so that the plug-in's end sees EOF after the
     /// data already written (SHUT_WR → FIN) and the application reads EOF (SHUT_RD).
-    pub fn shutdown(&mut self, handle: RawFd, how: i32) -> io::Result<()> {
+    pub fn shutdown(&mut self, handle: Handle, how: i32) -> io::Result<()> {
         if !matches!(how, libc::SHUT_RD | libc::SHUT_WR | libc::SHUT_RDWR) {
             return Err(errno(libc::EINVAL));
         }
@@ -444,11 +446,26 @@ impl Core {
     }
 
     /// `setsockopt`.
-    pub fn setsockopt(&mut self, handle: RawFd, level: i32, name: i32, v: &[u8]) -> io::Result<()> {
+    pub fn setsockopt(
+        &mut self,
+        handle: Handle,
+        level: i32,
+        name: i32,
+        v: &[u8],
+    ) -> io::Result<()> {
         let id = *self
             .handles
             .get(&handle)
             .ok_or_else(|| errno(libc::EBADF))?;
+        let sending = matches!(level, libc::IPPROTO_IP | libc::IPPROTO_IPV6)
+            || (level == libc::SOL_SOCKET
+                && matches!(
+                    name,
+                    libc::SO_BROADCAST | libc::SO_BINDTODEVICE | SO_BINDTOIFINDEX
+                ));
+        if sending {
+            udp::flush_written(self, id);
+        }
         let s = self.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
         let int = || -> io::Result<i32> {
             v.get(..4)
@@ -518,7 +535,7 @@ impl Core {
     }
 
     /// `getsockopt`: the value's bytes (the caller truncates them to the length it was given).
-    pub fn getsockopt(&mut self, handle: RawFd, level: i32, name: i32) -> io::Result<Vec<u8>> {
+    pub fn getsockopt(&mut self, handle: Handle, level: i32, name: i32) -> io::Result<Vec<u8>> {
         let id = *self
             .handles
             .get(&handle)
@@ -644,7 +661,7 @@ impl Shared {
 /// A stack: its shared state and its event-loop thread.
 pub struct Stack {
     pub shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Stack {
@@ -702,15 +719,16 @@ impl Stack {
             .spawn(move || crate::evloop::run(&s2))?;
         Ok(Stack {
             shared,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
     /// Stops the event loop and closes every socket and VDE connection.
-    pub fn stop(&mut self) {
+    pub fn stop(&self) {
         self.shared.lock().stopping = true;
         self.shared.wake.signal();
-        if let Some(t) = self.thread.take() {
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
             let _ = t.join();
         }
         let mut core = self.shared.lock();

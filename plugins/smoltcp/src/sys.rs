@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
@@ -21,17 +21,6 @@ fn cvt_size(r: isize) -> io::Result<usize> {
     } else {
         Ok(r as usize)
     }
-}
-
-/// The application's end of a socket's pair, by number: the host keeps that number open from
-/// `socket`/`accept` until it has called the plug-in's `close`.
-///
-/// # Safety
-/// `fd` must be a handle the host has not closed yet, and the borrow must end before the
-/// plug-in's `close` of that handle returns (the stack mutex serialises both).
-pub unsafe fn app_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
-    // SAFETY: the caller guarantees the number stays open for the borrow.
-    unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 /// `socketpair(AF_UNIX, ty | SOCK_CLOEXEC)`: (plug-in end, application end).
@@ -114,27 +103,6 @@ pub fn shutdown(fd: BorrowedFd<'_>, how: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
-/// `getsockopt(fd, level, name)` of an `int` option.
-pub fn getsockopt_int(
-    fd: BorrowedFd<'_>,
-    level: libc::c_int,
-    name: libc::c_int,
-) -> io::Result<libc::c_int> {
-    let mut v: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: v and len are live and sized for an int option.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    })?;
-    Ok(v)
-}
-
 /// `setsockopt(fd, level, name, &v)` of an `int` option.
 pub fn setsockopt_int(
     fd: BorrowedFd<'_>,
@@ -153,39 +121,6 @@ pub fn setsockopt_int(
         )
     })?;
     Ok(())
-}
-
-/// An eventfd that wakes the event loop (non-blocking, close-on-exec).
-pub struct Event(OwnedFd);
-
-impl Event {
-    /// A new, unsignalled event.
-    pub fn new() -> io::Result<Event> {
-        // SAFETY: eventfd takes integers and returns a new fd or -1.
-        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-        // SAFETY: fd is new and owned by nobody else.
-        Ok(Event(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    /// Makes the event readable (never blocks: the counter saturates long after any use).
-    pub fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes the 8 bytes of a live u64, as eventfd(2) requires.
-        unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
-    }
-
-    /// Resets the event to unsignalled.
-    pub fn drain(&self) {
-        let mut v: u64 = 0;
-        // SAFETY: reads into a live u64 of 8 bytes; non-blocking.
-        unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-    }
-}
-
-impl AsFd for Event {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
-    }
 }
 
 /// poll(2) over `fds` for at most `timeout_ms` (-1: no limit). EINTR counts as "nothing ready".

@@ -1,7 +1,9 @@
 //! TCP sockets: smoltcp `tcp::Socket`s behind a `SOCK_STREAM` socketpair. Runs in the host
 //! process under the stack's mutex (control calls and the event loop).
 //!
-//! What smoltcp lacks and this module adds (ECOSYSTEM.md §4):
+//! What smoltcp 0.14's `tcp::Socket` lacks (it is one endpoint: `listen` takes one connection
+//! and becomes it, there is no accept queue, ports are the caller's to choose, `connect` only
+//! starts the handshake) and this module adds:
 //! - **ports**: bind uniqueness (`EADDRINUSE`) and ephemeral ports are the stack's
 //!   ([`crate::stack::Core::ephemeral`]);
 //! - **listen backlog**: up to [`LISTEN_PER_IFACE`] listening smoltcp sockets per interface on
@@ -23,7 +25,10 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::AsFd;
+
+use ioth_plugin_sdk::proxied::filler::{self, Filler};
+use ioth_plugin_sdk::proxied::{Handle, ACCEPT_TOKEN, RESET_BYTE};
 use std::time::Duration;
 
 use smoltcp::iface::SocketHandle;
@@ -73,12 +78,6 @@ struct Ready {
     h: SocketHandle,
     peer: SocketAddr,
     local: SocketAddr,
-}
-
-/// The filler of a non-blocking connect: how many bytes, and the `SO_SNDBUF` to restore.
-pub struct Filler {
-    bytes: usize,
-    sndbuf: i32,
 }
 
 pub struct Conn {
@@ -184,8 +183,8 @@ pub fn listen_ifaces(net: &Net, ip: Option<IpAddr>) -> Vec<usize> {
 }
 
 /// Before smoltcp's poll: how many connection requests each listening endpoint of each
-/// interface can take (its free listening sockets: the others are in a handshake, or the accept
-/// queue is full and they are not replaced), for the device to drop the excess instead of
+/// interface can take (its free listening sockets, the others being in a handshake, and no more
+/// than the accept queue has room for once the handshakes going on are done), for the device to drop the excess instead of
 /// letting smoltcp refuse it ([`crate::device::VdeDevice::syn_room`]). Derived afresh each turn.
 pub fn set_syn_gates(net: &mut Net, socks: &std::collections::HashMap<u64, Sock>) {
     for f in &mut net.ifaces {
@@ -197,14 +196,32 @@ pub fn set_syn_gates(net: &mut Net, socks: &std::collections::HashMap<u64, Sock>
         let Kind::Tcp(t) = &s.kind else { continue };
         let St::Listen(l) = &t.st else { continue };
         let ip = l.ep.addr.map(IpAddr::from);
-        for i in listen_ifaces(net, ip) {
-            let free = l
-                .socks
-                .iter()
-                .filter(|&&(j, h)| {
-                    j == i && net.ifaces[j].sockets.get::<tcp::Socket>(h).state() == State::Listen
-                })
-                .count();
+        // Room in the accept queue for handshakes not yet started: a connection that
+        // completes when the queue is full is reset, so no more may start than it can take
+        // (Linux, too, drops connection requests while the queue is full).
+        let state = |j: usize, h| net.ifaces[j].sockets.get::<tcp::Socket>(h).state();
+        let in_progress = l
+            .socks
+            .iter()
+            .filter(|&&(j, h)| state(j, h) == State::SynReceived)
+            .count();
+        let mut room = l.backlog.saturating_sub(l.ready.len() + in_progress);
+        // (The loopback has no gate: its requests never wait on a wire.)
+        let gates: Vec<(usize, usize)> = listen_ifaces(net, ip)
+            .into_iter()
+            .filter(|&i| matches!(net.ifaces[i].dev, Dev::Vde(_)))
+            .map(|i| {
+                let listening = l
+                    .socks
+                    .iter()
+                    .filter(|&&(j, h)| j == i && state(j, h) == State::Listen)
+                    .count();
+                let free = listening.min(room);
+                room -= free;
+                (i, free)
+            })
+            .collect();
+        for (i, free) in gates {
             if let Dev::Vde(d) = &mut net.ifaces[i].dev {
                 d.syn_room.push((ip, l.ep.port, free));
             }
@@ -213,7 +230,7 @@ pub fn set_syn_gates(net: &mut Net, socks: &std::collections::HashMap<u64, Sock>
 }
 
 /// `listen(backlog)`.
-pub fn listen(core: &mut Core, handle: RawFd, backlog: i32) -> io::Result<()> {
+pub fn listen(core: &mut Core, handle: Handle, backlog: i32) -> io::Result<()> {
     let (id, s) = core.sock(handle)?;
     is_tcp(s)?;
     let backlog = (backlog.max(1) as usize).min(MAX_BACKLOG);
@@ -279,7 +296,7 @@ fn replenish(net: &mut Net, l: &mut Listener, opts: &Opts) {
     }
 }
 
-fn id_of(core: &Core, handle: RawFd) -> io::Result<u64> {
+fn id_of(core: &Core, handle: Handle) -> io::Result<u64> {
     core.handles
         .get(&handle)
         .copied()
@@ -287,7 +304,7 @@ fn id_of(core: &Core, handle: RawFd) -> io::Result<u64> {
 }
 
 /// `accept`: the next connection of the queue, as a new socket; `EAGAIN` if none.
-pub fn accept(core: &mut Core, handle: RawFd) -> io::Result<(RawFd, Vec<u8>)> {
+pub fn accept(core: &mut Core, handle: Handle) -> io::Result<(Handle, Vec<u8>)> {
     let id = id_of(core, handle)?;
     let s = core.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
     is_tcp(s)?;
@@ -335,7 +352,7 @@ pub fn accept(core: &mut Core, handle: RawFd) -> io::Result<(RawFd, Vec<u8>)> {
 }
 
 /// `connect`: starts the handshake and answers `EINPROGRESS` (docs/proxied.md).
-pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
+pub fn connect(core: &mut Core, handle: Handle, a: &[u8]) -> io::Result<()> {
     let (id, s) = core.sock(handle)?;
     is_tcp(s)?;
     let domain = s.domain;
@@ -398,7 +415,7 @@ pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
         })?;
     let pe = s.pe.as_ref().ok_or_else(|| errno(libc::EINVAL))?;
     let app = app_end(&s.handle).ok_or_else(|| errno(libc::EBADF))?;
-    let filler = fill(app, pe.as_fd())?;
+    let filler = filler::fill(app, pe.as_fd())?;
     let h = core.net.ifaces[iface].sockets.add(sock);
     let t = tcp_of(&mut s.kind);
     t.local = Some(SocketAddr::new(bound.map_or(src, |b| b.ip()), port));
@@ -418,51 +435,10 @@ pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
     Err(errno(libc::EINPROGRESS))
 }
 
-/// Makes the application's end unwritable (docs/proxied.md): minimum `SO_SNDBUF`, then filler
-/// until `EAGAIN`. Data the application wrote before connecting is dropped first (a kernel
-/// refuses it with `ENOTCONN`).
-fn fill(app: std::os::fd::BorrowedFd<'_>, pe: std::os::fd::BorrowedFd<'_>) -> io::Result<Filler> {
-    let mut scratch = [0u8; 4096];
-    for _ in 0..4096 {
-        match sys::recv(pe, &mut scratch, 0) {
-            Ok(n) if n > 0 => continue,
-            _ => break,
-        }
-    }
-    let sndbuf = sys::getsockopt_int(app, libc::SOL_SOCKET, libc::SO_SNDBUF)?;
-    sys::setsockopt_int(app, libc::SOL_SOCKET, libc::SO_SNDBUF, 0)?;
-    let chunk = [0u8; 512];
-    let mut bytes = 0;
-    for _ in 0..4096 {
-        match sys::send(app, &chunk) {
-            Ok(n) => bytes += n,
-            Err(_) => break,
-        }
-    }
-    Ok(Filler { bytes, sndbuf })
-}
-
-/// Takes the filler back out of the plug-in's end and restores `SO_SNDBUF`: the application's
-/// end turns writable.
-fn unfill(handle: &Option<RawFd>, pe: Option<&std::os::fd::OwnedFd>, f: Filler) {
-    if let Some(pe) = pe {
-        let mut left = f.bytes;
-        let mut buf = [0u8; 4096];
-        for _ in 0..4096 {
-            if left == 0 {
-                break;
-            }
-            let n = left.min(buf.len());
-            match sys::recv(pe.as_fd(), &mut buf[..n], 0) {
-                Ok(0) | Err(_) => break,
-                Ok(k) => left -= k,
-            }
-        }
-    }
-    if let Some(app) = app_end(handle) {
-        // Linux doubles what it is given; give back half of what it reported.
-        let _ = sys::setsockopt_int(app, libc::SOL_SOCKET, libc::SO_SNDBUF, f.sndbuf / 2);
-    }
+/// Takes the filler back out of the plug-in's end and restores `SO_SNDBUF`
+/// ([`filler::unfill`]): the application's end turns writable.
+fn unfill(handle: &Option<Handle>, pe: Option<&std::os::fd::OwnedFd>, f: Filler) {
+    filler::unfill(app_end(handle), pe.map(|p| p.as_fd()), f);
 }
 
 /// The events to poll the plug-in's end for.
@@ -566,7 +542,7 @@ fn pump_out(k: &mut tcp::Socket<'_>, pe: &std::os::fd::OwnedFd, want_out: &mut b
 /// Closes the plug-in's end with a byte unread in it: the application reads `ECONNRESET`.
 fn reset_pair(s: &mut Sock) {
     if let Some(app) = app_end(&s.handle) {
-        let _ = sys::send(app, b"R");
+        let _ = sys::send(app, &[RESET_BYTE]);
     }
     s.pe = None;
 }
@@ -635,7 +611,7 @@ fn listener_turn(
                     local,
                 });
                 if let Some(pe) = pe {
-                    let _ = sys::send(pe.as_fd(), b"A");
+                    let _ = sys::send(pe.as_fd(), &[ACCEPT_TOKEN]);
                 }
             }
         }

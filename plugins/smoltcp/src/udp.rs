@@ -29,7 +29,9 @@ use std::collections::VecDeque;
 use std::io;
 use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::AsFd;
+
+use ioth_plugin_sdk::proxied::Handle;
 use std::time::Duration;
 
 use smoltcp::iface::SocketHandle;
@@ -412,8 +414,30 @@ fn drain(core: &mut Core, id: u64) {
     }
 }
 
+/// Before an option that changes how datagrams leave (IP-level options, `SO_BROADCAST`,
+/// `SO_BINDTODEVICE`): moves what the application wrote before the call into smoltcp with the
+/// options it was written under, as the kernel applies options to later sends only (an unbound
+/// socket that wrote something is bound first, as the event loop would).
+pub fn flush_written(core: &mut Core, id: u64) {
+    let Some(s) = core.socks.get(&id) else { return };
+    let Kind::Udp(u) = &s.kind else { return };
+    if u.local.is_none() {
+        let Some(pe) = s.pe.as_ref() else { return };
+        let mut probe = [0u8; 1];
+        let written = match sys::recv(pe.as_fd(), &mut probe, libc::MSG_PEEK | libc::MSG_TRUNC) {
+            Ok(0) => !sys::hung_up(pe.as_fd()),
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        if !written || autobind(core, id).is_err() {
+            return;
+        }
+    }
+    drain(core, id);
+}
+
 /// `connect`: sets (or, with `AF_UNSPEC`, clears) the peer.
-pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
+pub fn connect(core: &mut Core, handle: Handle, a: &[u8]) -> io::Result<()> {
     let (id, s) = core.sock(handle)?;
     let domain = s.domain;
     let v6only = s.opts.v6only;
@@ -433,6 +457,9 @@ pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
     else {
         return Err(errno(libc::EBADF));
     };
+    if !scope_ok(u, &opts, dst) {
+        return Err(errno(libc::EINVAL));
+    }
     let lbcast = matches!(dst.ip(), IpAddr::V4(a) if a.is_broadcast());
     let bcast = lbcast
         || core
@@ -453,6 +480,23 @@ pub fn connect(core: &mut Core, handle: RawFd, a: &[u8]) -> io::Result<()> {
     let (_, s) = core.sock(handle)?;
     udp_of(&mut s.kind).remote = Some(dst);
     Ok(())
+}
+
+/// Whether `connect` to `dst` knows its interface, as Linux requires of a link-scope
+/// destination (link-local unicast, interface- or link-local multicast): its scope id (which
+/// must be the bound device, if any), else `SO_BINDTODEVICE`, else for multicast
+/// `IPV6_MULTICAST_IF`. Linux refuses the others with `EINVAL`.
+fn scope_ok(u: &Udp, opts: &Opts, dst: SocketAddr) -> bool {
+    let SocketAddr::V6(d) = dst else { return true };
+    if !link_scope(d.ip()) {
+        return true;
+    }
+    match (d.scope_id(), opts.bound_dev) {
+        (0, Some(_)) => true,
+        (0, None) => d.ip().is_multicast() && u.ip.multicast_if(dst.ip()).0 != 0,
+        (sc, Some(b)) => sc == b,
+        (_, None) => true,
+    }
 }
 
 /// The events to poll the plug-in's end for.
@@ -557,16 +601,35 @@ fn send(
     let port = u.local.map_or(0, |l| l.port());
     let f = &net.ifaces[i];
     let group = dst.ip();
-    if group.is_multicast()
+    let looped = (group.is_multicast()
         && u.ip.loops(group)
-        && (mcast::always_joined(group) || f.groups.contains(&group))
-    {
-        let ip = from.or_else(|| net.source_for(i, group));
-        if let Some(ip) = ip {
-            let src = with_scope(SocketAddr::new(ip, port), net.ifaces[i].index);
-            net.looped.push((i, src, dst, payload.to_vec()));
-        }
+        && (mcast::always_joined(group) || f.groups.contains(&group)))
+    .then(|| from.or_else(|| net.source_for(i, group)))
+    .flatten()
+    .map(|ip| with_scope(SocketAddr::new(ip, port), net.ifaces[i].index));
+    let sent = transmit(net, u, i, src, from, port, dst, payload, now);
+    // The copy for the stack's own members: once, when the datagram is done with (a datagram
+    // that waits for room is sent again later).
+    if let (Sent::Done, Some(lsrc)) = (&sent, looped) {
+        net.looped.push((i, lsrc, dst, payload.to_vec()));
     }
+    sent
+}
+
+/// The part of [`send`] after the route: out of interface `i`, from `src` (`None`: the bound
+/// address or smoltcp's choice; `from`: the address it will have, for fragments), port `port`.
+#[allow(clippy::too_many_arguments)]
+fn transmit(
+    net: &mut Net,
+    u: &mut Udp,
+    i: usize,
+    src: Option<IpAddr>,
+    from: Option<IpAddr>,
+    port: u16,
+    dst: SocketAddr,
+    payload: &[u8],
+    now: Instant,
+) -> Sent {
     let hops = u.ip.hop_limit(dst.ip());
     if hops == 0 {
         return Sent::Done; // it may not leave the stack

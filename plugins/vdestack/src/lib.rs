@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::sys::Event;
+use ioth_plugin_sdk::event::Event;
 
 /// A vdestack stack: its namespace and its interfaces' pumps.
 pub struct VdeStack {

@@ -30,8 +30,8 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt, SockType};
 
-use crate::sys::Event;
 use crate::vdeplug::{Conn, ETHBUFSIZE};
+use ioth_plugin_sdk::event::Event;
 
 /// Frames moved per direction per wake-up.
 pub const BATCH: usize = 64;

@@ -7,7 +7,7 @@
 use std::ffi::c_short;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::{fs, io};
 
@@ -182,28 +182,4 @@ pub fn create_tap(name: &str) -> io::Result<OwnedFd> {
     // TUNSETIFF reads (and may update the name).
     cvt(unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &mut req) }).map_err(ctx)?;
     Ok(tun.into())
-}
-
-/// An eventfd (EFD_CLOEXEC | EFD_NONBLOCK) used to wake and stop the pumps.
-pub struct Event(OwnedFd);
-
-impl Event {
-    /// eventfd(2).
-    pub fn new() -> io::Result<Event> {
-        // SAFETY: eventfd takes plain integers.
-        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-        // SAFETY: fd was just created and has no other owner.
-        Ok(Event(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    /// Makes the eventfd readable for good (it is never read).
-    pub fn signal(&self) {
-        let _ = nix::unistd::write(&self.0, &1u64.to_ne_bytes());
-    }
-}
-
-impl AsFd for Event {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
-    }
 }

@@ -1,4 +1,4 @@
-//! The address header of an unconnected proxied datagram socket (docs/proxied.md).
+//! The address header of an unconnected proxied datagram socket (docs/proxied.md), in bytes.
 //!
 //! While a proxied `SOCK_DGRAM` socket is not connected, every record on its `SOCK_SEQPACKET`
 //! pair starts with [`HDR_LEN`] bytes laid out as a `struct sockaddr_in6`:
@@ -16,13 +16,18 @@
 //! `struct sockaddr_ll` (20 bytes: family, protocol, ifindex, hatype, pkttype, halen, addr[8]),
 //! zero-padded: the family sits at the same place, so the header says which it is. The
 //! functions here convert between that header and the raw `sockaddr` bytes the Berkeley calls
-//! carry. Pure code, used by the client (C ABI and Rust `Socket`) and by the host's pump.
+//! carry; [`header`] and [`parse_header`] the header of a [`SocketAddr`]. Pure code, used by the
+//! client (C ABI, Rust `Socket`, the preload library), by the host's pump and by plug-ins.
+
+use std::io;
+use std::net::SocketAddr;
+
+use super::sockaddr::{from_sockaddr, to_sockaddr};
 
 /// Size of the header.
 pub const HDR_LEN: usize = 28;
 
-const SIN_LEN: usize = 16;
-const SIN6_LEN: usize = 28;
+use super::sockaddr::{SIN6_LEN, SIN_LEN};
 /// The RFC 2133 `sockaddr_in6` without `scope_id`, which the kernel accepts.
 const SIN6_LEN_OLD: usize = 24;
 /// `sizeof(struct sockaddr_ll)`: what the kernel requires of a packet socket's `sendto`
@@ -75,6 +80,43 @@ pub fn sockaddr_from_header(h: &[u8]) -> Result<Vec<u8>, i32> {
         Some(libc::AF_PACKET) => Ok(h[..SLL_LEN].to_vec()),
         _ => Err(libc::EINVAL),
     }
+}
+
+/// One record read from an unconnected datagram socket's pair: `n` bytes, the first
+/// [`HDR_LEN`] of them in `hdr`. Returns the payload's length and its source's `sockaddr`
+/// bytes. `n == 0` is the end (the other end is gone: `(0, None)`); a record shorter than the
+/// header, or whose header names no address, breaks the contract (`EPROTO`) and is never taken
+/// for a datagram of 0 bytes; a zero-length datagram is a header alone: `(0, Some(source))`.
+pub fn record(n: usize, hdr: &[u8; HDR_LEN]) -> Result<(usize, Option<Vec<u8>>), i32> {
+    if n == 0 {
+        return Ok((0, None));
+    }
+    if n < HDR_LEN {
+        return Err(libc::EPROTO);
+    }
+    let from = sockaddr_from_header(hdr).map_err(|_| libc::EPROTO)?;
+    Ok((n - HDR_LEN, Some(from)))
+}
+
+/// The header for address `a` on a socket of family `family` (an IPv4 address mapped on an
+/// `AF_INET6` socket).
+pub fn header(a: SocketAddr, family: i32) -> [u8; HDR_LEN] {
+    header_from_sockaddr(&to_sockaddr(a, family))
+        .unwrap_or_else(|_| unreachable!("to_sockaddr makes a whole AF_INET or AF_INET6 address"))
+}
+
+/// The address a header names (an IPv4-mapped one as IPv4); `EINVAL` if short, `EAFNOSUPPORT`
+/// for a family other than `AF_INET`/`AF_INET6`.
+pub fn parse_header(h: &[u8]) -> io::Result<SocketAddr> {
+    if h.len() < HDR_LEN {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let family = i32::from(u16::from_ne_bytes([h[0], h[1]]));
+    if family != libc::AF_INET && family != libc::AF_INET6 {
+        return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+    }
+    let sa = sockaddr_from_header(h).map_err(io::Error::from_raw_os_error)?;
+    from_sockaddr(&sa, family)?.ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 #[cfg(test)]
@@ -149,5 +191,42 @@ mod tests {
         assert_eq!(header_from_sockaddr(&unix), Err(libc::EAFNOSUPPORT));
         assert_eq!(sockaddr_from_header(&[0u8; 10]), Err(libc::EINVAL));
         assert_eq!(sockaddr_from_header(&[0u8; HDR_LEN]), Err(libc::EINVAL));
+    }
+
+    #[test]
+    fn records_short_or_unknown_are_protocol_errors() {
+        let h = header("10.0.0.1:7".parse().unwrap(), libc::AF_INET);
+        assert_eq!(record(0, &h), Ok((0, None)));
+        assert_eq!(record(HDR_LEN, &h), Ok((0, Some(sin(7, [10, 0, 0, 1])))));
+        assert_eq!(record(HDR_LEN + 5, &h).unwrap().0, 5);
+        for n in [1, 2, HDR_LEN - 1] {
+            assert_eq!(record(n, &h), Err(libc::EPROTO));
+        }
+        let mut unix = [0u8; HDR_LEN];
+        unix[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+        assert_eq!(record(HDR_LEN + 3, &unix), Err(libc::EPROTO));
+    }
+
+    #[test]
+    fn socket_address_headers() {
+        let a: SocketAddr = "10.0.0.1:7000".parse().unwrap();
+        let h = header(a, libc::AF_INET);
+        assert_eq!(u16::from_ne_bytes([h[0], h[1]]), libc::AF_INET as u16);
+        assert_eq!(&h[2..4], &7000u16.to_be_bytes());
+        assert_eq!(&h[8..12], &[10, 0, 0, 1]);
+        assert_eq!(parse_header(&h).unwrap(), a);
+        // Mapped on an AF_INET6 socket, IPv4 again when parsed.
+        let m = header(a, libc::AF_INET6);
+        assert_eq!(u16::from_ne_bytes([m[0], m[1]]), libc::AF_INET6 as u16);
+        assert_eq!(parse_header(&m).unwrap(), a);
+        let v6: SocketAddr = "[fe80::2%3]:53".parse().unwrap();
+        assert_eq!(parse_header(&header(v6, libc::AF_INET6)).unwrap(), v6);
+        assert!(parse_header(&h[..20]).is_err());
+        let mut p = [0u8; HDR_LEN];
+        p[..2].copy_from_slice(&(libc::AF_PACKET as u16).to_ne_bytes());
+        assert_eq!(
+            parse_header(&p).unwrap_err().raw_os_error(),
+            Some(libc::EAFNOSUPPORT)
+        );
     }
 }
