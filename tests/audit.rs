@@ -235,7 +235,7 @@ fn trails_show_connections_bytes_and_interfaces() {
 
     drop((ca, sa, cc, sc, l, l2, ua, ub));
     for s in [a, b, c] {
-        s.delete().map_err(|(_, e)| e).unwrap();
+        s.delete().map_err(ioth::Error::from).unwrap();
     }
     // Gone from ioth ps: `delete` returns once a host has answered, and the host then ends in
     // the background (docs/faults.md), so this waits for that, bounded.
@@ -353,7 +353,7 @@ fn a_refused_operation_shows_in_the_trail() {
         .expect("newstack snoop");
     let e = s.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap_err();
     assert_eq!(e.errno(), libc::EACCES, "{e}");
-    s.delete().map_err(|(_, e)| e).unwrap();
+    s.delete().map_err(ioth::Error::from).unwrap();
     let t = json_lines(&std::fs::read_to_string(&trail).unwrap());
     let r = t
         .iter()

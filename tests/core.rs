@@ -174,7 +174,7 @@ fn tcp_echo_through_ioth_fds() {
     assert!(stack.pid().is_some(), "a kernel stack runs in a host");
     tcp_echo(&stack, 5);
     tcp_echo(&stack, 1 << 20);
-    stack.delete().map_err(|(_, e)| e).unwrap();
+    stack.delete().map_err(ioth::Error::from).unwrap();
 }
 
 #[test]
@@ -438,7 +438,7 @@ fn two_stacks_of_one_plugin_are_two_hosts() {
     s.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"a->b");
     for st in [a, b] {
-        st.delete().map_err(|(_, e)| e).expect("delete");
+        st.delete().map_err(ioth::Error::from).expect("delete");
     }
     assert!(proc::wait_gone(pa, BOUND) && proc::wait_gone(pb, BOUND));
 }
@@ -468,7 +468,10 @@ fn delete_with_open_socket_is_busy_then_succeeds() {
     let stack = kernel();
     let pid = stack.pid().unwrap();
     let sock = stack.msocket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
-    let (stack, e) = stack.delete().expect_err("delete with an open socket");
+    let (stack, e) = stack
+        .delete()
+        .expect_err("delete with an open socket")
+        .into_parts();
     assert!(matches!(e, Error::Busy { open: 1, .. }), "{e:?}");
     assert_eq!(e.errno(), libc::EBUSY);
     assert!(e.to_string().contains("open socket"), "{e}");
@@ -477,8 +480,70 @@ fn delete_with_open_socket_is_busy_then_succeeds() {
     tcp_echo(&stack, 100);
     drop(sock);
     assert_eq!(stack.open_sockets(), 0);
-    stack.delete().map_err(|(_, e)| e).expect("delete");
+    stack.delete().map_err(ioth::Error::from).expect("delete");
     assert!(proc::wait_gone(pid, BOUND), "host {pid} not reaped");
+}
+
+/// `delete` in a function that returns `ioth::Result`: `?` gives the error (EBUSY), and a caller
+/// who keeps the `DeleteError` gets the stack back to retry.
+#[test]
+fn delete_works_with_the_question_mark() {
+    fn delete(s: Stack) -> ioth::Result<()> {
+        s.delete()?;
+        Ok(())
+    }
+    fn delete_io(s: Stack) -> std::io::Result<()> {
+        s.delete()?;
+        Ok(())
+    }
+    let _g = shared();
+    let stack = kernel();
+    let sock = stack.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    let e = delete(stack.clone()).expect_err("an open socket");
+    assert_eq!(e.errno(), libc::EBUSY, "{e}");
+    let e = delete_io(stack.clone()).expect_err("an open socket");
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<Error>());
+    assert_eq!(inner.map(Error::errno), Some(libc::EBUSY), "{e}");
+    let again = stack.delete().expect_err("still open");
+    assert!(
+        again.to_string().contains("cannot delete the stack"),
+        "{again}"
+    );
+    let stack = again.into_stack();
+    drop(sock);
+    delete(stack).expect("deleted once its socket is closed");
+}
+
+/// A host gets the ioth variables hosts read (IOTH_LIBVDEPLUG, …), not the application's others
+/// (an exec'd host: one forked by the fork server has the environment the fork server was
+/// started with, filtered the same way).
+#[test]
+#[cfg_attr(
+    not(ioth_root),
+    ignore = "needs root: reads a non-dumpable host's environ"
+)]
+fn hosts_get_only_the_ioth_variables_they_read() {
+    let _g = exclusive();
+    std::env::set_var("IOTH_UNRELATED_TO_HOSTS", "1");
+    std::env::set_var("IOTH_LIBVDEPLUG", "libvdeplug.so.2");
+    let stack = Stack::builder("kernel").fork_server(false).build().unwrap();
+    std::env::remove_var("IOTH_UNRELATED_TO_HOSTS");
+    std::env::remove_var("IOTH_LIBVDEPLUG");
+    let pid = stack.pid().unwrap();
+    let env = std::fs::read(format!("/proc/{pid}/environ")).expect("the host's environ");
+    let vars: Vec<String> = env
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert!(
+        vars.iter().any(|v| v == "IOTH_LIBVDEPLUG=libvdeplug.so.2"),
+        "{vars:?}"
+    );
+    assert!(
+        !vars.iter().any(|v| v.starts_with("IOTH_UNRELATED")),
+        "{vars:?}"
+    );
+    drop(stack);
 }
 
 #[test]
@@ -514,7 +579,12 @@ fn default_stack_is_native_until_set() {
     let _revert = DefaultGuard;
     assert_eq!(ioth::default_stack().pid(), None);
     assert_eq!(ioth::default_stack().plugin(), "");
-    let native = ioth::socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+    let native = ioth::socket(
+        ioth::socket2::Domain::IPV4,
+        ioth::socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
     assert_eq!(native.stack().pid(), None, "default socket not native");
 
     let stack = kernel();
@@ -522,14 +592,14 @@ fn default_stack_is_native_until_set() {
     let created = stack.stats().unwrap().sockets_created;
     ioth::set_default_stack(Some(&stack));
     assert!(ioth::default_stack().same(&stack));
-    let s = ioth::socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+    let s = ioth::msocket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
     assert!(s.stack().same(&stack));
     assert_eq!(stack.open_sockets(), 1);
     assert_eq!(stack.stats().unwrap().sockets_created, created + 1);
     drop(s);
 
     ioth::set_default_stack(None);
-    let s = ioth::socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+    let s = ioth::msocket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
     assert_eq!(s.stack().pid(), None);
     assert_eq!(stack.open_sockets(), 0);
     assert_eq!(stack.stats().unwrap().sockets_created, created + 1);

@@ -245,7 +245,7 @@ impl Bystander {
             }
             stack
                 .delete()
-                .map_err(|(_, e)| e)
+                .map_err(ioth::Error::from)
                 .expect("bystander delete");
             rounds
         });
@@ -464,7 +464,7 @@ fn segfault_in_newstack_fails_and_the_application_lives() {
     // The application and other stacks carry on.
     let k = kernel();
     udp_echo(&udp_on(&k));
-    k.delete().map_err(|(_, e)| e).unwrap();
+    k.delete().map_err(ioth::Error::from).unwrap();
 }
 
 #[test]
@@ -507,12 +507,12 @@ fn crash_on_third_socket_keeps_the_first_two_and_other_stacks() {
     udp_echo(&u);
     drop((l, u));
     // The sockets were converted into std types (the stack counts none open): delete works.
-    stack.delete().map_err(|(_, e)| e).unwrap();
+    stack.delete().map_err(ioth::Error::from).unwrap();
     // The same plug-in again: a new host, a working stack.
     let again = Stack::builder("crash3").limit_core_size(0).build().unwrap();
     assert_ne!(again.pid(), Some(pid));
     udp_echo(&udp_on(&again));
-    again.delete().map_err(|(_, e)| e).unwrap();
+    again.delete().map_err(ioth::Error::from).unwrap();
     println!(
         "bystander kernel stack served {} rounds",
         bystander.finish()
@@ -531,13 +531,13 @@ fn delete_of_a_dead_stack_waits_for_its_sockets_then_succeeds() {
             .unwrap_err(),
         "SIGABRT",
     );
-    let (stack, e) = stack.delete().unwrap_err();
+    let (stack, e) = stack.delete().unwrap_err().into_parts();
     assert_eq!(e.errno(), libc::EBUSY, "{e}");
     drop(a);
-    let (stack, e) = stack.delete().unwrap_err();
+    let (stack, e) = stack.delete().unwrap_err().into_parts();
     assert_eq!(e.errno(), libc::EBUSY, "{e}");
     drop(b);
-    stack.delete().map_err(|(_, e)| e).unwrap();
+    stack.delete().map_err(ioth::Error::from).unwrap();
 }
 
 #[test]
@@ -619,9 +619,9 @@ fn sigkill_wakes_threads_blocked_on_the_stack_and_others_keep_serving() {
     blocked.join().unwrap();
     queued.join().unwrap();
     assert!(!host_exists(pid));
-    stack.delete().map_err(|(_, e)| e).unwrap();
+    stack.delete().map_err(ioth::Error::from).unwrap();
     udp_echo(&udp_on(&k));
-    k.delete().map_err(|(_, e)| e).unwrap();
+    k.delete().map_err(ioth::Error::from).unwrap();
     let _ = std::fs::remove_file(marker);
 }
 
@@ -646,7 +646,7 @@ fn request_timeout_kills_a_hung_host() {
     let e = stack.stats().unwrap_err();
     assert!(matches!(e, Error::StackDied { .. }), "{e:?}");
     assert_eq!(e.errno(), libc::ENETDOWN);
-    stack.delete().map_err(|(_, e)| e).unwrap();
+    stack.delete().map_err(ioth::Error::from).unwrap();
     let _ = std::fs::remove_file(plugin_dir().join(format!("hang-{pid}")));
 }
 
@@ -766,7 +766,7 @@ fn dropped_and_deleted_stacks_reap_their_hosts() {
     let _g = setup();
     let a = kernel();
     let pa = a.pid().unwrap();
-    a.delete().map_err(|(_, e)| e).unwrap();
+    a.delete().map_err(ioth::Error::from).unwrap();
     assert!(host_reaped(pa), "deleted host {pa} still there");
     let b = kernel();
     let pb = b.pid().unwrap();
@@ -793,7 +793,7 @@ fn many_cycles_leave_fd_and_process_counts_unchanged() {
     // before counting.
     let warm = kernel();
     let warm_pid = warm.pid().unwrap();
-    warm.delete().map_err(|(_, e)| e).unwrap();
+    warm.delete().map_err(ioth::Error::from).unwrap();
     // The library's reaper holds a pidfd of a host until it has reaped it.
     assert!(host_reaped(warm_pid));
     std::thread::sleep(Duration::from_millis(20));
@@ -815,7 +815,7 @@ fn many_cycles_leave_fd_and_process_counts_unchanged() {
     assert_eq!(st.sockets_created, 10_000);
     assert_eq!(fd_count(&pid), host_fds, "host fds");
     assert_eq!(fd_count("self"), app_fds + 1, "app fds (the channel)");
-    stack.delete().map_err(|(_, e)| e).unwrap();
+    stack.delete().map_err(ioth::Error::from).unwrap();
     assert!(host_reaped(pid.parse().unwrap()));
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(fd_count("self"), app_fds, "app fds after delete");
@@ -830,7 +830,7 @@ fn many_cycles_leave_fd_and_process_counts_unchanged() {
                 .unwrap();
             drop(s.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap());
             pids.push(s.pid().unwrap());
-            s.delete().map_err(|(_, e)| e).unwrap();
+            s.delete().map_err(ioth::Error::from).unwrap();
         }
         println!(
             "200 newstack/delstack cycles (fork server: {fork_server}) in {:?}",
@@ -869,8 +869,8 @@ fn killed_fork_server_costs_only_the_next_newstack_a_fresh_start() {
         wait_for(BOUND, || proc_state(server).is_none()).is_some(),
         "the dead fork server {server} was not reaped"
     );
-    before.delete().map_err(|(_, e)| e).unwrap();
-    after.delete().map_err(|(_, e)| e).unwrap();
+    before.delete().map_err(ioth::Error::from).unwrap();
+    after.delete().map_err(ioth::Error::from).unwrap();
 }
 
 /// Under a lowered open-files limit, stacks with one socket each reach (limit − base) / 2: two
@@ -912,7 +912,7 @@ fn audit_trail_records_exactly_the_requests_made() {
     assert_eq!(e.errno(), libc::EAFNOSUPPORT);
     stack.stats().unwrap();
     drop(s);
-    stack.delete().map_err(|(_, e)| e).unwrap();
+    stack.delete().map_err(ioth::Error::from).unwrap();
     // The host writes the DelStack line after its reply, as it exits: once it has ended.
     assert!(host_reaped(pid));
     let text = std::fs::read_to_string(&file).unwrap();
@@ -977,7 +977,7 @@ fn audit_trail_records_exactly_the_requests_made() {
     for _ in 0..2 {
         let st = Stack::builder("kernel").audit(&one).build().unwrap();
         let pid = st.pid().unwrap();
-        st.delete().map_err(|(_, e)| e).unwrap();
+        st.delete().map_err(ioth::Error::from).unwrap();
         assert!(host_reaped(pid));
     }
     let text = std::fs::read_to_string(&one).unwrap();
@@ -1033,7 +1033,7 @@ fn stats_pid_and_process_name() {
     // SAFETY: p is a live stack without sockets; freed here.
     assert_eq!(unsafe { ioth::capi::ioth_delstack(p) }, 0);
     assert!(host_reaped(cpid as u32));
-    stack.delete().map_err(|(_, e)| e).unwrap();
+    stack.delete().map_err(ioth::Error::from).unwrap();
 }
 
 #[test]
@@ -1059,7 +1059,7 @@ fn limits_bind_only_their_own_stack() {
     assert_eq!(e.errno(), libc::EMFILE, "{e}");
     println!("fdhog: {e}");
     assert!(fdhog.stats().is_ok());
-    fdhog.delete().map_err(|(_, e)| e).unwrap();
+    fdhog.delete().map_err(ioth::Error::from).unwrap();
     // Address space: malloc fails, the careless plug-in dies of it, alone.
     let memhog = Stack::builder("memhog")
         .limit_address_space(64 << 20)
@@ -1071,7 +1071,7 @@ fn limits_bind_only_their_own_stack() {
         .unwrap_err();
     println!("memhog: {e}");
     assert_died(&e, "SIGSEGV");
-    memhog.delete().map_err(|(_, e)| e).unwrap();
+    memhog.delete().map_err(ioth::Error::from).unwrap();
     // A kernel stack under tighter limits works (the host needs ~6 MB of address space).
     let k = Stack::builder("kernel")
         .limit_open_files(32)
@@ -1083,7 +1083,7 @@ fn limits_bind_only_their_own_stack() {
         udp_echo(s);
     }
     drop(socks);
-    k.delete().map_err(|(_, e)| e).unwrap();
+    k.delete().map_err(ioth::Error::from).unwrap();
     println!(
         "bystander kernel stack served {} rounds",
         bystander.finish()

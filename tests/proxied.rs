@@ -1045,7 +1045,7 @@ fn host_pump_sockets_leave_no_fd_behind() {
         st.stats().unwrap().host_fds
     );
     assert_eq!(st.open_sockets(), 0);
-    st.delete().map_err(|(_, e)| e).expect("delstack");
+    st.delete().map_err(ioth::Error::from).expect("delstack");
 }
 
 // ---------------------------------------------------------------- a host killed mid-transfer
@@ -1156,7 +1156,7 @@ fn killed_host_pump_host_mid_transfer_gives_eof_or_reset() {
     });
     // The stack is gone; deleting it succeeds once its sockets are closed.
     st.delete()
-        .map_err(|(_, e)| e)
+        .map_err(ioth::Error::from)
         .expect("delstack of a dead stack");
 }
 
@@ -1264,7 +1264,7 @@ fn netlink_configuration_vdestack_and_smoltcp() {
         netlink_configuration(&s);
         // Every netlink socket the calls made was closed on the host.
         assert_eq!(s.open_sockets(), 0, "{name}");
-        s.delete().map_err(|(_, e)| e).expect("delstack");
+        s.delete().map_err(ioth::Error::from).expect("delstack");
     }
 }
 

@@ -532,7 +532,10 @@ fn delstack_and_drop_leave_nothing() {
         drop(sock);
         gone.push((pid(s), vde::netns_inode(pid(s)).expect("host netns")));
     }
-    deleted.delete().map_err(|(_, e)| e).expect("delstack");
+    deleted
+        .delete()
+        .map_err(ioth::Error::from)
+        .expect("delstack");
     drop(dropped);
     for (pid, ns) in gone {
         // delstack returns once the host has answered; the host is reaped in the background

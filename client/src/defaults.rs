@@ -35,7 +35,18 @@ pub fn default_stack() -> Stack {
         .unwrap_or_else(Stack::native)
 }
 
-/// A socket on the default stack (`ioth_socket`).
-pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<Socket> {
+/// A socket on the default stack, as [`Stack::socket`] takes it.
+pub fn socket(
+    domain: socket2::Domain,
+    ty: socket2::Type,
+    protocol: Option<socket2::Protocol>,
+) -> Result<Socket> {
+    default_stack().socket(domain, ty, protocol)
+}
+
+/// A socket on the default stack from C integers (`ioth_socket`; the low-level form of
+/// [`socket`], as [`Stack::msocket`] is of [`Stack::socket`]): `ty` may carry `SOCK_NONBLOCK` and
+/// `SOCK_CLOEXEC`.
+pub fn msocket(domain: i32, ty: i32, protocol: i32) -> Result<Socket> {
     default_stack().msocket(domain, ty, protocol)
 }

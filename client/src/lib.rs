@@ -34,7 +34,13 @@
 //! - `IOTH_DEBUG`: the C ABI prints each error on stderr.
 //! - `IOTH_LIBVDEPLUG`: the libvdeplug the VDE plug-ins load (in the host).
 //! - `IOTH_PRELOAD`: the preload library of [`run`].
+//! - `IOTH_AUDIT_INTERVAL`: ms between the audit trail's looks at sockets and interfaces (in
+//!   the host; default 1000, 0: at start and end only).
+//! - `IOTH_STATUS_DIR`: where hosts put the status sockets `ioth ps` reads (`off`: none).
+//! - `IOTH_NO_FORK_SERVER`: `1` starts each host with an exec of its own
+//!   ([`StackBuilder::fork_server`]).
 //!
+//! Hosts get only `IOTH_AUDIT_INTERVAL`, `IOTH_LIBVDEPLUG` and `IOTH_STATUS_DIR` of these.
 //! None counts in a setuid, setgid or file-capability process (`AT_SECURE`).
 //!
 //! The C ABI (`libioth.so`, a drop-in for the original libioth, `client/include/ioth.h`) is
@@ -66,8 +72,11 @@ pub mod tokio;
 pub use socket2;
 
 pub use builder::{StackBuilder, DEFAULT_NEWSTACK_TIMEOUT};
-pub use defaults::{default_stack, license, set_default_stack, set_license, socket};
+pub use defaults::{default_stack, license, msocket, set_default_stack, set_license, socket};
 pub use error::{Error, Result};
+/// The wire protocol's error, as [`Error::Protocol`] carries it; the kind of a host namespace, as
+/// [`Stack::namespace`] takes it.
+pub use ioth_proto::{NsKind, ProtoError};
 pub use netlink::{IfAddress, Interface, Route};
 pub use socket::Socket;
-pub use stack::{Stack, Stats};
+pub use stack::{DeleteError, Stack, Stats};

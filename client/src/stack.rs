@@ -151,22 +151,71 @@ impl Stack {
     }
 
     /// Deletes the stack (`ioth_delstack`): fails with [`Error::Busy`] while sockets are open,
-    /// handing the stack back. A stack whose host already died (or was killed after a timeout,
-    /// this `DelStack` included) is deleted without error. The host is reaped before this
-    /// returns. In a child made by `fork()` it leaves the parent's host alone.
-    pub fn delete(self) -> std::result::Result<(), (Stack, Error)> {
+    /// handing the stack back in the [`DeleteError`] (which `?` turns into an [`Error`]). A
+    /// stack whose host already died (or was killed after a timeout, this `DelStack` included)
+    /// is deleted without error. In a child made by `fork()` it leaves the parent's host alone.
+    pub fn delete(self) -> std::result::Result<(), DeleteError> {
         let open = self.open_sockets();
         if open > 0 {
-            let e = Error::Busy {
+            let error = Error::Busy {
                 plugin: self.plugin().to_owned(),
                 open,
             };
-            return Err((self, e));
+            return Err(DeleteError { stack: self, error });
         }
         match self.link().map(|l| l.delstack()) {
             None | Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err((self, e)),
+            Some(Err(error)) => Err(DeleteError { stack: self, error }),
         }
+    }
+}
+
+/// A failed [`Stack::delete`]: why, and the stack, still alive, for a caller who wants to retry
+/// (close its sockets, then delete again). `?` turns it into its [`Error`].
+#[derive(Debug)]
+pub struct DeleteError {
+    stack: Stack,
+    error: Error,
+}
+
+impl DeleteError {
+    /// Why the stack was not deleted.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The stack back.
+    pub fn into_stack(self) -> Stack {
+        self.stack
+    }
+
+    /// The stack and the error.
+    pub fn into_parts(self) -> (Stack, Error) {
+        (self.stack, self.error)
+    }
+}
+
+impl std::fmt::Display for DeleteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot delete the stack: {}", self.error)
+    }
+}
+
+impl std::error::Error for DeleteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<DeleteError> for Error {
+    fn from(e: DeleteError) -> Error {
+        e.error
+    }
+}
+
+impl From<DeleteError> for std::io::Error {
+    fn from(e: DeleteError) -> std::io::Error {
+        e.error.into()
     }
 }
 

@@ -66,7 +66,7 @@ fn main() {
         for (v, t) in [(&mut off, None), (&mut on, Some(&trail))] {
             let t0 = Instant::now();
             let s = build(t);
-            s.delete().map_err(|(_, e)| e).unwrap();
+            s.delete().map_err(ioth::Error::from).unwrap();
             v.push(t0.elapsed().as_secs_f64());
         }
     }

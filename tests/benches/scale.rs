@@ -88,7 +88,7 @@ fn round(n: usize) -> Result<Row, (usize, String)> {
     drop(socks);
     let t1 = Instant::now();
     for s in stacks {
-        s.delete().map_err(|(_, e)| (n, format!("delete: {e}")))?;
+        s.delete().map_err(|e| (n, format!("delete: {e}")))?;
     }
     Ok(Row {
         n,

@@ -23,7 +23,7 @@ fn fd_budget(limit: u64) {
     // The fork server and the library's thread first: they are the application's, not a stack's.
     let warm = ioth::Stack::new("kernel", &[] as &[&str]).expect("newstack");
     let pid = warm.pid().unwrap_or(0);
-    warm.delete().map_err(|(_, e)| e).expect("delete");
+    warm.delete().map_err(ioth::Error::from).expect("delete");
     // The reaper holds a pidfd until it has reaped the host.
     for _ in 0..1000 {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
@@ -54,7 +54,7 @@ fn fd_budget(limit: u64) {
     setrlimit(Resource::RLIMIT_NOFILE, hard.min(4096), hard).expect("setrlimit");
     for (stack, s) in kept {
         drop(s);
-        stack.delete().map_err(|(_, e)| e).expect("delete");
+        stack.delete().map_err(ioth::Error::from).expect("delete");
     }
 }
 

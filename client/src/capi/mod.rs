@@ -186,7 +186,7 @@ pub unsafe extern "C" fn ioth_delstack(p: *mut Ioth) -> c_int {
             }
             (stack, was_default)
         };
-        if let Err((stack, e)) = stack.delete() {
+        if let Err((stack, e)) = stack.delete().map_err(crate::DeleteError::into_parts) {
             let mut g = registry();
             let reg = g.as_mut().expect("initialised by registry()");
             if was_default && reg.default.is_none() {

@@ -27,6 +27,10 @@ const KEEP_ENV: &[&str] = &[
     "LD_LIBRARY_PATH",
     "MALLOC_ARENA_MAX",
     "TMPDIR",
+    // The ioth variables a host or a plug-in reads (the others are the library's own).
+    "IOTH_AUDIT_INTERVAL",
+    "IOTH_LIBVDEPLUG",
+    "IOTH_STATUS_DIR",
 ];
 
 /// Starts `host` for stack `plugin` with `chan` as its channel. `chan` is closed here once the
@@ -81,7 +85,7 @@ pub(crate) fn spawn_on<S: AsRef<std::ffi::OsStr>>(
             if secure {
                 k == "PATH"
             } else {
-                KEEP_ENV.contains(&k) || k.starts_with("IOTH_")
+                KEEP_ENV.contains(&k)
             }
         });
         if keep {

@@ -9,7 +9,7 @@
 //!   stack, need nothing: the program runs as it is.
 //! - **proxied stacks** (smoltcp): the program runs with the preload library
 //!   (`libioth_preload.so`) in `LD_PRELOAD`, which sends its `AF_INET`, `AF_INET6`,
-//!   `AF_PACKET` and `AF_NETLINK`/`NETLINK_ROUTE` sockets to this process ([`serve`]), which
+//!   `AF_PACKET` and `AF_NETLINK`/`NETLINK_ROUTE` sockets to this process (the `serve` module), which
 //!   makes them on the stack. A statically linked program would bypass it and use the machine's
 //!   network: it is refused (`ENOEXEC`) before it starts. Where it may (root), the program
 //!   also runs in an empty network namespace of its own, so that sockets the preload cannot see

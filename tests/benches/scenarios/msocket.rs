@@ -97,7 +97,7 @@ pub fn run(opts: &Opts) -> Report {
     }
     cpus.restore(&peers);
     drop(peer);
-    kernel.delete().map_err(|(_, e)| e).expect("delete");
+    kernel.delete().map_err(ioth::Error::from).expect("delete");
 
     let mut rep = Report::new("msocket + close (AF_INET, SOCK_STREAM|SOCK_CLOEXEC)");
     rep.latency("socket(2) + close (baseline)", &plain, Some(&plain));

@@ -47,7 +47,7 @@ pub fn run(opts: &Opts) -> Report {
             let t0 = Instant::now();
             let s = Stack::new("kernel", &[] as &[&str]).expect("newstack");
             let t1 = Instant::now();
-            s.delete().map_err(|(_, e)| e).expect("delete");
+            s.delete().map_err(ioth::Error::from).expect("delete");
             let t2 = Instant::now();
             new.push(t1 - t0);
             del.push(t2 - t1);
@@ -59,7 +59,7 @@ pub fn run(opts: &Opts) -> Report {
                 .build()
                 .expect("newstack");
             let t1 = Instant::now();
-            s.delete().map_err(|(_, e)| e).expect("delete");
+            s.delete().map_err(ioth::Error::from).expect("delete");
             let t2 = Instant::now();
             exec_del.push(t2 - t1);
             exec_both.push(t2 - t0);
@@ -84,7 +84,7 @@ pub fn run(opts: &Opts) -> Report {
     }
     let probe = Stack::new("kernel", &[] as &[&str]).expect("newstack");
     let rss = probe.stats().map(|s| s.rss_bytes).unwrap_or(0);
-    probe.delete().map_err(|(_, e)| e).expect("delete");
+    probe.delete().map_err(ioth::Error::from).expect("delete");
     let mut rep = Report::new("newstack + delstack (kernel plug-in)");
     rep.latency("spawn /bin/true + wait (baseline)", &spawn, Some(&spawn));
     rep.latency(

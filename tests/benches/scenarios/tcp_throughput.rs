@@ -52,7 +52,7 @@ pub fn run(opts: &Opts) -> Report {
             }
         }
     }
-    stack.delete().map_err(|(_, e)| e).expect("delete");
+    stack.delete().map_err(ioth::Error::from).expect("delete");
     let mut rep = Report::new("TCP throughput over 127.0.0.1 (one connection, 128 KiB writes)");
     rep.throughput("plain sockets (baseline)", bytes, &plain, Some(&plain));
     rep.throughput("ioth native fds, kernel stack", bytes, &ioth, Some(&plain));
