@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ioth_tests::cprog::repo_root;
+use ioth_tests::cprog::{must_run, repo_root};
 
 /// How long one C program may run.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -95,21 +95,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Runs a command that must succeed (a compiler, make), showing its output if it does not.
-fn must_run(cmd: &mut Command) {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Compiles the C program `tests/c/<name>.c` into `dir`, against the headers in `include` and

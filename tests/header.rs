@@ -7,20 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ioth_tests::cprog::{self, repo_root, TempDir};
-
-fn must_run(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use ioth_tests::cprog::{self, must_run, repo_root, TempDir};
 
 /// Compiles surface.c with `compiler` and `flags` against `prefix`, runs it under `unshare -n`.
 fn build_and_run(prefix: &Path, dir: &Path, name: &str, compiler: &str, flags: &[&str]) {

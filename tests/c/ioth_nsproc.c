@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <ioth.h>
+#include "libc_functions.h"
 
 const char *ioth_nsproc_license = "SPDX-License-Identifier: LGPL-2.1-or-later";
 
@@ -96,28 +97,7 @@ void *ioth_nsproc_newstack(const char *vnlv[], const char *options, struct ioth_
 		goto fail_pair;
 	getstackdata = f->getstackdata;
 	f->socket = nsproc_socket;
-	f->close = close;
-	f->bind = bind;
-	f->connect = connect;
-	f->listen = listen;
-	f->accept = accept;
-	f->getsockname = getsockname;
-	f->getpeername = getpeername;
-	f->setsockopt = setsockopt;
-	f->getsockopt = getsockopt;
-	f->shutdown = shutdown;
-	f->ioctl = ioctl;
-	f->fcntl = fcntl;
-	f->read = read;
-	f->readv = readv;
-	f->recv = recv;
-	f->recvfrom = recvfrom;
-	f->recvmsg = recvmsg;
-	f->write = write;
-	f->writev = writev;
-	f->send = send;
-	f->sendto = sendto;
-	f->sendmsg = sendmsg;
+	set_libc_functions(f);
 	return p;
 fail_pair: {
 		int e = errno;

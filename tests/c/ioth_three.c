@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <ioth.h>
+#include "libc_functions.h"
 
 const char *ioth_three_license = "SPDX-License-Identifier: LGPL-2.1-or-later";
 
@@ -51,28 +52,7 @@ void *ioth_three_newstack(const char *vnlv[], const char *options, struct ioth_f
 	snprintf(the_stack.options, sizeof the_stack.options, "%s", options);
 	the_stack.magic = 0x3e3e3e3e;
 	f->socket = three_socket;
-	f->close = close;
-	f->bind = bind;
-	f->connect = connect;
-	f->listen = listen;
-	f->accept = accept;
-	f->getsockname = getsockname;
-	f->getpeername = getpeername;
-	f->setsockopt = setsockopt;
-	f->getsockopt = getsockopt;
-	f->shutdown = shutdown;
-	f->ioctl = ioctl;
-	f->fcntl = fcntl;
-	f->read = read;
-	f->readv = readv;
-	f->recv = recv;
-	f->recvfrom = recvfrom;
-	f->recvmsg = recvmsg;
-	f->write = write;
-	f->writev = writev;
-	f->send = send;
-	f->sendto = sendto;
-	f->sendmsg = sendmsg;
+	set_libc_functions(f);
 	return &the_stack;
 }
 #endif

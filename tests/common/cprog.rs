@@ -101,6 +101,22 @@ pub fn stage_build(dir: &Path) {
     std::os::unix::fs::symlink("libioth.so", &so0).expect("libioth.so.0 link");
 }
 
+/// Runs `cmd` (a compiler, make; stdin closed) to its end; panics with its output unless it
+/// succeeds.
+pub fn must_run(cmd: &mut Command) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A child process, killed (by its pid) and reaped on drop.
 pub struct Reaped(pub Child);
 
