@@ -279,3 +279,52 @@ fn names_resolve_through_the_configured_dns_server_on_vdestack() {
     // dnsmasq exits 0 on SIGTERM.
     stop(dns, 0);
 }
+
+#[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: vdestack and namespaces")]
+fn names_resolve_through_the_configured_dns_server_on_smoltcp() {
+    let sw = Switch::start();
+    let dns = runner("vdestack", &sw, "eth,ip=10.65.0.1/24")
+        .args([
+            "dnsmasq",
+            "-k",
+            "-C",
+            "/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--listen-address=10.65.0.1",
+            "--bind-interfaces",
+            "--address=/ioth-run.test/10.65.0.77",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dnsmasq under ioth-run");
+    let dns = Reaped(dns);
+    // libc's resolver asks the runner's forwarder on the empty namespace's loopback, which
+    // relays through smoltcp (UDP).
+    let (out, _) = fetch_until_ok(|| {
+        run(
+            runner("smoltcp", &sw, "eth,ip=10.65.0.2/24,dns=10.65.0.1").args([
+                "getent",
+                "hosts",
+                "ioth-run.test",
+            ]),
+        )
+    });
+    assert!(out.contains("10.65.0.77"), "{out}");
+    // Over TCP too (glibc's `use-vc` option, from the environment).
+    let (st, out, err) = run(runner("smoltcp", &sw, "eth,ip=10.65.0.2/24,dns=10.65.0.1")
+        .env("RES_OPTIONS", "use-vc")
+        .args(["getent", "hosts", "ioth-run.test"]));
+    assert!(
+        st.success() && out.contains("10.65.0.77"),
+        "{st} {out} {err}"
+    );
+    let (_, conf, _) = run(
+        runner("smoltcp", &sw, "eth,dns=10.65.0.1,domain=ioth-run.test")
+            .args(["cat", "/etc/resolv.conf"]),
+    );
+    assert_eq!(conf, "nameserver 127.0.0.1\nsearch ioth-run.test\n");
+    stop(dns, 0);
+}
