@@ -5,7 +5,8 @@
 //! (vdestack → smoltcp through `sh -c`, which forks and execs curl; smoltcp → vdestack);
 //! `ip -4 addr` shows the stack's address on vdestack (its namespace) and smoltcp (the preload's
 //! netlink); a static program fails loudly on smoltcp and runs on vdestack; exit statuses and
-//! signals pass through; `getent` resolves through the DNS server `dns=` gave (vdestack).
+//! signals pass through; `getent` resolves through the DNS server `dns=` gave (vdestack; smoltcp
+//! through the runner's forwarder, UDP and TCP).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

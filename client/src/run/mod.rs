@@ -14,7 +14,8 @@
 //!   network: it is refused (`ENOEXEC`) before it starts. Where it may (root), the program
 //!   also runs in an empty network namespace of its own, so that sockets the preload cannot see
 //!   (those libc makes inside itself: its DNS resolver, `getifaddrs`) reach nothing rather than
-//!   the machine's network.
+//!   the machine's network; its loopback has a DNS forwarder that relays the resolver's queries
+//!   through the stack (`client/src/run/dns.rs`).
 //!
 //! [`Command::resolv_conf`] gives the program a private `/etc/resolv.conf` (a bind mount in a
 //! mount namespace of its own), so that its resolver asks the stack's DNS server.
