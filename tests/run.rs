@@ -329,3 +329,61 @@ fn names_resolve_through_the_configured_dns_server_on_smoltcp() {
     assert_eq!(conf, "nameserver 127.0.0.1\nsearch ioth-run.test\n");
     stop(dns, 0);
 }
+
+#[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: vdestack and namespaces")]
+fn dhcp_configures_vdestack_and_smoltcp() {
+    let sw = Switch::start();
+    let server = ioth_tests::dhcp::Server::start(&sw);
+    let (first, last) = ioth_tests::dhcp::Server::V4_RANGE;
+    let range = |a: &str| {
+        let a: std::net::Ipv4Addr = a.parse().unwrap();
+        let (f, l): (std::net::Ipv4Addr, std::net::Ipv4Addr) =
+            (first.parse().unwrap(), last.parse().unwrap());
+        f <= a && a <= l
+    };
+    for stack in ["vdestack", "smoltcp"] {
+        let (st, out, err) = run(runner(stack, &sw, "eth,dhcp").args([
+            "sh",
+            "-c",
+            "ip -4 -o addr show dev vde0; ip -4 route; cat /etc/resolv.conf",
+        ]));
+        assert!(
+            st.success(),
+            "{stack}: {st} {err}; dnsmasq: {}",
+            server.log()
+        );
+        let addr = out
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|a| a.strip_suffix("/24"))
+            .unwrap_or_else(|| panic!("{stack}: no leased /24 address: {out}"));
+        assert!(range(addr), "{stack}: {addr} is not of the server's range");
+        assert!(
+            out.contains(&format!("default via {}", ioth_tests::dhcp::Server::V4)),
+            "{stack}: no default route through the router: {out}"
+        );
+        // The name server of the lease: as given on vdestack, through the runner's forwarder
+        // on smoltcp.
+        let ns = if stack == "vdestack" {
+            ioth_tests::dhcp::Server::DNS
+        } else {
+            "127.0.0.1"
+        };
+        assert!(
+            out.contains(&format!("nameserver {ns}\n")),
+            "{stack}: {out}"
+        );
+        assert!(
+            server.leases().contains(addr),
+            "{stack}: {}",
+            server.leases()
+        );
+    }
+    // No server: the runner fails before the program (status 125), saying why.
+    drop(server);
+    let (st, out, err) = run(runner("smoltcp", &sw, "eth,dhcp").args(["echo", "ran"]));
+    assert_eq!(st.code(), Some(125), "{out} {err}");
+    assert!(err.contains("DHCP") && !out.contains("ran"), "{err}");
+}

@@ -22,6 +22,7 @@
 #![allow(unsafe_code)]
 
 mod config;
+mod dhcp;
 mod dns;
 mod elf;
 mod serve;
