@@ -6,7 +6,8 @@
 //! `ip -4 addr` shows the stack's address on vdestack (its namespace) and smoltcp (the preload's
 //! netlink); a static program fails loudly on smoltcp and runs on vdestack; exit statuses and
 //! signals pass through; `getent` resolves through the DNS server `dns=` gave (vdestack; smoltcp
-//! through the runner's forwarder, UDP and TCP).
+//! through the runner's forwarder, UDP and TCP); `-c eth,dhcp` configures both stacks from a
+//! dnsmasq (`ioth_tests::dhcp::Server`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -1,12 +1,13 @@
-//! A stack's configuration string: the static part of iothconf's syntax, with the same names
-//! (docs/run.md). Items are separated by commas and applied in order, after `iface=`/`ifindex=`
-//! chose the interface (default `vde0`):
+//! A stack's configuration string: the static part of iothconf's syntax and `dhcp`, with the
+//! same names (docs/run.md). Items are separated by commas and applied in order, after
+//! `iface=`/`ifindex=` chose the interface (default `vde0`):
 //!
 //! `iface=NAME`, `ifindex=N`, `mac=XX:XX:XX:XX:XX:XX` (or `macaddr=`), `mtu=N`, `eth` (bring the
 //! interface up, with the MAC and MTU given), `ip=ADDR/LEN` (repeatable, IPv4 or IPv6; IPv6
 //! with duplicate address detection, as users add it), `gw=ADDR` (a default route, IPv4 or
-//! IPv6), `dns=ADDR` (repeatable), `domain=NAME` (the search domain). An unknown item, or one
-//! that does not parse, is an error before anything is applied.
+//! IPv6), `dns=ADDR` (repeatable), `domain=NAME` (the search domain), `dhcp` (DHCPv4 on the
+//! interface, see `dhcp.rs`). An unknown item, or one that does not parse, is an error before
+//! anything is applied.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
