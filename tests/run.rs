@@ -5,7 +5,9 @@
 //! (vdestack → smoltcp through `sh -c`, which forks and execs curl; smoltcp → vdestack);
 //! `ip -4 addr` shows the stack's address on vdestack (its namespace) and smoltcp (the preload's
 //! netlink); a static program fails loudly on smoltcp and runs on vdestack; exit statuses and
-//! signals pass through; `getent` resolves through the DNS server `dns=` gave (vdestack).
+//! signals pass through; `getent` resolves through the DNS server `dns=` gave (vdestack; smoltcp
+//! through the runner's forwarder, UDP and TCP); `-c eth,dhcp` configures both stacks from a
+//! dnsmasq (`ioth_tests::dhcp::Server`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -278,4 +280,111 @@ fn names_resolve_through_the_configured_dns_server_on_vdestack() {
     assert_eq!(conf, "nameserver 10.64.0.1\nsearch ioth-run.test\n");
     // dnsmasq exits 0 on SIGTERM.
     stop(dns, 0);
+}
+
+#[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: vdestack and namespaces")]
+fn names_resolve_through_the_configured_dns_server_on_smoltcp() {
+    let sw = Switch::start();
+    let dns = runner("vdestack", &sw, "eth,ip=10.65.0.1/24")
+        .args([
+            "dnsmasq",
+            "-k",
+            "-C",
+            "/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--listen-address=10.65.0.1",
+            "--bind-interfaces",
+            "--address=/ioth-run.test/10.65.0.77",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dnsmasq under ioth-run");
+    let dns = Reaped(dns);
+    // libc's resolver asks the runner's forwarder on the empty namespace's loopback, which
+    // relays through smoltcp (UDP).
+    let (out, _) = fetch_until_ok(|| {
+        run(
+            runner("smoltcp", &sw, "eth,ip=10.65.0.2/24,dns=10.65.0.1").args([
+                "getent",
+                "hosts",
+                "ioth-run.test",
+            ]),
+        )
+    });
+    assert!(out.contains("10.65.0.77"), "{out}");
+    // Over TCP too (glibc's `use-vc` option, from the environment).
+    let (st, out, err) = run(runner("smoltcp", &sw, "eth,ip=10.65.0.2/24,dns=10.65.0.1")
+        .env("RES_OPTIONS", "use-vc")
+        .args(["getent", "hosts", "ioth-run.test"]));
+    assert!(
+        st.success() && out.contains("10.65.0.77"),
+        "{st} {out} {err}"
+    );
+    let (_, conf, _) = run(
+        runner("smoltcp", &sw, "eth,dns=10.65.0.1,domain=ioth-run.test")
+            .args(["cat", "/etc/resolv.conf"]),
+    );
+    assert_eq!(conf, "nameserver 127.0.0.1\nsearch ioth-run.test\n");
+    stop(dns, 0);
+}
+
+#[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: vdestack and namespaces")]
+fn dhcp_configures_vdestack_and_smoltcp() {
+    let sw = Switch::start();
+    let server = ioth_tests::dhcp::Server::start(&sw);
+    let (first, last) = ioth_tests::dhcp::Server::V4_RANGE;
+    let range = |a: &str| {
+        let a: std::net::Ipv4Addr = a.parse().unwrap();
+        let (f, l): (std::net::Ipv4Addr, std::net::Ipv4Addr) =
+            (first.parse().unwrap(), last.parse().unwrap());
+        f <= a && a <= l
+    };
+    for stack in ["vdestack", "smoltcp"] {
+        let (st, out, err) = run(runner(stack, &sw, "eth,dhcp").args([
+            "sh",
+            "-c",
+            "ip -4 -o addr show dev vde0; ip -4 route; cat /etc/resolv.conf",
+        ]));
+        assert!(
+            st.success(),
+            "{stack}: {st} {err}; dnsmasq: {}",
+            server.log()
+        );
+        let addr = out
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|a| a.strip_suffix("/24"))
+            .unwrap_or_else(|| panic!("{stack}: no leased /24 address: {out}"));
+        assert!(range(addr), "{stack}: {addr} is not of the server's range");
+        assert!(
+            out.contains(&format!("default via {}", ioth_tests::dhcp::Server::V4)),
+            "{stack}: no default route through the router: {out}"
+        );
+        // The name server of the lease: as given on vdestack, through the runner's forwarder
+        // on smoltcp.
+        let ns = if stack == "vdestack" {
+            ioth_tests::dhcp::Server::DNS
+        } else {
+            "127.0.0.1"
+        };
+        assert!(
+            out.contains(&format!("nameserver {ns}\n")),
+            "{stack}: {out}"
+        );
+        assert!(
+            server.leases().contains(addr),
+            "{stack}: {}",
+            server.leases()
+        );
+    }
+    // No server: the runner fails before the program (status 125), saying why.
+    drop(server);
+    let (st, out, err) = run(runner("smoltcp", &sw, "eth,dhcp").args(["echo", "ran"]));
+    assert_eq!(st.code(), Some(125), "{out} {err}");
+    assert!(err.contains("DHCP") && !out.contains("ran"), "{err}");
 }

@@ -61,6 +61,8 @@ impl Server {
     pub const V6_PREFIX: &'static str = "fd09::";
     /// First and last address of its DHCPv6 range.
     pub const V6_RANGE: (&'static str, &'static str) = ("fd09::100", "fd09::1ff");
+    /// The name server its DHCPv4 answers announce (none runs there).
+    pub const DNS: &'static str = "10.9.0.53";
     /// The tap device in its namespace.
     pub const TAP: &'static str = "tap0";
 
@@ -137,6 +139,7 @@ impl Server {
                 Self::V6_RANGE.1
             ))
             .arg(format!("--dhcp-option=option:router,{}", Self::V4))
+            .arg(format!("--dhcp-option=option:dns-server,{}", Self::DNS))
             .arg("--enable-ra")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

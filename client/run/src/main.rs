@@ -22,7 +22,7 @@ const USAGE: &str =
   -s STACK    the stack's plug-in (vdestack, smoltcp, ...), options after a comma
   -v VNL      an interface on this virtual network (one per -v: vde0, vde1, ...)
   -c CONFIG   configuration, comma-separated: iface=NAME ifindex=N mac=.. mtu=N eth
-              ip=ADDR/LEN gw=ADDR dns=ADDR domain=NAME (see ioth-run(1))
+              ip=ADDR/LEN gw=ADDR dns=ADDR domain=NAME dhcp (see ioth-run(1))
   -h          this help
 ";
 
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     };
-    let config = match Config::parse(&args.config.join(",")) {
+    let mut config = match Config::parse(&args.config.join(",")) {
         Ok(c) => c,
         Err(e) => return fail(125, e),
     };

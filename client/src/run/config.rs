@@ -1,12 +1,13 @@
-//! A stack's configuration string: the static part of iothconf's syntax, with the same names
-//! (docs/run.md). Items are separated by commas and applied in order, after `iface=`/`ifindex=`
-//! chose the interface (default `vde0`):
+//! A stack's configuration string: the static part of iothconf's syntax and `dhcp`, with the
+//! same names (docs/run.md). Items are separated by commas and applied in order, after
+//! `iface=`/`ifindex=` chose the interface (default `vde0`):
 //!
 //! `iface=NAME`, `ifindex=N`, `mac=XX:XX:XX:XX:XX:XX` (or `macaddr=`), `mtu=N`, `eth` (bring the
 //! interface up, with the MAC and MTU given), `ip=ADDR/LEN` (repeatable, IPv4 or IPv6; IPv6
 //! with duplicate address detection, as users add it), `gw=ADDR` (a default route, IPv4 or
-//! IPv6), `dns=ADDR` (repeatable), `domain=NAME` (the search domain). An unknown item, or one
-//! that does not parse, is an error before anything is applied.
+//! IPv6), `dns=ADDR` (repeatable), `domain=NAME` (the search domain), `dhcp` (DHCPv4 on the
+//! interface, see `dhcp.rs`). An unknown item, or one that does not parse, is an error before
+//! anything is applied.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -34,6 +35,9 @@ pub enum ConfigItem {
     Dns(IpAddr),
     /// `domain=NAME`: the search domain.
     Domain(String),
+    /// `dhcp` (`dhcp4`, `dhcpv4`): DHCPv4 on the interface (its address, mask, router, name
+    /// servers and domain).
+    Dhcp,
 }
 
 /// A parsed configuration string ([`Config::parse`]).
@@ -115,11 +119,12 @@ impl Config {
                 "gw" => ConfigItem::Gw(ip(need("an address")?)?),
                 "dns" => ConfigItem::Dns(ip(need("an address")?)?),
                 "domain" => ConfigItem::Domain(need("a domain name")?.to_owned()),
-                "dhcp" | "dhcp4" | "dhcpv4" | "dhcp6" | "dhcpv6" | "rd" | "rd6" | "slaac"
-                | "auto" | "auto4" | "autov4" | "auto6" | "autov6" => {
+                "dhcp" | "dhcp4" | "dhcpv4" if val.is_empty() => ConfigItem::Dhcp,
+                "dhcp6" | "dhcpv6" | "rd" | "rd6" | "slaac" | "auto" | "auto4" | "autov4"
+                | "auto6" | "autov6" => {
                     return Err(bad(
                         item,
-                        "dynamic configuration is not supported: give ip=, gw= and dns=",
+                        "not supported (of the dynamic items only dhcp is): give ip=, gw= and dns=",
                     ))
                 }
                 _ => return Err(bad(item, "unknown item")),
@@ -144,7 +149,13 @@ impl Config {
     /// Applies the items to `stack`, in order; the first that fails stops it. Then waits (at
     /// most `wait`) until the IPv6 addresses it added have finished duplicate address detection
     /// (are no longer tentative), so that the program finds them usable.
-    pub fn apply(&self, stack: &Stack, wait: Duration) -> Result<()> {
+    ///
+    /// `dhcp` runs a DHCPv4 exchange on the interface (which must be up: `eth` first) and adds
+    /// the leased address, a default route through its router, and appends its name servers
+    /// and domain to the items as `dns=` and `domain=` ([`Config::resolv_conf`] then names
+    /// them). The lease is not renewed.
+    pub fn apply(&mut self, stack: &Stack, wait: Duration) -> Result<()> {
+        let mut learned = Vec::new();
         let mut ifname = "vde0".to_owned();
         let mut ifindex = None;
         let mut v6 = Vec::new();
@@ -170,8 +181,19 @@ impl Config {
                 }
                 ConfigItem::Gw(g) => stack.iproute_add(None, Some(*g), None)?,
                 ConfigItem::Dns(_) | ConfigItem::Domain(_) => {}
+                ConfigItem::Dhcp => {
+                    let idx = index(&ifname, ifindex)?;
+                    let lease = super::dhcp::dhcpv4(stack, idx)?;
+                    stack.ipaddr_add(IpAddr::V4(lease.addr), lease.prefix, idx)?;
+                    if let Some(r) = lease.router {
+                        stack.iproute_add(None, Some(IpAddr::V4(r)), None)?;
+                    }
+                    learned.extend(lease.dns.into_iter().map(|a| ConfigItem::Dns(a.into())));
+                    learned.extend(lease.domain.map(ConfigItem::Domain));
+                }
             }
         }
+        self.items.extend(learned);
         let deadline = Instant::now() + wait;
         while !v6.is_empty() && Instant::now() < deadline {
             let tentative = stack
@@ -208,11 +230,17 @@ mod tests {
             "mtu=10",
             "gw=x",
             "frob",
-            "dhcp",
+            "dhcp6",
+            "dhcp=1",
+            "slaac",
             "eth=1",
         ] {
             assert!(Config::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Config::parse("").unwrap(), Config::default());
+        assert_eq!(
+            Config::parse("eth,dhcp").unwrap().items,
+            vec![ConfigItem::Eth, ConfigItem::Dhcp]
+        );
     }
 }

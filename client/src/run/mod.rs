@@ -14,13 +14,16 @@
 //!   network: it is refused (`ENOEXEC`) before it starts. Where it may (root), the program
 //!   also runs in an empty network namespace of its own, so that sockets the preload cannot see
 //!   (those libc makes inside itself: its DNS resolver, `getifaddrs`) reach nothing rather than
-//!   the machine's network.
+//!   the machine's network; its loopback has a DNS forwarder that relays the resolver's queries
+//!   through the stack (`client/src/run/dns.rs`).
 //!
 //! [`Command::resolv_conf`] gives the program a private `/etc/resolv.conf` (a bind mount in a
 //! mount namespace of its own), so that its resolver asks the stack's DNS server.
 #![allow(unsafe_code)]
 
 mod config;
+mod dhcp;
+mod dns;
 mod elf;
 mod serve;
 
@@ -193,6 +196,7 @@ impl Command {
         let mut cmd = std::process::Command::new(&self.program);
         cmd.args(&self.args);
         let mut rendezvous = None;
+        let mut isolation = None;
         if let Mode::Preload = mode {
             let path = resolve(&self.program).ok_or_else(|| Error::Stack {
                 errno: libc::ENOENT,
@@ -209,11 +213,27 @@ impl Command {
             cmd.env("LD_PRELOAD", preload);
             cmd.env(ioth_proto::run::RUN_SOCKET_ENV, &rv.path);
             rendezvous = Some(rv);
+            // The empty network namespace, with the DNS forwarder's sockets in it; without the
+            // privilege for one the program runs in ours (docs/run.md).
+            isolation = dns::Isolation::new().ok();
         }
+        // On a proxied stack libc's resolver cannot reach the stack: it asks the forwarder on
+        // the namespace's loopback, which relays to the servers named.
+        let mut forward = None;
+        let resolv_conf = match (&isolation, &self.resolv_conf) {
+            (Some(_), Some(text)) => match dns::redirect(text) {
+                Some((servers, text)) => {
+                    forward = Some(servers);
+                    Some(text)
+                }
+                None => Some(text.clone()),
+            },
+            (_, text) => text.clone(),
+        };
         // The resolv.conf file lives in the rendezvous directory when there is one, else in
         // a private directory of its own.
         let mut resolv_dir = None;
-        let mounts = match &self.resolv_conf {
+        let mounts = match &resolv_conf {
             None => None,
             Some(text) => {
                 let dir = match &rendezvous {
@@ -249,6 +269,7 @@ impl Command {
             _ => (None, None),
         };
         let isolate = matches!(mode, Mode::Preload);
+        let empty_net = isolation.as_ref().map(|i| i.ns.as_raw_fd());
         let pdeath = self.die_with_parent;
         if pdeath || isolate || user.is_some() || net.is_some() || mounts.is_some() {
             let root = c"/";
@@ -278,7 +299,9 @@ impl Command {
                     // getifaddrs; a static helper exec'd later) meet an empty network
                     // namespace, not the machine's network. Without the privilege for one
                     // the program runs in ours (docs/run.md).
-                    if isolate {
+                    if let Some(n) = empty_net {
+                        check(libc::setns(n, libc::CLONE_NEWNET))?;
+                    } else if isolate {
                         let _ = libc::unshare(libc::CLONE_NEWNET);
                     }
                     if let Some((src, dst)) = &mounts {
@@ -323,10 +346,23 @@ impl Command {
             Some(rv) => {
                 let shared = serve::Shared::new(&self.stack);
                 let pidfd = crate::link::spawn::pidfd_open(child.id());
+                // The forwarder ends with the serving thread: once the program and its
+                // children have ended.
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                if let (Some(iso), Some(servers)) = (isolation, forward) {
+                    let (stack, stop) = (self.stack.clone(), stop.clone());
+                    std::thread::Builder::new()
+                        .name("ioth-run-dns".into())
+                        .spawn(move || dns::forward(iso, stack, servers, stop))
+                        .map_err(os("start the DNS forwarder"))?;
+                }
                 Some(
                     std::thread::Builder::new()
                         .name("ioth-run-serve".into())
-                        .spawn(move || serve::serve(shared, rv, pidfd))
+                        .spawn(move || {
+                            serve::serve(shared, rv, pidfd);
+                            stop.store(true, std::sync::atomic::Ordering::Release);
+                        })
                         .map_err(os("start the serving thread"))?,
                 )
             }
