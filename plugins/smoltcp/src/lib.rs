@@ -24,6 +24,8 @@ mod device;
 mod evloop;
 mod ffi;
 mod frag;
+#[doc(hidden)]
+pub mod fuzzing;
 mod mcast;
 mod net;
 mod netlink;
