@@ -54,3 +54,63 @@ impl Default for Netlink {
         Netlink::new()
     }
 }
+
+/// Checks that reply records are well-formed rtnetlink: each message's length within its
+/// record, 4-byte aligned, parsed by netlink-packet-route; every part of a dump
+/// (`NLM_F_MULTI`) followed by the dump's `NLMSG_DONE` before any other answer; the answers
+/// ending with an `NLMSG_ERROR`, an `NLMSG_DONE` or the reply to a `GET`.
+pub fn check_replies(records: &[Vec<u8>]) -> Result<(), String> {
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_MULTIPART};
+    use netlink_packet_route::RouteNetlinkMessage;
+    let mut in_dump = false;
+    for r in records {
+        if r.is_empty() || r.len() > crate::netlink::MAX_DGRAM {
+            return Err(format!("a record of {} bytes", r.len()));
+        }
+        let mut off = 0;
+        while off < r.len() {
+            let Some(h) = r.get(off..off + 16) else {
+                return Err(format!("{} bytes after the last message", r.len() - off));
+            };
+            let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            if len < 16 || off + len > r.len() {
+                return Err(format!("message length {len} at {off} of {}", r.len()));
+            }
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&r[off..off + len])
+                .map_err(|e| format!("message at {off}: {e}"))?;
+            let multi = m.header.flags & NLM_F_MULTIPART != 0;
+            match m.payload {
+                NetlinkPayload::Done(_) => {
+                    if !multi {
+                        return Err("NLMSG_DONE without NLM_F_MULTI".into());
+                    }
+                    in_dump = false;
+                }
+                NetlinkPayload::Error(_) if in_dump => {
+                    return Err("NLMSG_ERROR inside a dump".into());
+                }
+                NetlinkPayload::Error(_) => {}
+                NetlinkPayload::InnerMessage(i) => {
+                    use RouteNetlinkMessage as M;
+                    if !matches!(i, M::NewLink(_) | M::NewAddress(_) | M::NewRoute(_)) {
+                        return Err(format!("a reply of type {}", m.header.message_type));
+                    }
+                    if multi {
+                        in_dump = true;
+                    } else if in_dump {
+                        return Err("a single reply inside a dump".into());
+                    }
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            }
+            off += (len + 3) & !3;
+        }
+        if off != r.len() {
+            return Err("a record not ending on a message".into());
+        }
+    }
+    if in_dump {
+        return Err("a dump without NLMSG_DONE".into());
+    }
+    Ok(())
+}

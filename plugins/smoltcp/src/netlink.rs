@@ -40,7 +40,7 @@ use crate::stack::Sock;
 use crate::sys;
 
 /// Largest reply record.
-const MAX_DGRAM: usize = 16 * 1024;
+pub(crate) const MAX_DGRAM: usize = 16 * 1024;
 /// `sizeof(struct nlmsghdr)`.
 const HDRLEN: usize = 16;
 /// `IFA_F_PERMANENT`.
