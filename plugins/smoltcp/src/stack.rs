@@ -181,7 +181,7 @@ pub struct Core {
     pub handles: HashMap<Handle, u64>,
     next_id: u64,
     pub graves: Vec<Grave>,
-    next_port: [u16; 2],
+    pub(crate) next_port: [u16; 2],
     /// Scratch buffer for datagrams (UDP, netlink).
     pub scratch: Vec<u8>,
     base: std::time::Instant,
