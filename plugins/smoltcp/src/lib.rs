@@ -26,6 +26,8 @@ mod ffi;
 mod frag;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(test)]
+mod lo_tests;
 mod mcast;
 mod net;
 mod netlink;
