@@ -1044,6 +1044,20 @@ pub(crate) mod tests {
         crate::fuzzing::offline_net(1).expect("lo and vde0 on null://")
     }
 
+    /// A stack's interfaces without a network: `lo`, and `vde0` (on `null://`) up with
+    /// 10.0.0.1/24 and fd00::1/64, configured through this emulation.
+    pub(crate) fn net_up() -> Net {
+        let mut n = net();
+        assert_eq!(errno(&mut n, M::SetLink(up(2)), 0), 0);
+        for (ip, p) in [("10.0.0.1", 24), ("fd00::1", 64)] {
+            assert_eq!(
+                errno(&mut n, M::NewAddress(addr_msg(2, ip, p)), NLM_F_CREATE),
+                0
+            );
+        }
+        n
+    }
+
     use RouteNetlinkMessage as M;
 
     #[test]

@@ -799,18 +799,9 @@ pub fn bury(net: &mut Net, graves: &mut Vec<Grave>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::tests::{addr_msg, now, req, up};
-    use netlink_packet_route::RouteNetlinkMessage as M;
 
-    /// A stack's state without its event loop: `lo`, and `vde0` (on `null://`) up with
-    /// 10.0.0.1/24.
     fn core() -> Core {
-        let mut net = crate::fuzzing::offline_net(1).unwrap();
-        crate::netlink::answer(&mut net, &req(M::SetLink(up(2)), 0), now());
-        let a = req(M::NewAddress(addr_msg(2, "10.0.0.1", 24)), 0x400);
-        crate::netlink::answer(&mut net, &a, now());
-        assert!(net.ifaces[1].up && net.ifaces[1].has_addr("10.0.0.1".parse().unwrap()));
-        Core::new(net)
+        Core::new(crate::netlink::tests::net_up())
     }
 
     fn sa(s: &str) -> Vec<u8> {
