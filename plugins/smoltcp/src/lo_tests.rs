@@ -1,7 +1,9 @@
-//! A stack with its event loop and only `lo` (the in-memory loopback device of
-//! [`crate::device`]), driven through the plug-in's control calls and the application's ends of
-//! its sockets, as the host and the application drive it: TCP connect/accept and data, UDP
-//! datagrams with and without the address header. Needs no network and no privilege.
+//! Stacks with their event loops, driven through the plug-in's control calls and the
+//! application's ends of their sockets, as the host and the application drive them: over `lo`
+//! (the in-memory loopback device of [`crate::device`]) TCP connect/accept and data, UDP
+//! datagrams with and without the address header; between two stacks joined point to point
+//! (`ptp://`, a Unix datagram socket) IPv6 fragmentation and reassembly. Needs no network and
+//! no privilege.
 
 use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
@@ -167,4 +169,50 @@ fn udp_sockets_unbound_until_they_send_get_an_ephemeral_port() {
         .unwrap()
         .unwrap();
     assert_eq!(local.port(), from.port());
+}
+
+/// Two stacks whose `vde0`s are joined point to point (libvdeplug's `ptp://`, a Unix datagram
+/// socket: frames in memory), up, with fd00::1/64 and fd00::2/64.
+fn pair(dir: &std::path::Path) -> (Stack, Stack) {
+    use crate::netlink::tests::{addr_msg, now, req, up};
+    use netlink_packet_route::RouteNetlinkMessage as M;
+    let url = format!("ptp://{}", dir.join("ptp").display());
+    let a = Stack::new(&[url.as_str()]).unwrap();
+    let b = Stack::new(&[url.as_str()]).unwrap();
+    for (st, ip) in [(&a, "fd00::1"), (&b, "fd00::2")] {
+        let mut c = st.shared.lock();
+        let r = crate::netlink::answer(&mut c.net, &req(M::SetLink(up(2)), 0), now());
+        assert!(crate::netlink::tests::parse(&r).is_empty());
+        let m = req(M::NewAddress(addr_msg(2, ip, 64)), 0x400);
+        assert!(crate::netlink::answer(&mut c.net, &m, now()).is_empty());
+    }
+    (a, b)
+}
+
+#[test]
+fn ipv6_datagrams_larger_than_the_mtu_are_fragmented_and_reassembled() {
+    let dir = std::env::temp_dir().join(format!("ioth-smoltcp-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = pair(&dir);
+    let dg = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK;
+    let (sa_, sb) = (
+        a.socket(libc::AF_INET6, dg, 0).unwrap(),
+        b.socket(libc::AF_INET6, dg, 0).unwrap(),
+    );
+    let (a_addr, a_sa) = sa("[fd00::1]:7000");
+    let (b_addr, b_sa) = sa("[fd00::2]:7001");
+    a.bind(sa_, &a_sa).unwrap();
+    b.bind(sb, &b_sa).unwrap();
+    for len in [100usize, 1453, 20_000, 65_527] {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+        let mut rec = header(b_addr, libc::AF_INET6).to_vec();
+        rec.extend_from_slice(&payload);
+        send(sa_, &rec);
+        let got = recv(sb);
+        assert_eq!(parse_header(&got).unwrap(), a_addr, "{len}");
+        assert_eq!(got.len() - HDR_LEN, len);
+        assert!(got[HDR_LEN..] == payload[..], "{len} bytes intact");
+    }
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
 }
