@@ -823,7 +823,7 @@ mod tests {
         addr::from_sockaddr(&b, libc::AF_INET).unwrap().unwrap()
     }
 
-    fn listener<'a>(c: &'a mut Core, h: Handle) -> &'a Listener {
+    fn listener(c: &mut Core, h: Handle) -> &Listener {
         let (_, s) = c.sock(h).unwrap();
         match &tcp_of(&mut s.kind).st {
             St::Listen(l) => l,
