@@ -191,9 +191,17 @@ fn pair(dir: &std::path::Path) -> (Stack, Stack) {
 
 #[test]
 fn ipv6_datagrams_larger_than_the_mtu_are_fragmented_and_reassembled() {
-    let dir = std::env::temp_dir().join(format!("ioth-smoltcp-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (a, b) = pair(&dir);
+    /// Removes the directory of the `ptp://` socket, also when the test fails.
+    struct TempDir(std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("ioth-smoltcp-test-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let (a, b) = pair(&dir.0);
     let dg = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK;
     let (sa_, sb) = (
         a.socket(libc::AF_INET6, dg, 0).unwrap(),
@@ -214,5 +222,4 @@ fn ipv6_datagrams_larger_than_the_mtu_are_fragmented_and_reassembled() {
         assert!(got[HDR_LEN..] == payload[..], "{len} bytes intact");
     }
     drop((a, b));
-    let _ = std::fs::remove_dir_all(&dir);
 }
