@@ -460,3 +460,52 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+
+    fn queued(net: &mut Net) -> usize {
+        let f = &mut net.ifaces[1];
+        f.sockets.get::<raw::Socket>(f.frag6.0).send_queue()
+    }
+
+    fn ends() -> (SocketAddrV6, SocketAddrV6) {
+        (
+            SocketAddrV6::new("fd00::1".parse().unwrap(), 4000, 0, 0),
+            SocketAddrV6::new("fd00::2".parse().unwrap(), 5000, 0, 0),
+        )
+    }
+
+    #[test]
+    fn a_datagram_is_queued_as_fragments_within_the_mtu_one_at_a_time() {
+        let mut net = crate::netlink::tests::net_up();
+        let (src, dst) = ends();
+        let payload = vec![7u8; 4000];
+        let id = net.frag_id;
+        assert!(matches!(send(&mut net, 1, src, dst, &payload), Out::Done));
+        assert_eq!(net.frag_id, id.wrapping_add(1), "a new identification");
+        // (8 + 4000) bytes in fragments of (1500 - 48) / 8 * 8 = 1448.
+        let bytes = queued(&mut net);
+        let per = 1448;
+        let n = (UDP_HDR + payload.len()).div_ceil(per);
+        assert_eq!(bytes, UDP_HDR + payload.len() + n * (IPV6_HDR + FRAG_HDR));
+        // The next one waits until these have left.
+        assert!(matches!(send(&mut net, 1, src, dst, &payload), Out::Busy));
+        assert_eq!(queued(&mut net), bytes);
+    }
+
+    #[test]
+    fn too_large_or_no_room_in_the_mtu_is_dropped() {
+        let mut net = crate::netlink::tests::net_up();
+        let (src, dst) = ends();
+        assert!(matches!(
+            send(&mut net, 1, src, dst, &vec![0; MAX_PAYLOAD]),
+            Out::Done
+        ));
+        assert_eq!(queued(&mut net), 0);
+        net.ifaces[1].mtu = (IPV6_HDR + FRAG_HDR + 7) as u32;
+        assert!(matches!(send(&mut net, 1, src, dst, &[1; 100]), Out::Done));
+        assert_eq!(queued(&mut net), 0);
+    }
+}

@@ -24,6 +24,10 @@ mod device;
 mod evloop;
 mod ffi;
 mod frag;
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(test)]
+mod lo_tests;
 mod mcast;
 mod net;
 mod netlink;

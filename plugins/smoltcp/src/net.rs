@@ -375,6 +375,21 @@ pub struct Net {
 pub const LO: usize = 0;
 
 impl Net {
+    /// Interfaces `ifaces` (`lo` first) without routes, their addresses given to smoltcp.
+    pub fn new(ifaces: Vec<Iface>) -> Net {
+        let mut id = [0u8; 4];
+        crate::sys::random_bytes(&mut id);
+        let mut net = Net {
+            ifaces,
+            routes: Vec::new(),
+            frag_id: u32::from_ne_bytes(id),
+            reasm: Default::default(),
+            looped: Vec::new(),
+        };
+        net.sync();
+        net
+    }
+
     /// The interface with index `index`.
     pub fn by_index(&self, index: u32) -> Option<usize> {
         self.ifaces.iter().position(|i| i.index == index)

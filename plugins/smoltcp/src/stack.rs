@@ -181,7 +181,7 @@ pub struct Core {
     pub handles: HashMap<Handle, u64>,
     next_id: u64,
     pub graves: Vec<Grave>,
-    next_port: [u16; 2],
+    pub(crate) next_port: [u16; 2],
     /// Scratch buffer for datagrams (UDP, netlink).
     pub scratch: Vec<u8>,
     base: std::time::Instant,
@@ -195,6 +195,24 @@ pub const SO_BINDTOIFINDEX: i32 = 62;
 const EPHEMERAL: (u16, u16) = (32768, 60999);
 
 impl Core {
+    /// The state of a stack over `net`, without sockets.
+    pub fn new(net: Net) -> Core {
+        let mut seed = [0u8; 2];
+        sys::random_bytes(&mut seed);
+        let start = EPHEMERAL.0 + u16::from_ne_bytes(seed) % (EPHEMERAL.1 - EPHEMERAL.0);
+        Core {
+            net,
+            socks: HashMap::new(),
+            handles: HashMap::new(),
+            next_id: 1,
+            graves: Vec::new(),
+            next_port: [start, start],
+            scratch: vec![0; 65536 + addr::HDR_LEN],
+            base: std::time::Instant::now(),
+            stopping: false,
+        }
+    }
+
     /// smoltcp's clock: monotonic, from the stack's start.
     pub fn now(&self) -> smoltcp::time::Instant {
         smoltcp::time::Instant::from_micros(self.base.elapsed().as_micros() as i64)
@@ -671,7 +689,6 @@ impl Stack {
         if !parsed.is_empty() {
             vdeplug::ensure_loaded()?;
         }
-        let base = std::time::Instant::now();
         let now = smoltcp::time::Instant::from_micros(0);
         let mut ifaces = vec![Iface::loopback(now)];
         for (k, v) in parsed.iter().enumerate() {
@@ -685,30 +702,7 @@ impl Stack {
             let dev = VdeDevice::new(conn, crate::net::DEFAULT_MTU as usize)?;
             ifaces.push(Iface::vde(k as u32 + 2, &v.ifname, dev, now));
         }
-        let mut id = [0u8; 4];
-        sys::random_bytes(&mut id);
-        let mut net = Net {
-            ifaces,
-            routes: Vec::new(),
-            frag_id: u32::from_ne_bytes(id),
-            reasm: Default::default(),
-            looped: Vec::new(),
-        };
-        net.sync();
-        let mut seed = [0u8; 2];
-        sys::random_bytes(&mut seed);
-        let start = EPHEMERAL.0 + u16::from_ne_bytes(seed) % (EPHEMERAL.1 - EPHEMERAL.0);
-        let core = Core {
-            net,
-            socks: HashMap::new(),
-            handles: HashMap::new(),
-            next_id: 1,
-            graves: Vec::new(),
-            next_port: [start, start],
-            scratch: vec![0; 65536 + addr::HDR_LEN],
-            base,
-            stopping: false,
-        };
+        let core = Core::new(Net::new(ifaces));
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             wake: Event::new()?,
