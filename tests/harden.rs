@@ -107,7 +107,10 @@ fn hosts_do_not_inherit_rust_backtrace() {
     let env = std::fs::read(format!("/proc/{}/environ", s.pid().unwrap())).unwrap();
     let env = String::from_utf8_lossy(&env);
     assert!(!env.contains("RUST_BACKTRACE"), "{env}");
-    assert!(env.contains("IOTH_PLUGIN_PATH"), "{env}");
+    // Passed: what hosts use; not passed: the library's own IOTH_* (the search path travels in
+    // NewStack).
+    assert!(env.contains("PATH="), "{env}");
+    assert!(!env.contains("IOTH_PLUGIN_PATH"), "{env}");
 }
 
 #[test]
