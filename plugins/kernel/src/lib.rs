@@ -5,7 +5,7 @@
 
 use std::ffi::c_int;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 /// The kernel stack: no state of its own.
 pub struct KernelStack;
@@ -20,13 +20,14 @@ impl ioth_plugin_sdk::NativeStack for KernelStack {
     }
 
     fn socket(&self, domain: c_int, ty: c_int, protocol: c_int) -> io::Result<OwnedFd> {
-        // SAFETY: socket(2) takes plain integers.
-        let fd = unsafe { libc::socket(domain, ty, protocol) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just created by socket(2) and has no other owner.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        // socket(2) with the integers as given (SOCK_NONBLOCK/SOCK_CLOEXEC in `ty` included).
+        let protocol = (protocol != 0).then(|| socket2::Protocol::from(protocol));
+        let s = socket2::Socket::new_raw(
+            socket2::Domain::from(domain),
+            socket2::Type::from(ty),
+            protocol,
+        )?;
+        Ok(s.into())
     }
 }
 
