@@ -74,8 +74,11 @@ test-outside:
 # The crates meant for crates.io, packaged and verified (built from their .crate files), never
 # uploaded (docs/publishing.md).
 PUBLISHED = ioth-proto ioth-plugin-sdk iothaddr ioth ioth_kernel ioth_vdestack ioth_smoltcp ioth-host
+# A target directory of its own, emptied first: the packaged crates share name and version with
+# the workspace's, and a build of an earlier package would pass for theirs.
 package:
-	timeout 1800 $(CARGO) package --locked $(addprefix -p ,$(PUBLISHED))
+	rm -rf $(TARGET_DIR)/package-verify
+	CARGO_TARGET_DIR=$(TARGET_DIR)/package-verify timeout 1800 $(CARGO) package --locked $(addprefix -p ,$(PUBLISHED))
 
 clean:
 	$(CARGO) clean
