@@ -14,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ioth::{Socket, Stack};
+use ioth_tests::dad;
 use ioth_tests::dhcp::{self, bytes, recv_within, sll, Server, Sll};
 use ioth_tests::sock::{accept, connect, listener};
 use ioth_tests::stacks;
@@ -805,22 +806,7 @@ fn multicast_matches_the_kernel() {
     }
     wait_not_tentative(&vde, stacks::ip(v6[0]));
     // The link-local addresses, for the sources below.
-    let ll_of = |s: &Stack| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let a = s.addresses().unwrap();
-            if let Some(x) = a.iter().find(|x| {
-                matches!(x.addr, IpAddr::V6(v) if v.is_unicast_link_local()) && x.flags & 0x40 == 0
-            }) {
-                return x.addr;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no link-local address: {a:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let ll_of = dad::usable_link_local;
     let lls = [ll_of(&vde), ll_of(&smol)];
 
     let ov = multicast_options(&vde, vidx, v4[0]);
@@ -1127,22 +1113,7 @@ fn solicit_to_ff02_1_2_without_routes_leaves_the_stack() {
     let sw = Switch::start();
     let (vde, vidx) = bare("vdestack", &sw);
     let (smol, sidx) = bare("smoltcp", &sw);
-    let link_local = |s: &Stack| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let a = s.addresses().unwrap();
-            if let Some(x) = a.iter().find(|x| {
-                matches!(x.addr, IpAddr::V6(v) if v.is_unicast_link_local()) && x.flags & 0x40 == 0
-            }) {
-                return x.addr;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no link-local address: {a:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let link_local = dad::usable_link_local;
     let stacks_ = [(&vde, vidx, "vdestack"), (&smol, sidx, "smoltcp")];
     let lls = [link_local(&vde), link_local(&smol)];
     let server = SocketAddr::V6("[ff02::1:2]:547".parse().unwrap());

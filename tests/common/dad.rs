@@ -45,6 +45,24 @@ pub fn retry_unavailable<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result
     }
 }
 
+/// A link-local IPv6 address of `stack` that is no longer tentative, waited for within
+/// [`DAD_BOUND`]; panics if none comes.
+pub fn usable_link_local(stack: &Stack) -> IpAddr {
+    let deadline = Instant::now() + DAD_BOUND;
+    loop {
+        let a = stack.addresses().expect("the stack's addresses");
+        let found = a.iter().find(|x| {
+            matches!(x.addr, IpAddr::V6(v) if v.is_unicast_link_local())
+                && x.flags & crate::stacks::IFA_F_TENTATIVE == 0
+        });
+        if let Some(x) = found {
+            return x.addr;
+        }
+        assert!(Instant::now() < deadline, "no link-local address: {a:?}");
+        sleep(Duration::from_millis(50));
+    }
+}
+
 /// The addresses of interface `ifname` of `stack` (its netlink dump).
 pub fn interface_addresses(stack: &Stack, ifname: &str) -> Vec<IpAddr> {
     let idx = stack
