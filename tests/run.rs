@@ -242,11 +242,10 @@ fn exit_status_and_signals_pass_through() {
     }
 }
 
-#[test]
-#[cfg_attr(not(ioth_root), ignore = "needs root: vdestack and namespaces")]
-fn names_resolve_through_the_configured_dns_server_on_vdestack() {
-    let sw = Switch::start();
-    let dns = runner("vdestack", &sw, "eth,ip=10.64.0.1/24")
+/// dnsmasq under ioth-run on a vdestack stack of `sw`, at 10.`net`.0.1, answering
+/// `ioth-run.test` with 10.`net`.0.77 and nothing else.
+fn dns_server(sw: &Switch, net: u8) -> Reaped {
+    let dns = runner("vdestack", sw, &format!("eth,ip=10.{net}.0.1/24"))
         .args([
             "dnsmasq",
             "-k",
@@ -254,15 +253,22 @@ fn names_resolve_through_the_configured_dns_server_on_vdestack() {
             "/dev/null",
             "--no-resolv",
             "--no-hosts",
-            "--listen-address=10.64.0.1",
-            "--bind-interfaces",
-            "--address=/ioth-run.test/10.64.0.77",
         ])
+        .arg(format!("--listen-address=10.{net}.0.1"))
+        .arg("--bind-interfaces")
+        .arg(format!("--address=/ioth-run.test/10.{net}.0.77"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("dnsmasq under ioth-run");
-    let dns = Reaped(dns);
+    Reaped(dns)
+}
+
+#[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: vdestack and namespaces")]
+fn names_resolve_through_the_configured_dns_server_on_vdestack() {
+    let sw = Switch::start();
+    let dns = dns_server(&sw, 64);
     let (out, _) = fetch_until_ok(|| {
         run(
             runner("vdestack", &sw, "eth,ip=10.64.0.2/24,dns=10.64.0.1").args([
@@ -286,23 +292,7 @@ fn names_resolve_through_the_configured_dns_server_on_vdestack() {
 #[cfg_attr(not(ioth_root), ignore = "needs root: vdestack and namespaces")]
 fn names_resolve_through_the_configured_dns_server_on_smoltcp() {
     let sw = Switch::start();
-    let dns = runner("vdestack", &sw, "eth,ip=10.65.0.1/24")
-        .args([
-            "dnsmasq",
-            "-k",
-            "-C",
-            "/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--listen-address=10.65.0.1",
-            "--bind-interfaces",
-            "--address=/ioth-run.test/10.65.0.77",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq under ioth-run");
-    let dns = Reaped(dns);
+    let dns = dns_server(&sw, 65);
     // libc's resolver asks the runner's forwarder on the empty namespace's loopback, which
     // relays through smoltcp (UDP).
     let (out, _) = fetch_until_ok(|| {
