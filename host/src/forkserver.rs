@@ -43,6 +43,9 @@ fn set_comm(name: &std::ffi::CStr) {
 /// Serves the control channel `ctl` until EOF.
 pub fn run(ctl: OwnedFd) -> ExitCode {
     set_comm(c"ioth-forksrv");
+    // What every host computes the same way, once here for all of them.
+    crate::sandbox::prepare();
+    let area = arg_area();
     let mut buf = vec![0u8; MAX_REQUEST];
     loop {
         let got = match fdpass::recv(ctl.as_fd(), &mut buf) {
@@ -60,7 +63,7 @@ pub fn run(ctl: OwnedFd) -> ExitCode {
             -libc::EPROTO
         } else {
             let chan = fds.pop().expect("one fd");
-            match fork_host(&ctl, chan, &buf[..got.len]) {
+            match fork_host(&ctl, chan, &buf[..got.len], area) {
                 Ok(pid) => pid,
                 Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
             }
@@ -73,9 +76,14 @@ pub fn run(ctl: OwnedFd) -> ExitCode {
     }
 }
 
-/// Forks a host on `chan` with process title `title` (NUL-separated); its pid. The fork
-/// server's copy of `chan` is closed before this returns.
-fn fork_host(ctl: &OwnedFd, chan: OwnedFd, title: &[u8]) -> std::io::Result<i32> {
+/// Forks a host on `chan` with process title `title` (NUL-separated) written over `area` (see
+/// [`arg_area`]); its pid. The fork server's copy of `chan` is closed before this returns.
+fn fork_host(
+    ctl: &OwnedFd,
+    chan: OwnedFd,
+    title: &[u8],
+    area: Option<(usize, usize)>,
+) -> std::io::Result<i32> {
     // SAFETY: clone with these flags and no new stack is fork(2) with the child made a child of
     // our parent; this process is single-threaded, so no lock is held in the child's copy.
     let r = unsafe {
@@ -106,7 +114,9 @@ fn fork_host(ctl: &OwnedFd, chan: OwnedFd, title: &[u8]) -> std::io::Result<i32>
         unsafe { libc::_exit(2) };
     }
     set_comm(c"ioth-host");
-    set_title(title);
+    if let Some(area) = area {
+        set_title(area, title);
+    }
     // take_channel closes every fd above 3, `chan` included.
     std::mem::forget(chan);
     let code = crate::run_host();
@@ -125,27 +135,21 @@ fn exit_code_int(code: ExitCode) -> i32 {
     }
 }
 
-/// Writes `title` over this process's argument area (what `/proc/<pid>/cmdline` shows), NUL
-/// padded; a title longer than the area is cut. The area's bounds come from
-/// `/proc/self/stat` (fields 48 and 49).
-fn set_title(title: &[u8]) {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return;
-    };
+/// This process's argument area (what `/proc/<pid>/cmdline` shows), from `/proc/self/stat`
+/// (fields 48 and 49), read once by the fork server: the hosts it forks share its layout.
+fn arg_area() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
     // Fields after the comm start at field 3.
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let (Some(start), Some(end)) = (
-        f.get(48 - 3).and_then(|s| s.parse::<usize>().ok()),
-        f.get(49 - 3).and_then(|s| s.parse::<usize>().ok()),
-    ) else {
-        return;
-    };
-    if end <= start {
-        return;
-    }
+    let start = f.get(48 - 3)?.parse::<usize>().ok()?;
+    let end = f.get(49 - 3)?.parse::<usize>().ok()?;
+    (end > start).then_some((start, end))
+}
+
+/// Writes `title` over this process's argument area `[start, end)` ([`arg_area`]), NUL
+/// padded; a title longer than the area is cut.
+fn set_title((start, end): (usize, usize), title: &[u8]) {
     let len = end - start;
     let n = title.len().min(len - 1);
     // SAFETY: [start, end) is this process's argument area, mapped and writable (it lies in the

@@ -22,6 +22,7 @@
 #![deny(unsafe_code)]
 
 mod audit;
+mod bpf;
 mod builtin;
 mod calls;
 mod error;

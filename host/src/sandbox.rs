@@ -16,7 +16,11 @@
 //!   (Landlock ABI 6) signals and abstract Unix sockets are scoped to the domain;
 //! - seccomp: a deny-list (`ptrace`, `process_vm_readv/writev`, `pidfd_getfd`, `setns`, `unshare`,
 //!   `clone` with namespace flags, `mount` and the new mount API, `kexec`, `bpf`, modules, …)
-//!   failing with `EPERM` (`clone3`: `ENOSYS`, so that libc falls back to `clone`). Never a kill.
+//!   failing with `EPERM` (`clone3`: `ENOSYS`, so that libc falls back to `clone`; the x32
+//!   system call numbers of x86-64: `EPERM`). Never a kill, but for a system call through
+//!   another architecture's entry (the i386 `int 0x80` of an x86-64 process), which ends the
+//!   process. One classic BPF program shaped as a tree ([`crate::bpf`]), built once per
+//!   process ([`prepare`]: the fork server builds it for all its hosts).
 //!
 //! Capabilities, `no_new_privs` and Landlock are per thread, and threads the plug-in started in
 //! `newstack` exist already: each is made to confine itself by a signal (its handler makes the
@@ -30,11 +34,11 @@
 //! `docs/security.md`.
 #![allow(unsafe_code)]
 
-use std::collections::BTreeMap;
 use std::ffi::c_int;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ioth_proto::protections as bit;
@@ -451,13 +455,23 @@ fn kernel_landlock_abi() -> i64 {
     v.max(0)
 }
 
-/// The seccomp deny-list, as two filters (the kernel applies the strictest verdict of all).
-fn seccomp_filters() -> Result<[seccompiler::BpfProgram; 2], String> {
-    use seccompiler::{
-        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-        SeccompRule, TargetArch,
-    };
-    let eperm = libc::EPERM as u32;
+/// The seccomp filter: a deny-list (the syscalls below: `EPERM`), `clone` with a namespace flag
+/// (`EPERM`), `clone3` (`ENOSYS`: it passes its flags in memory, which seccomp cannot read, so
+/// that libc falls back to `clone`), the x32 numbers (`EPERM`), another architecture (killed).
+/// Compiled once per process ([`prepare`]) into one balanced tree ([`crate::bpf`]).
+fn seccomp_filter() -> Result<&'static seccompiler::BpfProgram, String> {
+    static FILTER: OnceLock<Result<seccompiler::BpfProgram, String>> = OnceLock::new();
+    FILTER.get_or_init(build_seccomp_filter).as_ref().map_err(Clone::clone)
+}
+
+/// Builds what every host's sandbox uses and does not depend on its plug-in (the seccomp
+/// program), so that the fork server does it once for all the hosts it forks.
+pub fn prepare() {
+    let _ = seccomp_filter();
+}
+
+fn build_seccomp_filter() -> Result<seccompiler::BpfProgram, String> {
+    use crate::bpf::{ret_errno, Action, Policy};
     let deny: &[libc::c_long] = &[
         libc::SYS_ptrace,
         libc::SYS_process_vm_readv,
@@ -499,53 +513,39 @@ fn seccomp_filters() -> Result<[seccompiler::BpfProgram; 2], String> {
         libc::SYS_io_uring_enter,
         libc::SYS_io_uring_register,
     ];
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for s in deny {
-        rules.insert(*s, Vec::new());
-    }
-    // clone with a namespace flag: one rule per flag (any of them matches).
-    let ns_flags = [
-        libc::CLONE_NEWNS,
-        libc::CLONE_NEWUSER,
-        libc::CLONE_NEWNET,
-        libc::CLONE_NEWPID,
-        libc::CLONE_NEWIPC,
-        libc::CLONE_NEWUTS,
-        libc::CLONE_NEWCGROUP,
-        0x80, // CLONE_NEWTIME
-    ];
-    let mut clone_rules = Vec::new();
-    for f in ns_flags {
-        let f = f as u64;
-        let cond = SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(f), f)
-            .map_err(|e| e.to_string())?;
-        clone_rules.push(SeccompRule::new(vec![cond]).map_err(|e| e.to_string())?);
-    }
-    rules.insert(libc::SYS_clone, clone_rules);
-    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
-    let main = SeccompFilter::new(
+    let eperm = ret_errno(libc::EPERM);
+    let mut rules: Vec<(u32, Action)> = deny
+        .iter()
+        .map(|s| (*s as u32, Action::Ret(eperm)))
+        .collect();
+    let ns_flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP
+        | 0x80; // CLONE_NEWTIME
+    rules.push((
+        libc::SYS_clone as u32,
+        Action::DenyIfArg0(ns_flags as u32, eperm),
+    ));
+    rules.push((
+        libc::SYS_clone3 as u32,
+        Action::Ret(ret_errno(libc::ENOSYS)),
+    ));
+    #[cfg(target_arch = "x86_64")]
+    let arch = 62 | 0x8000_0000 | 0x4000_0000; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    let arch = 183 | 0x8000_0000 | 0x4000_0000; // AUDIT_ARCH_AARCH64
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    return Err(format!("no seccomp filter for {}", std::env::consts::ARCH));
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    crate::bpf::compile(&Policy {
+        arch,
         rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(eperm),
-        arch,
-    )
-    .map_err(|e| e.to_string())?;
-    let main: seccompiler::BpfProgram = main
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| e.to_string())?;
-    // clone3 passes its flags in memory, which seccomp cannot read: ENOSYS, so that libc falls
-    // back to clone (checked above).
-    let clone3 = SeccompFilter::new(
-        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch,
-    )
-    .map_err(|e| e.to_string())?;
-    let clone3: seccompiler::BpfProgram = clone3
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| e.to_string())?;
-    Ok([main, clone3])
+        high: eperm,
+    })
 }
 
 /// Confines the host (see the module doc). The plug-in at `path` has created its stack. Fails
@@ -617,10 +617,10 @@ pub fn apply(relax: &Relax) -> Result<(Protections, String), HostError> {
         notes.push(format!("kept capabilities: {}", names.join(",")));
     }
     // seccomp last, on every thread at once.
-    match seccomp_filters() {
-        Ok([main, clone3]) => {
-            let r = seccompiler::apply_filter_all_threads(&main)
-                .and_then(|()| seccompiler::apply_filter_all_threads(&clone3));
+    let ff = seccomp_filter();
+    match ff {
+        Ok(prog) => {
+            let r = seccompiler::apply_filter_all_threads(prog);
             match r {
                 Ok(()) => p |= bit::SECCOMP,
                 Err(e) => notes.push(format!("seccomp not in force: {e}")),
@@ -634,4 +634,55 @@ pub fn apply(relax: &Relax) -> Result<(Protections, String), HostError> {
         notes.push("landlock without signal/abstract-socket scoping (kernel ABI < 6)".into());
     }
     Ok((p, notes.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::bpf::{ret_errno, tests::run, RET_ALLOW, RET_KILL_PROCESS};
+
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
+
+    fn verdict(nr: libc::c_long, arg0: u64) -> u32 {
+        let prog = super::seccomp_filter().expect("the host's filter compiles");
+        run(prog, nr as u32, ARCH, arg0).0
+    }
+
+    #[test]
+    fn the_host_filter_refuses_what_it_names_and_allows_the_rest() {
+        let eperm = ret_errno(libc::EPERM);
+        for nr in [
+            libc::SYS_ptrace,
+            libc::SYS_process_vm_readv,
+            libc::SYS_setns,
+            libc::SYS_unshare,
+            libc::SYS_mount,
+            libc::SYS_bpf,
+            libc::SYS_io_uring_setup,
+        ] {
+            assert_eq!(verdict(nr, 0), eperm, "syscall {nr}");
+        }
+        for nr in [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_socket,
+            libc::SYS_sendmsg,
+            libc::SYS_openat,
+            libc::SYS_exit_group,
+        ] {
+            assert_eq!(verdict(nr, 0), RET_ALLOW, "syscall {nr}");
+        }
+        assert_eq!(verdict(libc::SYS_clone3, 0), ret_errno(libc::ENOSYS));
+        // A thread, a fork: allowed; any namespace flag: refused.
+        let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+        assert_eq!(verdict(libc::SYS_clone, thread), RET_ALLOW);
+        assert_eq!(verdict(libc::SYS_clone, libc::SIGCHLD as u64), RET_ALLOW);
+        for f in [libc::CLONE_NEWNET, libc::CLONE_NEWUSER, libc::CLONE_NEWNS, 0x80] {
+            assert_eq!(verdict(libc::SYS_clone, f as u64 | libc::SIGCHLD as u64), eperm);
+        }
+        let prog = super::seccomp_filter().unwrap();
+        assert_eq!(run(prog, libc::SYS_read as u32, 0x4000_0003, 0).0, RET_KILL_PROCESS);
+    }
 }
