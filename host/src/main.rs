@@ -11,8 +11,10 @@
 //! watchdog thread makes "the host never outlives its application" hold even while the plug-in
 //! is stuck in a call: it waits for the channel to hang up (`POLLHUP`), gives the serving thread
 //! [`EXIT_GRACE`] to finish on its own, then ends the process with `_exit`. Right before that
-//! the host confines itself ([`sandbox`], docs/security.md). A thread that cannot be started
-//! (watchdog, signal thread) fails the `NewStack` with its errno (`EAGAIN`, `ENOMEM`).
+//! the host confines itself ([`sandbox`], docs/security.md). A watchdog that cannot be started
+//! fails the `NewStack` with its errno (`EAGAIN`, `ENOMEM`). `SIGTERM` and `SIGHUP` keep their
+//! default action: the host ends at once, and the kernel closes the plug-in's sockets, taps and
+//! namespace.
 //!
 //! `ioth-host --fork-server` is the fork server of one application instead ([`forkserver`]):
 //! it forks hosts that then run exactly as an exec'd one.
@@ -91,29 +93,22 @@ fn set_parent_death_signal(sig: i32) {
     }
 }
 
+/// `SIGTERM` and `SIGHUP` back to their default action (ending the process), which an
+/// application started with them ignored (`nohup`) would otherwise pass on to an exec'd host.
+#[allow(unsafe_code)]
+fn default_termination_signals() {
+    for sig in [libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: signal(2) with SIG_DFL installs no handler and touches no memory.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
 /// A thread that could not be started, as the error of `NewStack`.
 fn thread_error(what: &str, e: std::io::Error) -> HostError {
     HostError::Os {
         errno: e.raw_os_error().unwrap_or(libc::EAGAIN),
         message: format!("ioth-host: cannot start the {what} thread: {e}"),
     }
-}
-
-fn install_signal_handlers() -> Result<(), HostError> {
-    use signal_hook::consts::{SIGHUP, SIGTERM};
-    // SIGTERM/SIGHUP: leave at once; the kernel closes the plug-in's sockets, taps and namespace.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP])
-        .map_err(|e| thread_error("signal", e))?;
-    std::thread::Builder::new()
-        .name("ioth-signals".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                std::process::exit(128 + sig);
-            }
-        })
-        .map_err(|e| thread_error("signal", e))?;
-    Ok(())
 }
 
 /// Makes any panic of the host's own code end the host at once, with its message on stderr
@@ -193,6 +188,7 @@ fn main() -> ExitCode {
 /// server ([`forkserver`]).
 fn run_host() -> ExitCode {
     exit_on_panic();
+    default_termination_signals();
     let fd = match take_channel() {
         Ok(fd) => fd,
         Err(e) => {
@@ -214,7 +210,6 @@ fn run_host() -> ExitCode {
         let confined = sandbox::apply(relax)?;
         let watch = watch.map_err(|e| thread_error("watchdog", e))?;
         start_watchdog(watch)?;
-        install_signal_handlers()?;
         // From here on a stack may outlive the thread that created it: EOF on the channel
         // (and the watchdog) end the host, not the death of that thread.
         set_parent_death_signal(0);
