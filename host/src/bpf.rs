@@ -244,7 +244,10 @@ pub(crate) mod tests {
             .map(|nr| run(&prog, nr, ARCH_X, 0).1)
             .max()
             .unwrap();
-        assert!(worst <= 6 + 7 + LEAF + 1, "{worst} instructions for an allowed number");
+        assert!(
+            worst <= 6 + 7 + LEAF + 1,
+            "{worst} instructions for an allowed number"
+        );
     }
 
     #[test]

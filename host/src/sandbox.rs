@@ -461,7 +461,10 @@ fn kernel_landlock_abi() -> i64 {
 /// Compiled once per process ([`prepare`]) into one balanced tree ([`crate::bpf`]).
 fn seccomp_filter() -> Result<&'static seccompiler::BpfProgram, String> {
     static FILTER: OnceLock<Result<seccompiler::BpfProgram, String>> = OnceLock::new();
-    FILTER.get_or_init(build_seccomp_filter).as_ref().map_err(Clone::clone)
+    FILTER
+        .get_or_init(build_seccomp_filter)
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 /// Builds what every host's sandbox uses and does not depend on its plug-in (the seccomp
@@ -679,10 +682,21 @@ mod tests {
         let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
         assert_eq!(verdict(libc::SYS_clone, thread), RET_ALLOW);
         assert_eq!(verdict(libc::SYS_clone, libc::SIGCHLD as u64), RET_ALLOW);
-        for f in [libc::CLONE_NEWNET, libc::CLONE_NEWUSER, libc::CLONE_NEWNS, 0x80] {
-            assert_eq!(verdict(libc::SYS_clone, f as u64 | libc::SIGCHLD as u64), eperm);
+        for f in [
+            libc::CLONE_NEWNET,
+            libc::CLONE_NEWUSER,
+            libc::CLONE_NEWNS,
+            0x80,
+        ] {
+            assert_eq!(
+                verdict(libc::SYS_clone, f as u64 | libc::SIGCHLD as u64),
+                eperm
+            );
         }
         let prog = super::seccomp_filter().unwrap();
-        assert_eq!(run(prog, libc::SYS_read as u32, 0x4000_0003, 0).0, RET_KILL_PROCESS);
+        assert_eq!(
+            run(prog, libc::SYS_read as u32, 0x4000_0003, 0).0,
+            RET_KILL_PROCESS
+        );
     }
 }
