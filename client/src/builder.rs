@@ -199,15 +199,9 @@ impl StackBuilder {
         let fork_server = self
             .fork_server
             .unwrap_or_else(crate::link::forkserver::default_on);
-        let link = Link::start(
-            &self.plugin,
-            &self.vnls,
-            request_timeout,
-            audit,
-            fork_server,
-        )?;
-        let deadline = Some((Instant::now() + timeout, timeout));
-        link.hello(deadline)?;
+        let hello = Request::Hello {
+            version: ioth_proto::PROTO_VERSION,
+        };
         let req = Request::NewStack {
             plugin: self.plugin.clone(),
             options: self.options.clone(),
@@ -217,7 +211,17 @@ impl StackBuilder {
             limits: self.limits,
             audit: audit_str,
         };
-        link.newstack(&req, deadline)?;
+        // Both queued before the host starts, so that it finds them at once.
+        let link = Link::start(
+            &self.plugin,
+            &self.vnls,
+            request_timeout,
+            audit,
+            fork_server,
+            &[&hello, &req],
+        )?;
+        let deadline = Some((Instant::now() + timeout, timeout));
+        link.handshake(deadline)?;
         Ok(Stack::from_core(StackCore::hosted(&self.plugin, link)))
     }
 }

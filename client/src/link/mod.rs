@@ -58,19 +58,26 @@ impl Link {
     /// Starts a host for `plugin` on `vnls`. `audit` is the absolute path of the audit trail
     /// given to the host (a directory gets `<plugin>-<host pid>.jsonl`).
     /// `fork_server`: fork it from the fork server ([`forkserver`]) rather than exec it.
+    /// `queued`: requests written on the channel before the host starts, which it reads first
+    /// (the handshake: their replies come through [`Link::handshake`]).
     pub(crate) fn start(
         plugin: &str,
         vnls: &[String],
         request_timeout: Option<Duration>,
         audit: Option<PathBuf>,
         fork_server: bool,
+        queued: &[&Request],
     ) -> Result<Link> {
         let host = locate::host_binary()?;
         let (chan, host_end) = Channel::pair().map_err(|source| Error::Os {
             op: "socketpair",
             source,
         })?;
-        let process = if fork_server && forkserver::usable() {
+        for r in queued {
+            chan.send(*r, &[]).map_err(Error::Protocol)?;
+        }
+        let u = fork_server && forkserver::usable();
+        let process = if u {
             let pid = forkserver::spawn_host(&host, plugin, vnls, host_end.into_fd())
                 .map_err(|source| Error::Spawn { path: host, source })?;
             // No pidfd: the host's end of the channel has no other holder (the fork server
@@ -142,6 +149,20 @@ impl Link {
     /// One request, one reply, on the host's channel. `deadline` bounds the wait for the reply;
     /// `None` means the stack's request timeout.
     fn call(&self, req: &Request, deadline: Deadline) -> Result<(Reply, Vec<OwnedFd>)> {
+        let mut replies = self.exchange(&[req], &[req.name()], deadline)?;
+        Ok(replies.pop().expect("one reply for one request"))
+    }
+
+    /// Sends `send` (none: they were queued before the host started, [`Link::start`]), then
+    /// reads one reply for each request of `awaited` (their names, in order), stopping after a
+    /// [`Reply::Error`]: a host that fails one request of a pipeline does not serve the rest.
+    /// `deadline` bounds the whole; `None` means the stack's request timeout.
+    fn exchange(
+        &self,
+        send: &[&Request],
+        awaited: &[&'static str],
+        deadline: Deadline,
+    ) -> Result<Vec<(Reply, Vec<OwnedFd>)>> {
         let process = &self.process;
         if process.foreign() {
             // Before the lock: another thread of the parent may have held it at fork time.
@@ -159,48 +180,69 @@ impl Link {
             return Err(self.died("channel closed".into()));
         };
         let deadline = deadline.or_else(|| self.request_timeout.map(|t| (Instant::now() + t, t)));
-        let result = chan.send(req, &[]).and_then(|()| {
-            match process.wait(chan, deadline.map(|(d, _)| d))? {
+        let mut replies = Vec::with_capacity(awaited.len());
+        let mut sent = send.iter().try_for_each(|r| chan.send(*r, &[]));
+        for &name in awaited {
+            let got = sent.and_then(|()| match process.wait(chan, deadline.map(|(d, _)| d))? {
                 Wait::Readable => chan.recv_reply(),
                 Wait::HostEnded => Err(ProtoError::Closed),
                 Wait::TimedOut => Err(ProtoError::Io(std::io::ErrorKind::TimedOut.into())),
+            });
+            match got {
+                Ok(r) => {
+                    let failed = matches!(r.0, Reply::Error(_));
+                    replies.push(r);
+                    if failed {
+                        break;
+                    }
+                    sent = Ok(());
+                }
+                Err(e) => return Err(self.failed(&mut guard, name, deadline, e)),
             }
-        });
-        match result {
-            Ok(r) => Ok(r),
-            Err(ProtoError::Closed) => {
+        }
+        Ok(replies)
+    }
+
+    /// The error of a request `name` whose reply could not be had, and what it does to the link
+    /// (`guard` holds the channel).
+    fn failed(
+        &self,
+        guard: &mut MutexGuard<'_, Option<Channel>>,
+        name: &'static str,
+        deadline: Deadline,
+        e: ProtoError,
+    ) -> Error {
+        let process = &self.process;
+        match e {
+            ProtoError::Closed => {
                 // Mark it gone before the next caller gets the channel, then drop the channel.
-                let how = process.mark_gone(req.name());
-                *guard = None;
-                Err(self.died(how))
+                let how = process.mark_gone(name);
+                **guard = None;
+                self.died(how)
             }
-            Err(ProtoError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            ProtoError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 let limit = deadline.map_or(Duration::ZERO, |(_, t)| t);
-                process.kill(format!(
-                    "host killed: no answer to {} within {limit:?}",
-                    req.name()
-                ));
-                *guard = None;
-                Err(Error::Timeout {
+                process.kill(format!("host killed: no answer to {name} within {limit:?}"));
+                **guard = None;
+                Error::Timeout {
                     plugin: self.plugin.clone(),
                     pid: self.pid(),
-                    what: req.name(),
+                    what: name,
                     timeout: limit,
-                })
+                }
             }
             // The reply was whole, but the fds it carried did not fit in this process (its fd
             // limit): the channel is still in step.
-            Err(ProtoError::FdsDropped) => Err(Error::Os {
+            ProtoError::FdsDropped => Error::Os {
                 op: "recvmsg (SCM_RIGHTS)",
                 source: std::io::Error::from_raw_os_error(libc::EMFILE),
-            }),
-            Err(e) => {
+            },
+            e => {
                 process.kill(format!(
-                    "host killed: protocol error in the reply to {}: {e}",
-                    req.name()
+                    "host killed: protocol error in the reply to {name}: {e}"
                 ));
-                *guard = None;
-                Err(Error::Protocol(e))
+                **guard = None;
+                Error::Protocol(e)
             }
         }
     }
@@ -216,28 +258,30 @@ impl Link {
         *guard = None;
     }
 
-    /// The version handshake, within `deadline`.
-    pub(crate) fn hello(&self, deadline: Deadline) -> Result<()> {
-        let req = Request::Hello {
-            version: PROTO_VERSION,
-        };
-        match self.call(&req, deadline)? {
-            (Reply::Hello { version }, _) if version == PROTO_VERSION => Ok(()),
-            (Reply::Hello { version }, _) => Err(Error::Protocol(ProtoError::Version {
-                ours: PROTO_VERSION,
-                theirs: version,
-            })),
-            (other, _) => Err(self.unexpected("Hello", other)),
+    /// The version handshake and the creation of the stack, both queued on the channel by
+    /// [`Link::start`] (so that the host finds them when it starts): their replies, within
+    /// `deadline`. A failed `NewStack` is classified by the kind the host gave it
+    /// ([`Error::newstack`]).
+    pub(crate) fn handshake(&self, deadline: Deadline) -> Result<()> {
+        let mut replies = self
+            .exchange(&[], &["Hello", "NewStack"], deadline)?
+            .into_iter();
+        match replies.next().map(|r| r.0) {
+            Some(Reply::Hello { version }) if version == PROTO_VERSION => {}
+            Some(Reply::Hello { version }) => {
+                return Err(Error::Protocol(ProtoError::Version {
+                    ours: PROTO_VERSION,
+                    theirs: version,
+                }))
+            }
+            Some(other) => return Err(self.unexpected("Hello", other)),
+            None => unreachable!("exchange gives a reply or an error"),
         }
-    }
-
-    /// Creates the stack: `req` is a [`Request::NewStack`]; its failure is classified by the
-    /// kind the host gave it ([`Error::newstack`]).
-    pub(crate) fn newstack(&self, req: &Request, deadline: Deadline) -> Result<()> {
-        match self.call(req, deadline)? {
-            (Reply::StackReady { .. }, _) => Ok(()),
-            (Reply::Error(e), _) => Err(Error::newstack(&self.plugin, e)),
-            (other, _) => Err(self.unexpected("StackReady", other)),
+        match replies.next().map(|r| r.0) {
+            Some(Reply::StackReady { .. }) => Ok(()),
+            Some(Reply::Error(e)) => Err(Error::newstack(&self.plugin, e)),
+            Some(other) => Err(self.unexpected("StackReady", other)),
+            None => unreachable!("a Hello reply that is no error is followed by another"),
         }
     }
 
