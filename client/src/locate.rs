@@ -131,8 +131,25 @@ fn executable(p: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The `ioth-host` binary to start.
+/// The `ioth-host` binary to start. The search ([`find_host_binary`]) is remembered for as long
+/// as `IOTH_HOST` and `PATH` keep their values and the binary it found stays executable: a new
+/// stack then costs one `stat` here instead of one per candidate.
 pub(crate) fn host_binary() -> Result<PathBuf> {
+    type Key = (Option<std::ffi::OsString>, Option<std::ffi::OsString>);
+    static FOUND: std::sync::Mutex<Option<(Key, PathBuf)>> = std::sync::Mutex::new(None);
+    let key: Key = (crate::env::var_os("IOTH_HOST"), std::env::var_os("PATH"));
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((k, p)) = found.as_ref() {
+        if *k == key && executable(p) {
+            return Ok(p.clone());
+        }
+    }
+    let p = find_host_binary()?;
+    *found = Some((key, p.clone()));
+    Ok(p)
+}
+
+fn find_host_binary() -> Result<PathBuf> {
     if let Some(p) = crate::env::var_os("IOTH_HOST").filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
         return if p.is_file() {

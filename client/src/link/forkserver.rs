@@ -52,9 +52,13 @@ fn context() -> Vec<u64> {
 }
 
 /// [`context`] of `/proc/<which>` (`thread-self`, or `<pid>/task/<pid>`: the process's first
-/// thread).
+/// thread): the inode of each namespace file (the number in `net:[4026531840]`), 0 where it
+/// cannot be read, then the effective uid and gid. One open of the `ns` directory and a `stat`
+/// relative to it per namespace.
 fn context_of(which: &str) -> Vec<u64> {
-    let mut v: Vec<u64> = [
+    use nix::fcntl::{open, AtFlags, OFlag};
+    use nix::sys::stat::{fstatat, Mode};
+    const NS: [&str; 8] = [
         "net",
         "mnt",
         "user",
@@ -63,19 +67,21 @@ fn context_of(which: &str) -> Vec<u64> {
         "cgroup",
         "pid_for_children",
         "time_for_children",
-    ]
-    .iter()
-    .map(|ns| {
-        // The link's text: `net:[4026531840]`.
-        std::fs::read_link(format!("/proc/{which}/ns/{ns}"))
-            .ok()
-            .and_then(|l| {
-                let l = l.to_str()?.to_owned();
-                l.rsplit_once('[')?.1.strip_suffix(']')?.parse().ok()
-            })
-            .unwrap_or(0)
-    })
-    .collect();
+    ];
+    let dir = open(
+        format!("/proc/{which}/ns").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok();
+    let mut v: Vec<u64> = NS
+        .iter()
+        .map(|ns| {
+            dir.as_ref()
+                .and_then(|d| fstatat(d, *ns, AtFlags::empty()).ok())
+                .map_or(0, |st| st.st_ino)
+        })
+        .collect();
     v.push(u64::from(nix::unistd::geteuid().as_raw()));
     v.push(u64::from(nix::unistd::getegid().as_raw()));
     v
@@ -87,16 +93,17 @@ fn context_of(which: &str) -> Vec<u64> {
 pub(crate) fn usable() -> bool {
     let me = std::process::id();
     let ours = context();
+    {
+        let guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = guard.as_ref().filter(|s| s.owner == me) {
+            // Started from the service thread in the process's context: equal to it means
+            // equal to the process's.
+            return s.context == ours;
+        }
+    }
     // Only the process's own context: a fork server started in a namespace a thread entered
     // would hold that namespace as long as the process lives.
-    if ours != context_of(&format!("{me}/task/{me}")) {
-        return false;
-    }
-    let guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
-    match guard.as_ref() {
-        Some(s) if s.owner == me => s.context == ours,
-        _ => super::reaper::run_on_service(context) == ours,
-    }
+    ours == context_of(&format!("{me}/task/{me}")) && super::reaper::run_on_service(context) == ours
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
