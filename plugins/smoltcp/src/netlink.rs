@@ -15,7 +15,6 @@
 //! parts ending with `NLMSG_DONE`; `NLM_F_ACK` gets an ACK; a failure always gets a NACK,
 //! capped, with the reason as an extended-ack message where one helps.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 
@@ -33,10 +32,11 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use crate::kind::netlink::Nl;
 use crate::net::{
     self, Addr, Lifetimes, Net, RouteEntry, FOREVER, MAX_ADDRS, MAX_MTU, MAX_ROUTES, MIN_MTU,
 };
-use crate::stack::Sock;
+use crate::sock::Sock;
 use crate::sys;
 
 /// Largest reply record.
@@ -50,33 +50,8 @@ const IFA_F_DEPRECATED: u32 = 0x20;
 /// `NLMSGERR_ATTR_MSG`.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
-/// An `AF_NETLINK` socket: replies waiting for room in the pair.
-pub struct Nl {
-    out: VecDeque<Vec<u8>>,
-}
-
 /// A refusal: errno and, optionally, the reason (extended ack).
 type Nack = (i32, Option<&'static str>);
-
-impl Nl {
-    pub fn new() -> Nl {
-        Nl {
-            out: VecDeque::new(),
-        }
-    }
-
-    /// Requests are read only when every reply has gone out.
-    pub fn interest(&self, want_out: bool) -> i16 {
-        let mut ev = 0;
-        if self.out.is_empty() {
-            ev |= libc::POLLIN;
-        }
-        if want_out {
-            ev |= libc::POLLOUT;
-        }
-        ev
-    }
-}
 
 /// `struct sockaddr_nl` of our sockets: family `AF_NETLINK`, port id 0, no groups.
 pub fn sockaddr_nl() -> Vec<u8> {
@@ -94,7 +69,7 @@ pub fn pump(net: &mut Net, s: &mut Sock, scratch: &mut [u8], now: smoltcp::time:
         want_out,
         ..
     } = s;
-    let crate::stack::Kind::Netlink(nl) = kind else {
+    let crate::sock::Kind::Netlink(nl) = kind else {
         return;
     };
     let Some(pe) = pe else { return };

@@ -5,7 +5,7 @@
 //! and becomes it, there is no accept queue, ports are the caller's to choose, `connect` only
 //! starts the handshake) and this module adds:
 //! - **ports**: bind uniqueness (`EADDRINUSE`) and ephemeral ports are the stack's
-//!   ([`crate::stack::Core::ephemeral`]);
+//!   ([`crate::sock::Core::ephemeral`]);
 //! - **listen backlog**: up to [`LISTEN_PER_IFACE`] listening smoltcp sockets per interface on
 //!   the port, each replaced as soon as it has connected; connected ones wait in a queue of at
 //!   most `backlog`, and each has one token byte in the pair (docs/proxied.md), so the
@@ -13,7 +13,7 @@
 //! - **non-blocking connect**: the application's end is made unwritable with filler bytes
 //!   until the handshake ends (docs/proxied.md); `SO_ERROR` and a repeated `connect` say how;
 //! - **buffers** of `SO_RCVBUF`/`SO_SNDBUF` (defaults 128 KiB and 96 KiB, sized so that a
-//!   VDE switch does not drop: [`crate::stack::TCP_RCVBUF`]) fixed before listen/connect, so
+//!   VDE switch does not drop: [`crate::sock::TCP_RCVBUF`]) fixed before listen/connect, so
 //!   the window scale fits them; Nagle off unless `TCP_NODELAY` is cleared.
 //!
 //! Data: the pair is read only while smoltcp's send buffer has room (straight into it), and
@@ -35,9 +35,12 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::wire::{IpAddress, IpListenEndpoint};
 
-use crate::net::{Dev, Net, LO};
-use crate::stack::{app_end, errno, new_pair, Core, Fate, Grave, Kind, Opts, Sock};
-use crate::{addr, sys};
+use crate::addr;
+use crate::kind::tcp::{Conn, Listener, Ready, St, Tcp};
+use crate::net::Dev;
+use crate::net::{Net, LO};
+use crate::sock::{app_end, new_pair, Core, Fate, Grave, Kind, Opts, Sock};
+use crate::sys::{self, errno};
 
 /// Listening smoltcp sockets per interface and port at most.
 pub const LISTEN_PER_IFACE: usize = 16;
@@ -49,82 +52,6 @@ const USER_TIMEOUT: Duration = Duration::from_secs(120);
 const KEEPALIVE: Duration = Duration::from_secs(60);
 /// How long a closed socket may take to finish its close.
 const LINGER: Duration = Duration::from_secs(60);
-
-/// A TCP socket.
-pub struct Tcp {
-    /// Bound address (port non-zero), if bound.
-    pub local: Option<SocketAddr>,
-    pub st: St,
-}
-
-/// Its state.
-pub enum St {
-    Fresh,
-    Listen(Listener),
-    Conn(Conn),
-    /// A connect failed; the pair is shut down.
-    Dead,
-}
-
-pub struct Listener {
-    backlog: usize,
-    socks: Vec<(usize, SocketHandle)>,
-    ready: VecDeque<Ready>,
-    ep: IpListenEndpoint,
-}
-
-struct Ready {
-    iface: usize,
-    h: SocketHandle,
-    peer: SocketAddr,
-    local: SocketAddr,
-}
-
-pub struct Conn {
-    iface: usize,
-    h: SocketHandle,
-    peer: SocketAddr,
-    local: SocketAddr,
-    filler: Option<Filler>,
-    started: std::time::Instant,
-    /// The outcome of a non-blocking connect, for the next `connect` call.
-    report: Option<i32>,
-    /// The application's end reached EOF: smoltcp was told to close.
-    app_eof: bool,
-    /// The peer's FIN was passed on (shutdown of the plug-in's end).
-    fin_to_app: bool,
-    last: State,
-    /// Closed: nothing more to pump.
-    done: bool,
-}
-
-impl Tcp {
-    pub fn new() -> Tcp {
-        Tcp {
-            local: None,
-            st: St::Fresh,
-        }
-    }
-
-    pub fn is_listening(&self) -> bool {
-        matches!(self.st, St::Listen(_))
-    }
-
-    /// The peer, once connected.
-    pub fn peer(&self) -> Option<SocketAddr> {
-        match &self.st {
-            St::Conn(c) if c.filler.is_none() => Some(c.peer),
-            _ => None,
-        }
-    }
-
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        match &self.st {
-            St::Conn(c) => Some(c.local),
-            _ => self.local,
-        }
-    }
-}
 
 fn new_socket(opts: &Opts) -> tcp::Socket<'static> {
     let mut s = tcp::Socket::new(

@@ -17,15 +17,14 @@
 //!   reassembled by [`crate::frag`]. A larger record from the application is dropped (the
 //!   client library refuses one with `EMSGSIZE` before it reaches the pair; a plain send(2)
 //!   cannot be refused, see docs/proxied.md).
-//! - A datagram whose neighbour never answers is given up after [`NEIGH_STALL`], as Linux gives
+//! - A datagram whose neighbour never answers is given up after [`NEIGH_STALL`](crate::kind::udp::NEIGH_STALL), as Linux gives
 //!   up an unresolved neighbour's queue: smoltcp keeps it at the head of its socket's transmit
 //!   buffer and retries neighbour discovery forever, holding up every later datagram of the
-//!   socket. Each smoltcp socket ([`Leg`]) keeps a copy of what it queued there; when the head
-//!   has not left for [`NEIGH_STALL`], the smoltcp socket is made anew (same binding), what it
-//!   had received is kept (moved to [`Udp::inbox`]), and what was queued behind the head is
+//!   socket. Each smoltcp socket ([`Leg`](crate::kind::udp::Leg)) keeps a copy of what it queued there; when the head
+//!   has not left for [`NEIGH_STALL`](crate::kind::udp::NEIGH_STALL), the smoltcp socket is made anew (same binding), what it
+//!   had received is kept (moved to [`Udp::inbox`](crate::kind::udp::Udp)), and what was queued behind the head is
 //!   queued again, except the datagrams to the head's destination (given up with it).
 
-use std::collections::VecDeque;
 use std::io;
 use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
@@ -34,22 +33,19 @@ use std::os::fd::AsFd;
 use ioth_plugin_sdk::proxied::Handle;
 use std::time::Duration;
 
-use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp::UdpMetadata;
 use smoltcp::socket::{udp, Socket as AnySocket};
 use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
+use crate::addr;
+use crate::kind::udp::{Leg, Udp, PACKETS, PAYLOAD};
 use crate::mcast::{self, link_scope, Change};
 use crate::net::{Net, LO};
-use crate::stack::{errno, Core, Fate, Kind, Opts, Sock};
+use crate::sock::{Core, Fate, Kind, Opts, Sock};
+use crate::sys::{self, errno};
 use crate::tcp::listen_ifaces;
-use crate::{addr, sys};
 
-/// Datagrams queued per direction in each smoltcp socket.
-const PACKETS: usize = 128;
-/// Payload bytes per direction in each smoltcp socket.
-const PAYLOAD: usize = 256 * 1024;
 /// How long a closed socket may take to send what it still holds.
 const LINGER: Duration = Duration::from_secs(2);
 /// Largest UDP payloads: IPv4 (65535 − 20 − 8) and IPv6 (65535 − 8).
@@ -58,149 +54,6 @@ const MAX_V6: usize = 65527;
 /// IP and UDP headers.
 const IPV4_UDP_HDR: usize = 28;
 const IPV6_UDP_HDR: usize = 48;
-/// How long the head datagram of a smoltcp socket may wait (for a neighbour that never
-/// answers) before it is given up: Linux's ARP/NDP gives up after about 3 s (3 probes, 1 s
-/// apart). smoltcp retries every second, so a stuck one is given up within 3 to 4 s.
-pub const NEIGH_STALL: Duration = Duration::from_secs(3);
-
-/// A copy of one datagram queued in a smoltcp socket's transmit buffer.
-struct Queued {
-    payload: Vec<u8>,
-    dst: UdpMetadata,
-    /// The bytes it takes there: the payload, and the padding smoltcp put before it when the
-    /// ring wrapped (dropped on its own by a dispatch that fails).
-    footprint: usize,
-}
-
-/// One smoltcp socket of a UDP socket, in the set of interface `iface`.
-struct Leg {
-    iface: usize,
-    handle: SocketHandle,
-    /// Copies of what its transmit buffer holds, oldest first (see the module doc).
-    queued: VecDeque<Queued>,
-    /// The footprints of `queued`: equal to smoltcp's `send_queue()` after each accounting.
-    queued_bytes: usize,
-    /// Since when the head of `queued` has been at the head.
-    head_since: std::time::Instant,
-}
-
-impl Leg {
-    fn new(iface: usize, handle: SocketHandle) -> Leg {
-        Leg {
-            iface,
-            handle,
-            queued: VecDeque::new(),
-            queued_bytes: 0,
-            head_since: std::time::Instant::now(),
-        }
-    }
-
-    /// Queues `payload` to `dst` (and from its source, if given) in smoltcp socket `k` (this
-    /// leg's), keeping a copy.
-    fn enqueue(
-        &mut self,
-        k: &mut udp::Socket<'_>,
-        payload: &[u8],
-        dst: UdpMetadata,
-    ) -> Result<(), udp::SendError> {
-        let before = k.send_queue();
-        k.send_slice(payload, dst)?;
-        let footprint = k.send_queue().saturating_sub(before);
-        if self.queued.is_empty() {
-            self.head_since = std::time::Instant::now();
-        }
-        self.queued_bytes += footprint;
-        self.queued.push_back(Queued {
-            payload: payload.to_vec(),
-            dst,
-            footprint,
-        });
-        Ok(())
-    }
-
-    /// After smoltcp's poll: forgets the copies of what left (`bytes`: smoltcp's
-    /// `send_queue()`). An empty datagram takes no bytes: one at the head is only known to have
-    /// left once something after it has (else it is taken as stuck, and given up late).
-    fn account(&mut self, bytes: usize) {
-        let mut moved = false;
-        while self.queued_bytes > bytes {
-            let Some(h) = self.queued.front_mut() else {
-                break;
-            };
-            let pad = h.footprint - h.payload.len();
-            if pad > 0 && self.queued_bytes - pad == bytes {
-                // A dispatch that failed dropped the padding before the head: still there.
-                h.footprint -= pad;
-                self.queued_bytes -= pad;
-                break;
-            }
-            self.queued_bytes -= h.footprint;
-            self.queued.pop_front();
-            moved = true;
-        }
-        if self.queued_bytes != bytes {
-            // Out of step (never expected): start over with what smoltcp says.
-            self.queued.clear();
-            self.queued_bytes = bytes;
-        }
-        if moved {
-            self.head_since = std::time::Instant::now();
-        }
-    }
-
-    /// Whether the head datagram has waited for longer than [`NEIGH_STALL`].
-    fn stuck(&self) -> bool {
-        !self.queued.is_empty() && self.head_since.elapsed() >= NEIGH_STALL
-    }
-}
-
-pub struct Udp {
-    /// Bound address (port non-zero).
-    pub local: Option<SocketAddr>,
-    /// Connected peer.
-    pub remote: Option<SocketAddr>,
-    socks: Vec<Leg>,
-    /// A datagram read from the pair that smoltcp had no room for.
-    pending: Option<(Vec<u8>, SocketAddr)>,
-    /// Reassembled IPv6 datagrams ([`crate::frag`]) and their sources, for the pair.
-    inbox: VecDeque<(Vec<u8>, SocketAddr)>,
-    /// Bytes in `inbox`.
-    inbox_bytes: usize,
-    /// The pair reached EOF.
-    eof: bool,
-    /// IP-level options and multicast memberships.
-    pub ip: mcast::Ip,
-}
-
-impl Udp {
-    pub fn new() -> Udp {
-        Udp {
-            local: None,
-            remote: None,
-            socks: Vec::new(),
-            pending: None,
-            inbox: VecDeque::new(),
-            inbox_bytes: 0,
-            eof: false,
-            ip: mcast::Ip::default(),
-        }
-    }
-
-    /// Whether it receives on interface `i`.
-    pub fn listens_on(&self, i: usize) -> bool {
-        self.socks.iter().any(|l| l.iface == i)
-    }
-
-    /// Queues a datagram [`crate::frag`] reassembled for it (dropped when the queue is full,
-    /// as smoltcp drops one its socket has no room for).
-    pub fn take_reassembled(&mut self, payload: Vec<u8>, src: SocketAddr) {
-        if self.inbox_bytes + payload.len() <= PAYLOAD && self.inbox.len() < PACKETS {
-            self.inbox_bytes += payload.len();
-            self.inbox.push_back((payload, src));
-        }
-    }
-}
-
 fn udp_of(kind: &mut Kind) -> &mut Udp {
     match kind {
         Kind::Udp(u) => u,
@@ -350,8 +203,8 @@ pub fn setsockopt(
     let domain = s.domain;
     let dev = s.opts.bound_dev;
     match (level, name) {
-        (libc::SOL_SOCKET, libc::SO_BINDTODEVICE | crate::stack::SO_BINDTOIFINDEX) => {
-            let r = crate::stack::bound_device(net, name, v).map(|d| {
+        (libc::SOL_SOCKET, libc::SO_BINDTODEVICE | crate::sock::SO_BINDTOIFINDEX) => {
+            let r = crate::sock::bound_device(net, name, v).map(|d| {
                 s.opts.bound_dev = d;
                 relegs(net, udp_of(&mut s.kind), d);
                 false
