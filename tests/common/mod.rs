@@ -15,6 +15,7 @@ pub mod proc;
 pub mod sock;
 pub mod stacks;
 pub mod stdsock;
+pub mod tentative;
 pub mod vde;
 
 /// Whether this process runs as root (for a test that checks more as root; a test that needs
