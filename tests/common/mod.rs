@@ -11,6 +11,7 @@ pub mod demo;
 pub mod dhcp;
 pub mod netns;
 pub mod pattern;
+pub mod plugin_host;
 pub mod proc;
 pub mod sock;
 pub mod stacks;
