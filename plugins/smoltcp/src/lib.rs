@@ -26,6 +26,7 @@ mod ffi;
 mod frag;
 #[doc(hidden)]
 pub mod fuzzing;
+mod kind;
 #[cfg(test)]
 mod lo_tests;
 mod mcast;
@@ -33,6 +34,8 @@ mod net;
 mod netlink;
 mod packet;
 mod rawip;
+mod reasm;
+mod sock;
 mod stack;
 mod sys;
 mod tcp;
