@@ -44,7 +44,7 @@ fn set_comm(name: &std::ffi::CStr) {
 pub fn run(ctl: OwnedFd) -> ExitCode {
     set_comm(c"ioth-forksrv");
     // What every host computes the same way, once here for all of them.
-    crate::sandbox::prepare();
+    crate::seccomp::prepare();
     let area = arg_area();
     let mut buf = vec![0u8; MAX_REQUEST];
     loop {

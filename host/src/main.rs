@@ -36,6 +36,7 @@ mod observe;
 mod plugin;
 mod pump;
 mod sandbox;
+mod seccomp;
 mod serve;
 mod sockets;
 
