@@ -6,6 +6,7 @@ mod newstack;
 mod proxy_cost;
 mod run;
 mod smoltcp;
+mod stacks;
 mod tcp_throughput;
 mod vdestack;
 
@@ -27,6 +28,11 @@ pub const ALL: &[Scenario] = &[
         name: "newstack",
         about: "Stack::new(\"kernel\")+delete vs spawning /bin/true",
         run: newstack::run,
+    },
+    Scenario {
+        name: "stacks",
+        about: "newstack+delete: kernel, vdestack without and with an interface (root), vs /bin/true",
+        run: stacks::run,
     },
     Scenario {
         name: "tcp-throughput",
