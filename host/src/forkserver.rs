@@ -46,9 +46,11 @@ pub fn run(ctl: OwnedFd) -> ExitCode {
     // What every host computes the same way, once here for all of them.
     crate::seccomp::prepare();
     let area = arg_area();
-    let mut buf = vec![0u8; MAX_REQUEST];
+    // Capacity only, and small requests: each page the fork server writes after forking a
+    // host becomes a private copy in that host.
+    let mut buf: Vec<u8> = Vec::with_capacity(MAX_REQUEST);
     loop {
-        let got = match fdpass::recv(ctl.as_fd(), &mut buf) {
+        let got = match fdpass::recv_vec(ctl.as_fd(), &mut buf) {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("ioth-host --fork-server: control channel: {e}");
@@ -59,11 +61,11 @@ pub fn run(ctl: OwnedFd) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         let mut fds = got.fds;
-        let answer: i32 = if got.truncated || fds.len() != 1 || buf[..got.len].last() != Some(&0) {
+        let answer: i32 = if got.truncated || fds.len() != 1 || buf.last() != Some(&0) {
             -libc::EPROTO
         } else {
             let chan = fds.pop().expect("one fd");
-            match fork_host(&ctl, chan, &buf[..got.len], area) {
+            match fork_host(&ctl, chan, &buf, area) {
                 Ok(pid) => pid,
                 Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
             }

@@ -149,7 +149,8 @@ impl Channel {
     pub fn from_fd(fd: OwnedFd) -> Channel {
         Channel {
             fd,
-            buf: vec![0; MAX_FRAME + 1],
+            // Capacity only: fdpass::recv_vec touches just the pages a message fills.
+            buf: Vec::with_capacity(MAX_FRAME + 1),
         }
     }
 
@@ -176,7 +177,7 @@ impl Channel {
     /// Receives one message and the fds that came with it. EOF is [`ProtoError::Closed`].
     /// On any error every fd that came is closed.
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<(T, Vec<OwnedFd>), ProtoError> {
-        let r = fdpass::recv(self.fd.as_fd(), &mut self.buf).map_err(|e| {
+        let r = fdpass::recv_vec(self.fd.as_fd(), &mut self.buf).map_err(|e| {
             if e.raw_os_error() == Some(libc::ECONNRESET) {
                 ProtoError::Closed
             } else {

@@ -58,6 +58,29 @@ pub fn send(sock: BorrowedFd<'_>, payload: &[u8], fds: &[BorrowedFd<'_>]) -> io:
 /// Receives one datagram into `buf` with its fds (recvmsg(2), `MSG_CMSG_CLOEXEC`).
 /// `len == 0` with no fds means the peer closed the channel.
 pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Received> {
+    // SAFETY: every initialized byte is a valid MaybeUninit<u8>, and recv_uninit only ever
+    // writes initialized bytes into it.
+    let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+    recv_uninit(sock, uninit)
+}
+
+/// [`recv`] into the spare capacity of `buf`, which it clears first and leaves holding the
+/// datagram's bytes: a large buffer costs only the pages the datagrams really fill (nothing is
+/// zeroed first), which matters in processes forked by the hundred.
+pub fn recv_vec(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Received> {
+    buf.clear();
+    let r = recv_uninit(sock, buf.spare_capacity_mut())?;
+    // SAFETY: recvmsg wrote (initialized) the first `r.len` bytes of the spare capacity, and
+    // never more than the iovec's length, which is that capacity.
+    unsafe { buf.set_len(r.len.min(buf.capacity())) };
+    Ok(r)
+}
+
+/// [`recv`] into memory that need not be initialized: the kernel writes the bytes.
+fn recv_uninit(
+    sock: BorrowedFd<'_>,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+) -> io::Result<Received> {
     let mut control = [0u64; CMSG_WORDS];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -126,6 +149,22 @@ mod tests {
             nix::sys::socket::SockFlag::SOCK_CLOEXEC,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn recv_vec_fills_only_the_capacity_and_says_when_it_cut() {
+        let (a, b) = pair();
+        let mut buf = Vec::with_capacity(8);
+        buf.extend_from_slice(b"old");
+        send(a.as_fd(), b"hi", &[]).unwrap();
+        let r = recv_vec(b.as_fd(), &mut buf).unwrap();
+        assert_eq!((buf.as_slice(), r.truncated), (&b"hi"[..], false));
+        send(a.as_fd(), b"0123456789", &[]).unwrap();
+        let r = recv_vec(b.as_fd(), &mut buf).unwrap();
+        assert_eq!((buf.as_slice(), r.truncated), (&b"01234567"[..], true));
+        drop(a);
+        let r = recv_vec(b.as_fd(), &mut buf).unwrap();
+        assert_eq!((buf.len(), r.len, r.fds.len()), (0, 0, 0));
     }
 
     #[test]
