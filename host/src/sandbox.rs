@@ -371,15 +371,16 @@ fn mapped_files() -> Vec<PathBuf> {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return Vec::new();
     };
+    // Each file is mapped several times (text, data, …): one stat each, after dedup.
     let mut out: Vec<PathBuf> = maps
         .lines()
         .filter_map(|l| l.split_whitespace().nth(5))
         .filter(|p| p.starts_with('/'))
         .map(PathBuf::from)
-        .filter(|p| p.is_file())
         .collect();
     out.sort();
     out.dedup();
+    out.retain(|p| p.is_file());
     out
 }
 
@@ -416,7 +417,10 @@ fn landlock_ruleset(relax: &Relax) -> Result<(Option<OwnedFd>, Protections), Str
     );
     for (p, access) in rules {
         let Ok(fd) = PathFd::new(&p) else { continue };
-        let access = if p.is_dir() {
+        // The opened file's own type (no second lookup of the path).
+        let is_dir = nix::sys::stat::fstat(std::os::fd::AsFd::as_fd(&fd))
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let access = if is_dir {
             access
         } else {
             access & AccessFs::from_file(abi)
