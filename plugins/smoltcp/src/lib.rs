@@ -21,6 +21,7 @@
 
 mod addr;
 mod device;
+mod diag;
 mod evloop;
 mod ffi;
 mod frag;

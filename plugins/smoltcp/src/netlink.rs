@@ -53,6 +53,8 @@ const NLMSGERR_ATTR_MSG: u16 = 1;
 /// An `AF_NETLINK` socket: replies waiting for room in the pair.
 pub struct Nl {
     out: VecDeque<Vec<u8>>,
+    /// A `NETLINK_SOCK_DIAG` socket ([`crate::diag`]), not rtnetlink.
+    pub diag: bool,
 }
 
 /// A refusal: errno and, optionally, the reason (extended ack).
@@ -62,6 +64,24 @@ impl Nl {
     pub fn new() -> Nl {
         Nl {
             out: VecDeque::new(),
+            diag: false,
+        }
+    }
+
+    /// A `NETLINK_SOCK_DIAG` socket.
+    pub fn sock_diag() -> Nl {
+        Nl {
+            diag: true,
+            ..Nl::new()
+        }
+    }
+
+    /// Its `SO_PROTOCOL`.
+    pub fn protocol(&self) -> i32 {
+        if self.diag {
+            libc::NETLINK_SOCK_DIAG
+        } else {
+            libc::NETLINK_ROUTE
         }
     }
 
@@ -85,8 +105,15 @@ pub fn sockaddr_nl() -> Vec<u8> {
     b
 }
 
-/// Reads requests, answers them, sends the answers as far as the pair takes them.
-pub fn pump(net: &mut Net, s: &mut Sock, scratch: &mut [u8], now: smoltcp::time::Instant) {
+/// Reads requests, answers them (a sock_diag socket from `diag`), sends the answers as far as
+/// the pair takes them.
+pub fn pump(
+    net: &mut Net,
+    s: &mut Sock,
+    scratch: &mut [u8],
+    now: smoltcp::time::Instant,
+    diag: &[crate::diag::Entry],
+) {
     let Sock {
         pe,
         kind,
@@ -109,7 +136,11 @@ pub fn pump(net: &mut Net, s: &mut Sock, scratch: &mut [u8], now: smoltcp::time:
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(_) => break,
         };
-        let replies = answer(net, &scratch[..n], now);
+        let replies = if nl.diag {
+            crate::diag::answer(diag, &scratch[..n])
+        } else {
+            answer(net, &scratch[..n], now)
+        };
         nl.out.extend(replies);
         flush(nl, pe, want_out);
         if !nl.out.is_empty() {
@@ -345,6 +376,7 @@ fn link_msg(f: &net::Iface) -> LinkMessage {
         LinkAttribute::Address(f.mac.to_vec()),
         LinkAttribute::Broadcast(broadcast),
         LinkAttribute::Carrier(u8::from(f.up)),
+        LinkAttribute::Stats64(crate::diag::stats64(&f.dev)),
     ]);
     m
 }

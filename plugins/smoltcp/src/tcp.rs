@@ -96,6 +96,8 @@ pub struct Conn {
     last: State,
     /// Closed: nothing more to pump.
     done: bool,
+    /// Payload moved each way, for sock_diag ([`crate::diag`]).
+    counts: crate::diag::Counts,
 }
 
 impl Tcp {
@@ -123,6 +125,23 @@ impl Tcp {
             St::Conn(c) => Some(c.local),
             _ => self.local,
         }
+    }
+
+    /// A connection as sock_diag shows it ([`crate::diag`]): smoltcp's state, local and peer
+    /// addresses, payload bytes the peer acknowledged (handed to smoltcp and no longer in its
+    /// send buffer) and received.
+    pub fn diag(&self, net: &Net) -> Option<(State, SocketAddr, SocketAddr, u64, u64)> {
+        let St::Conn(c) = &self.st else { return None };
+        let k = net
+            .ifaces
+            .get(c.iface)?
+            .sockets
+            .iter()
+            .find(|(h, _)| *h == c.h)
+            .and_then(|(_, s)| <tcp::Socket as smoltcp::socket::AnySocket>::downcast(s))?;
+        let acked = c.counts.bytes_out.saturating_sub(k.send_queue() as u64);
+        let received = c.counts.bytes_in + k.recv_queue() as u64;
+        Some((k.state(), c.local, c.peer, acked, received))
     }
 }
 
@@ -341,6 +360,7 @@ pub fn accept(core: &mut Core, handle: Handle) -> io::Result<(Handle, Vec<u8>)> 
             fin_to_app: false,
             last: State::Established,
             done: false,
+            counts: Default::default(),
         }),
     };
     let peer = addr::to_sockaddr(r.peer, domain);
@@ -431,6 +451,7 @@ pub fn connect(core: &mut Core, handle: Handle, a: &[u8]) -> io::Result<()> {
         fin_to_app: false,
         last: State::SynSent,
         done: false,
+        counts: Default::default(),
     });
     Err(errno(libc::EINPROGRESS))
 }
@@ -493,7 +514,7 @@ pub fn pump_in(net: &mut Net, s: &mut Sock) {
                 k.close();
                 break;
             }
-            Ok(Ok(_)) => {}
+            Ok(Ok(n)) => c.counts.sent(n, false),
             Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
             Ok(Err(e)) if e.raw_os_error() == Some(libc::EINTR) => {}
             Ok(Err(_)) => {
@@ -508,7 +529,12 @@ pub fn pump_in(net: &mut Net, s: &mut Sock) {
 }
 
 /// Writes smoltcp's received data into the pair, as far as it takes it.
-fn pump_out(k: &mut tcp::Socket<'_>, pe: &std::os::fd::OwnedFd, want_out: &mut bool) {
+fn pump_out(
+    k: &mut tcp::Socket<'_>,
+    pe: &std::os::fd::OwnedFd,
+    want_out: &mut bool,
+    counts: &mut crate::diag::Counts,
+) {
     *want_out = false;
     for _ in 0..8 {
         if !k.can_recv() {
@@ -519,7 +545,7 @@ fn pump_out(k: &mut tcp::Socket<'_>, pe: &std::os::fd::OwnedFd, want_out: &mut b
             Err(e) => (0, Err(e)),
         });
         match r {
-            Ok(Ok(_)) => {}
+            Ok(Ok(n)) => counts.received(n, false),
             Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                 *want_out = true;
                 break;
@@ -679,7 +705,7 @@ fn conn_turn(net: &mut Net, s: &mut Sock, graves: &mut Vec<Grave>) -> Fate {
             }
         }
         if let Some(p) = pe.as_ref() {
-            pump_out(k, p, want_out);
+            pump_out(k, p, want_out, &mut c.counts);
             let fin = matches!(
                 st,
                 State::CloseWait | State::LastAck | State::Closing | State::TimeWait

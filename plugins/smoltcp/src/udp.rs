@@ -170,6 +170,8 @@ pub struct Udp {
     eof: bool,
     /// IP-level options and multicast memberships.
     pub ip: mcast::Ip,
+    /// Payload and datagrams each way, for sock_diag ([`crate::diag`]).
+    pub counts: crate::diag::Counts,
 }
 
 impl Udp {
@@ -183,6 +185,7 @@ impl Udp {
             inbox_bytes: 0,
             eof: false,
             ip: mcast::Ip::default(),
+            counts: Default::default(),
         }
     }
 
@@ -608,6 +611,9 @@ fn send(
     .flatten()
     .map(|ip| with_scope(SocketAddr::new(ip, port), net.ifaces[i].index));
     let sent = transmit(net, u, i, src, from, port, dst, payload, now);
+    if let Sent::Done = sent {
+        u.counts.sent(payload.len(), true);
+    }
     // The copy for the stack's own members: once, when the datagram is done with (a datagram
     // that waits for room is sent again later).
     if let (Sent::Done, Some(lsrc)) = (&sent, looped) {
@@ -810,6 +816,9 @@ pub fn after_poll(net: &mut Net, s: &mut Sock, now: Instant) -> Fate {
                 *want_out = true;
                 break;
             }
+            if r.is_ok() {
+                u.counts.received(payload.len(), true);
+            }
             u.inbox_bytes -= payload.len();
             u.inbox.pop_front();
         }
@@ -834,11 +843,13 @@ pub fn after_poll(net: &mut Net, s: &mut Sock, now: Instant) -> Fate {
                     } else {
                         sys::sendv(pe.as_fd(), &parts)
                     };
-                    if let Err(e) = r {
-                        if e.kind() == io::ErrorKind::WouldBlock {
+                    match r {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             *want_out = true;
                             break 'socks;
                         }
+                        Err(_) => {}
+                        Ok(_) => u.counts.received(payload.len(), true),
                     }
                 }
                 let _ = k.recv();
