@@ -141,9 +141,11 @@ fn trails_show_connections_bytes_and_interfaces() {
     );
     let a = vdestack(&sw, &ta, "10.0.0.1/24");
     let b = vdestack(&sw, &tb, "10.0.0.2/24");
+    // Its own interval, not the process's IOTH_AUDIT_INTERVAL.
     let c = Stack::builder("smoltcp")
         .vnl(&sw.vnl())
         .audit(&tc)
+        .audit_interval(Duration::from_millis(INTERVAL_MS / 2))
         .build()
         .expect("newstack smoltcp");
     configure_smol(&c, "vde0", "10.0.0.3", "fd00::3");
@@ -299,6 +301,9 @@ fn trails_show_connections_bytes_and_interfaces() {
     // The smoltcp stack's trail: its sockets and interfaces, as the stack itself reports them.
     let ec = json_lines(&std::fs::read_to_string(&tc).unwrap());
     assert_eq!(ec[0]["schema"], 3);
+    let stack = ec.iter().find(|e| e["event"] == "stack").unwrap();
+    assert_eq!(stack["interval_ms"], INTERVAL_MS / 2, "{stack}");
+    assert_eq!(stack["observed"], "plugin", "{stack}");
     // The connection stays open to the end (its fd was turned into a std TcpStream, which
     // never sends `Close`): its last event has the counters.
     let last = ec
