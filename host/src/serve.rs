@@ -387,20 +387,20 @@ impl Host {
             }
             (State::Serving(_), Request::Stats) => Answer::ok(Reply::Stats(self.stats)),
             (State::Serving(_), Request::Namespace { kind }) => handle_namespace(kind),
-            (State::Serving(st), Request::DelStack) => match {
+            (State::Serving(st), Request::DelStack) => {
                 // A proxied stack answers the last look only while it exists.
                 if let Some(m) = &self.monitor {
                     m.before_delstack();
                 }
-                st.plugin.delstack()
-            } {
-                Ok(()) => Answer {
-                    reply: Reply::Deleted,
-                    fd: None,
-                    after: After::Exit(0),
-                },
-                Err(e) => Answer::error(e),
-            },
+                match st.plugin.delstack() {
+                    Ok(()) => Answer {
+                        reply: Reply::Deleted,
+                        fd: None,
+                        after: After::Exit(0),
+                    },
+                    Err(e) => Answer::error(e),
+                }
+            }
             (state, req) => {
                 let when = match state {
                     State::Greeting => "before Hello",
