@@ -550,7 +550,7 @@ mod tests {
             args_json(&ns).to_string(),
             "{\"plugin\":\"x\\\"y\",\"options\":\"\",\"vnls\":[\"vde:///tmp/sw\"],\"search_path\":[],\
              \"app_license\":null,\"limits\":{\"address_space\":null,\"open_files\":64,\
-             \"cpu_seconds\":null,\"core_size\":null},\"audit\":null}"
+             \"cpu_seconds\":null,\"core_size\":null},\"audit\":null,\"audit_interval_ms\":null}"
         );
     }
 }
