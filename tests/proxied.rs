@@ -25,6 +25,7 @@ use ioth_tests::demo::run as run_demo;
 use ioth_tests::pattern::{Pattern, CHUNK, PROFILE};
 use ioth_tests::sock::{accept, connect, listener, ready_now, stream, wait_for, WAIT};
 use ioth_tests::stacks::{self, addr, domain, ip, Net, Side};
+use ioth_tests::tentative;
 use ioth_tests::vde::{Switch, TempDir};
 use nix::poll::PollFlags;
 
@@ -287,14 +288,14 @@ fn udp_smoltcp_client_ipv6() {
 
 /// A switch and two stacks on it configured as programs do, with the ioth netlink calls (IPv6
 /// with duplicate address detection on the vdestack one): `server` 10.0.0.1 / fd00::1 and
-/// `client` 10.0.0.2 / fd00::2; then, at once, what [`dad::tcp_and_udp_at_once`] checks: every
+/// `client` 10.0.0.2 / fd00::2; then, at once, what [`tentative::tcp_and_udp_at_once`] checks: every
 /// connect or datagram, TCP and UDP, works, or fails at once with EADDRNOTAVAIL while the
 /// vdestack addresses are still tentative; none leaves from ::1 or hangs.
 fn ipv6_right_after_configuration(server: &str, client: &str) {
     let sw = Switch::start();
     let srv = stacks::configured(server, &sw, "10.0.0.1", "fd00::1");
     let cli = stacks::configured(client, &sw, "10.0.0.2", "fd00::2");
-    let (tcp, udp) = dad::tcp_and_udp_at_once(&srv, ip("fd00::1"), &cli, 5030);
+    let (tcp, udp) = tentative::tcp_and_udp_at_once(&srv, ip("fd00::1"), &cli, 5030);
     println!("{client} -> {server}: the first connection came from {tcp}, requests from {udp:?}");
 }
 

@@ -13,10 +13,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ioth::Stack;
-use ioth_tests::dad::{self, retry_unavailable};
+use ioth_tests::dad::retry_unavailable;
 use ioth_tests::pattern::{Pattern, CHUNK, PROFILE};
 use ioth_tests::stacks::{self, addr, domain};
 use ioth_tests::stdsock::{self, accept_bounded, echo_server, pid, udp, IO_TIMEOUT};
+use ioth_tests::tentative;
 use ioth_tests::vde::{self, Switch, TempDir};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -128,7 +129,7 @@ fn ipv6_right_after_configuration() {
         drop(c);
         server.join().unwrap();
     }
-    let (tcp, udp) = dad::tcp_and_udp_at_once(&a, stacks::ip("fd00::1"), &b, 5021);
+    let (tcp, udp) = tentative::tcp_and_udp_at_once(&a, stacks::ip("fd00::1"), &b, 5021);
     println!("vdestack: the first connection came from {tcp}, the first requests from {udp:?}");
 }
 

@@ -11,10 +11,12 @@ pub mod demo;
 pub mod dhcp;
 pub mod netns;
 pub mod pattern;
+pub mod plugin_host;
 pub mod proc;
 pub mod sock;
 pub mod stacks;
 pub mod stdsock;
+pub mod tentative;
 pub mod vde;
 
 /// Whether this process runs as root (for a test that checks more as root; a test that needs

@@ -31,9 +31,7 @@ use crate::socket::Proxy;
 const IOV_MAX: usize = 1024;
 
 fn last_errno() -> c_int {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
+    ioth_plugin_sdk::errno::last_or(libc::EIO)
 }
 
 /// The caller's iovecs.

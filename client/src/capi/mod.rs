@@ -55,10 +55,7 @@ fn lookup(reg: &Registry, p: *mut Ioth) -> Result<Stack, c_int> {
     reg.stacks.get(&(p as usize)).cloned().ok_or(libc::EINVAL)
 }
 
-pub(crate) fn set_errno(e: c_int) {
-    // SAFETY: __errno_location returns this thread's errno slot, always valid.
-    unsafe { *libc::__errno_location() = e };
-}
+pub(crate) use ioth_plugin_sdk::errno::set as set_errno;
 
 /// Runs `f`, turning an `Err(errno)` or a panic into `errno` and the C error value `fail`.
 pub(crate) fn guard<R>(fail: R, f: impl FnOnce() -> Result<R, c_int>) -> R {

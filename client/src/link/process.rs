@@ -7,8 +7,6 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ioth_proto::Channel;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 
 /// One host process, the child of this application (exec'd by it, or forked for it by the fork
 /// server with `CLONE_PARENT`).
@@ -36,52 +34,12 @@ pub(crate) enum Wait {
     TimedOut,
 }
 
-/// How a child ended, in words.
-fn describe(status: WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, c) => format!("host exited with status {c}"),
-        WaitStatus::Signaled(_, s, _) => {
-            format!("host killed by signal {} ({})", s as i32, s.as_str())
-        }
-        _ => "host ended".into(),
-    }
-}
-
-/// Waits up to `grace` for child `pid` to end by itself, then kills it; reaps it either way and
-/// says how it ended (`None` if it was not our child to reap).
-pub(crate) fn reap_pid(pid: u32, grace: Duration) -> Option<String> {
-    let pid = Pid::from_raw(pid as i32);
-    let deadline = Instant::now() + grace;
-    let mut pause = Duration::from_micros(50);
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
-                std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
-                pause = (pause * 2).min(Duration::from_millis(10));
-            }
-            Ok(WaitStatus::StillAlive) => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                return loop {
-                    match waitpid(pid, None) {
-                        Err(nix::errno::Errno::EINTR) => {}
-                        Ok(s) => break Some(describe(s)),
-                        Err(_) => break None,
-                    }
-                };
-            }
-            Ok(s) => return Some(describe(s)),
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return None,
-        }
-    }
-}
-
-/// [`reap_pid`] of the host behind `slot`, once.
+/// [`reap_pid`](super::reaper::reap_pid) of the host behind `slot`, once.
 fn reap_child(slot: &mut bool, pid: u32, grace: Duration) -> Option<String> {
     if !*slot {
         return None;
     }
-    let how = reap_pid(pid, grace);
+    let how = super::reaper::reap_pid(pid, grace);
     *slot = false;
     how
 }

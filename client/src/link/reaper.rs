@@ -58,7 +58,47 @@ fn submit(job: Job) -> Result<(), Job> {
 /// has not ended within `grace`; in the caller if the service thread cannot be started.
 pub(crate) fn reap_later(pid: u32, grace: Duration) {
     if let Err(Job::Reap(pid, grace)) = submit(Job::Reap(pid, grace)) {
-        super::process::reap_pid(pid, grace);
+        reap_pid(pid, grace);
+    }
+}
+
+/// How a child ended, in words.
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, c) => format!("host exited with status {c}"),
+        WaitStatus::Signaled(_, s, _) => {
+            format!("host killed by signal {} ({})", s as i32, s.as_str())
+        }
+        _ => "host ended".into(),
+    }
+}
+
+/// Waits up to `grace` for child `pid` to end by itself, then kills it; reaps it either way and
+/// says how it ended (`None` if it was not our child to reap).
+pub(crate) fn reap_pid(pid: u32, grace: Duration) -> Option<String> {
+    let pid = Pid::from_raw(pid as i32);
+    let deadline = Instant::now() + grace;
+    let mut pause = Duration::from_micros(50);
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+            Ok(WaitStatus::StillAlive) => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                return loop {
+                    match waitpid(pid, None) {
+                        Err(nix::errno::Errno::EINTR) => {}
+                        Ok(s) => break Some(describe(s)),
+                        Err(_) => break None,
+                    }
+                };
+            }
+            Ok(s) => return Some(describe(s)),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return None,
+        }
     }
 }
 

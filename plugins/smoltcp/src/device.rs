@@ -349,7 +349,7 @@ impl phy::Device for VdeDevice {
         caps.max_transmission_unit = self.mtu + ETH_HLEN;
         // No `max_burst_size`: smoltcp 0.14 compares it (× MSS, in bytes) with the *scaled*
         // window field, so with window scaling it never bites; the windows are bounded by the
-        // TCP buffer sizes instead (crate::stack::TCP_RCVBUF).
+        // TCP buffer sizes instead (crate::sock::TCP_RCVBUF).
         caps
     }
 }

@@ -18,7 +18,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::net::{Dev, Net};
-use crate::stack::{app_end, Kind, Sock};
+use crate::sock::{app_end, Kind, Sock};
 
 /// Bytes and datagrams of one socket, as the plug-in moves them between the pair and smoltcp.
 #[derive(Debug, Default, Clone, Copy)]

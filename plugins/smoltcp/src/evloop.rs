@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use crate::net::Dev;
-use crate::stack::{Core, Fate, Kind, Shared};
+use crate::sock::{Core, Fate, Kind, Shared};
 use crate::{frag, netlink, packet, rawip, tcp, udp};
 
 /// What a pollfd belongs to.

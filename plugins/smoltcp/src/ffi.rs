@@ -12,7 +12,8 @@ use ioth_plugin_sdk::abi::LicenseStr;
 use ioth_plugin_sdk::proxied::Handle;
 use ioth_plugin_sdk::ProxiedStack;
 
-use crate::stack::{Core, Kind, Stack};
+use crate::sock::{Core, Kind};
+use crate::stack::Stack;
 use crate::{tcp, udp};
 
 ioth_plugin_sdk::export_proxied_stack!(

@@ -27,6 +27,7 @@ mod ffi;
 mod frag;
 #[doc(hidden)]
 pub mod fuzzing;
+mod kind;
 #[cfg(test)]
 mod lo_tests;
 mod mcast;
@@ -34,6 +35,8 @@ mod net;
 mod netlink;
 mod packet;
 mod rawip;
+mod reasm;
+mod sock;
 mod stack;
 mod sys;
 mod tcp;

@@ -12,7 +12,8 @@ use ioth_plugin_sdk::proxied::{Handle, ACCEPT_TOKEN};
 use ioth_plugin_sdk::ProxiedStack;
 
 use crate::addr::{header, parse_header, HDR_LEN};
-use crate::stack::{app_end, Stack};
+use crate::sock::app_end;
+use crate::stack::Stack;
 use crate::sys;
 
 fn sa(s: &str) -> (SocketAddr, Vec<u8>) {

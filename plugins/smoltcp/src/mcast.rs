@@ -28,7 +28,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::net::{Net, LO};
-use crate::stack::errno;
+use crate::sys::errno;
 
 /// `IPV6_ADD_MEMBERSHIP`/`IPV6_DROP_MEMBERSHIP` (the same numbers as `IPV6_JOIN_GROUP`/
 /// `IPV6_LEAVE_GROUP`).

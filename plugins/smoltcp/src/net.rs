@@ -251,7 +251,7 @@ impl Iface {
     /// The socket set of a new interface, with the raw socket for IPv6 fragments in it.
     fn sockets() -> (SocketSet<'static>, (SocketHandle, std::time::Instant)) {
         let mut sockets = SocketSet::new(Vec::new());
-        let frag6 = sockets.add(crate::frag::raw_socket());
+        let frag6 = sockets.add(crate::reasm::raw_socket());
         (sockets, (frag6, std::time::Instant::now()))
     }
 
@@ -364,8 +364,8 @@ pub struct Net {
     pub routes: Vec<RouteEntry>,
     /// Identification of the last IPv6 fragmented datagram sent ([`crate::frag`]).
     pub frag_id: u32,
-    /// IPv6 datagrams being reassembled ([`crate::frag`]).
-    pub reasm: crate::frag::Reasm,
+    /// IPv6 datagrams being reassembled ([`crate::reasm`]).
+    pub reasm: crate::reasm::Reasm,
     /// Multicast datagrams sent with `IP_MULTICAST_LOOP`/`IPV6_MULTICAST_LOOP` for the
     /// stack's own sockets: (interface, source, group and port, payload) ([`crate::udp`]).
     pub looped: Vec<(usize, SocketAddr, SocketAddr, Vec<u8>)>,

@@ -27,14 +27,13 @@ use std::os::fd::AsFd;
 use ioth_plugin_sdk::proxied::Handle;
 
 use crate::device::ETH_HLEN;
+use crate::kind::packet::Packet;
 use crate::net::{Dev, Net};
-use crate::stack::{errno, Core, Fate, Kind, Sock};
-use crate::sys;
+use crate::sock::{Core, Fate, Kind, Sock};
+use crate::sys::{self, errno};
 
 /// `sizeof(struct sockaddr_ll)`.
 pub const SLL_LEN: usize = 20;
-/// `ETH_P_ALL`: every protocol.
-const ETH_P_ALL: u16 = 0x0003;
 /// `ARPHRD_ETHER`, `ARPHRD_LOOPBACK`.
 const ARPHRD_ETHER: u16 = 1;
 const ARPHRD_LOOPBACK: u16 = 772;
@@ -45,53 +44,6 @@ const PACKET_MULTICAST: u8 = 2;
 const PACKET_OTHERHOST: u8 = 3;
 /// Records read from one socket's pair per turn.
 const BATCH: usize = 64;
-
-/// One packet socket.
-pub struct Packet {
-    /// `SOCK_RAW` (whole frames), else `SOCK_DGRAM` (payloads).
-    pub raw: bool,
-    /// Ethertype (host order) it receives; 0: nothing (until bound with one).
-    pub proto: u16,
-    /// Interface index it is bound to; 0: every interface.
-    pub ifindex: u32,
-    /// The protocol socket(2) was given (`SO_PROTOCOL`, which `bind` does not change).
-    pub protocol: i32,
-    /// A frame the interface's VDE port had no room for yet (its interface position).
-    pending: Option<(usize, Vec<u8>)>,
-    /// The pair reached EOF.
-    eof: bool,
-}
-
-impl Packet {
-    /// A packet socket of type `raw`/dgram for the `protocol` socket(2) was given (an ethertype
-    /// in network order).
-    pub fn new(raw: bool, protocol: i32) -> Packet {
-        Packet {
-            raw,
-            proto: u16::from_be(protocol as u16),
-            ifindex: 0,
-            protocol,
-            pending: None,
-            eof: false,
-        }
-    }
-
-    /// Whether it takes frames of `ethertype` from interface `index`.
-    fn wants(&self, index: u32, ethertype: u16) -> bool {
-        (self.ifindex == 0 || self.ifindex == index)
-            && self.proto != 0
-            && (self.proto == ETH_P_ALL || self.proto == ethertype)
-    }
-
-    /// The events to poll the plug-in's end for.
-    pub fn interest(&self) -> i16 {
-        if self.pending.is_none() && !self.eof {
-            libc::POLLIN
-        } else {
-            0
-        }
-    }
-}
 
 fn packet_of(kind: &mut Kind) -> io::Result<&mut Packet> {
     match kind {
@@ -316,7 +268,7 @@ pub fn socket(core: &mut Core, base: i32, flags: i32, protocol: i32) -> io::Resu
         libc::SOCK_DGRAM => false,
         _ => return Err(errno(libc::ESOCKTNOSUPPORT)),
     };
-    let (pe, app) = crate::stack::new_pair(libc::SOCK_SEQPACKET, flags)?;
+    let (pe, app) = crate::sock::new_pair(libc::SOCK_SEQPACKET, flags)?;
     Ok(core.add(
         libc::AF_PACKET,
         Kind::Packet(Packet::new(raw, protocol)),
@@ -360,7 +312,7 @@ mod tests {
         assert!(p.wants(2, 0x0800) && !p.wants(2, 0x86dd));
         p.ifindex = 3;
         assert!(!p.wants(2, 0x0800) && p.wants(3, 0x0800));
-        let all = Packet::new(true, i32::from(ETH_P_ALL.to_be()));
+        let all = Packet::new(true, i32::from(crate::kind::packet::ETH_P_ALL.to_be()));
         assert!(all.wants(2, 0x86dd) && all.wants(5, 0x0806));
         assert!(!Packet::new(true, 0).wants(2, 0x0800));
     }
