@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,7 +22,10 @@ use ioth_proto::Reply;
 use serde_json::{json, Value};
 
 use crate::audit::{self, Audit};
-use crate::observe::{Counters, Iface, Netlink, ProcView, Sock};
+use crate::observe::{Iface, Netlink, ProcView, Sock};
+
+mod json;
+use json::{bind_status, counters_into, counters_of_iface, iface_json, owner_of, sock_json};
 
 /// The default interval between two looks.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -129,100 +132,6 @@ fn same_netns_as_parent() -> bool {
         (Ok(a), Ok(b)) => a == b,
         // Unknown: follow only the sockets known to be the stack's.
         _ => true,
-    }
-}
-
-/// The status socket of this host, bound before the sandbox; `None` if off or impossible
-/// (then `ioth ps` shows what `/proc` shows).
-fn bind_status() -> Option<(UnixListener, PathBuf)> {
-    let uid = nix::unistd::getuid().as_raw();
-    let dir = ioth_proto::status::dir(uid, std::env::var("IOTH_STATUS_DIR").ok().as_deref())?;
-    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
-    let meta = std::fs::symlink_metadata(&dir).ok()?;
-    // Only a directory of ours that nobody else may enter.
-    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
-        eprintln!(
-            "ioth-host: status directory {} is not a 0700 directory of uid {uid}: no status socket",
-            dir.display()
-        );
-        return None;
-    }
-    let path = ioth_proto::status::socket(&dir, std::process::id());
-    // A socket left by a host of the same pid that did not end cleanly.
-    let _ = std::fs::remove_file(&path);
-    let l = UnixListener::bind(&path).ok()?;
-    l.set_nonblocking(true).ok()?;
-    Some((l, path))
-}
-
-/// Whose socket `inode` is: `plugin` if it is in the host's fd table but was not handed out (a
-/// native socket, or the application's end of a proxied one).
-fn owner_of(st: &State, own: &HashSet<u64>, inode: u64) -> &'static str {
-    let handed = st.handed.contains(&inode) || st.proxied_inodes.contains_key(&inode);
-    if !handed && own.contains(&inode) {
-        "plugin"
-    } else {
-        "application"
-    }
-}
-
-fn sock_json(s: &Sock, ids: &BTreeMap<u64, u64>) -> Value {
-    let mut v = json!({
-        "inode": s.inode,
-        "family": if s.v6 { "inet6" } else { "inet" },
-        "type": if s.tcp { "tcp" } else { "udp" },
-        "local": s.local.to_string(),
-        "peer": s.peer.to_string(),
-        "state": s.state,
-    });
-    if let Value::Object(o) = &mut v {
-        if let Some(id) = ids.get(&s.inode) {
-            o.insert("id".into(), json!(id));
-        }
-        if let Some(c) = s.counters {
-            counters_into(o, c);
-        }
-    }
-    v
-}
-
-fn counters_into(o: &mut serde_json::Map<String, Value>, c: Counters) {
-    o.insert("bytes_sent".into(), json!(c.sent));
-    o.insert("bytes_received".into(), json!(c.received));
-    o.insert("packets_sent".into(), json!(c.packets.map(|p| p.0)));
-    o.insert("packets_received".into(), json!(c.packets.map(|p| p.1)));
-}
-
-fn iface_json(i: &Iface, with_counters: bool) -> Value {
-    let mut v = json!({
-        "index": i.index,
-        "name": i.name,
-        "up": i.up,
-        "mtu": i.mtu,
-        "mac": i.mac,
-        "addresses": i.addresses,
-    });
-    if with_counters {
-        if let Value::Object(o) = &mut v {
-            counters_of_iface(o, i);
-        }
-    }
-    v
-}
-
-fn counters_of_iface(o: &mut serde_json::Map<String, Value>, i: &Iface) {
-    let names = [
-        "rx_bytes",
-        "tx_bytes",
-        "rx_packets",
-        "tx_packets",
-        "rx_dropped",
-        "tx_dropped",
-        "rx_errors",
-        "tx_errors",
-    ];
-    for (n, c) in names.iter().zip(i.counters) {
-        o.insert((*n).into(), json!(c));
     }
 }
 

@@ -60,7 +60,7 @@ pub struct VdeDevice {
     /// would answer it with a reset (`ECONNREFUSED`).
     pub syn_room: Vec<(Option<std::net::IpAddr>, u16, usize)>,
     /// Frames and bytes each way, for `IFLA_STATS64` ([`crate::diag`]).
-    pub counts: crate::diag::IfCounts,
+    pub counts: crate::counts::IfCounts,
 }
 
 /// The destination of a TCP connection request (SYN without ACK) in Ethernet frame `f`, IPv4 or
@@ -226,7 +226,7 @@ pub struct VdeTx<'a> {
     conn: &'a Conn,
     buf: &'a mut [u8],
     pending: &'a mut Option<usize>,
-    counts: &'a mut crate::diag::IfCounts,
+    counts: &'a mut crate::counts::IfCounts,
 }
 
 impl phy::RxToken for VdeRx<'_> {
@@ -359,7 +359,7 @@ pub struct LoopDevice {
     queue: VecDeque<Vec<u8>>,
     budget: usize,
     /// Packets and bytes (sent and received alike), for `IFLA_STATS64` ([`crate::diag`]).
-    pub counts: crate::diag::IfCounts,
+    pub counts: crate::counts::IfCounts,
 }
 
 impl LoopDevice {
@@ -387,7 +387,7 @@ impl LoopDevice {
 pub struct LoopRx(Vec<u8>);
 
 /// Room for one packet on the loopback queue.
-pub struct LoopTx<'a>(&'a mut VecDeque<Vec<u8>>, &'a mut crate::diag::IfCounts);
+pub struct LoopTx<'a>(&'a mut VecDeque<Vec<u8>>, &'a mut crate::counts::IfCounts);
 
 impl phy::RxToken for LoopRx {
     fn consume<R, F>(self, f: F) -> R

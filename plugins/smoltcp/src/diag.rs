@@ -20,60 +20,6 @@ use std::net::{IpAddr, SocketAddr};
 use crate::net::{Dev, Net};
 use crate::sock::{app_end, Kind, Sock};
 
-/// Bytes and datagrams of one socket, as the plug-in moves them between the pair and smoltcp.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Counts {
-    /// Payload bytes handed to smoltcp to send.
-    pub bytes_out: u64,
-    /// Payload bytes received and handed to the application (or still queued in smoltcp).
-    pub bytes_in: u64,
-    /// Datagrams sent (UDP).
-    pub dgrams_out: u64,
-    /// Datagrams received (UDP).
-    pub dgrams_in: u64,
-}
-
-impl Counts {
-    /// `n` payload bytes sent (`dgram`: as one datagram).
-    pub fn sent(&mut self, n: usize, dgram: bool) {
-        self.bytes_out += n as u64;
-        self.dgrams_out += u64::from(dgram);
-    }
-
-    /// `n` payload bytes received (`dgram`: as one datagram).
-    pub fn received(&mut self, n: usize, dgram: bool) {
-        self.bytes_in += n as u64;
-        self.dgrams_in += u64::from(dgram);
-    }
-}
-
-/// Counters of one interface (what `IFLA_STATS64` reports).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct IfCounts {
-    pub rx_packets: u64,
-    pub tx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    pub rx_dropped: u64,
-    pub tx_dropped: u64,
-    pub rx_errors: u64,
-    pub tx_errors: u64,
-}
-
-impl IfCounts {
-    /// A frame (or packet) of `n` bytes received.
-    pub fn rx(&mut self, n: usize) {
-        self.rx_packets += 1;
-        self.rx_bytes += n as u64;
-    }
-
-    /// A frame of `n` bytes sent.
-    pub fn tx(&mut self, n: usize) {
-        self.tx_packets += 1;
-        self.tx_bytes += n as u64;
-    }
-}
-
 /// The `IFLA_STATS64` of an interface's device.
 pub fn stats64(dev: &Dev) -> netlink_packet_route::link::Stats64 {
     let c = match dev {
@@ -187,6 +133,8 @@ pub fn table_if_asked<'a>(net: &Net, socks: impl Iterator<Item = &'a Sock> + Clo
     socks.filter_map(|s| entry(net, s)).collect()
 }
 
+/// Largest reply record (as rtnetlink's).
+const MAX_DGRAM: usize = 16 * 1024;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_MULTI: u16 = 2;
@@ -267,12 +215,12 @@ fn error(request: &[u8], errno: i32) -> Vec<u8> {
 }
 
 /// Answers one record of sock_diag requests from `table`: records of at most
-/// [`crate::netlink::MAX_DGRAM`] bytes.
+/// [`MAX_DGRAM`] bytes.
 pub fn answer(table: &[Entry], data: &[u8]) -> Vec<Vec<u8>> {
     let mut records = Vec::new();
     let mut cur = Vec::new();
     let mut push = |cur: &mut Vec<u8>, m: Vec<u8>| {
-        if !cur.is_empty() && cur.len() + m.len() > crate::netlink::MAX_DGRAM {
+        if !cur.is_empty() && cur.len() + m.len() > MAX_DGRAM {
             records.push(std::mem::take(cur));
         }
         cur.extend_from_slice(&m);

@@ -20,6 +20,7 @@
 #![deny(unsafe_code)]
 
 mod addr;
+mod counts;
 mod device;
 mod diag;
 mod evloop;

@@ -56,7 +56,7 @@ pub struct Conn {
     /// Closed: nothing more to pump.
     pub(crate) done: bool,
     /// Payload moved each way, for sock_diag ([`crate::diag`]).
-    pub(crate) counts: crate::diag::Counts,
+    pub(crate) counts: crate::counts::Counts,
 }
 
 impl Tcp {

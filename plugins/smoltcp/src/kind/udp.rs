@@ -128,7 +128,7 @@ pub struct Udp {
     /// IP-level options and multicast memberships.
     pub ip: mcast::Ip,
     /// Payload and datagrams each way, for sock_diag ([`crate::diag`]).
-    pub counts: crate::diag::Counts,
+    pub counts: crate::counts::Counts,
 }
 
 impl Udp {

@@ -75,7 +75,7 @@ pub(super) fn pump_out(
     k: &mut tcp::Socket<'_>,
     pe: &std::os::fd::OwnedFd,
     want_out: &mut bool,
-    counts: &mut crate::diag::Counts,
+    counts: &mut crate::counts::Counts,
 ) {
     *want_out = false;
     for _ in 0..8 {
