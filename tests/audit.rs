@@ -141,9 +141,11 @@ fn trails_show_connections_bytes_and_interfaces() {
     );
     let a = vdestack(&sw, &ta, "10.0.0.1/24");
     let b = vdestack(&sw, &tb, "10.0.0.2/24");
+    // Its own interval, not the process's IOTH_AUDIT_INTERVAL.
     let c = Stack::builder("smoltcp")
         .vnl(&sw.vnl())
         .audit(&tc)
+        .audit_interval(Duration::from_millis(INTERVAL_MS / 2))
         .build()
         .expect("newstack smoltcp");
     configure_smol(&c, "vde0", "10.0.0.3", "fd00::3");
@@ -194,13 +196,28 @@ fn trails_show_connections_bytes_and_interfaces() {
         }
     }
     assert_eq!(received, UDP_N * UDP_LEN);
+    // UDP c → b (a connected proxied socket).
+    let uc = c.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    uc.connect(&addr("10.0.0.2:6000")).unwrap();
+    let mut received = 0;
+    for _ in 0..UDP_N {
+        uc.send(&[3u8; UDP_LEN]).unwrap();
+        let mut buf = [0u8; 2000];
+        if let Ok((n, _)) = ub.recv_from(&mut buf) {
+            received += n;
+        }
+    }
+    assert_eq!(received, UDP_N * UDP_LEN);
     // Counters are looked at every interval: let the audit thread see the final ones.
     std::thread::sleep(SETTLE);
 
     // ioth ps, while they run: the three stacks, the vdestack ones with their addresses.
     let ps: serde_json::Value = serde_json::from_str(&ioth(&["ps", "--json"])).unwrap();
     println!("{}", ioth(&["ps"]));
-    for (p, want) in pids.iter().zip(["10.0.0.1/24", "10.0.0.2/24", ""]) {
+    for (p, want) in pids
+        .iter()
+        .zip(["10.0.0.1/24", "10.0.0.2/24", "10.0.0.3/24"])
+    {
         let h = ps
             .as_array()
             .unwrap()
@@ -212,15 +229,14 @@ fn trails_show_connections_bytes_and_interfaces() {
         assert!(h["protections"]["in_force"]
             .as_array()
             .is_some_and(|v| v.iter().any(|x| x == "seccomp")));
-        if !want.is_empty() {
-            let has = h["interfaces"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|i| i["addresses"].as_array().unwrap().iter().any(|x| x == want));
-            assert!(has, "{want} not in {h}");
-            assert!(!h["sockets"].as_array().unwrap().is_empty(), "{h}");
-        } else {
+        let has = h["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["addresses"].as_array().unwrap().iter().any(|x| x == want));
+        assert!(has, "{want} not in {h}");
+        assert!(!h["sockets"].as_array().unwrap().is_empty(), "{h}");
+        if *p == pids[2] {
             // smoltcp: the proxied table (the connection to b).
             assert!(
                 h["proxied"]
@@ -233,7 +249,7 @@ fn trails_show_connections_bytes_and_interfaces() {
         }
     }
 
-    drop((ca, sa, cc, sc, l, l2, ua, ub));
+    drop((ca, sa, cc, sc, l, l2, ua, ub, uc));
     for s in [a, b, c] {
         s.delete().map_err(ioth::Error::from).unwrap();
     }
@@ -255,7 +271,7 @@ fn trails_show_connections_bytes_and_interfaces() {
     // The trails: schema, each connection with its peers and counters.
     let ea = json_lines(&std::fs::read_to_string(&ta).unwrap());
     assert_eq!(ea[0]["event"], "trail");
-    assert_eq!(ea[0]["schema"], 2);
+    assert_eq!(ea[0]["schema"], 3);
     let close = ea
         .iter()
         .find(|e| e["event"] == "socket_close" && e["peer"] == "10.0.0.2:5000")
@@ -282,6 +298,61 @@ fn trails_show_connections_bytes_and_interfaces() {
     );
     assert!(grow("rx_bytes") >= TCP_BA as u64, "{stats:?}");
     assert!(grow("tx_packets") >= UDP_N as u64);
+    // The smoltcp stack's trail: its sockets and interfaces, as the stack itself reports them.
+    let ec = json_lines(&std::fs::read_to_string(&tc).unwrap());
+    assert_eq!(ec[0]["schema"], 3);
+    let stack = ec.iter().find(|e| e["event"] == "stack").unwrap();
+    assert_eq!(stack["interval_ms"], INTERVAL_MS / 2, "{stack}");
+    assert_eq!(stack["observed"], "plugin", "{stack}");
+    // The connection stays open to the end (its fd was turned into a std TcpStream, which
+    // never sends `Close`): its last event has the counters.
+    let last = ec
+        .iter()
+        .rfind(|e| {
+            e["event"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("socket_"))
+                && e["peer"] == "10.0.0.2:5001"
+        })
+        .unwrap_or_else(|| panic!("no event of c's connection in {ec:?}"));
+    assert_eq!(last["type"], "tcp");
+    assert!(ec.iter().any(|e| e["event"] == "socket_open"
+        && e["peer"] == "10.0.0.2:5001"
+        && e["owner"] == "application"));
+    assert!(last["id"].is_u64(), "{last}");
+    assert_eq!(last["bytes_sent"], TCP_CB as u64, "{last}");
+    let udp = ec
+        .iter()
+        .rfind(|e| e["event"] == "socket_close" && e["peer"] == "10.0.0.2:6000")
+        .unwrap_or_else(|| panic!("no close of c's UDP socket in {ec:?}"));
+    assert_eq!(udp["bytes_sent"], (UDP_N * UDP_LEN) as u64, "{udp}");
+    assert_eq!(udp["packets_sent"], UDP_N as u64, "{udp}");
+    assert_eq!(udp["owner"], "application", "{udp}");
+    let pc = ec
+        .iter()
+        .find(|e| e["event"] == "proxied_close" && e["peer"] == "10.0.0.2:6000")
+        .unwrap_or_else(|| panic!("no proxied_close in {ec:?}"));
+    assert_eq!(pc["bytes"]["sent"], (UDP_N * UDP_LEN) as u64, "{pc}");
+    assert!(ec.iter().any(|e| e["event"] == "interface"
+        && e["name"] == "vde0"
+        && e["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "10.0.0.3/24")));
+    let stats: Vec<&serde_json::Value> = ec
+        .iter()
+        .filter(|e| e["event"] == "interface_stats" && e["name"] == "vde0")
+        .collect();
+    // Its interfaces are new with the stack, their counters from zero (the first look may
+    // come after the traffic began: the stack is configured while the audit thread starts).
+    let last = |k: &str| stats.last().unwrap()[k].as_u64().unwrap();
+    assert!(
+        last("tx_bytes") >= (TCP_CB + UDP_N * UDP_LEN) as u64,
+        "{stats:?}"
+    );
+    assert!(last("tx_packets") >= UDP_N as u64, "{stats:?}");
+    assert!(last("rx_packets") > 0, "{stats:?}");
 
     // ioth audit: the summaries.
     let trails = [
@@ -322,11 +393,18 @@ fn trails_show_connections_bytes_and_interfaces() {
         vde0["rx_bytes_during"].as_u64().unwrap() >= (TCP_AB + TCP_CB) as u64,
         "{vde0}"
     );
-    // smoltcp: the proxied connection, its peer from the requests (no byte counts there).
+    // smoltcp: the proxied connection and datagrams, with the counters the stack reported.
     let sc = summary(&sums, pids[2]);
     let p = peer(sc, "tcp", "10.0.0.2:5001");
-    assert_eq!(p["connections"], 1);
-    assert!(p["bytes_sent"].is_null());
+    assert_eq!(p["connections"], 1, "{sc}");
+    assert_eq!(p["bytes_sent"].as_u64(), Some(TCP_CB as u64), "{sc}");
+    assert_eq!(p["bytes_received"].as_u64(), Some(0), "{sc}");
+    let p = peer(sc, "udp", "10.0.0.2:6000");
+    assert_eq!(
+        p["bytes_sent"].as_u64(),
+        Some((UDP_N * UDP_LEN) as u64),
+        "{sc}"
+    );
     // Filters: b's socket events only.
     let pid_b = pids[1].to_string();
     let mut args = vec!["audit", "--json", "--pid", &pid_b, "--kind", "socket_close"];

@@ -920,7 +920,7 @@ fn audit_trail_records_exactly_the_requests_made() {
     // The request lines (the trail also has the audit thread's events: docs/audit.md).
     let all: Vec<&str> = text.lines().collect();
     assert!(
-        all[0].contains("\"event\":\"trail\",\"schema\":2"),
+        all[0].contains("\"event\":\"trail\",\"schema\":3"),
         "{}",
         all[0]
     );

@@ -33,6 +33,7 @@ pub struct StackBuilder {
     timeout: Option<Duration>,
     request_timeout: Option<Duration>,
     audit: Option<PathBuf>,
+    audit_interval: Option<Duration>,
     limits: Limits,
     fork_server: Option<bool>,
 }
@@ -52,6 +53,7 @@ impl StackBuilder {
             timeout: None,
             request_timeout: None,
             audit: None,
+            audit_interval: None,
             limits: Limits::default(),
             fork_server: None,
         }
@@ -106,6 +108,15 @@ impl StackBuilder {
     /// Default: `IOTH_AUDIT` if set. A trail that cannot be opened fails the creation.
     pub fn audit(mut self, path: impl AsRef<Path>) -> StackBuilder {
         self.audit = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// How often the host's audit thread looks at this stack (its sockets, interfaces and
+    /// counters: docs/audit.md), to the millisecond (at least 10 ms); `Duration::ZERO`: only at
+    /// its start and end. Default: `IOTH_AUDIT_INTERVAL` (milliseconds) in the host's
+    /// environment, else 1 s. Without a trail it changes nothing.
+    pub fn audit_interval(mut self, every: Duration) -> StackBuilder {
+        self.audit_interval = Some(every);
         self
     }
 
@@ -210,6 +221,7 @@ impl StackBuilder {
             app_license: license,
             limits: self.limits,
             audit: audit_str,
+            audit_interval_ms: self.audit_interval.map(|d| d.as_millis() as u64),
         };
         // Both queued before the host starts, so that it finds them at once.
         let link = Link::start(

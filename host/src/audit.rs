@@ -35,8 +35,10 @@ use serde_json::{json, Map, Value};
 use crate::error::HostError;
 
 /// The version of the trail's schema (docs/audit.md). 1 was the request-only trail without an
-/// `event` key; 2 adds `event` to every line and the events of the audit thread.
-pub const SCHEMA: u32 = 2;
+/// `event` key; 2 adds `event` to every line and the events of the audit thread; 3 the counters
+/// and interfaces of proxied stacks (their socket events carry the `id` of the requests, a
+/// `packets_*` counter may be null), `proxied_close` bytes, refused system calls and `exec`.
+pub const SCHEMA: u32 = 3;
 
 /// An open audit trail.
 pub struct Audit {
@@ -95,6 +97,7 @@ pub fn args_json(req: &Request) -> Value {
             app_license,
             limits,
             audit,
+            audit_interval_ms,
         } => json!({
             "plugin": plugin,
             "options": options,
@@ -103,6 +106,7 @@ pub fn args_json(req: &Request) -> Value {
             "app_license": app_license,
             "limits": limits_json(limits),
             "audit": audit,
+            "audit_interval_ms": audit_interval_ms,
         }),
         Request::Socket {
             domain,
@@ -483,6 +487,7 @@ mod tests {
                 ..Limits::default()
             },
             audit: None,
+            audit_interval_ms: None,
         };
         let bind = Request::Control {
             id: 7,
@@ -545,7 +550,7 @@ mod tests {
             args_json(&ns).to_string(),
             "{\"plugin\":\"x\\\"y\",\"options\":\"\",\"vnls\":[\"vde:///tmp/sw\"],\"search_path\":[],\
              \"app_license\":null,\"limits\":{\"address_space\":null,\"open_files\":64,\
-             \"cpu_seconds\":null,\"core_size\":null},\"audit\":null}"
+             \"cpu_seconds\":null,\"core_size\":null},\"audit\":null,\"audit_interval_ms\":null}"
         );
     }
 }

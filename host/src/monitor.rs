@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,7 +22,10 @@ use ioth_proto::Reply;
 use serde_json::{json, Value};
 
 use crate::audit::{self, Audit};
-use crate::observe::{self, Iface, ProcView, Sock};
+use crate::observe::{Iface, Netlink, ProcView, Sock};
+
+mod json;
+use json::{bind_status, counters_into, counters_of_iface, iface_json, owner_of, sock_json};
 
 /// The default interval between two looks.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -50,6 +53,8 @@ struct State {
     proc: ProcView,
     /// Inodes of the native sockets handed to the application.
     handed: HashSet<u64>,
+    /// Inodes of the application's ends of proxied sockets, with their ids.
+    proxied_inodes: BTreeMap<u64, u64>,
     socks: BTreeMap<u64, Seen>,
     ifs: BTreeMap<u32, Iface>,
     routes: Vec<String>,
@@ -57,7 +62,17 @@ struct State {
     proxied: BTreeMap<u64, Proxied>,
     protections: Value,
     requests: u64,
+    /// The stack is ending: no more looks start.
     ended: bool,
+    /// The last look and the `stop` event are written: nothing more is.
+    stopped: bool,
+}
+
+/// What one look's dumps returned (`None`: could not be dumped).
+struct Snapshot {
+    kernel: Option<BTreeMap<u64, Sock>>,
+    stack: Option<BTreeMap<u64, Sock>>,
+    ifs: Option<(BTreeMap<u32, Iface>, Vec<String>)>,
 }
 
 /// The facts of the stack that never change.
@@ -78,6 +93,10 @@ struct Shared {
     audit: Option<Arc<Mutex<Audit>>>,
     info: Info,
     state: Mutex<State>,
+    /// Where the dumps go. Locked for a whole look (dumps, then the state to diff them), so
+    /// that looks apply in order; the state alone is locked only while they are compared, so
+    /// that the serving thread never waits for a dump.
+    nl: Mutex<Netlink>,
 }
 
 /// The monitor of one stack (see the module doc).
@@ -87,12 +106,15 @@ pub struct Monitor {
     status_path: Option<PathBuf>,
 }
 
-/// The interval from `IOTH_AUDIT_INTERVAL` (ms; 0 = none).
-fn interval() -> Option<Duration> {
-    match std::env::var("IOTH_AUDIT_INTERVAL")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+/// The interval: the stack's own (`NewStack`'s `audit_interval_ms`), else
+/// `IOTH_AUDIT_INTERVAL` (ms; 0 = none), else [`DEFAULT_INTERVAL`].
+fn interval(own: Option<u64>) -> Option<Duration> {
+    let env = || {
+        std::env::var("IOTH_AUDIT_INTERVAL")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    match own.or_else(env) {
         Some(0) => None,
         Some(ms) => Some(Duration::from_millis(ms.max(10))),
         None => Some(DEFAULT_INTERVAL),
@@ -113,92 +135,6 @@ fn same_netns_as_parent() -> bool {
     }
 }
 
-/// The status socket of this host, bound before the sandbox; `None` if off or impossible
-/// (then `ioth ps` shows what `/proc` shows).
-fn bind_status() -> Option<(UnixListener, PathBuf)> {
-    let uid = nix::unistd::getuid().as_raw();
-    let dir = ioth_proto::status::dir(uid, std::env::var("IOTH_STATUS_DIR").ok().as_deref())?;
-    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
-    let meta = std::fs::symlink_metadata(&dir).ok()?;
-    // Only a directory of ours that nobody else may enter.
-    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
-        eprintln!(
-            "ioth-host: status directory {} is not a 0700 directory of uid {uid}: no status socket",
-            dir.display()
-        );
-        return None;
-    }
-    let path = ioth_proto::status::socket(&dir, std::process::id());
-    // A socket left by a host of the same pid that did not end cleanly.
-    let _ = std::fs::remove_file(&path);
-    let l = UnixListener::bind(&path).ok()?;
-    l.set_nonblocking(true).ok()?;
-    Some((l, path))
-}
-
-fn owner_of(handed: &HashSet<u64>, own: &HashSet<u64>, inode: u64) -> &'static str {
-    if !handed.contains(&inode) && own.contains(&inode) {
-        "plugin"
-    } else {
-        "application"
-    }
-}
-
-fn sock_json(s: &Sock) -> Value {
-    let mut v = json!({
-        "inode": s.inode,
-        "family": if s.v6 { "inet6" } else { "inet" },
-        "type": if s.tcp { "tcp" } else { "udp" },
-        "local": s.local.to_string(),
-        "peer": s.peer.to_string(),
-        "state": s.state,
-    });
-    if let (Some(c), Value::Object(o)) = (s.counters, &mut v) {
-        counters_into(o, c);
-    }
-    v
-}
-
-fn counters_into(o: &mut serde_json::Map<String, Value>, c: [u64; 4]) {
-    o.insert("bytes_sent".into(), json!(c[0]));
-    o.insert("bytes_received".into(), json!(c[1]));
-    o.insert("packets_sent".into(), json!(c[2]));
-    o.insert("packets_received".into(), json!(c[3]));
-}
-
-fn iface_json(i: &Iface, with_counters: bool) -> Value {
-    let mut v = json!({
-        "index": i.index,
-        "name": i.name,
-        "up": i.up,
-        "mtu": i.mtu,
-        "mac": i.mac,
-        "addresses": i.addresses,
-    });
-    if with_counters {
-        if let Value::Object(o) = &mut v {
-            counters_of_iface(o, i);
-        }
-    }
-    v
-}
-
-fn counters_of_iface(o: &mut serde_json::Map<String, Value>, i: &Iface) {
-    let names = [
-        "rx_bytes",
-        "tx_bytes",
-        "rx_packets",
-        "tx_packets",
-        "rx_dropped",
-        "tx_dropped",
-        "rx_errors",
-        "tx_errors",
-    ];
-    for (n, c) in names.iter().zip(i.counters) {
-        o.insert((*n).into(), json!(c));
-    }
-}
-
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -212,36 +148,77 @@ impl Shared {
         }
     }
 
-    /// One look: the differences since the last one become events; `counters` also writes the
-    /// counters that changed.
-    fn look(&self, st: &mut State, counters: bool) {
+    /// What the dumps show now (no lock of the state held: they take milliseconds).
+    fn fetch(&self, nl: &Netlink) -> Snapshot {
         let native = self.info.data_path == "native";
-        let own: HashSet<u64> = st.proc.socket_inodes().into_iter().collect();
-        if let Ok(all) = observe::sockets() {
-            // In a shared namespace, the stack's sockets are those it handed out, its own, and
-            // the connections accepted on a listener of those.
-            let follow = |s: &Sock, listeners: &HashSet<(std::net::SocketAddr, bool)>| {
-                if !native {
-                    own.contains(&s.inode)
-                } else if self.info.own_netns {
-                    true
-                } else {
-                    st.handed.contains(&s.inode)
-                        || own.contains(&s.inode)
-                        || listeners.contains(&(s.local, s.tcp))
-                }
-            };
-            let listeners: HashSet<_> = all
-                .values()
-                .filter(|s| {
-                    s.state == "LISTEN" && (st.handed.contains(&s.inode) || own.contains(&s.inode))
-                })
-                .map(|s| (s.local, s.tcp))
-                .collect();
-            let now: BTreeMap<u64, Sock> = all
+        // A proxied stack's own inet sockets in the host's namespace are the kernel's.
+        let kernel = Netlink::Kernel.sockets().ok();
+        let (stack, ifs) = if native {
+            (None, Netlink::Kernel.interfaces().ok())
+        } else {
+            (nl.sockets().ok(), nl.interfaces().ok())
+        };
+        Snapshot { kernel, stack, ifs }
+    }
+
+    /// The stack's sockets in `snap`: in a shared namespace, those it handed out, its own, and
+    /// the connections accepted on a listener of those; of a proxied stack, those the stack
+    /// lists and the plug-in's own kernel sockets. `None`: nothing could be dumped.
+    fn stack_sockets(
+        &self,
+        st: &State,
+        own: &HashSet<u64>,
+        snap: &mut Snapshot,
+    ) -> Option<BTreeMap<u64, Sock>> {
+        let native = self.info.data_path == "native";
+        let kernel = snap.kernel.take();
+        if !native {
+            let mut now: BTreeMap<u64, Sock> = kernel
+                .unwrap_or_default()
                 .into_iter()
-                .filter(|(_, s)| follow(s, &listeners))
+                .filter(|(i, _)| own.contains(i))
                 .collect();
+            now.extend(snap.stack.take()?);
+            return Some(now);
+        }
+        let all = kernel?;
+        if self.info.own_netns {
+            return Some(all);
+        }
+        let listeners: HashSet<_> = all
+            .values()
+            .filter(|s| {
+                s.state == "LISTEN" && (st.handed.contains(&s.inode) || own.contains(&s.inode))
+            })
+            .map(|s| (s.local, s.tcp))
+            .collect();
+        Some(
+            all.into_iter()
+                .filter(|(i, s)| {
+                    st.handed.contains(i)
+                        || own.contains(i)
+                        || listeners.contains(&(s.local, s.tcp))
+                })
+                .collect(),
+        )
+    }
+
+    /// One look: the differences since the last one become events; `counters` also writes the
+    /// counters that changed. Looks are serialised by the netlink lock; the state is locked
+    /// only to compare.
+    fn look(&self, counters: bool) {
+        let nl = self.nl.lock().unwrap_or_else(|e| e.into_inner());
+        let mut snap = self.fetch(&nl);
+        let mut st = self.lock();
+        if st.stopped {
+            return;
+        }
+        self.apply(&mut st, &mut snap, counters);
+    }
+
+    fn apply(&self, st: &mut State, snap: &mut Snapshot, counters: bool) {
+        let own: HashSet<u64> = st.proc.socket_inodes().into_iter().collect();
+        if let Some(now) = self.stack_sockets(st, &own, snap) {
             let gone: Vec<u64> = st
                 .socks
                 .keys()
@@ -250,7 +227,7 @@ impl Shared {
                 .collect();
             for i in gone {
                 if let Some(seen) = st.socks.remove(&i) {
-                    let mut v = sock_json(&seen.sock);
+                    let mut v = sock_json(&seen.sock, &st.proxied_inodes);
                     if let Value::Object(o) = &mut v {
                         o.insert("owner".into(), json!(seen.owner));
                         o.insert(
@@ -264,8 +241,8 @@ impl Shared {
             for (i, s) in now {
                 match st.socks.get_mut(&i) {
                     None => {
-                        let owner = owner_of(&st.handed, &own, i);
-                        let mut v = sock_json(&s);
+                        let owner = owner_of(st, &own, i);
+                        let mut v = sock_json(&s, &st.proxied_inodes);
                         if let Value::Object(o) = &mut v {
                             o.insert("owner".into(), json!(owner));
                         }
@@ -283,7 +260,7 @@ impl Shared {
                         let changed_state = seen.sock.state != s.state || seen.sock.peer != s.peer;
                         let changed_counters = seen.sock.counters != s.counters;
                         if changed_state {
-                            let mut v = sock_json(&s);
+                            let mut v = sock_json(&s, &st.proxied_inodes);
                             if let Value::Object(o) = &mut v {
                                 o.insert("previous".into(), json!(seen.sock.state));
                             }
@@ -292,6 +269,9 @@ impl Shared {
                         } else if changed_counters && counters {
                             let mut o = serde_json::Map::new();
                             o.insert("inode".into(), json!(i));
+                            if let Some(id) = st.proxied_inodes.get(&i) {
+                                o.insert("id".into(), json!(id));
+                            }
                             if let Some(c) = s.counters {
                                 counters_into(&mut o, c);
                             }
@@ -302,50 +282,47 @@ impl Shared {
                 }
             }
         }
-        if native {
-            if let Ok((ifs, routes)) = observe::interfaces() {
-                for (i, f) in &ifs {
-                    let before = st.ifs.get(i);
-                    let same = before.is_some_and(|b| {
-                        (&b.name, b.up, b.mtu, &b.mac, &b.addresses)
-                            == (&f.name, f.up, f.mtu, &f.mac, &f.addresses)
-                    });
-                    if !same {
-                        self.emit("interface", iface_json(f, false));
-                    }
-                    if (counters || before.is_none())
-                        && before.is_none_or(|b| b.counters != f.counters)
-                    {
-                        let mut o = serde_json::Map::new();
-                        o.insert("index".into(), json!(f.index));
-                        o.insert("name".into(), json!(f.name));
-                        counters_of_iface(&mut o, f);
-                        self.emit("interface_stats", Value::Object(o));
-                    } else if let Some(b) = before {
-                        // Counters not written this time stay those last written.
-                        let keep = b.counters;
-                        let mut f2 = f.clone();
-                        f2.counters = keep;
-                        st.ifs.insert(*i, f2);
-                        continue;
-                    }
-                    st.ifs.insert(*i, f.clone());
+        if let Some((ifs, routes)) = snap.ifs.take() {
+            for (i, f) in &ifs {
+                let before = st.ifs.get(i);
+                let same = before.is_some_and(|b| {
+                    (&b.name, b.up, b.mtu, &b.mac, &b.addresses)
+                        == (&f.name, f.up, f.mtu, &f.mac, &f.addresses)
+                });
+                if !same {
+                    self.emit("interface", iface_json(f, false));
                 }
-                let gone: Vec<u32> = st
-                    .ifs
-                    .keys()
-                    .filter(|i| !ifs.contains_key(i))
-                    .copied()
-                    .collect();
-                for i in gone {
-                    if let Some(f) = st.ifs.remove(&i) {
-                        self.emit("interface_gone", json!({"index": i, "name": f.name}));
-                    }
+                if (counters || before.is_none()) && before.is_none_or(|b| b.counters != f.counters)
+                {
+                    let mut o = serde_json::Map::new();
+                    o.insert("index".into(), json!(f.index));
+                    o.insert("name".into(), json!(f.name));
+                    counters_of_iface(&mut o, f);
+                    self.emit("interface_stats", Value::Object(o));
+                } else if let Some(b) = before {
+                    // Counters not written this time stay those last written.
+                    let keep = b.counters;
+                    let mut f2 = f.clone();
+                    f2.counters = keep;
+                    st.ifs.insert(*i, f2);
+                    continue;
                 }
-                if routes != st.routes {
-                    self.emit("routes", json!({ "routes": routes }));
-                    st.routes = routes;
+                st.ifs.insert(*i, f.clone());
+            }
+            let gone: Vec<u32> = st
+                .ifs
+                .keys()
+                .filter(|i| !ifs.contains_key(i))
+                .copied()
+                .collect();
+            for i in gone {
+                if let Some(f) = st.ifs.remove(&i) {
+                    self.emit("interface_gone", json!({"index": i, "name": f.name}));
                 }
+            }
+            if routes != st.routes {
+                self.emit("routes", json!({ "routes": routes }));
+                st.routes = routes.clone();
             }
         }
         let kids = st.proc.children();
@@ -360,36 +337,25 @@ impl Shared {
 
     /// The host's status, for `ioth ps`.
     fn status(&self) -> Value {
+        let nl = self.nl.lock().unwrap_or_else(|e| e.into_inner());
+        let mut snap = self.fetch(&nl);
         let mut st = self.lock();
-        let native = self.info.data_path == "native";
         let own: HashSet<u64> = st.proc.socket_inodes().into_iter().collect();
-        let mut sockets = Vec::new();
-        if let Ok(all) = observe::sockets() {
-            for s in all.values() {
-                let mine = if !native {
-                    own.contains(&s.inode)
-                } else {
-                    self.info.own_netns
-                        || st.handed.contains(&s.inode)
-                        || own.contains(&s.inode)
-                        || st.socks.contains_key(&s.inode)
-                };
-                if mine {
-                    let mut v = sock_json(s);
-                    if let Value::Object(o) = &mut v {
-                        o.insert("owner".into(), json!(owner_of(&st.handed, &own, s.inode)));
-                    }
-                    sockets.push(v);
+        let sockets: Vec<Value> = self
+            .stack_sockets(&st, &own, &mut snap)
+            .unwrap_or_default()
+            .values()
+            .map(|s| {
+                let mut v = sock_json(s, &st.proxied_inodes);
+                if let Value::Object(o) = &mut v {
+                    o.insert("owner".into(), json!(owner_of(&st, &own, s.inode)));
                 }
-            }
-        }
-        let interfaces: Value = if native {
-            match observe::interfaces() {
-                Ok((ifs, _)) => ifs.values().map(|i| iface_json(i, true)).collect(),
-                Err(_) => Value::Null,
-            }
-        } else {
-            Value::Null
+                v
+            })
+            .collect();
+        let interfaces: Value = match snap.ifs.take() {
+            Some((ifs, _)) => ifs.values().map(|i| iface_json(i, true)).collect(),
+            None => Value::Null,
         };
         let proxied: Vec<Value> = st
             .proxied
@@ -421,12 +387,15 @@ impl Shared {
 
 impl Monitor {
     /// The monitor of the stack just loaded; runs before the sandbox (it opens what it will
-    /// need: `/proc/self` views, the status socket). Writes the `stack` event.
+    /// need: `/proc/self` views, the status socket). `nl`: where its dumps go; `interval_ms`:
+    /// the stack's own audit interval. Writes the `stack` event.
     pub fn new(
         audit: Option<Arc<Mutex<Audit>>>,
         plugin: &str,
         vnls: &[String],
         data_path: &'static str,
+        nl: Netlink,
+        interval_ms: Option<u64>,
     ) -> Monitor {
         let (listener, status_path) = match bind_status() {
             Some((l, p)) => (Some(l), Some(p)),
@@ -443,13 +412,14 @@ impl Monitor {
             vnls: vnls.to_vec(),
             data_path,
             own_netns: !same_netns_as_parent(),
-            interval: interval(),
+            interval: interval(interval_ms),
             audit_path,
             started: Instant::now(),
         };
         let state = State {
             proc: ProcView::open(),
             handed: HashSet::new(),
+            proxied_inodes: BTreeMap::new(),
             socks: BTreeMap::new(),
             ifs: BTreeMap::new(),
             routes: Vec::new(),
@@ -459,11 +429,21 @@ impl Monitor {
             // The Hello before the NewStack that creates the monitor.
             requests: 1,
             ended: false,
+            stopped: false,
+        };
+        let observed = match &nl {
+            Netlink::Kernel => "kernel",
+            Netlink::Plugin {
+                diag: Some(_),
+                route: Some(_),
+            } => "plugin",
+            Netlink::Plugin { .. } => "requests",
         };
         let shared = Arc::new(Shared {
             audit,
             info,
             state: Mutex::new(state),
+            nl: Mutex::new(nl),
         });
         shared.emit(
             "stack",
@@ -472,6 +452,7 @@ impl Monitor {
                 "data_path": data_path,
                 "netns": if shared.info.own_netns { "own" } else { "shared" },
                 "interval_ms": shared.info.interval.map(|d| d.as_millis() as u64),
+                "observed": observed,
                 "status": status_path.as_ref().map(|p| p.display().to_string()),
             }),
         );
@@ -502,9 +483,18 @@ impl Monitor {
         self.shared.emit("protections", v);
     }
 
-    /// A native socket handed to the application (its inode).
-    pub fn handed(&self, inode: u64) {
-        self.shared.lock().handed.insert(inode);
+    /// A socket handed to the application: the inode of a native one, or of the application's
+    /// end of proxied socket `id`.
+    pub fn handed(&self, inode: u64, proxied: Option<u64>) {
+        let mut st = self.shared.lock();
+        match proxied {
+            None => {
+                st.handed.insert(inode);
+            }
+            Some(id) => {
+                st.proxied_inodes.insert(inode, id);
+            }
+        }
     }
 
     /// A request served: keeps the proxied table (`args` as the trail has them).
@@ -562,12 +552,20 @@ impl Monitor {
             ("Close", _) if ok => {
                 if let Some(i) = id {
                     if let Some(p) = st.proxied.remove(&i) {
+                        // The counters of the last look, if the stack lists its sockets.
+                        let bytes = st
+                            .proxied_inodes
+                            .iter()
+                            .find(|(_, id)| **id == i)
+                            .and_then(|(inode, _)| st.socks.get(inode))
+                            .and_then(|s| s.sock.counters)
+                            .map(|c| json!({"sent": c.sent, "received": c.received}));
                         drop(st);
                         self.shared.emit(
                             "proxied_close",
                             json!({"id": i, "local": p.local, "peer": p.peer, "state": p.state,
                                    "lifetime_ms": p.since.map(|s| s.elapsed().as_millis() as u64),
-                                   "bytes": null}),
+                                   "bytes": bytes}),
                         );
                     }
                 }
@@ -591,17 +589,37 @@ impl Monitor {
             .map(drop)
     }
 
+    /// The plug-in is about to delete its stack: a proxied stack's last look at itself (it
+    /// cannot answer once deleted; the look at [`Monitor::finish`] then sees the kernel only).
+    pub fn before_delstack(&self) {
+        let s = &self.shared;
+        if s.info.data_path == "native" {
+            return;
+        }
+        if s.audit.is_some() {
+            s.look(true);
+        }
+        *s.nl.lock().unwrap_or_else(|e| e.into_inner()) = Netlink::Plugin {
+            diag: None,
+            route: None,
+        };
+    }
+
     /// The stack ends (`DelStack`, or the application went away): a last look, the `stop`
     /// event, the status socket removed.
     pub fn finish(&self, why: &str) {
         let s = &self.shared;
-        let mut st = s.lock();
-        if st.ended {
-            return;
+        {
+            let mut st = s.lock();
+            if st.ended {
+                return;
+            }
+            st.ended = true;
         }
-        st.ended = true;
         if s.audit.is_some() {
-            s.look(&mut st, true);
+            s.look(true);
+            let mut st = s.lock();
+            st.stopped = true;
             let open: Vec<u64> = st.socks.keys().copied().collect();
             let requests = st.requests;
             drop(st);
@@ -639,11 +657,8 @@ fn run(shared: Arc<Shared>, listener: Option<UnixListener>) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let period = shared.audit.as_ref().and(shared.info.interval);
     // The first look, off the serving thread (the NewStack reply does not wait for it).
-    if shared.audit.is_some() {
-        let mut st = shared.lock();
-        if !st.ended {
-            shared.look(&mut st, true);
-        }
+    if shared.audit.is_some() && !shared.lock().ended {
+        shared.look(true);
     }
     let mut next = period.map(|p| Instant::now() + p);
     loop {
@@ -674,11 +689,10 @@ fn run(shared: Arc<Shared>, listener: Option<UnixListener>) {
         }
         if let (Some(n), Some(p)) = (next, period) {
             if Instant::now() >= n {
-                let mut st = shared.lock();
-                if st.ended {
+                if shared.lock().ended {
                     return;
                 }
-                shared.look(&mut st, true);
+                shared.look(true);
                 next = Some(Instant::now() + p);
             }
         }

@@ -4,6 +4,10 @@
 //! fds opened before the sandbox). Runs in the host, on the audit thread (or the serving thread
 //! for a status answer); nothing here is on the data path of a socket.
 //!
+//! The same dumps serve a proxied stack that answers them ([`Netlink::Plugin`]): the host then
+//! sends them on `AF_NETLINK` sockets it made through the plug-in's own `socket` (smoltcp
+//! emulates rtnetlink and sock_diag), so one code path reads native and proxied stacks.
+//!
 //! sock_diag is parsed by hand (its structures are fixed: `linux/inet_diag.h`, `linux/tcp.h`);
 //! rtnetlink with `netlink-packet-route`.
 
@@ -48,9 +52,53 @@ pub struct Sock {
     pub state: &'static str,
     pub local: SocketAddr,
     pub peer: SocketAddr,
-    /// TCP only: payload bytes sent (retransmissions not counted again), bytes received,
-    /// segments out and in. (`tcpi_bytes_acked` would count the SYN of the connecting side.)
-    pub counters: Option<[u64; 4]>,
+    /// With `INET_DIAG_INFO` (the kernel's TCP sockets, a proxied stack's TCP and UDP ones).
+    pub counters: Option<Counters>,
+}
+
+/// A socket's counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters {
+    /// Payload bytes sent (TCP on a kernel: retransmissions not counted again; on a kernel
+    /// before 4.19 or a proxied stack: acknowledged by the peer).
+    pub sent: u64,
+    pub received: u64,
+    /// Segments (UDP of a proxied stack: datagrams) out and in, where the stack counts them.
+    pub packets: Option<(u64, u64)>,
+}
+
+/// Where the netlink dumps go.
+pub enum Netlink {
+    /// The kernel, for the host's own network namespace (a socket per look).
+    Kernel,
+    /// A proxied stack's `AF_NETLINK` sockets (`NETLINK_SOCK_DIAG`, `NETLINK_ROUTE`), made
+    /// through the plug-in's `socket` when the stack was created (`None`: it has none).
+    Plugin {
+        diag: Option<OwnedFd>,
+        route: Option<OwnedFd>,
+    },
+}
+
+impl Netlink {
+    /// The sockets of the stack, by inode.
+    pub fn sockets(&self) -> io::Result<BTreeMap<u64, Sock>> {
+        match self {
+            Netlink::Kernel => sockets_on(&nl_socket(SockProtocol::NetlinkSockDiag)?),
+            Netlink::Plugin { diag: Some(fd), .. } => sockets_on(fd),
+            Netlink::Plugin { diag: None, .. } => Err(io::Error::from_raw_os_error(libc::ENOSYS)),
+        }
+    }
+
+    /// The interfaces of the stack, and its routes.
+    pub fn interfaces(&self) -> io::Result<(BTreeMap<u32, Iface>, Vec<Route>)> {
+        match self {
+            Netlink::Kernel => interfaces_on(&nl_socket(SockProtocol::NetlinkRoute)?),
+            Netlink::Plugin {
+                route: Some(fd), ..
+            } => interfaces_on(fd),
+            Netlink::Plugin { route: None, .. } => Err(io::Error::from_raw_os_error(libc::ENOSYS)),
+        }
+    }
 }
 
 /// TCP states by number (linux/tcp_states.h); UDP uses 7 (unconnected) and 1 (connected).
@@ -93,9 +141,33 @@ fn nl_socket(proto: SockProtocol) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// A netlink socket of `protocol` made through the plug-in's own `socket`, with a receive
+/// timeout: the application's end of a pair an fd-data plug-in pumps (smoltcp answers
+/// `NETLINK_ROUTE` and `NETLINK_SOCK_DIAG` on it). `None` for other plug-ins, or if it refuses.
+/// The host keeps it for its life (the plug-in's `close` is never called on it).
+pub fn plugin_netlink(p: &crate::plugin::Plugin, protocol: i32) -> Option<OwnedFd> {
+    if p.path() != crate::plugin::DataPath::FdData {
+        return None;
+    }
+    let fd = p
+        .calls()
+        .socket_fd(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            protocol,
+        )
+        .ok()?;
+    let tv = nix::sys::time::TimeVal::new(2, 0);
+    nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv).ok()?;
+    Some(fd)
+}
+
 /// Sends `msg` (a whole netlink message) and collects the payloads (header stripped, with their
 /// type) of every message of the dump up to `NLMSG_DONE`.
 fn dump_raw(fd: &OwnedFd, msg: &[u8]) -> io::Result<Vec<(u16, Vec<u8>)>> {
+    // What an earlier dump left (one that timed out) is not this one's.
+    let mut drain = [0u8; 512];
+    while recv(fd.as_raw_fd(), &mut drain, MsgFlags::MSG_DONTWAIT).is_ok_and(|n| n > 0) {}
     send(fd.as_raw_fd(), msg, MsgFlags::empty())?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
@@ -157,21 +229,24 @@ fn parse_sock(tcp: bool, m: &[u8]) -> Option<Sock> {
         if len < 4 || at + len > m.len() {
             break;
         }
-        if ty == INET_DIAG_INFO && tcp {
+        // The kernel gives it for TCP only; a proxied stack for UDP too (docs/audit.md).
+        if ty == INET_DIAG_INFO {
             let info = &m[at + 4..at + len];
-            counters = Some([
-                match (
+            counters = Some(Counters {
+                sent: match (
                     u64_at(info, TCPI_BYTES_SENT),
                     u64_at(info, TCPI_BYTES_RETRANS),
                 ) {
                     (Some(s), Some(r)) => s.saturating_sub(r),
-                    // A kernel before 4.19: acknowledged bytes (the SYN included).
+                    // A kernel before 4.19, a proxied stack: acknowledged bytes.
                     _ => u64_at(info, TCPI_BYTES_ACKED).unwrap_or(0),
                 },
-                u64_at(info, TCPI_BYTES_RECEIVED).unwrap_or(0),
-                u64::from(u32_at(info, TCPI_SEGS_OUT).unwrap_or(0)),
-                u64::from(u32_at(info, TCPI_SEGS_IN).unwrap_or(0)),
-            ]);
+                received: u64_at(info, TCPI_BYTES_RECEIVED).unwrap_or(0),
+                packets: match (u32_at(info, TCPI_SEGS_OUT), u32_at(info, TCPI_SEGS_IN)) {
+                    (Some(o), Some(i)) => Some((u64::from(o), u64::from(i))),
+                    _ => None,
+                },
+            });
         }
         at += (len + 3) & !3;
     }
@@ -186,10 +261,9 @@ fn parse_sock(tcp: bool, m: &[u8]) -> Option<Sock> {
     })
 }
 
-/// Every TCP and UDP socket, v4 and v6, of the host's network namespace that has an inode (a
-/// socket its owner closed has none: it is gone for the audit), by inode.
-pub fn sockets() -> io::Result<BTreeMap<u64, Sock>> {
-    let fd = nl_socket(SockProtocol::NetlinkSockDiag)?;
+/// Every TCP and UDP socket, v4 and v6, that sock_diag on `fd` lists with an inode (a socket
+/// its owner closed has none: it is gone for the audit), by inode.
+fn sockets_on(fd: &OwnedFd) -> io::Result<BTreeMap<u64, Sock>> {
     let mut out = BTreeMap::new();
     for family in [libc::AF_INET, libc::AF_INET6] {
         for proto in [libc::IPPROTO_TCP, libc::IPPROTO_UDP] {
@@ -203,7 +277,7 @@ pub fn sockets() -> io::Result<BTreeMap<u64, Sock>> {
             m[18] = 1 << (INET_DIAG_INFO - 1);
             m[20..24].copy_from_slice(&u32::MAX.to_ne_bytes());
             let tcp = proto == libc::IPPROTO_TCP;
-            match dump_raw(&fd, &m) {
+            match dump_raw(fd, &m) {
                 Ok(msgs) => {
                     for (_, b) in msgs {
                         if let Some(s) = parse_sock(tcp, &b[16..]) {
@@ -264,11 +338,10 @@ fn mac_text(b: &[u8]) -> String {
         .join(":")
 }
 
-/// The interfaces of the host's network namespace with their addresses, and its routes.
-pub fn interfaces() -> io::Result<(BTreeMap<u32, Iface>, Vec<Route>)> {
-    let fd = nl_socket(SockProtocol::NetlinkRoute)?;
+/// The interfaces rtnetlink on `fd` lists, with their addresses, and the routes.
+fn interfaces_on(fd: &OwnedFd) -> io::Result<(BTreeMap<u32, Iface>, Vec<Route>)> {
     let mut ifs = BTreeMap::new();
-    for m in rt_dump(&fd, RouteNetlinkMessage::GetLink(LinkMessage::default()))? {
+    for m in rt_dump(fd, RouteNetlinkMessage::GetLink(LinkMessage::default()))? {
         let RouteNetlinkMessage::NewLink(l) = m else {
             continue;
         };
@@ -300,7 +373,7 @@ pub fn interfaces() -> io::Result<(BTreeMap<u32, Iface>, Vec<Route>)> {
         ifs.insert(i.index, i);
     }
     for m in rt_dump(
-        &fd,
+        fd,
         RouteNetlinkMessage::GetAddress(AddressMessage::default()),
     )? {
         let RouteNetlinkMessage::NewAddress(a) = m else {
@@ -322,7 +395,7 @@ pub fn interfaces() -> io::Result<(BTreeMap<u32, Iface>, Vec<Route>)> {
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         let mut q = RouteMessage::default();
         q.header.address_family = family;
-        for m in rt_dump(&fd, RouteNetlinkMessage::GetRoute(q))? {
+        for m in rt_dump(fd, RouteNetlinkMessage::GetRoute(q))? {
             let RouteNetlinkMessage::NewRoute(r) = m else {
                 continue;
             };
@@ -446,13 +519,13 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let mut v = ProcView::open();
         let mine = v.socket_inodes();
-        let all = sockets().unwrap();
+        let all = Netlink::Kernel.sockets().unwrap();
         let s = all
             .values()
             .find(|s| s.tcp && s.local.port() == port && s.state == "LISTEN")
             .expect("the listener");
         assert!(mine.contains(&s.inode), "{s:?} {mine:?}");
-        let (ifs, _) = interfaces().unwrap();
+        let (ifs, _) = Netlink::Kernel.interfaces().unwrap();
         assert!(ifs.values().any(|i| i.name == "lo"));
     }
 }

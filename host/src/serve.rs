@@ -15,6 +15,7 @@ use crate::audit::{self, Audit};
 use crate::error::HostError;
 use crate::limits;
 use crate::monitor::Monitor;
+use crate::observe::{self, Netlink};
 use crate::plugin::{self, DataPath, Plugin};
 use crate::sandbox::{self, Protections, Relax};
 use crate::sockets::Sockets;
@@ -263,16 +264,19 @@ impl Host {
                     }
                 }
             }
-            if let (
-                Some(m),
-                Some(f),
-                Reply::Socket {
-                    kind: FdKind::Native,
-                },
-            ) = (&self.monitor, &fd, &reply)
-            {
-                if let Ok(st) = nix::sys::stat::fstat(f) {
-                    m.handed(st.st_ino);
+            if let (Some(m), Some(f)) = (&self.monitor, &fd) {
+                let proxied = match &reply {
+                    Reply::Socket {
+                        kind: FdKind::Native,
+                    } => Some(None),
+                    Reply::Socket {
+                        kind: FdKind::Proxied { id },
+                    }
+                    | Reply::Accepted { id, .. } => Some(Some(*id)),
+                    _ => None,
+                };
+                if let (Some(p), Ok(st)) = (proxied, nix::sys::stat::fstat(f)) {
+                    m.handed(st.st_ino, p);
                 }
             }
             if self.send(&reply, fd.as_ref().map(|f| f.as_fd())).is_err() {
@@ -326,6 +330,7 @@ impl Host {
                     app_license,
                     limits,
                     audit,
+                    audit_interval_ms,
                 },
             ) => self
                 .handle_newstack(
@@ -336,6 +341,7 @@ impl Host {
                     app_license.as_deref(),
                     &limits,
                     audit.as_deref(),
+                    audit_interval_ms,
                 )
                 .unwrap_or_else(Answer::fatal),
             (
@@ -381,14 +387,20 @@ impl Host {
             }
             (State::Serving(_), Request::Stats) => Answer::ok(Reply::Stats(self.stats)),
             (State::Serving(_), Request::Namespace { kind }) => handle_namespace(kind),
-            (State::Serving(st), Request::DelStack) => match st.plugin.delstack() {
-                Ok(()) => Answer {
-                    reply: Reply::Deleted,
-                    fd: None,
-                    after: After::Exit(0),
-                },
-                Err(e) => Answer::error(e),
-            },
+            (State::Serving(st), Request::DelStack) => {
+                // A proxied stack answers the last look only while it exists.
+                if let Some(m) = &self.monitor {
+                    m.before_delstack();
+                }
+                match st.plugin.delstack() {
+                    Ok(()) => Answer {
+                        reply: Reply::Deleted,
+                        fd: None,
+                        after: After::Exit(0),
+                    },
+                    Err(e) => Answer::error(e),
+                }
+            }
             (state, req) => {
                 let when = match state {
                     State::Greeting => "before Hello",
@@ -429,6 +441,7 @@ impl Host {
         app_license: Option<&str>,
         limits: &Limits,
         audit: Option<&str>,
+        audit_interval_ms: Option<u64>,
     ) -> Result<Answer, HostError> {
         // The trail first (so that limits cannot prevent it), then the limits (so that they
         // bind the plug-in from its first instruction), then the plug-in.
@@ -466,7 +479,23 @@ impl Host {
             DataPath::FdData => "fd-data",
             DataPath::HostPump => "host-pump",
         };
-        self.monitor = Some(Monitor::new(self.audit.clone(), name, vnls, data_path));
+        let nl = match p.path() {
+            DataPath::Native => Netlink::Kernel,
+            // Asked through the plug-in's own sockets, opened now (before the sandbox, on the
+            // serving thread, so never concurrently with another call into the plug-in).
+            _ => Netlink::Plugin {
+                diag: observe::plugin_netlink(&p, libc::NETLINK_SOCK_DIAG),
+                route: observe::plugin_netlink(&p, libc::NETLINK_ROUTE),
+            },
+        };
+        self.monitor = Some(Monitor::new(
+            self.audit.clone(),
+            name,
+            vnls,
+            data_path,
+            nl,
+            audit_interval_ms,
+        ));
         let reply = Reply::StackReady {
             plugin_path: found.describe(),
             license: p.license.clone(),

@@ -281,6 +281,7 @@ mod tests {
                     core_size: Some(0),
                 },
                 audit: Some("/tmp/audit \"x\".jsonl".into()),
+                audit_interval_ms: Some(250),
             },
             Request::Socket {
                 domain: 2,
@@ -524,6 +525,7 @@ mod tests {
             app_license: None,
             limits: crate::Limits::default(),
             audit: None,
+            audit_interval_ms: None,
         })
         .unwrap();
         fdpass::send(a.as_fd(), &full[..full.len() - 2], &[]).unwrap();
@@ -555,6 +557,7 @@ mod tests {
             app_license: None,
             limits: crate::Limits::default(),
             audit: None,
+            audit_interval_ms: None,
         };
         assert!(matches!(a.send(&big, &[]), Err(ProtoError::Oversized(_))));
         fdpass::send(a.as_fd(), &vec![0u8; MAX_FRAME + 100], &[]).unwrap();

@@ -30,8 +30,9 @@ pub use message::{
 /// ([`FdKind::Proxied`], [`Request::Control`], [`Request::Close`]); 4 the host's protections
 /// ([`StackStats::protections`]); 5 the plug-in's options in [`Request::NewStack`]; 6 the kind of
 /// an error ([`WireError::kind`]); 7 the host's namespaces ([`Request::Namespace`]); 8 a plug-in
-/// found but not loadable ([`ErrorKind::CannotLoad`]).
-pub const PROTO_VERSION: u32 = 8;
+/// found but not loadable ([`ErrorKind::CannotLoad`]); 9 a stack's own audit interval in
+/// [`Request::NewStack`].
+pub const PROTO_VERSION: u32 = 9;
 
 /// The bits of [`StackStats::protections`]: which parts of the host's sandbox are in force
 /// (docs/security.md).

@@ -34,6 +34,9 @@ pub enum Request {
         /// writes one JSON line per request it served, this `NewStack` and the `Hello` before it
         /// included. A file that cannot be opened fails `NewStack`.
         audit: Option<String>,
+        /// The audit thread's interval between two looks at the stack, in milliseconds (0: only
+        /// at its start and end); `None`: the host's `IOTH_AUDIT_INTERVAL`, else 1000.
+        audit_interval_ms: Option<u64>,
     },
     /// Create a socket on the stack, no fds. Answered by [`Reply::Socket`] with one fd.
     Socket {

@@ -46,6 +46,7 @@ fn requests() -> Vec<Request> {
                 core_size: Some(0),
             },
             audit: Some("/tmp/audit".into()),
+            audit_interval_ms: Some(100),
         },
         Request::Socket {
             domain: 2,

@@ -60,17 +60,32 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let trail = dir.join("t.jsonl");
     let rounds = if quick { 20 } else { 200 };
-    // Creation: off / on (1 s) interleaved.
+    // Creation: off / on (1 s) interleaved; the NewStack and DelStack replies timed apart.
     let (mut off, mut on) = (Vec::new(), Vec::new());
+    let (mut new_off, mut new_on, mut del_off, mut del_on) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        for (v, t) in [(&mut off, None), (&mut on, Some(&trail))] {
+        for (v, n, d, t) in [
+            (&mut off, &mut new_off, &mut del_off, None),
+            (&mut on, &mut new_on, &mut del_on, Some(&trail)),
+        ] {
             let t0 = Instant::now();
             let s = build(t);
+            let t1 = Instant::now();
             s.delete().map_err(ioth::Error::from).unwrap();
-            v.push(t0.elapsed().as_secs_f64());
+            let t2 = Instant::now();
+            v.push((t2 - t0).as_secs_f64());
+            n.push((t1 - t0).as_secs_f64());
+            d.push((t2 - t1).as_secs_f64());
         }
     }
     let (c_off, c_on) = (median(off), median(on));
+    let (n_off, n_on, d_off, d_on) = (
+        median(new_off),
+        median(new_on),
+        median(del_off),
+        median(del_on),
+    );
     // Throughput: off / on at 1 s / on at 10 ms, each its own stack, interleaved.
     let bytes = if quick { 64 << 20 } else { 512 << 20 };
     let s_off = build(None);
@@ -92,6 +107,18 @@ fn main() {
         c_off * 1e3,
         c_on * 1e3,
         c_on / c_off
+    );
+    println!(
+        "| of which newstack (until its reply) | {:.3} ms | {:.3} ms | {:.2} |",
+        n_off * 1e3,
+        n_on * 1e3,
+        n_on / n_off
+    );
+    println!(
+        "| of which delstack (until its reply) | {:.3} ms | {:.3} ms | {:.2} |",
+        d_off * 1e3,
+        d_on * 1e3,
+        d_on / d_off
     );
     println!(
         "| TCP 127.0.0.1, native fd, {} MiB, median | {:.2} Gbit/s | {:.2} Gbit/s | {:.3} |",

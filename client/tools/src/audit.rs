@@ -185,13 +185,18 @@ impl Stack {
                 }
             }
             "socket_open" | "socket_state" | "socket_stats" | "socket_close" => {
-                let inode = e["inode"].as_u64().unwrap_or(0).to_string();
-                if e["event"] == "socket_open" {
+                // A proxied socket (schema 3: it has the `id` of its requests) is one already
+                // counted from its `Socket` or `accept`.
+                let key = match e["id"].as_u64() {
+                    Some(id) => format!("p{id}"),
+                    None => e["inode"].as_u64().unwrap_or(0).to_string(),
+                };
+                if e["event"] == "socket_open" && e["id"].is_null() {
                     self.sockets += 1;
                 }
                 let c = self
                     .conns
-                    .entry(inode)
+                    .entry(key)
                     .or_insert_with(|| (s("peer"), s("type"), None));
                 if let Some(p) = e["peer"].as_str() {
                     c.0 = p.to_owned();

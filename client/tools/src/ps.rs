@@ -176,7 +176,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
         "PID", "APP", "PLUGIN", "VNLS", "SOCKETS", "BYTES IN", "BYTES OUT"
     );
     for v in &all {
-        let socks = v["sockets"].as_array().map_or(0, Vec::len)
+        // A proxied socket the stack reports (with the `id` of its requests) is in both lists.
+        let socks = v["sockets"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|s| s["id"].is_null()).count())
             + v["proxied"].as_array().map_or(0, Vec::len);
         let opt = |x: Option<u64>| x.map_or("-".into(), |n| n.to_string());
         println!(

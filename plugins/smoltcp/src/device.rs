@@ -59,6 +59,8 @@ pub struct VdeDevice {
     /// when a listener's queues are full, so that the client sends it again — smoltcp itself
     /// would answer it with a reset (`ECONNREFUSED`).
     pub syn_room: Vec<(Option<std::net::IpAddr>, u16, usize)>,
+    /// Frames and bytes each way, for `IFLA_STATS64` ([`crate::diag`]).
+    pub counts: crate::counts::IfCounts,
 }
 
 /// The destination of a TCP connection request (SYN without ACK) in Ethernet frame `f`, IPv4 or
@@ -149,6 +151,7 @@ impl VdeDevice {
             dead: false,
             tap: false,
             syn_room: Vec::new(),
+            counts: Default::default(),
             captured: VecDeque::new(),
         })
     }
@@ -160,11 +163,13 @@ impl VdeDevice {
         if self.pending.is_some() {
             return false;
         }
-        if let Err(e) = self.conn.send(frame) {
-            if is_full(&e) && frame.len() <= self.tx_buf.len() {
+        match self.conn.send(frame) {
+            Ok(_) => self.counts.tx(frame.len()),
+            Err(e) if is_full(&e) && frame.len() <= self.tx_buf.len() => {
                 self.tx_buf[..frame.len()].copy_from_slice(frame);
                 self.pending = Some(frame.len());
             }
+            Err(_) => self.counts.tx_dropped += 1,
         }
         true
     }
@@ -199,8 +204,15 @@ impl VdeDevice {
         if let Some(n) = self.pending {
             match self.conn.send(&self.tx_buf[..n]) {
                 Err(e) if is_full(&e) => {}
-                // Sent, or refused for good (lost, as on a real link).
-                _ => self.pending = None,
+                Ok(_) => {
+                    self.counts.tx(n);
+                    self.pending = None;
+                }
+                // Refused for good (lost, as on a real link).
+                Err(_) => {
+                    self.counts.tx_dropped += 1;
+                    self.pending = None;
+                }
             }
         }
     }
@@ -214,6 +226,7 @@ pub struct VdeTx<'a> {
     conn: &'a Conn,
     buf: &'a mut [u8],
     pending: &'a mut Option<usize>,
+    counts: &'a mut crate::counts::IfCounts,
 }
 
 impl phy::RxToken for VdeRx<'_> {
@@ -232,10 +245,10 @@ impl phy::TxToken for VdeTx<'_> {
     {
         let len = len.min(self.buf.len());
         let r = f(&mut self.buf[..len]);
-        if let Err(e) = self.conn.send(&self.buf[..len]) {
-            if is_full(&e) {
-                *self.pending = Some(len);
-            }
+        match self.conn.send(&self.buf[..len]) {
+            Ok(_) => self.counts.tx(len),
+            Err(e) if is_full(&e) => *self.pending = Some(len),
+            Err(_) => self.counts.tx_dropped += 1,
         }
         r
     }
@@ -261,6 +274,7 @@ impl phy::Device for VdeDevice {
             tap,
             captured,
             syn_room,
+            counts,
             ..
         } = self;
         while *budget > 0 {
@@ -277,6 +291,7 @@ impl phy::Device for VdeDevice {
                 // Shorter than a header: an event libvdeplug handled itself.
                 Ok(n) if n < ETH_HLEN => continue,
                 Ok(n) => {
+                    counts.rx(n);
                     if !syn_room.is_empty() {
                         let room = syn_destination(&rx_buf[..n]).and_then(|(ip, port)| {
                             syn_room
@@ -284,7 +299,10 @@ impl phy::Device for VdeDevice {
                                 .find(|(a, p, _)| *p == port && a.is_none_or(|a| a == ip))
                         });
                         match room {
-                            Some((_, _, 0)) => continue,
+                            Some((_, _, 0)) => {
+                                counts.rx_dropped += 1;
+                                continue;
+                            }
                             Some((_, _, left)) => *left -= 1,
                             None => {}
                         }
@@ -298,6 +316,7 @@ impl phy::Device for VdeDevice {
                             conn,
                             buf: tx_buf,
                             pending,
+                            counts,
                         },
                     ));
                 }
@@ -320,6 +339,7 @@ impl phy::Device for VdeDevice {
             conn: &self.conn,
             buf: &mut self.tx_buf,
             pending: &mut self.pending,
+            counts: &mut self.counts,
         })
     }
 
@@ -338,6 +358,8 @@ impl phy::Device for VdeDevice {
 pub struct LoopDevice {
     queue: VecDeque<Vec<u8>>,
     budget: usize,
+    /// Packets and bytes (sent and received alike), for `IFLA_STATS64` ([`crate::diag`]).
+    pub counts: crate::counts::IfCounts,
 }
 
 impl LoopDevice {
@@ -346,6 +368,7 @@ impl LoopDevice {
         LoopDevice {
             queue: VecDeque::new(),
             budget: RX_BUDGET,
+            counts: Default::default(),
         }
     }
 
@@ -364,7 +387,7 @@ impl LoopDevice {
 pub struct LoopRx(Vec<u8>);
 
 /// Room for one packet on the loopback queue.
-pub struct LoopTx<'a>(&'a mut VecDeque<Vec<u8>>);
+pub struct LoopTx<'a>(&'a mut VecDeque<Vec<u8>>, &'a mut crate::counts::IfCounts);
 
 impl phy::RxToken for LoopRx {
     fn consume<R, F>(self, f: F) -> R
@@ -382,6 +405,7 @@ impl phy::TxToken for LoopTx<'_> {
     {
         let mut p = vec![0; len];
         let r = f(&mut p);
+        self.1.tx(len);
         self.0.push_back(p);
         r
     }
@@ -397,11 +421,12 @@ impl phy::Device for LoopDevice {
         }
         let p = self.queue.pop_front()?;
         self.budget -= 1;
-        Some((LoopRx(p), LoopTx(&mut self.queue)))
+        self.counts.rx(p.len());
+        Some((LoopRx(p), LoopTx(&mut self.queue, &mut self.counts)))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<LoopTx<'_>> {
-        Some(LoopTx(&mut self.queue))
+        Some(LoopTx(&mut self.queue, &mut self.counts))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

@@ -128,11 +128,12 @@ fn turn(core: &mut Core, ready: &[(Key, i16)]) {
         scratch,
         ..
     } = &mut *core;
+    let diag = crate::diag::table_if_asked(net, socks.values());
     for s in socks.values_mut() {
         match &s.kind {
             Kind::Tcp(_) => tcp::pump_in(net, s),
             Kind::Udp(_) => udp::pump_in(net, s, scratch, now),
-            Kind::Netlink(_) => netlink::pump(net, s, scratch, now),
+            Kind::Netlink(_) => netlink::pump(net, s, scratch, now, &diag),
             Kind::Packet(_) => packet::pump_in(net, s, scratch),
             Kind::RawIp(_) => rawip::pump_in(net, s, scratch),
         }

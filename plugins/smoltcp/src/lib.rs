@@ -20,7 +20,9 @@
 #![deny(unsafe_code)]
 
 mod addr;
+mod counts;
 mod device;
+mod diag;
 mod evloop;
 mod ffi;
 mod frag;

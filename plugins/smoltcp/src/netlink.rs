@@ -67,7 +67,13 @@ pub fn sockaddr_nl() -> Vec<u8> {
 }
 
 /// Reads requests, answers them, sends the answers as far as the pair takes them.
-pub fn pump(net: &mut Net, s: &mut Sock, scratch: &mut [u8], now: smoltcp::time::Instant) {
+pub fn pump(
+    net: &mut Net,
+    s: &mut Sock,
+    scratch: &mut [u8],
+    now: smoltcp::time::Instant,
+    diag: &[crate::diag::Entry],
+) {
     let Sock {
         pe,
         kind,
@@ -90,7 +96,11 @@ pub fn pump(net: &mut Net, s: &mut Sock, scratch: &mut [u8], now: smoltcp::time:
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(_) => break,
         };
-        let replies = answer(net, &scratch[..n], now);
+        let replies = if nl.diag {
+            crate::diag::answer(diag, &scratch[..n])
+        } else {
+            answer(net, &scratch[..n], now)
+        };
         nl.out.extend(replies);
         flush(nl, pe, want_out);
         if !nl.out.is_empty() {
@@ -326,6 +336,7 @@ fn link_msg(f: &net::Iface) -> LinkMessage {
         LinkAttribute::Address(f.mac.to_vec()),
         LinkAttribute::Broadcast(broadcast),
         LinkAttribute::Carrier(u8::from(f.up)),
+        LinkAttribute::Stats64(crate::diag::stats64(&f.dev)),
     ]);
     m
 }

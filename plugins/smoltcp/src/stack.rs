@@ -65,12 +65,11 @@ impl Core {
                 return rawip::socket(self, domain, protocol, flags)
             }
             (libc::AF_INET | libc::AF_INET6, _) => return Err(errno(libc::EPROTONOSUPPORT)),
-            (libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_DGRAM) => {
-                if protocol != libc::NETLINK_ROUTE {
-                    return Err(errno(libc::EPROTONOSUPPORT));
-                }
-                (Kind::Netlink(Nl::new()), libc::SOCK_SEQPACKET)
-            }
+            (libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_DGRAM) => match protocol {
+                libc::NETLINK_ROUTE => (Kind::Netlink(Nl::new()), libc::SOCK_SEQPACKET),
+                libc::NETLINK_SOCK_DIAG => (Kind::Netlink(Nl::sock_diag()), libc::SOCK_SEQPACKET),
+                _ => return Err(errno(libc::EPROTONOSUPPORT)),
+            },
             (libc::AF_NETLINK, _) => return Err(errno(libc::ESOCKTNOSUPPORT)),
             (libc::AF_PACKET, _) => return packet::socket(self, base, flags, protocol),
             _ => return Err(errno(libc::EAFNOSUPPORT)),
@@ -307,7 +306,7 @@ impl Core {
         let (ty, proto) = match &s.kind {
             Kind::Tcp(_) => (libc::SOCK_STREAM, libc::IPPROTO_TCP),
             Kind::Udp(_) => (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
-            Kind::Netlink(_) => (libc::SOCK_RAW, libc::NETLINK_ROUTE),
+            Kind::Netlink(n) => (libc::SOCK_RAW, n.protocol()),
             Kind::Packet(p) => (
                 if p.raw {
                     libc::SOCK_RAW

@@ -272,6 +272,7 @@ pub fn accept(core: &mut Core, handle: Handle) -> io::Result<(Handle, Vec<u8>)> 
             fin_to_app: false,
             last: State::Established,
             done: false,
+            counts: Default::default(),
         }),
     };
     let peer = addr::to_sockaddr(r.peer, domain);
@@ -362,6 +363,7 @@ pub fn connect(core: &mut Core, handle: Handle, a: &[u8]) -> io::Result<()> {
         fin_to_app: false,
         last: State::SynSent,
         done: false,
+        counts: Default::default(),
     });
     Err(errno(libc::EINPROGRESS))
 }

@@ -55,6 +55,8 @@ pub struct Conn {
     pub(crate) last: State,
     /// Closed: nothing more to pump.
     pub(crate) done: bool,
+    /// Payload moved each way, for sock_diag ([`crate::diag`]).
+    pub(crate) counts: crate::counts::Counts,
 }
 
 impl Tcp {
@@ -82,5 +84,23 @@ impl Tcp {
             St::Conn(c) => Some(c.local),
             _ => self.local,
         }
+    }
+
+    /// A connection as sock_diag shows it ([`crate::diag`]): smoltcp's state, local and peer
+    /// addresses, payload bytes the peer acknowledged (handed to smoltcp and no longer in its
+    /// send buffer) and received.
+    pub fn diag(&self, net: &crate::net::Net) -> Option<(State, SocketAddr, SocketAddr, u64, u64)> {
+        use smoltcp::socket::AnySocket;
+        let St::Conn(c) = &self.st else { return None };
+        let k = net
+            .ifaces
+            .get(c.iface)?
+            .sockets
+            .iter()
+            .find(|(h, _)| *h == c.h)
+            .and_then(|(_, s)| smoltcp::socket::tcp::Socket::downcast(s))?;
+        let acked = c.counts.bytes_out.saturating_sub(k.send_queue() as u64);
+        let received = c.counts.bytes_in + k.recv_queue() as u64;
+        Some((k.state(), c.local, c.peer, acked, received))
     }
 }

@@ -127,6 +127,8 @@ pub struct Udp {
     pub(crate) eof: bool,
     /// IP-level options and multicast memberships.
     pub ip: mcast::Ip,
+    /// Payload and datagrams each way, for sock_diag ([`crate::diag`]).
+    pub counts: crate::counts::Counts,
 }
 
 impl Udp {
@@ -140,6 +142,7 @@ impl Udp {
             inbox_bytes: 0,
             eof: false,
             ip: mcast::Ip::default(),
+            counts: Default::default(),
         }
     }
 

@@ -56,7 +56,7 @@ pub fn pump_in(net: &mut Net, s: &mut Sock) {
                 k.close();
                 break;
             }
-            Ok(Ok(_)) => {}
+            Ok(Ok(n)) => c.counts.sent(n, false),
             Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
             Ok(Err(e)) if e.raw_os_error() == Some(libc::EINTR) => {}
             Ok(Err(_)) => {
@@ -71,7 +71,12 @@ pub fn pump_in(net: &mut Net, s: &mut Sock) {
 }
 
 /// Writes smoltcp's received data into the pair, as far as it takes it.
-pub(super) fn pump_out(k: &mut tcp::Socket<'_>, pe: &std::os::fd::OwnedFd, want_out: &mut bool) {
+pub(super) fn pump_out(
+    k: &mut tcp::Socket<'_>,
+    pe: &std::os::fd::OwnedFd,
+    want_out: &mut bool,
+    counts: &mut crate::counts::Counts,
+) {
     *want_out = false;
     for _ in 0..8 {
         if !k.can_recv() {
@@ -82,7 +87,7 @@ pub(super) fn pump_out(k: &mut tcp::Socket<'_>, pe: &std::os::fd::OwnedFd, want_
             Err(e) => (0, Err(e)),
         });
         match r {
-            Ok(Ok(_)) => {}
+            Ok(Ok(n)) => counts.received(n, false),
             Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                 *want_out = true;
                 break;
@@ -242,7 +247,7 @@ pub(super) fn conn_turn(net: &mut Net, s: &mut Sock, graves: &mut Vec<Grave>) ->
             }
         }
         if let Some(p) = pe.as_ref() {
-            pump_out(k, p, want_out);
+            pump_out(k, p, want_out, &mut c.counts);
             let fin = matches!(
                 st,
                 State::CloseWait | State::LastAck | State::Closing | State::TimeWait

@@ -118,6 +118,9 @@ fn send(
     .flatten()
     .map(|ip| with_scope(SocketAddr::new(ip, port), net.ifaces[i].index));
     let sent = transmit(net, u, i, src, from, port, dst, payload, now);
+    if let Sent::Done = sent {
+        u.counts.sent(payload.len(), true);
+    }
     // The copy for the stack's own members: once, when the datagram is done with (a datagram
     // that waits for room is sent again later).
     if let (Sent::Done, Some(lsrc)) = (&sent, looped) {
@@ -320,6 +323,9 @@ pub fn after_poll(net: &mut Net, s: &mut Sock, now: Instant) -> Fate {
                 *want_out = true;
                 break;
             }
+            if r.is_ok() {
+                u.counts.received(payload.len(), true);
+            }
             u.inbox_bytes -= payload.len();
             u.inbox.pop_front();
         }
@@ -344,11 +350,13 @@ pub fn after_poll(net: &mut Net, s: &mut Sock, now: Instant) -> Fate {
                     } else {
                         sys::sendv(pe.as_fd(), &parts)
                     };
-                    if let Err(e) = r {
-                        if e.kind() == io::ErrorKind::WouldBlock {
+                    match r {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             *want_out = true;
                             break 'socks;
                         }
+                        Err(_) => {}
+                        Ok(_) => u.counts.received(payload.len(), true),
                     }
                 }
                 let _ = k.recv();
