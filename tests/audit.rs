@@ -63,6 +63,21 @@ fn ioth(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The lines of the trail at `path` once its host has written its `stop` event: `delete`
+/// returns when the host has answered, and the host's last look and `stop` come after (bounded
+/// wait).
+fn ended_trail(path: &Path) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = json_lines(&std::fs::read_to_string(path).unwrap_or_default());
+        if t.iter().any(|e| e["event"] == "stop") {
+            return t;
+        }
+        assert!(std::time::Instant::now() < deadline, "no stop event: {t:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -432,7 +447,7 @@ fn a_refused_operation_shows_in_the_trail() {
     let e = s.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap_err();
     assert_eq!(e.errno(), libc::EACCES, "{e}");
     s.delete().map_err(ioth::Error::from).unwrap();
-    let t = json_lines(&std::fs::read_to_string(&trail).unwrap());
+    let t = ended_trail(&trail);
     let r = t
         .iter()
         .find(|e| e["event"] == "refused")
@@ -442,4 +457,24 @@ fn a_refused_operation_shows_in_the_trail() {
     assert_eq!(r["args"]["domain"], libc::AF_INET);
     let out = ioth(&["audit", trail.to_str().unwrap()]);
     assert!(out.contains("refused: Socket"), "{out}");
+    // The system calls the plug-in tried and carried on from (ptrace, pidfd_getfd), each
+    // refused by seccomp, with their arguments.
+    let calls: Vec<&serde_json::Value> = t
+        .iter()
+        .filter(|e| e["event"] == "refused" && e["by"] == "seccomp")
+        .collect();
+    let named = |n: &str| calls.iter().find(|e| e["syscall"] == n).copied();
+    let ptrace = named("ptrace").unwrap_or_else(|| panic!("no ptrace refusal in {t:?}"));
+    assert_eq!(ptrace["errname"], "EPERM");
+    assert_eq!(ptrace["nr"], libc::SYS_ptrace);
+    // PTRACE_ATTACH (16) or PTRACE_SEIZE (0x4206) of the application (the host's parent).
+    let req = ptrace["args"][0].as_str().unwrap();
+    assert!(req == "0x10" || req == "0x4206", "{ptrace}");
+    let app = format!("{:#x}", std::process::id());
+    assert_eq!(ptrace["args"][1].as_str(), Some(app.as_str()), "{ptrace}");
+    assert!(
+        named("pidfd_getfd").is_some(),
+        "no pidfd_getfd refusal in {calls:?}"
+    );
+    assert!(out.contains("refused: syscall ptrace(0x"), "{out}");
 }

@@ -38,6 +38,7 @@ mod pump;
 mod sandbox;
 mod seccomp;
 mod serve;
+mod sigsys;
 mod sockets;
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};

@@ -10,8 +10,6 @@
 //! the start and the end), and none at all without a trail.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write as _;
-use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -25,6 +23,7 @@ use crate::audit::{self, Audit};
 use crate::observe::{Iface, Netlink, ProcView, Sock};
 
 mod json;
+mod thread;
 use json::{bind_status, counters_into, counters_of_iface, iface_json, owner_of, sock_json};
 
 /// The default interval between two looks.
@@ -62,6 +61,8 @@ struct State {
     proxied: BTreeMap<u64, Proxied>,
     protections: Value,
     requests: u64,
+    /// System calls the sandbox refused (and the trail recorded).
+    refusals: u64,
     /// The stack is ending: no more looks start.
     ended: bool,
     /// The last look and the `stop` event are written: nothing more is.
@@ -97,6 +98,8 @@ struct Shared {
     /// that looks apply in order; the state alone is locked only while they are compared, so
     /// that the serving thread never waits for a dump.
     nl: Mutex<Netlink>,
+    /// The pipe of refused system calls ([`crate::sigsys`]), once the sandbox made it.
+    refused: std::sync::OnceLock<std::os::fd::OwnedFd>,
 }
 
 /// The monitor of one stack (see the module doc).
@@ -375,6 +378,7 @@ impl Shared {
             "netns": if self.info.own_netns { "own" } else { "shared" },
             "uptime_ms": self.info.started.elapsed().as_millis() as u64,
             "requests": st.requests,
+            "refused": st.refusals,
             "protections": st.protections,
             "audit": self.info.audit_path.as_ref().map(|p| p.display().to_string()),
             "interfaces": interfaces,
@@ -428,6 +432,7 @@ impl Monitor {
             protections: Value::Null,
             // The Hello before the NewStack that creates the monitor.
             requests: 1,
+            refusals: 0,
             ended: false,
             stopped: false,
         };
@@ -444,6 +449,7 @@ impl Monitor {
             info,
             state: Mutex::new(state),
             nl: Mutex::new(nl),
+            refused: std::sync::OnceLock::new(),
         });
         shared.emit(
             "stack",
@@ -578,6 +584,9 @@ impl Monitor {
     /// a status socket there is nothing to do and no thread.
     pub fn start(&mut self) -> std::io::Result<()> {
         let listener = self.listener.take();
+        if let Some(r) = crate::sigsys::reader() {
+            let _ = self.shared.refused.set(r);
+        }
         if self.shared.audit.is_none() && listener.is_none() {
             return Ok(());
         }
@@ -585,7 +594,7 @@ impl Monitor {
         std::thread::Builder::new()
             .name("ioth-audit".into())
             .stack_size(256 * 1024)
-            .spawn(move || run(shared, listener))
+            .spawn(move || thread::run(shared, listener))
             .map(drop)
     }
 
@@ -616,6 +625,10 @@ impl Monitor {
             }
             st.ended = true;
         }
+        // What the audit thread has not read yet.
+        if let Some(r) = s.refused.get() {
+            thread::refusals(s, r);
+        }
         if s.audit.is_some() {
             s.look(true);
             let mut st = s.lock();
@@ -632,69 +645,6 @@ impl Monitor {
         }
         if let Some(p) = &self.status_path {
             let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-/// Answers one `ioth ps` connection: the status, then EOF. Only the host's own user (or root).
-fn answer(shared: &Shared, l: &UnixListener) {
-    let Ok((mut c, _)) = l.accept() else { return };
-    let _ = c.set_nonblocking(false);
-    let _ = c.set_write_timeout(Some(Duration::from_secs(1)));
-    let me = nix::unistd::getuid().as_raw();
-    let peer = nix::sys::socket::getsockopt(&c.as_fd(), nix::sys::socket::sockopt::PeerCredentials)
-        .map(|c| c.uid());
-    if !matches!(peer, Ok(u) if u == me || u == 0) {
-        return;
-    }
-    let mut s = shared.status().to_string();
-    s.push('\n');
-    let _ = c.write_all(s.as_bytes());
-}
-
-/// The audit thread: looks at every interval (with a trail), answers status connections.
-fn run(shared: Arc<Shared>, listener: Option<UnixListener>) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let period = shared.audit.as_ref().and(shared.info.interval);
-    // The first look, off the serving thread (the NewStack reply does not wait for it).
-    if shared.audit.is_some() && !shared.lock().ended {
-        shared.look(true);
-    }
-    let mut next = period.map(|p| Instant::now() + p);
-    loop {
-        if shared.lock().ended {
-            return;
-        }
-        let wait = next.map(|n| n.saturating_duration_since(Instant::now()));
-        let timeout = match wait {
-            Some(w) => {
-                PollTimeout::try_from(w.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE)
-            }
-            None => PollTimeout::NONE,
-        };
-        let ready = match &listener {
-            Some(l) => {
-                let mut pfd = [PollFd::new(l.as_fd(), PollFlags::POLLIN)];
-                matches!(poll(&mut pfd, timeout), Ok(n) if n > 0)
-            }
-            None => {
-                std::thread::sleep(wait.unwrap_or(Duration::from_secs(60)));
-                false
-            }
-        };
-        if ready {
-            if let Some(l) = &listener {
-                answer(&shared, l);
-            }
-        }
-        if let (Some(n), Some(p)) = (next, period) {
-            if Instant::now() >= n {
-                if shared.lock().ended {
-                    return;
-                }
-                shared.look(true);
-                next = Some(Instant::now() + p);
-            }
         }
     }
 }

@@ -17,9 +17,11 @@
 //! - seccomp: a deny-list (`ptrace`, `process_vm_readv/writev`, `pidfd_getfd`, `setns`, `unshare`,
 //!   `clone` with namespace flags, `mount` and the new mount API, `kexec`, `bpf`, modules, …)
 //!   failing with `EPERM` (`clone3`: `ENOSYS`, so that libc falls back to `clone`; the x32
-//!   system call numbers of x86-64: `EPERM`). Never a kill, but for a system call through
-//!   another architecture's entry (the i386 `int 0x80` of an x86-64 process), which ends the
-//!   process. The policy is [`crate::seccomp`]'s, built once per process.
+//!   system call numbers of x86-64: `EPERM`); a refusal of the host's own code traps to the
+//!   `SIGSYS` handler ([`crate::sigsys`]), which records it and returns `EPERM`. Never a kill,
+//!   but for a system call through another architecture's entry (the i386 `int 0x80` of an
+//!   x86-64 process) and a refused call from a thread that blocked `SIGSYS`, which end the
+//!   process. The policy is [`crate::seccomp`]'s.
 //!
 //! Capabilities, `no_new_privs` and Landlock are per thread, and threads the plug-in started in
 //! `newstack` exist already: each is made to confine itself by a signal (its handler makes the
@@ -367,10 +369,7 @@ fn confine_other_threads() -> Result<(), String> {
 }
 
 /// The files mapped into the host (its code, the plug-in's, their libraries), for read access.
-fn mapped_files() -> Vec<PathBuf> {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return Vec::new();
-    };
+fn mapped_files(maps: &str) -> Vec<PathBuf> {
     // Each file is mapped several times (text, data, …): one stat each, after dedup.
     let mut out: Vec<PathBuf> = maps
         .lines()
@@ -385,7 +384,7 @@ fn mapped_files() -> Vec<PathBuf> {
 }
 
 /// The Landlock ruleset of the host, as an fd; which protections it gives.
-fn landlock_ruleset(relax: &Relax) -> Result<(Option<OwnedFd>, Protections), String> {
+fn landlock_ruleset(relax: &Relax, maps: &str) -> Result<(Option<OwnedFd>, Protections), String> {
     use landlock::{
         Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
         RulesetCreatedAttr, Scope, ABI,
@@ -403,7 +402,7 @@ fn landlock_ruleset(relax: &Relax) -> Result<(Option<OwnedFd>, Protections), Str
         .create()
         .map_err(err)?;
     let mut rules: Vec<(PathBuf, landlock::BitFlags<AccessFs>)> = Vec::new();
-    for f in mapped_files() {
+    for f in mapped_files(maps) {
         // Files: read and execute, nothing else applies to a file.
         rules.push((f, AccessFs::ReadFile | AccessFs::Execute));
     }
@@ -497,7 +496,10 @@ pub fn apply(relax: &Relax) -> Result<(Protections, String), HostError> {
     CAP_WORDS[0].store(keep as u32, Ordering::Release);
     CAP_WORDS[1].store((keep >> 32) as u32, Ordering::Release);
     // Landlock: build the ruleset while the filesystem is still open to us.
-    let (ruleset, ll) = landlock_ruleset(relax).map_err(|e| fail(format!("landlock: {e}")))?;
+    // What is mapped now: the files Landlock leaves readable, the code whose refusals trap.
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let (ruleset, ll) =
+        landlock_ruleset(relax, &maps).map_err(|e| fail(format!("landlock: {e}")))?;
     if let Some(fd) = &ruleset {
         RULESET.store(fd.as_raw_fd(), Ordering::Release);
     }
@@ -526,8 +528,16 @@ pub fn apply(relax: &Relax) -> Result<(Protections, String), HostError> {
         notes.push(format!("kept capabilities: {}", names.join(",")));
     }
     // seccomp last, on every thread at once.
-    match crate::seccomp::filter() {
-        Ok(prog) => match seccompiler::apply_filter_all_threads(prog) {
+    // Refusals of the host's own code trap to the handler, which records them.
+    let ranges = match crate::sigsys::install() {
+        Ok(()) => crate::seccomp::code_ranges(&maps),
+        Err(e) => {
+            notes.push(format!("refused system calls not recorded: {e}"));
+            Vec::new()
+        }
+    };
+    match crate::seccomp::filter(ranges) {
+        Ok(prog) => match seccompiler::apply_filter_all_threads(&prog) {
             Ok(()) => p |= bit::SECCOMP,
             Err(e) => notes.push(format!("seccomp not in force: {e}")),
         },

@@ -206,6 +206,22 @@ impl Stack {
                     c.2 = Some([a, b]);
                 }
             }
+            // A request whose plug-in call failed, or (schema 3) a system call the sandbox
+            // refused.
+            "refused" if e["syscall"].is_string() => {
+                let args: Vec<&str> = e["args"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str())
+                    .collect();
+                self.refused.push(format!(
+                    "syscall {}({}) {}",
+                    s("syscall"),
+                    args.join(", "),
+                    s("errname")
+                ));
+            }
             "refused" => self.refused.push(format!(
                 "{} {} {} {}",
                 s("request"),
