@@ -2,8 +2,9 @@
 //! switch of the test's own exchange known numbers of bytes over TCP and UDP; their trails show
 //! each connection with its peers and byte counts, interface counters that grow accordingly,
 //! and `ioth audit` summarises them; `ioth ps` lists the stacks while they run and not after.
-//! A plug-in whose call the sandbox refuses shows the refusal in its trail. Needs root
-//! (vdestack); the audit interval is 100 ms here.
+//! A plug-in whose call the sandbox refuses shows the refusal in its trail, and a kernel
+//! stack's trail holds exactly the requests it was sent. Needs root (vdestack) except for the
+//! last two; the audit interval is 100 ms here.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -15,11 +16,14 @@ use std::time::Duration;
 use ioth::Stack;
 use ioth_tests::cprog::profile_dir;
 use ioth_tests::dad::retry_unavailable;
+use ioth_tests::proc;
 use ioth_tests::stacks::{addr, configure_smol};
 use ioth_tests::vde::{self, Switch, TempDir};
 
 /// The audit interval of every host of this test binary.
 const INTERVAL_MS: u64 = 100;
+/// How long a deleted stack's host may take to be reaped (a bound, never asserted on).
+const REAPED: Duration = Duration::from_secs(10);
 /// Long enough for at least two looks of the audit thread.
 const SETTLE: Duration = Duration::from_millis(4 * INTERVAL_MS);
 const TCP_AB: usize = 100_000;
@@ -477,4 +481,109 @@ fn a_refused_operation_shows_in_the_trail() {
         "no pidfd_getfd refusal in {calls:?}"
     );
     assert!(out.contains("refused: syscall ptrace(0x"), "{out}");
+}
+
+/// The request lines of a kernel stack's trail (a directory given: `kernel-<pid>.jsonl`, a file
+/// given: that file, appended to by every stack that names it): exactly the requests made, in
+/// order, with sequence numbers, times, durations, results and errnos; a trail that cannot be
+/// opened fails the creation.
+#[test]
+fn audit_trail_records_exactly_the_requests_made() {
+    setup();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("audit-requests-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let stack = Stack::builder("kernel").audit(&dir).build().unwrap();
+    let pid = stack.pid().unwrap();
+    let file = dir.join(format!("kernel-{pid}.jsonl"));
+    assert_eq!(stack.audit_file(), Some(file.as_path()));
+    let s = stack.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    let e = stack.msocket(4242, libc::SOCK_DGRAM, 0).unwrap_err();
+    assert_eq!(e.errno(), libc::EAFNOSUPPORT);
+    stack.stats().unwrap();
+    drop(s);
+    stack.delete().map_err(ioth::Error::from).unwrap();
+    // The host writes the DelStack line after its reply, as it exits: once it has ended.
+    assert!(proc::wait_gone(pid, REAPED));
+    let text = std::fs::read_to_string(&file).unwrap();
+    println!("{text}");
+    // The request lines (the trail also has the audit thread's events: docs/audit.md).
+    let all: Vec<&str> = text.lines().collect();
+    assert!(
+        all[0].contains("\"event\":\"trail\",\"schema\":3"),
+        "{}",
+        all[0]
+    );
+    let lines: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|l| l.contains("\"event\":\"request\""))
+        .collect();
+    let mut last_seq = 0;
+    let expect = [
+        ("Hello", "{\"version\":"),
+        (
+            "NewStack",
+            "{\"plugin\":\"kernel\",\"options\":\"\",\"vnls\":[]",
+        ),
+        ("Socket", "{\"domain\":2,\"type\":2,\"protocol\":0}"),
+        ("Socket", "{\"domain\":4242,\"type\":2,\"protocol\":0}"),
+        ("Stats", "{}"),
+        ("DelStack", "{}"),
+    ];
+    assert_eq!(lines.len(), expect.len(), "{text}");
+    for (i, (line, (req, args))) in lines.iter().zip(expect).enumerate() {
+        let seq: u64 = line
+            .strip_prefix("{\"seq\":")
+            .and_then(|r| r.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(seq > last_seq && line.contains(",\"time\":\""), "{line}");
+        last_seq = seq;
+        assert!(
+            line.contains(&format!(",\"pid\":{pid},\"plugin\":\"kernel\",")),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("\"request\":\"{req}\",\"args\":{args}")),
+            "{line}"
+        );
+        assert!(
+            line.contains("\"unix_us\":") && line.ends_with('}'),
+            "{line}"
+        );
+        assert!(line.contains(",\"duration_us\":"), "{line}");
+        let ok = i != 3;
+        assert_eq!(line.contains("\"result\":\"ok\""), ok, "{line}");
+    }
+    assert!(lines[2].contains("\"fd_kind\":\"native\""));
+    assert!(
+        lines[3].contains("\"result\":\"error\",\"errno\":97,\"errname\":\"EAFNOSUPPORT\""),
+        "{}",
+        lines[3]
+    );
+    // A file path: the trail is that file, appended to by every stack that names it.
+    let one = dir.join("one.jsonl");
+    for _ in 0..2 {
+        let st = Stack::builder("kernel").audit(&one).build().unwrap();
+        let pid = st.pid().unwrap();
+        st.delete().map_err(ioth::Error::from).unwrap();
+        assert!(proc::wait_gone(pid, REAPED));
+    }
+    let text = std::fs::read_to_string(&one).unwrap();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("\"event\":\"request\""))
+            .count(),
+        6,
+        "{text}"
+    );
+    // A trail that cannot be opened fails the creation.
+    let e = Stack::builder("kernel")
+        .audit(dir.join("no/such/dir/x.jsonl"))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::ENOENT, "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,7 +1,7 @@
 //! Core end-to-end tests: the `kernel` plug-in through real `ioth-host` processes.
 //!
 //! Every socket under test is made by `Stack::msocket` on a kernel stack and used as a plain
-//! `std::net` type: the fds are real. Traffic stays on 127.0.0.1.
+//! `std::net` type (or, in one test, through `ioth::Socket`'s own methods): the fds are real. Traffic stays on 127.0.0.1.
 //!
 //! Tests run in parallel threads of one process, and some of them look at process-wide state:
 //! the fd table, the environment, the `ioth-host` children. Each test therefore holds [`LOCK`]:
@@ -15,7 +15,7 @@ use std::sync::{Once, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use ioth::{Error, Stack};
-use ioth_tests::proc;
+use ioth_tests::{proc, sock, stacks};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
@@ -743,6 +743,54 @@ fn missing_host_binary_is_host_not_found() {
     }
     w.check();
     tcp_echo(&kernel(), 100);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ioth::Socket on native fds
+
+/// The methods of `ioth::Socket` (the proxied-fd tests use them on proxied fds) on a kernel
+/// stack's native fds: accept, non-blocking, nodelay, shutdown, connected and unconnected UDP.
+#[test]
+fn socket_methods_on_native_fds() {
+    let _g = shared();
+    let st = kernel();
+    let l = sock::listener(&st, stacks::addr("127.0.0.1:0"));
+    assert!(!l.is_proxied() && l.proxy_id().is_none());
+    l.set_nonblocking(true).unwrap();
+    assert_eq!(l.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    let at = l.local_addr().unwrap();
+    let srv = std::thread::spawn(move || {
+        l.set_nonblocking(false).unwrap();
+        let (c, peer) = sock::accept(&l);
+        assert_eq!(c.peer_addr().unwrap(), peer);
+        let mut all = Vec::new();
+        (&c).read_to_end(&mut all).unwrap();
+        (&c).write_all(&all).unwrap();
+    });
+    let c = sock::stream(&st, &at);
+    c.set_nodelay(true).unwrap();
+    assert!(c.nodelay().unwrap());
+    c.connect(&at).unwrap();
+    (&c).write_all(b"native").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = String::new();
+    (&c).read_to_string(&mut back).unwrap();
+    assert_eq!(back, "native");
+    srv.join().unwrap();
+    let u = st.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    u.bind(&stacks::addr("127.0.0.1:0")).unwrap();
+    u.set_read_timeout(Some(sock::WAIT)).unwrap();
+    let ua = u.local_addr().unwrap();
+    let v = st.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    v.connect(&ua).unwrap();
+    (&v).write_all(b"dgram").unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from) = u.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"dgram"[..], v.local_addr().unwrap()));
+    v.disconnect().unwrap();
+    assert!(v.peer_addr().is_err());
+    v.send_to(b"again", &ua).unwrap();
+    assert_eq!(u.recv(&mut buf).unwrap(), 5);
 }
 
 // ---------------------------------------------------------------------------------------------

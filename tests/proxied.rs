@@ -1,27 +1,28 @@
-//! Proxied fds end to end (docs/proxied.md): the `smoltcp` plug-in ("proxied, fd
-//! data") through a real host and the client library, against `vdestack` stacks (native fds)
-//! on VDE switches the tests start; and a C plug-in with its own read/write ("proxied, host
-//! pump", `tests/c/plugins/ioth_rwwrap.c`), whose kernel sockets live on the machine's loopback.
+//! Proxied fds end to end (docs/proxied.md): the `smoltcp` plug-in ("proxied, fd data")
+//! through a real host and the client library, against `vdestack` stacks (native fds) on VDE
+//! switches the tests start: TCP and UDP both ways, IPv4 and IPv6, bulk transfers, many
+//! connections, half-close and reset, plain syscalls with poll and epoll on proxied fds, a host
+//! killed mid-transfer, the netlink configuration calls, and the C ABI on proxied fds. The
+//! other kind of proxied stack (a plug-in with its own read/write, pumped by the host) is
+//! tested in tests/proxied_host_pump.rs.
 //!
 //! smoltcp stacks are configured with the ioth netlink calls (the plug-in emulates rtnetlink),
 //! vdestack stacks with `ip` in their namespace. Addresses 10.0.0.x and fd00::x exist only inside
-//! the stacks. Needs root for vdestack (namespaces, taps) and libvdeplug2 + vdeplug; without root
-//! the smoltcp/vdestack tests say so loudly and return (the host-pump tests run anyway). Every
-//! wait is bounded; rates are printed, never asserted.
+//! the stacks. Needs root for vdestack (namespaces, taps) and libvdeplug2 + vdeplug: without
+//! root the tests are reported as ignored. Every wait is bounded; rates are printed, never
+//! asserted.
 #![allow(unsafe_code)]
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ioth::{Socket, Stack};
-use ioth_tests::cprog::{self, example};
+use ioth_tests::cprog::{compile_repo_c, run_ok};
 use ioth_tests::dad::{self, retry_unavailable};
-use ioth_tests::demo::run as run_demo;
+use ioth_tests::killed_host::kill_mid_transfer;
 use ioth_tests::pattern::{Pattern, CHUNK, PROFILE};
 use ioth_tests::sock::{accept, connect, listener, ready_now, stream, wait_for, WAIT};
 use ioth_tests::stacks::{self, addr, domain, ip, Net, Side};
@@ -29,17 +30,7 @@ use ioth_tests::tentative;
 use ioth_tests::vde::{Switch, TempDir};
 use nix::poll::PollFlags;
 
-/// The rwwrap plug-in's private getsockopt: bytes it read and wrote.
-const RWWRAP_LEVEL: i32 = 0x7277;
-const RWWRAP_COUNTS: i32 = 1;
-
-// ---------------------------------------------------------------- setup
-
-/// Builds the test plug-ins and points `IOTH_PLUGIN_PATH` at them, once, before any stack
-/// exists: every test calls this first.
-fn setup() {
-    stacks::build_test_plugins(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("proxied-plugins"));
-}
+// ---------------------------------------------------------------- stacks
 
 /// A smoltcp stack on `sw`: 10.0.0.`n`/24 and fd00::`n`/64 on vde0, default route via
 /// 10.0.0.254, configured with the ioth netlink calls.
@@ -150,7 +141,6 @@ fn tcp_echo(server: Side, client: Side, v6: bool) {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn tcp_echo_smoltcp_server_ipv4() {
-    setup();
     tcp_echo(Side::Smol, Side::Vde, false);
 }
 
@@ -160,7 +150,6 @@ fn tcp_echo_smoltcp_server_ipv4() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn tcp_echo_smoltcp_server_ipv6() {
-    setup();
     tcp_echo(Side::Smol, Side::Vde, true);
 }
 
@@ -170,7 +159,6 @@ fn tcp_echo_smoltcp_server_ipv6() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn tcp_echo_smoltcp_client_ipv4() {
-    setup();
     tcp_echo(Side::Vde, Side::Smol, false);
 }
 
@@ -180,7 +168,6 @@ fn tcp_echo_smoltcp_client_ipv4() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn tcp_echo_smoltcp_client_ipv6() {
-    setup();
     tcp_echo(Side::Vde, Side::Smol, true);
 }
 
@@ -190,7 +177,6 @@ fn tcp_echo_smoltcp_client_ipv6() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn tcp_echo_between_two_smoltcp_stacks() {
-    setup();
     let sw = Switch::start();
     let a = smoltcp(&sw, 1);
     let b = smoltcp(&sw, 3);
@@ -252,7 +238,6 @@ fn udp_unconnected(server: Side, client: Side, v6: bool) {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn udp_smoltcp_server_ipv4() {
-    setup();
     udp_unconnected(Side::Smol, Side::Vde, false);
 }
 
@@ -262,7 +247,6 @@ fn udp_smoltcp_server_ipv4() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn udp_smoltcp_server_ipv6() {
-    setup();
     udp_unconnected(Side::Smol, Side::Vde, true);
 }
 
@@ -272,7 +256,6 @@ fn udp_smoltcp_server_ipv6() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn udp_smoltcp_client_ipv4() {
-    setup();
     udp_unconnected(Side::Vde, Side::Smol, false);
 }
 
@@ -282,7 +265,6 @@ fn udp_smoltcp_client_ipv4() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn udp_smoltcp_client_ipv6() {
-    setup();
     udp_unconnected(Side::Vde, Side::Smol, true);
 }
 
@@ -323,7 +305,6 @@ fn ipv6_smoltcp_client_of_vdestack_right_after_configuration() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn udp_connected_send_recv_and_disconnect() {
-    setup();
     let n = net();
     let srv = n.vde.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
     srv.bind(&addr("10.0.0.2:7001")).unwrap();
@@ -425,7 +406,6 @@ fn transfer(from: &Stack, to: &Stack, at: SocketAddr, chunks: usize) -> f64 {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn tcp_100mb_with_checksum_both_ways() {
-    setup();
     let n = net();
     let chunks = 100 * 1024 * 1024 / CHUNK;
     let into = transfer(&n.vde, &n.smol, addr("10.0.0.1:5001"), chunks);
@@ -445,7 +425,6 @@ fn tcp_100mb_with_checksum_both_ways() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn thousand_sequential_connections() {
-    setup();
     let n = net();
     let l = listener(&n.smol, addr("10.0.0.1:5003"));
     let before = n.smol.stats().unwrap().host_fds;
@@ -516,7 +495,6 @@ fn half_close(server: Side, client: Side) {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn half_close_smoltcp_client() {
-    setup();
     half_close(Side::Vde, Side::Smol);
 }
 
@@ -526,7 +504,6 @@ fn half_close_smoltcp_client() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn half_close_smoltcp_server() {
-    setup();
     half_close(Side::Smol, Side::Vde);
 }
 
@@ -536,7 +513,6 @@ fn half_close_smoltcp_server() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn peer_reset_is_econnreset() {
-    setup();
     let n = net();
     // vdestack resets the connection (SO_LINGER 0): the smoltcp side's read fails.
     let l = listener(&n.smol, addr("10.0.0.1:5005"));
@@ -572,7 +548,6 @@ fn peer_reset_is_econnreset() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn refused_connect_reports_econnrefused() {
-    setup();
     let n = net();
     // Blocking connect: the error comes back from connect itself.
     let c = stream(&n.smol, &addr("10.0.0.2:1"));
@@ -596,7 +571,6 @@ fn refused_connect_reports_econnrefused() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn plain_read_write_poll_epoll_on_proxied_fds() {
-    setup();
     let n = net();
     let l = listener(&n.smol, addr("10.0.0.1:5007"));
     assert!(l.is_proxied());
@@ -667,7 +641,6 @@ fn plain_read_write_poll_epoll_on_proxied_fds() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn nonblocking_accept_and_connect_in_an_epoll_loop() {
-    setup();
     let n = net();
     let l = listener(&n.smol, addr("10.0.0.1:5008"));
     l.set_nonblocking(true).unwrap();
@@ -748,7 +721,6 @@ fn nonblocking_accept_and_connect_in_an_epoll_loop() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn blocking_calls_on_one_socket_do_not_block_others() {
-    setup();
     let sw = Switch::start();
     let a = smoltcp(&sw, 1);
     let b = smoltcp(&sw, 3);
@@ -784,334 +756,7 @@ fn blocking_calls_on_one_socket_do_not_block_others() {
     assert_eq!(peer.ip(), ip("10.0.0.2"));
 }
 
-// ---------------------------------------------------------------- host pump: a C plug-in
-
-/// A stack of the rwwrap plug-in (kernel sockets of this machine's loopback, read and written
-/// by the plug-in's own functions, pumped by the host).
-fn rwwrap() -> Stack {
-    setup();
-    Stack::new("rwwrap", &[] as &[&str]).unwrap_or_else(|e| panic!("newstack rwwrap: {e}"))
-}
-
-/// The bytes the rwwrap stack's own functions read and wrote, through any of its sockets.
-fn rwwrap_counts(s: &Socket) -> (u64, u64) {
-    let v = s
-        .getsockopt(RWWRAP_LEVEL, RWWRAP_COUNTS, 16)
-        .expect("counts");
-    assert_eq!(v.len(), 16);
-    (
-        u64::from_ne_bytes(v[..8].try_into().unwrap()),
-        u64::from_ne_bytes(v[8..].try_into().unwrap()),
-    )
-}
-
-fn plain_read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is writable for its length; fd is open.
-    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn plain_write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: buf is readable for its length; fd is open.
-    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-#[test]
-fn host_pump_tcp_echo_with_plain_read_write_poll() {
-    let st = rwwrap();
-    let l = listener(&st, addr("127.0.0.1:0"));
-    assert!(
-        l.is_proxied(),
-        "a plug-in with its own read/write is proxied"
-    );
-    let at = l.local_addr().unwrap();
-    assert_ne!(at.port(), 0);
-    assert!(
-        !ready_now(l.as_fd(), PollFlags::POLLIN),
-        "nothing pending yet"
-    );
-    // A plain kernel client of the machine's loopback.
-    let mut k = std::net::TcpStream::connect(at).unwrap();
-    k.set_read_timeout(Some(WAIT)).unwrap();
-    assert!(
-        wait_for(l.as_fd(), PollFlags::POLLIN, WAIT).contains(PollFlags::POLLIN),
-        "the listener turns readable with a connection pending"
-    );
-    let (s, peer) = l.accept().unwrap();
-    assert_eq!(peer, k.local_addr().unwrap());
-    assert_eq!(s.peer_addr().unwrap(), peer);
-    assert!(!ready_now(l.as_fd(), PollFlags::POLLIN), "token consumed");
-    let mut sent = 0u64;
-    for i in 0..50 {
-        let msg = format!("message {i} through the host's pump");
-        k.write_all(msg.as_bytes()).unwrap();
-        sent += msg.len() as u64;
-        let mut buf = vec![0u8; msg.len()];
-        let mut got = 0;
-        while got < buf.len() {
-            assert!(wait_for(s.as_fd(), PollFlags::POLLIN, WAIT).contains(PollFlags::POLLIN));
-            got += plain_read(s.as_fd(), &mut buf[got..]).unwrap();
-        }
-        assert_eq!(buf, msg.as_bytes());
-        assert!(ready_now(s.as_fd(), PollFlags::POLLOUT));
-        assert_eq!(plain_write(s.as_fd(), &buf).unwrap(), buf.len());
-        let mut back = vec![0u8; msg.len()];
-        k.read_exact(&mut back).unwrap();
-        assert_eq!(back, msg.as_bytes());
-    }
-    let (read, written) = rwwrap_counts(&s);
-    assert!(
-        read >= sent && written >= sent,
-        "plug-in counts {read}/{written}, sent {sent}"
-    );
-    // EOF from the kernel side reaches the proxied fd; ours reaches the kernel side.
-    k.shutdown(Shutdown::Write).unwrap();
-    assert!(!wait_for(s.as_fd(), PollFlags::POLLIN, WAIT).is_empty());
-    let mut b = [0u8; 8];
-    assert_eq!(plain_read(s.as_fd(), &mut b).unwrap(), 0);
-    s.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(k.read(&mut b).unwrap(), 0);
-}
-
-#[test]
-fn host_pump_tcp_client_connect_refused_and_reset() {
-    let st = rwwrap();
-    let kl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let at = kl.local_addr().unwrap();
-    // A blocking connect through the pump: EINPROGRESS in the host, POLLOUT here.
-    let c = stream(&st, &at);
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    c.connect(&at).expect("blocking connect");
-    let (mut k, _) = kl.accept().unwrap();
-    assert_eq!(c.peer_addr().unwrap(), at);
-    (&c).write_all(b"hi").unwrap();
-    let mut b = [0u8; 2];
-    k.read_exact(&mut b).unwrap();
-    assert_eq!(&b, b"hi");
-    // The kernel side resets: ECONNRESET on the proxied fd.
-    socket2::SockRef::from(&k)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(k);
-    assert!(!wait_for(c.as_fd(), PollFlags::POLLIN, WAIT).is_empty());
-    let e = (&c).read(&mut b).expect_err("read after reset");
-    assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET), "{e}");
-    // Refused, blocking and non-blocking.
-    drop(kl);
-    let c = stream(&st, &at);
-    let e = c.connect(&at).expect_err("nobody listens");
-    assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED), "{e}");
-    let c = stream(&st, &at);
-    c.set_nonblocking(true).unwrap();
-    match c.connect(&at) {
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-            assert!(!wait_for(c.as_fd(), PollFlags::POLLOUT, WAIT).is_empty());
-            let e = c.take_error().unwrap().expect("an error");
-            assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
-        }
-        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED)),
-        Ok(()) => panic!("connect to a closed port succeeded"),
-    }
-}
-
-#[test]
-fn host_pump_udp_with_and_without_connect() {
-    let st = rwwrap();
-    let u = st.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
-    u.bind(&addr("127.0.0.1:0")).unwrap();
-    u.set_read_timeout(Some(WAIT)).unwrap();
-    let at = u.local_addr().unwrap();
-    let k = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    k.set_read_timeout(Some(WAIT)).unwrap();
-    for i in 0..20 {
-        let msg = format!("datagram {i}");
-        k.send_to(msg.as_bytes(), at).unwrap();
-        let mut buf = [0u8; 100];
-        let (n, from) = u.recv_from(&mut buf).unwrap();
-        assert_eq!(&buf[..n], msg.as_bytes());
-        assert_eq!(from, k.local_addr().unwrap());
-        u.send_to(&buf[..n], &from).unwrap();
-        let (n, from) = k.recv_from(&mut buf).unwrap();
-        assert_eq!(&buf[..n], msg.as_bytes());
-        assert_eq!(from, at);
-    }
-    // Boundaries are kept, the empty datagram included.
-    for m in [&b""[..], b"a", &[9u8; 9000]] {
-        k.send_to(m, at).unwrap();
-        let mut buf = vec![0u8; 10000];
-        let (n, _) = u.recv_from(&mut buf).unwrap();
-        assert_eq!(&buf[..n], m);
-    }
-    // Connected: plain send/recv carry bare payloads.
-    u.connect(&k.local_addr().unwrap()).unwrap();
-    (&u).write_all(b"bare").unwrap();
-    let mut buf = [0u8; 100];
-    let (n, _) = k.recv_from(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"bare");
-    k.send_to(b"back", at).unwrap();
-    let n = (&u).read(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"back");
-    let (read, written) = rwwrap_counts(&u);
-    assert!(read > 0 && written > 0);
-}
-
-#[test]
-fn host_pump_bulk_both_ways_and_close_flushes() {
-    let st = rwwrap();
-    let chunks = 32 * 1024 * 1024 / CHUNK;
-    // kernel → proxied, then proxied → kernel, through the pump, with a checksum.
-    let l = listener(&st, addr("127.0.0.1:0"));
-    let at = l.local_addr().unwrap();
-    let src = std::thread::spawn(move || {
-        let mut k = std::net::TcpStream::connect(at).unwrap();
-        let mut p = Pattern::new();
-        let mut buf = vec![0u8; CHUNK];
-        for _ in 0..chunks {
-            p.fill(&mut buf);
-            p.add(&buf);
-            k.write_all(&buf).unwrap();
-        }
-        k.shutdown(Shutdown::Write).unwrap();
-        p.checksum()
-    });
-    let (s, _) = accept(&l);
-    let start = Instant::now();
-    let mut p = Pattern::new();
-    let mut buf = vec![0u8; CHUNK];
-    for _ in 0..chunks {
-        (&s).read_exact(&mut buf).unwrap();
-        p.add(&buf);
-    }
-    assert_eq!((&s).read(&mut buf).unwrap(), 0);
-    let inbound = (chunks * CHUNK) as f64 / 1e6 / start.elapsed().as_secs_f64();
-    assert_eq!(src.join().unwrap(), p.checksum());
-    // proxied → kernel; the Socket is dropped right after the last write: the host hands the
-    // plug-in everything before it closes.
-    let kl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let kat = kl.local_addr().unwrap();
-    let sink = std::thread::spawn(move || {
-        let (mut k, _) = kl.accept().unwrap();
-        k.set_read_timeout(Some(WAIT)).unwrap();
-        let mut p = Pattern::new();
-        let mut buf = vec![0u8; CHUNK];
-        for _ in 0..chunks {
-            k.read_exact(&mut buf).unwrap();
-            p.add(&buf);
-        }
-        assert_eq!(k.read(&mut buf).unwrap(), 0, "EOF after the data");
-        p.checksum()
-    });
-    let c = connect(&st, kat);
-    let start = Instant::now();
-    let mut p = Pattern::new();
-    for _ in 0..chunks {
-        p.fill(&mut buf);
-        p.add(&buf);
-        (&c).write_all(&buf).unwrap();
-    }
-    drop(c);
-    assert_eq!(sink.join().unwrap(), p.checksum());
-    let outbound = (chunks * CHUNK) as f64 / 1e6 / start.elapsed().as_secs_f64();
-    println!(
-        "proxied: 32 MiB through the host pump (rwwrap, 127.0.0.1): in {inbound:.1} MB/s, out \
-         {outbound:.1} MB/s ({PROFILE})"
-    );
-}
-
-#[test]
-fn host_pump_sockets_leave_no_fd_behind() {
-    let st = rwwrap();
-    let base = st.stats().unwrap().host_fds;
-    for _ in 0..50 {
-        let l = listener(&st, addr("127.0.0.1:0"));
-        let at = l.local_addr().unwrap();
-        let k = std::net::TcpStream::connect(at).unwrap();
-        let (s, _) = accept(&l);
-        drop((s, l, k));
-        let u = st.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
-        drop(u);
-    }
-    assert!(
-        ioth_tests::proc::wait_until(WAIT, || st.stats().unwrap().host_fds <= base),
-        "host fds: {base} before, {} after",
-        st.stats().unwrap().host_fds
-    );
-    assert_eq!(st.open_sockets(), 0);
-    st.delete().map_err(ioth::Error::from).expect("delstack");
-}
-
 // ---------------------------------------------------------------- a host killed mid-transfer
-
-/// How a read that ended with the host's death ended: EOF or `ECONNRESET`, never a hang.
-fn ended_by_death(r: &io::Result<usize>) -> bool {
-    match r {
-        Ok(0) => true,
-        Err(e) => e.raw_os_error() == Some(libc::ECONNRESET),
-        Ok(_) => false,
-    }
-}
-
-/// Kills `host` (SIGKILL) while `c` (a proxied socket of its stack, connected to a peer that
-/// streams into it) is being read and written; checks that reader and writer end, and that
-/// control calls fail with `ENETDOWN`.
-fn kill_mid_transfer(host: u32, c: Socket, peer_source: impl FnOnce() + Send + 'static) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-    let got = Arc::new(AtomicU64::new(0));
-    let c = Arc::new(c);
-    let src = std::thread::spawn(peer_source);
-    let (rc, rgot) = (c.clone(), got.clone());
-    let reader = std::thread::spawn(move || {
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            match (&*rc).read(&mut buf) {
-                Ok(n) if n > 0 => {
-                    rgot.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                r => return r,
-            }
-        }
-    });
-    let wc = c.clone();
-    let writer = std::thread::spawn(move || {
-        let buf = vec![1u8; CHUNK];
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Err(e) = (&*wc).write_all(&buf) {
-                return Some(e);
-            }
-        }
-        None
-    });
-    assert!(
-        ioth_tests::proc::wait_until(WAIT, || got.load(Ordering::Relaxed) > 1_000_000),
-        "no data before the kill"
-    );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(host as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let r = reader.join().unwrap();
-    assert!(ended_by_death(&r), "the reader ended with {r:?}");
-    let w = writer.join().unwrap().expect("the writer kept writing");
-    assert!(
-        matches!(w.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)),
-        "the writer ended with {w}"
-    );
-    let e = c.local_addr().expect_err("a control call on a dead stack");
-    assert_eq!(e.kind(), io::ErrorKind::NetworkDown, "{e}");
-    src.join().unwrap();
-}
 
 #[test]
 #[cfg_attr(
@@ -1119,7 +764,6 @@ fn kill_mid_transfer(host: u32, c: Socket, peer_source: impl FnOnce() + Send + '
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn killed_smoltcp_host_mid_transfer_gives_eof_or_reset() {
-    setup();
     let n = net();
     let l = listener(&n.vde, addr("10.0.0.2:5013"));
     let c = connect(&n.smol, addr("10.0.0.2:5013"));
@@ -1140,25 +784,6 @@ fn killed_smoltcp_host_mid_transfer_gives_eof_or_reset() {
     let e = acc.join().unwrap().expect_err("accept on a dead stack");
     assert_eq!(e.kind(), io::ErrorKind::NetworkDown, "{e}");
     assert!(n.smol.is_gone());
-}
-
-#[test]
-fn killed_host_pump_host_mid_transfer_gives_eof_or_reset() {
-    let st = rwwrap();
-    let kl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let c = connect(&st, kl.local_addr().unwrap());
-    let (k, _) = kl.accept().unwrap();
-    kill_mid_transfer(st.pid().unwrap(), c, move || {
-        let mut k = k;
-        k.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
-        let buf = vec![2u8; CHUNK];
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline && k.write_all(&buf).is_ok() {}
-    });
-    // The stack is gone; deleting it succeeds once its sockets are closed.
-    st.delete()
-        .map_err(ioth::Error::from)
-        .expect("delstack of a dead stack");
 }
 
 // ---------------------------------------------------------------- netlink configuration
@@ -1258,7 +883,6 @@ fn netlink_configuration(s: &Stack) {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn netlink_configuration_vdestack_and_smoltcp() {
-    setup();
     let sw = Switch::start();
     for name in ["vdestack", "smoltcp"] {
         let s = Stack::new(name, &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack {name}: {e}"));
@@ -1271,51 +895,17 @@ fn netlink_configuration_vdestack_and_smoltcp() {
 
 // ---------------------------------------------------------------- C programs
 
-/// Compiles `<src_dir>/<name>.c` (`tests/c` or `client/examples/c`) against `ioth.h` and
-/// `libioth.so` into `out`.
-fn compile_c(src_dir: &str, name: &str, out: &Path) -> PathBuf {
-    let exe = out.join(name);
-    cprog::compile_c(
-        &cprog::repo_root().join(src_dir).join(format!("{name}.c")),
-        &exe,
-    );
-    exe
-}
-
-/// Runs `exe args` to completion (killed after `limit`); panics unless it exits 0 with `ok` as
-/// its last line. Returns its stdout.
-fn run_c(exe: &Path, args: &[&str], limit: Duration) -> String {
-    let (status, o, e) =
-        cprog::run_bounded(Command::new(exe).args(args).stdin(Stdio::null()), limit);
-    assert!(
-        status.is_some_and(|s| s.success()) && o.lines().last() == Some("ok"),
-        "{} {args:?}: {status:?}\n--- stdout\n{o}--- stderr\n{e}",
-        exe.display()
-    );
-    o
-}
-
 #[test]
 #[cfg_attr(
     not(ioth_root),
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn c_abi_on_smoltcp_and_vdestack() {
-    setup();
     let dir = TempDir::new("proxied-c");
-    let exe = compile_c("tests/c", "proxied", dir.path());
+    let exe = compile_repo_c("tests/c", "proxied", dir.path());
     let sw = Switch::start();
-    let out = run_c(&exe, &[&sw.vnl()], Duration::from_secs(120));
+    let out = run_ok(&exe, &[&sw.vnl()], Duration::from_secs(120));
     assert!(out.contains("tcp ok") && out.contains("udp ok") && out.contains("epoll ok"));
-}
-
-#[test]
-fn c_abi_every_call_through_the_host_pump() {
-    // tests/c/echo.c (TCP and UDP on 127.0.0.1 with every ioth_X) on the rwwrap plug-in.
-    setup();
-    let dir = TempDir::new("proxied-echo");
-    let exe = compile_c("tests/c", "echo", dir.path());
-    run_c(&exe, &["rwwrap"], Duration::from_secs(60));
 }
 
 #[test]
@@ -1324,145 +914,10 @@ fn c_abi_every_call_through_the_host_pump() {
     ignore = "needs root: vdestack (network namespaces, taps)"
 )]
 fn c_netlink_configuration_vdestack_and_smoltcp() {
-    setup();
     let dir = TempDir::new("proxied-nl");
-    let exe = compile_c("tests/c", "proxied_netlink", dir.path());
+    let exe = compile_repo_c("tests/c", "proxied_netlink", dir.path());
     let sw = Switch::start();
     for name in ["vdestack", "smoltcp"] {
-        run_c(&exe, &[name, &sw.vnl()], Duration::from_secs(60));
+        run_ok(&exe, &[name, &sw.vnl()], Duration::from_secs(60));
     }
-}
-
-// ---------------------------------------------------------------- the demo
-
-#[test]
-#[cfg_attr(
-    not(ioth_root),
-    ignore = "needs root: vdestack (network namespaces, taps)"
-)]
-fn demo_rust_on_smoltcp() {
-    setup();
-    let (s, c) = (example("iothtest_server"), example("iothtest_client"));
-    run_demo(&s, "smoltcp", &c, "smoltcp");
-}
-
-#[test]
-#[cfg_attr(
-    not(ioth_root),
-    ignore = "needs root: vdestack (network namespaces, taps)"
-)]
-fn demo_c_on_smoltcp() {
-    setup();
-    let dir = TempDir::new("proxied-demo");
-    let s = compile_c("client/examples/c", "iothtest_server", dir.path());
-    let c = compile_c("client/examples/c", "iothtest_client", dir.path());
-    run_demo(&s, "smoltcp", &c, "smoltcp");
-}
-
-#[test]
-#[cfg_attr(
-    not(ioth_root),
-    ignore = "needs root: vdestack (network namespaces, taps)"
-)]
-fn demo_mixed_smoltcp_and_vdestack() {
-    setup();
-    let dir = TempDir::new("proxied-demo-mixed");
-    let cs = compile_c("client/examples/c", "iothtest_server", dir.path());
-    let cc = compile_c("client/examples/c", "iothtest_client", dir.path());
-    let (rs, rc) = (example("iothtest_server"), example("iothtest_client"));
-    run_demo(&rs, "smoltcp", &cc, "vdestack");
-    run_demo(&cs, "vdestack", &rc, "smoltcp");
-    run_demo(&cs, "smoltcp", &rc, "vdestack");
-    run_demo(&rs, "vdestack", &cc, "smoltcp");
-}
-
-// ---------------------------------------------------------------- audit, native fds
-
-#[test]
-fn audit_trail_names_control_calls_and_ids() {
-    setup();
-    let dir = TempDir::new("proxied-audit");
-    let file = dir.path().join("trail.jsonl");
-    let st = Stack::builder("rwwrap")
-        .audit(&file)
-        .build()
-        .expect("newstack");
-    let l = listener(&st, addr("127.0.0.1:0"));
-    let id = l.proxy_id().expect("proxied");
-    let at = l.local_addr().unwrap();
-    let _k = std::net::TcpStream::connect(at).unwrap();
-    let (s, _) = accept(&l);
-    let sid = s.proxy_id().unwrap();
-    drop((s, l));
-    let _ = st.stats().unwrap(); // one more round trip: the Close lines are written
-    let text = std::fs::read_to_string(&file).unwrap();
-    let has = |needle: &str| text.lines().any(|l| l.contains(needle));
-    assert!(
-        has(&format!("\"fd_kind\":\"proxied\",\"id\":{id}")),
-        "{text}"
-    );
-    assert!(
-        has(&format!(
-            "\"args\":{{\"id\":{id},\"op\":\"bind\",\"addr\":\"127.0.0.1:0\"}}"
-        )),
-        "{text}"
-    );
-    assert!(has("\"op\":\"listen\",\"backlog\":64"), "{text}");
-    assert!(has(&format!("\"request\":\"Control\",\"args\":{{\"id\":{id},\"op\":\"accept\"}},\"result\":\"ok\",\"id\":{sid},\"peer\":\"127.0.0.1:")), "{text}");
-    assert!(
-        has(&format!(
-            "\"request\":\"Close\",\"args\":{{\"id\":{sid}}},\"result\":\"ok\""
-        )),
-        "{text}"
-    );
-    assert!(
-        has(&format!(
-            "\"request\":\"Close\",\"args\":{{\"id\":{id}}},\"result\":\"ok\""
-        )),
-        "{text}"
-    );
-}
-
-#[test]
-fn socket_methods_on_native_fds() {
-    // The same Socket methods on a kernel stack's native fds, on 127.0.0.1.
-    setup();
-    let st = Stack::new("kernel", &[] as &[&str]).expect("newstack kernel");
-    let l = listener(&st, addr("127.0.0.1:0"));
-    assert!(!l.is_proxied() && l.proxy_id().is_none());
-    l.set_nonblocking(true).unwrap();
-    assert_eq!(l.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
-    let at = l.local_addr().unwrap();
-    let srv = std::thread::spawn(move || {
-        l.set_nonblocking(false).unwrap();
-        let (c, peer) = accept(&l);
-        assert_eq!(c.peer_addr().unwrap(), peer);
-        let mut all = Vec::new();
-        (&c).read_to_end(&mut all).unwrap();
-        (&c).write_all(&all).unwrap();
-    });
-    let c = stream(&st, &at);
-    c.set_nodelay(true).unwrap();
-    assert!(c.nodelay().unwrap());
-    c.connect(&at).unwrap();
-    (&c).write_all(b"native").unwrap();
-    c.shutdown(Shutdown::Write).unwrap();
-    let mut back = String::new();
-    (&c).read_to_string(&mut back).unwrap();
-    assert_eq!(back, "native");
-    srv.join().unwrap();
-    let u = st.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
-    u.bind(&addr("127.0.0.1:0")).unwrap();
-    u.set_read_timeout(Some(WAIT)).unwrap();
-    let ua = u.local_addr().unwrap();
-    let v = st.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
-    v.connect(&ua).unwrap();
-    (&v).write_all(b"dgram").unwrap();
-    let mut buf = [0u8; 16];
-    let (n, from) = u.recv_from(&mut buf).unwrap();
-    assert_eq!((&buf[..n], from), (&b"dgram"[..], v.local_addr().unwrap()));
-    v.disconnect().unwrap();
-    assert!(v.peer_addr().is_err());
-    v.send_to(b"again", &ua).unwrap();
-    assert_eq!(u.recv(&mut buf).unwrap(), 5);
 }

@@ -657,7 +657,7 @@ fn bad_vnls_and_bad_calls() {
         errno(&s.socket(libc::AF_BLUETOOTH, libc::SOCK_RAW).err().unwrap()),
         libc::EAFNOSUPPORT
     );
-    // Packet sockets exist (tests/config.rs), of the kernel's two types only.
+    // Packet sockets exist (tests/packet_and_multicast.rs), of the kernel's two types only.
     assert_eq!(
         errno(&s.socket(libc::AF_PACKET, libc::SOCK_STREAM).err().unwrap()),
         libc::ESOCKTNOSUPPORT

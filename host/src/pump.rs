@@ -31,11 +31,12 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use ioth_plugin_sdk::errno::io_error;
 use ioth_proto::ControlOp;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use self::entry::{
-    connect, errno, new_entry, nix_err, pair, recv_nb, shutdown, Entry, Fate, State, LINGER,
+    connect, new_entry, nix_err, pair, recv_nb, shutdown, Entry, Fate, State, LINGER,
 };
 use crate::calls::{self, Calls};
 
@@ -117,7 +118,7 @@ impl Pump {
     pub fn control(&self, id: u64, op: &ControlOp, new_id: u64) -> io::Result<Done> {
         let c = self.shared.calls;
         let mut t = self.shared.lock();
-        let e = t.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+        let e = t.get_mut(&id).ok_or_else(|| io_error(libc::EBADF))?;
         let h = e.handle;
         let none = || Ok(Done::Bytes(Vec::new()));
         let r = match op {
@@ -181,9 +182,9 @@ impl Pump {
     /// application's data (bounded by [`LINGER`]), then calls the plug-in's `close`.
     pub fn close(&self, id: u64) -> io::Result<()> {
         let mut t = self.shared.lock();
-        let e = t.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+        let e = t.get_mut(&id).ok_or_else(|| io_error(libc::EBADF))?;
         if e.closing.is_some() {
-            return Err(errno(libc::EBADF));
+            return Err(io_error(libc::EBADF));
         }
         e.closing = Some(Instant::now());
         e.app = None;

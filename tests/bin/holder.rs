@@ -1,4 +1,4 @@
-//! `ioth-fault-holder`: a test application for tests/faults.rs, meant to be killed.
+//! `ioth-fault-holder`: a test application for tests/lifecycle.rs, meant to be killed.
 //!
 //! `ioth-fault-holder <plugin> <count> [hang]` creates `count` stacks of `plugin`, each with one
 //! UDP socket bound on 127.0.0.1, prints `pids <pid> <pid> …` (the host pids) on stdout, and

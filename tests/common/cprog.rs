@@ -72,6 +72,26 @@ pub fn compile_c_with(src: &Path, exe: &Path, lib: &Path) {
     assert!(st.success(), "gcc {} failed", src.display());
 }
 
+/// Compiles `<src_dir>/<name>.c` (`src_dir` from the workspace root: `tests/c`,
+/// `client/examples/c`) with [`compile_c`] into `out/<name>`; returns the program's path.
+pub fn compile_repo_c(src_dir: &str, name: &str, out: &Path) -> PathBuf {
+    let exe = out.join(name);
+    compile_c(&repo_root().join(src_dir).join(format!("{name}.c")), &exe);
+    exe
+}
+
+/// Runs `exe args` (stdin closed) to completion, killed after `limit`; panics unless it exits 0
+/// with `ok` as its last line of output. Returns its stdout.
+pub fn run_ok(exe: &Path, args: &[&str], limit: Duration) -> String {
+    let (status, o, e) = run_bounded(Command::new(exe).args(args).stdin(Stdio::null()), limit);
+    assert!(
+        status.is_some_and(|s| s.success()) && o.lines().last() == Some("ok"),
+        "{} {args:?}: {status:?}\n--- stdout\n{o}--- stderr\n{e}",
+        exe.display()
+    );
+    o
+}
+
 /// Puts this build's `libioth.so` (with its SONAME link `libioth.so.0`), `ioth-host` and
 /// plug-ins (`libioth_<name>.so`) into `dir`, which is made world-readable: for programs that run
 /// as another user (setpriv, setuid), who may not be able to reach the build tree (a checkout in

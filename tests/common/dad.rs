@@ -104,3 +104,20 @@ pub fn assert_source(stack: &Stack, got: IpAddr, configured: IpAddr) {
         &format!("a connection expected from {configured}"),
     );
 }
+
+/// Waits (bounded by [`DAD_BOUND`]) until `a` on `s` has finished duplicate address detection
+/// (it is listed without `IFA_F_TENTATIVE`); panics with the addresses shown otherwise.
+pub fn wait_not_tentative(s: &Stack, a: IpAddr) {
+    let deadline = Instant::now() + DAD_BOUND;
+    loop {
+        let shown = s.addresses().expect("addresses");
+        if shown
+            .iter()
+            .any(|x| x.addr == a && x.flags & crate::stacks::IFA_F_TENTATIVE == 0)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{a} still tentative: {shown:?}");
+        sleep(Duration::from_millis(50));
+    }
+}

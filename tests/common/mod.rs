@@ -9,6 +9,8 @@ pub mod cprog;
 pub mod dad;
 pub mod demo;
 pub mod dhcp;
+pub mod fault_plugins;
+pub mod killed_host;
 pub mod netns;
 pub mod pattern;
 pub mod plugin_host;

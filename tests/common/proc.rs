@@ -1,5 +1,6 @@
 //! What `/proc` says about this test process and the hosts it started: open fd counts, child
-//! processes, whether a pid still exists. Linux only; every wait is bounded.
+//! processes, whether a pid still exists or is a running host, its command line; and SIGKILL
+//! by pid. Linux only; every wait is bounded.
 
 use std::io;
 use std::path::Path;
@@ -54,6 +55,32 @@ pub fn alive(pid: u32) -> bool {
     state(pid).is_some_and(|s| s != 'Z' && s != 'X')
 }
 
+/// Whether `pid` is an `ioth-host` (running, or a zombie nobody reaped).
+pub fn is_host(pid: u32) -> bool {
+    comm(pid).as_deref() == Some(HOST_COMM)
+}
+
+/// Whether `pid` is an `ioth-host` that has not exited.
+pub fn host_running(pid: u32) -> bool {
+    is_host(pid) && state(pid).is_some_and(|s| s != 'Z')
+}
+
+/// `/proc/<pid>/cmdline` without the NUL padding a forked host may leave after its title;
+/// panics if `pid` does not exist.
+pub fn cmdline(pid: u32) -> Vec<u8> {
+    let mut c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    while c.ends_with(b"\0\0") {
+        c.pop();
+    }
+    c
+}
+
+/// Sends SIGKILL to `pid`; panics if it cannot.
+pub fn sigkill(pid: u32) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+}
+
 /// Whether `/proc/<pid>` is absent: the process ended and was reaped.
 pub fn gone(pid: u32) -> bool {
     !Path::new(&format!("/proc/{pid}")).exists()
@@ -102,4 +129,19 @@ pub fn wait_until(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// Waits (up to `bound`) for `pid` to be gone and reaped.
 pub fn wait_gone(pid: u32, bound: Duration) -> bool {
     wait_until(bound, || gone(pid))
+}
+
+/// Polls `cond` every 2 ms until it holds or `bound` passes; the time it took, if it held (for
+/// tests that print how long something took; never asserted).
+pub fn time_until(bound: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    loop {
+        if cond() {
+            return Some(t0.elapsed());
+        }
+        if t0.elapsed() > bound {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }

@@ -1,6 +1,6 @@
-//! Stacks for the smoltcp ↔ vdestack tests: the root check with its skip banner, address
-//! parsing, a configured smoltcp or vdestack stack on a [`Switch`], and the rwwrap C plug-in
-//! (host pump) built once per test binary with `IOTH_PLUGIN_PATH` pointing at it.
+//! Stacks for the end-to-end tests: address parsing, a kernel stack, a bare or configured
+//! smoltcp or vdestack stack on a [`Switch`], and the rwwrap C plug-in (host pump) built once
+//! per test binary with `IOTH_PLUGIN_PATH` pointing at it.
 //!
 //! smoltcp stacks are configured with the ioth netlink calls (the plug-in emulates rtnetlink),
 //! vdestack stacks with `ip` in their namespace; IPv6 addresses with duplicate address detection,
@@ -59,6 +59,19 @@ pub fn configured(plugin: &str, sw: &Switch, v4: &str, v6: &str) -> Stack {
     let s = Stack::new(plugin, &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack {plugin}: {e}"));
     configure_smol(&s, "vde0", v4, v6);
     s
+}
+
+/// A kernel stack (no VNL: the host's own network namespace).
+pub fn kernel() -> Stack {
+    Stack::new("kernel", &[] as &[&str]).expect("kernel stack")
+}
+
+/// A stack of `plugin` on `sw` with `vde0` up and nothing configured; its `vde0` index.
+pub fn bare(plugin: &str, sw: &Switch) -> (Stack, u32) {
+    let s = Stack::new(plugin, &[sw.vnl()]).unwrap_or_else(|e| panic!("newstack {plugin}: {e}"));
+    let idx = s.if_nametoindex("vde0").expect("vde0");
+    s.link_set_up(idx, true).expect("link up");
+    (s, idx)
 }
 
 /// A smoltcp stack on `sw` with `v4`/24 and `v6`/64 on vde0 ([`configured`]).

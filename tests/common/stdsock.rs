@@ -1,6 +1,6 @@
-//! Sockets of a stack as std types (`TcpListener`, `TcpStream`, `UdpSocket`) for the vdestack
-//! and scale-out tests: listeners, bounded accepts, an echo server, UDP sockets. Every wait is
-//! bounded by [`IO_TIMEOUT`].
+//! Sockets of a stack as std types (`TcpListener`, `TcpStream`, `UdpSocket`) for the vdestack,
+//! scale-out, fault and lifecycle tests: listeners, bounded accepts, an echo server, UDP sockets,
+//! a datagram echoed to a plain socket of this process. Every wait is bounded by [`IO_TIMEOUT`].
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -73,4 +73,29 @@ pub fn udp(stack: &Stack, at: SocketAddr) -> UdpSocket {
         .unwrap_or_else(|e| panic!("bind {at}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s
+}
+
+/// A UDP socket of `stack` bound to `127.0.0.1:0`, without a timeout.
+pub fn udp_loopback(stack: &Stack) -> UdpSocket {
+    let s: UdpSocket = stack
+        .msocket(libc::AF_INET, libc::SOCK_DGRAM, 0)
+        .expect("msocket udp")
+        .into();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket2::SockRef::from(&s).bind(&any.into()).unwrap();
+    s
+}
+
+/// `s` (bound on the machine's loopback) echoes one datagram back to a plain socket of this
+/// process; panics unless the echo comes back.
+pub fn udp_echo_once(s: &UdpSocket) {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    peer.send_to(b"ping", s.local_addr().unwrap()).unwrap();
+    let mut b = [0u8; 16];
+    let (n, from) = s.recv_from(&mut b).unwrap();
+    s.send_to(&b[..n], from).unwrap();
+    let (n, _) = peer.recv_from(&mut b).unwrap();
+    assert_eq!(&b[..n], b"ping");
 }

@@ -7,6 +7,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use ioth_plugin_sdk::errno::io_error;
 use ioth_plugin_sdk::proxied::filler::{self, Filler};
 use ioth_plugin_sdk::proxied::header::{header_from_sockaddr, sockaddr_from_header, HDR_LEN};
 use ioth_plugin_sdk::proxied::{ACCEPT_TOKEN, RESET_BYTE};
@@ -23,12 +24,8 @@ pub(super) const LINGER: Duration = Duration::from_secs(10);
 /// Rounds of work per socket and wake-up (fairness between sockets).
 const ROUNDS: usize = 16;
 
-pub(super) fn errno(e: i32) -> io::Error {
-    io::Error::from_raw_os_error(e)
-}
-
 pub(super) fn nix_err(e: nix::errno::Errno) -> io::Error {
-    errno(e as i32)
+    io_error(e as i32)
 }
 
 /// Where a socket is in its life.
@@ -502,7 +499,7 @@ pub(super) fn connect(c: &Calls, e: &mut Entry, addr: &[u8]) -> io::Result<()> {
         }
         Err(err) if err.raw_os_error() == Some(libc::EINPROGRESS) => {
             let (Some(app), Some(he)) = (&e.app, &e.he) else {
-                return Err(errno(libc::EBADF));
+                return Err(io_error(libc::EBADF));
             };
             e.state = State::Connecting(filler::fill(app.as_fd(), he.as_fd())?);
             Err(err)
@@ -518,7 +515,7 @@ pub(super) fn shutdown(c: &Calls, e: &mut Entry, how: i32) -> io::Result<()> {
         libc::SHUT_RD => socket::Shutdown::Read,
         libc::SHUT_WR => socket::Shutdown::Write,
         libc::SHUT_RDWR => socket::Shutdown::Both,
-        _ => return Err(errno(libc::EINVAL)),
+        _ => return Err(io_error(libc::EINVAL)),
     };
     let connected = if e.records {
         !e.framed || e.connected
@@ -528,7 +525,7 @@ pub(super) fn shutdown(c: &Calls, e: &mut Entry, how: i32) -> io::Result<()> {
     if !connected {
         return match e.state {
             State::Listening { .. } => c.shutdown(e.handle, how),
-            _ => Err(errno(libc::ENOTCONN)),
+            _ => Err(io_error(libc::ENOTCONN)),
         };
     }
     if let Some(app) = &e.app {

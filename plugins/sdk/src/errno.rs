@@ -1,7 +1,15 @@
 //! This thread's `errno`, for code on either side of the plug-in C ABI: the SDK's exported
-//! functions set it, the host clears it before a plug-in call and reads it after one.
+//! functions set it, the host clears it before a plug-in call and reads it after one; and the
+//! `io::Error` of an errno, which both sides return from their socket code (the host's pump,
+//! the smoltcp plug-in).
 
 use std::ffi::c_int;
+use std::io;
+
+/// The `io::Error` of errno `e` (its `raw_os_error()` is `e`).
+pub fn io_error(e: c_int) -> io::Error {
+    io::Error::from_raw_os_error(e)
+}
 
 /// Sets this thread's `errno` to `e`.
 pub fn set(e: c_int) {
@@ -16,7 +24,7 @@ pub fn clear() {
 
 /// This thread's `errno`, or `default` if it is 0.
 pub fn last_or(default: c_int) -> c_int {
-    match std::io::Error::last_os_error().raw_os_error() {
+    match io::Error::last_os_error().raw_os_error() {
         Some(0) | None => default,
         Some(e) => e,
     }
@@ -30,5 +38,12 @@ mod tests {
         assert_eq!(super::last_or(1), libc::EBUSY);
         super::clear();
         assert_eq!(super::last_or(1), 1);
+    }
+
+    #[test]
+    fn io_error_carries_the_errno() {
+        let e = super::io_error(libc::ECONNREFUSED);
+        assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
     }
 }

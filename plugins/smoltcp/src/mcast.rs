@@ -28,7 +28,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::net::{Net, LO};
-use crate::sys::errno;
+use ioth_plugin_sdk::errno::io_error;
 
 /// `IPV6_ADD_MEMBERSHIP`/`IPV6_DROP_MEMBERSHIP` (the same numbers as `IPV6_JOIN_GROUP`/
 /// `IPV6_LEAVE_GROUP`).
@@ -119,7 +119,7 @@ fn int(v: &[u8], byte_ok: bool) -> io::Result<i32> {
     match v.len() {
         n if n >= 4 => Ok(i32::from_ne_bytes([v[0], v[1], v[2], v[3]])),
         n if n >= 1 && byte_ok => Ok(i32::from(v[0])),
-        _ => Err(errno(libc::EINVAL)),
+        _ => Err(io_error(libc::EINVAL)),
     }
 }
 
@@ -127,7 +127,7 @@ fn hops(x: i32) -> io::Result<i32> {
     if (-1..=255).contains(&x) {
         Ok(x)
     } else {
-        Err(errno(libc::EINVAL))
+        Err(io_error(libc::EINVAL))
     }
 }
 
@@ -149,7 +149,7 @@ pub fn link_scope(ip: &Ipv6Addr) -> bool {
 /// The interface a membership of `group` with interface index `index` (0: none) and, for IPv4,
 /// local address `local` means; `ENODEV` when there is none.
 fn member_iface(net: &Net, group: IpAddr, index: u32, local: Ipv4Addr) -> io::Result<usize> {
-    let enodev = || errno(libc::ENODEV);
+    let enodev = || io_error(libc::ENODEV);
     if index != 0 {
         return net.by_index(index).ok_or_else(enodev);
     }
@@ -186,7 +186,7 @@ impl Ip {
         v: &[u8],
     ) -> io::Result<Change> {
         if level == libc::IPPROTO_IPV6 && domain != libc::AF_INET6 {
-            return Err(errno(libc::ENOPROTOOPT));
+            return Err(io_error(libc::ENOPROTOOPT));
         }
         match (level, name) {
             (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS) => self.hops6 = hops(int(v, false)?)?,
@@ -194,24 +194,24 @@ impl Ip {
             (libc::IPPROTO_IP, libc::IP_TTL) => {
                 let x = int(v, false)?;
                 if x != -1 && !(1..=255).contains(&x) {
-                    return Err(errno(libc::EINVAL));
+                    return Err(io_error(libc::EINVAL));
                 }
                 self.ttl4 = x;
             }
             (libc::IPPROTO_IP, libc::IP_MULTICAST_TTL) => self.mttl4 = hops(int(v, true)?)?,
             (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP) => match int(v, false)? {
                 x @ (0 | 1) => self.mloop6 = x == 1,
-                _ => return Err(errno(libc::EINVAL)),
+                _ => return Err(io_error(libc::EINVAL)),
             },
             (libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP) => self.mloop4 = int(v, true)? != 0,
             (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF) => {
                 let x = int(v, false)?;
                 if x != 0 {
                     if x < 0 || net.by_index(x as u32).is_none() {
-                        return Err(errno(libc::ENODEV));
+                        return Err(io_error(libc::ENODEV));
                     }
                     if bound_dev.is_some_and(|b| b != x as u32) {
-                        return Err(errno(libc::EINVAL));
+                        return Err(io_error(libc::EINVAL));
                     }
                 }
                 self.mif6 = x as u32;
@@ -222,7 +222,7 @@ impl Ip {
                     n if n >= 12 => (v4(&v[4..8]), u32::from_ne_bytes([v[8], v[9], v[10], v[11]])),
                     n if n >= 8 => (v4(&v[4..8]), 0),
                     n if n >= 4 => (v4(&v[..4]), 0),
-                    _ => return Err(errno(libc::EINVAL)),
+                    _ => return Err(io_error(libc::EINVAL)),
                 };
                 if index == 0 && addr.is_unspecified() {
                     self.mif4 = 0;
@@ -234,31 +234,31 @@ impl Ip {
                 } else {
                     net.owner_of(IpAddr::V4(addr))
                 }
-                .ok_or_else(|| errno(libc::EADDRNOTAVAIL))?;
+                .ok_or_else(|| io_error(libc::EADDRNOTAVAIL))?;
                 let index = net.ifaces[i].index;
                 if bound_dev.is_some_and(|b| b != index) {
-                    return Err(errno(libc::EINVAL));
+                    return Err(io_error(libc::EINVAL));
                 }
                 self.mif4 = index;
                 self.maddr4 = addr;
             }
             (libc::IPPROTO_IPV6, IPV6_JOIN_GROUP | IPV6_LEAVE_GROUP) => {
                 if v.len() < 20 {
-                    return Err(errno(libc::EINVAL));
+                    return Err(io_error(libc::EINVAL));
                 }
                 let mut o = [0u8; 16];
                 o.copy_from_slice(&v[..16]);
                 let group = Ipv6Addr::from(o);
                 let index = u32::from_ne_bytes([v[16], v[17], v[18], v[19]]);
                 if !group.is_multicast() {
-                    return Err(errno(libc::EINVAL));
+                    return Err(io_error(libc::EINVAL));
                 }
                 let group = IpAddr::V6(group);
                 if name == IPV6_LEAVE_GROUP {
                     let at = self.groups.iter().position(|m| {
                         m.group == group && (index == 0 || net.ifaces[m.iface].index == index)
                     });
-                    let at = at.ok_or_else(|| errno(libc::EADDRNOTAVAIL))?;
+                    let at = at.ok_or_else(|| io_error(libc::EADDRNOTAVAIL))?;
                     return Ok(Change::Left(self.groups.remove(at)));
                 }
                 let iface = member_iface(net, group, index, Ipv4Addr::UNSPECIFIED)?;
@@ -266,7 +266,7 @@ impl Ip {
             }
             (libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP | libc::IP_DROP_MEMBERSHIP) => {
                 if v.len() < 8 {
-                    return Err(errno(libc::EINVAL));
+                    return Err(io_error(libc::EINVAL));
                 }
                 let group = v4(&v[..4]);
                 let local = v4(&v[4..8]);
@@ -276,20 +276,20 @@ impl Ip {
                     0
                 };
                 if !group.is_multicast() {
-                    return Err(errno(libc::EINVAL));
+                    return Err(io_error(libc::EINVAL));
                 }
                 let group = IpAddr::V4(group);
                 if name == libc::IP_DROP_MEMBERSHIP {
                     let found = member_iface(net, group, index, local);
                     if index == 0 && local.is_unspecified() && found.is_err() {
-                        return Err(errno(libc::ENODEV));
+                        return Err(io_error(libc::ENODEV));
                     }
                     let at = self.groups.iter().position(|m| {
                         m.group == group
                             && (index == 0 && local.is_unspecified()
                                 || found.as_ref().is_ok_and(|&i| i == m.iface))
                     });
-                    let at = at.ok_or_else(|| errno(libc::EADDRNOTAVAIL))?;
+                    let at = at.ok_or_else(|| io_error(libc::EADDRNOTAVAIL))?;
                     return Ok(Change::Left(self.groups.remove(at)));
                 }
                 let iface = member_iface(net, group, index, local)?;
@@ -300,14 +300,14 @@ impl Ip {
                 self.stored.retain(|(k, _)| *k != (l, n));
                 self.stored.push(((l, n), x));
             }
-            _ => return Err(errno(libc::ENOPROTOOPT)),
+            _ => return Err(io_error(libc::ENOPROTOOPT)),
         }
         Ok(Change::None)
     }
 
     fn join(&self, m: Membership) -> io::Result<Change> {
         if self.groups.contains(&m) {
-            return Err(errno(libc::EADDRINUSE));
+            return Err(io_error(libc::EADDRINUSE));
         }
         Ok(Change::Join(m))
     }
@@ -315,7 +315,7 @@ impl Ip {
     /// `getsockopt` of an IP level on a UDP socket of `domain`.
     pub fn getsockopt(&self, domain: i32, level: i32, name: i32) -> io::Result<Vec<u8>> {
         if level == libc::IPPROTO_IPV6 && domain != libc::AF_INET6 {
-            return Err(errno(libc::ENOPROTOOPT));
+            return Err(io_error(libc::ENOPROTOOPT));
         }
         let def = |x: i32, d: i32| if x < 0 { d } else { x };
         let v = match (level, name) {
@@ -332,7 +332,7 @@ impl Ip {
                 .iter()
                 .find(|(k, _)| *k == (l, n))
                 .map_or_else(|| stored_default(l, n), |(_, x)| *x),
-            _ => return Err(errno(libc::ENOPROTOOPT)),
+            _ => return Err(io_error(libc::ENOPROTOOPT)),
         };
         Ok(v.to_ne_bytes().to_vec())
     }
@@ -385,7 +385,7 @@ pub fn join(net: &mut Net, i: usize, group: IpAddr) -> io::Result<()> {
     }
     f.iface
         .join_multicast_group(smoltcp::wire::IpAddress::from(group))
-        .map_err(|_| errno(libc::ENOBUFS))?;
+        .map_err(|_| io_error(libc::ENOBUFS))?;
     f.groups.push(group);
     Ok(())
 }

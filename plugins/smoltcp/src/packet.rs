@@ -30,7 +30,8 @@ use crate::device::ETH_HLEN;
 use crate::kind::packet::Packet;
 use crate::net::{Dev, Net};
 use crate::sock::{Core, Fate, Kind, Sock};
-use crate::sys::{self, errno};
+use crate::sys;
+use ioth_plugin_sdk::errno::io_error;
 
 /// `sizeof(struct sockaddr_ll)`.
 pub const SLL_LEN: usize = 20;
@@ -48,7 +49,7 @@ const BATCH: usize = 64;
 fn packet_of(kind: &mut Kind) -> io::Result<&mut Packet> {
     match kind {
         Kind::Packet(p) => Ok(p),
-        _ => Err(errno(libc::EOPNOTSUPP)),
+        _ => Err(io_error(libc::EOPNOTSUPP)),
     }
 }
 
@@ -70,12 +71,12 @@ fn sll(proto: u16, ifindex: u32, hatype: u16, pkttype: u8, mac: Option<&[u8]>) -
 /// `bind(sockaddr_ll)`.
 pub fn bind(net: &Net, s: &mut Sock, a: &[u8]) -> io::Result<()> {
     if a.len() < SLL_LEN || i32::from(u16::from_ne_bytes([a[0], a[1]])) != libc::AF_PACKET {
-        return Err(errno(libc::EINVAL));
+        return Err(io_error(libc::EINVAL));
     }
     let proto = u16::from_be_bytes([a[2], a[3]]);
     let ifindex = i32::from_ne_bytes([a[4], a[5], a[6], a[7]]);
     if ifindex < 0 || (ifindex > 0 && net.by_index(ifindex as u32).is_none()) {
-        return Err(errno(libc::ENODEV));
+        return Err(io_error(libc::ENODEV));
     }
     let p = packet_of(&mut s.kind)?;
     p.ifindex = ifindex as u32;
@@ -266,7 +267,7 @@ pub fn socket(core: &mut Core, base: i32, flags: i32, protocol: i32) -> io::Resu
     let raw = match base {
         libc::SOCK_RAW => true,
         libc::SOCK_DGRAM => false,
-        _ => return Err(errno(libc::ESOCKTNOSUPPORT)),
+        _ => return Err(io_error(libc::ESOCKTNOSUPPORT)),
     };
     let (pe, app) = crate::sock::new_pair(libc::SOCK_SEQPACKET, flags)?;
     Ok(core.add(

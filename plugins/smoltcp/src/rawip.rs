@@ -35,7 +35,8 @@ use crate::addr;
 use crate::kind::rawip::RawIp;
 use crate::net::{Net, LO};
 use crate::sock::{Core, Fate, Kind, Sock};
-use crate::sys::{self, errno};
+use crate::sys;
+use ioth_plugin_sdk::errno::io_error;
 
 /// Records read from the pair per turn.
 const BATCH: usize = 64;
@@ -63,7 +64,7 @@ pub fn socket(core: &mut Core, domain: i32, protocol: i32, flags: i32) -> io::Re
     let v6 = match (domain, protocol) {
         (libc::AF_INET6, libc::IPPROTO_ICMPV6) => true,
         (libc::AF_INET, libc::IPPROTO_ICMP) => false,
-        _ => return Err(errno(libc::EPROTONOSUPPORT)),
+        _ => return Err(io_error(libc::EPROTONOSUPPORT)),
     };
     let legs = (0..core.net.ifaces.len())
         .map(|i| (i, core.net.ifaces[i].sockets.add(new_raw(v6))))
@@ -87,12 +88,12 @@ pub fn socket(core: &mut Core, domain: i32, protocol: i32, flags: i32) -> io::Re
 pub fn bind(net: &Net, s: &mut Sock, a: &[u8]) -> io::Result<()> {
     let domain = s.domain;
     let Kind::RawIp(r) = &mut s.kind else {
-        return Err(errno(libc::EINVAL));
+        return Err(io_error(libc::EINVAL));
     };
-    let a = addr::from_sockaddr(a, domain)?.ok_or_else(|| errno(libc::EAFNOSUPPORT))?;
+    let a = addr::from_sockaddr(a, domain)?.ok_or_else(|| io_error(libc::EAFNOSUPPORT))?;
     let ip = a.ip();
     if !ip.is_unspecified() && !net.is_local(ip) {
-        return Err(errno(libc::EADDRNOTAVAIL));
+        return Err(io_error(libc::EADDRNOTAVAIL));
     }
     r.local = (!ip.is_unspecified()).then_some(ip);
     Ok(())

@@ -18,7 +18,8 @@ use ioth_plugin_sdk::proxied::Handle;
 use crate::addr;
 pub use crate::kind::Kind;
 use crate::net::Net;
-use crate::sys::{self, errno};
+use crate::sys;
+use ioth_plugin_sdk::errno::io_error;
 
 /// Socket options the plug-in keeps (or applies to smoltcp).
 #[derive(Debug, Clone, Copy)]
@@ -187,8 +188,11 @@ impl Core {
         let id = *self
             .handles
             .get(&handle)
-            .ok_or_else(|| errno(libc::EBADF))?;
-        let s = self.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+            .ok_or_else(|| io_error(libc::EBADF))?;
+        let s = self
+            .socks
+            .get_mut(&id)
+            .ok_or_else(|| io_error(libc::EBADF))?;
         Ok((id, s))
     }
 
@@ -238,7 +242,7 @@ impl Core {
                 return Ok(p);
             }
         }
-        Err(errno(libc::EADDRNOTAVAIL))
+        Err(io_error(libc::EADDRNOTAVAIL))
     }
 
     /// Registers a new socket whose application end is `app`; returns its handle.
@@ -270,12 +274,12 @@ impl Core {
 /// a short index, as Linux.
 pub fn bound_device(net: &Net, name: i32, v: &[u8]) -> io::Result<Option<u32>> {
     if name == SO_BINDTOIFINDEX {
-        let b = v.get(..4).ok_or_else(|| errno(libc::EINVAL))?;
+        let b = v.get(..4).ok_or_else(|| io_error(libc::EINVAL))?;
         let x = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
         return match x {
             0 => Ok(None),
             x if x > 0 && net.by_index(x as u32).is_some() => Ok(Some(x as u32)),
-            _ => Err(errno(libc::ENODEV)),
+            _ => Err(io_error(libc::ENODEV)),
         };
     }
     // Linux reads at most IFNAMSIZ - 1 bytes, up to the first NUL.
@@ -284,8 +288,8 @@ pub fn bound_device(net: &Net, name: i32, v: &[u8]) -> io::Result<Option<u32>> {
     if v.is_empty() {
         return Ok(None);
     }
-    let name = std::str::from_utf8(v).map_err(|_| errno(libc::ENODEV))?;
-    let i = net.by_name(name).ok_or_else(|| errno(libc::ENODEV))?;
+    let name = std::str::from_utf8(v).map_err(|_| io_error(libc::ENODEV))?;
+    let i = net.by_name(name).ok_or_else(|| io_error(libc::ENODEV))?;
     Ok(Some(net.ifaces[i].index))
 }
 

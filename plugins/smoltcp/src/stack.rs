@@ -27,8 +27,9 @@ use crate::net::{Iface, Net};
 use crate::sock::{
     app_end, bound_device, new_pair, Core, Kind, Shared, Sock, BUF_MAX, BUF_MIN, SO_BINDTOIFINDEX,
 };
-use crate::sys::{self, errno};
+use crate::sys;
 use crate::{addr, netlink, packet, rawip, tcp, udp};
+use ioth_plugin_sdk::errno::io_error;
 
 impl Sock {
     /// The events to poll `pe` for.
@@ -51,28 +52,28 @@ impl Core {
         let (kind, pair_ty) = match (domain, base) {
             (libc::AF_INET | libc::AF_INET6, libc::SOCK_STREAM) => {
                 if protocol != 0 && protocol != libc::IPPROTO_TCP {
-                    return Err(errno(libc::EPROTONOSUPPORT));
+                    return Err(io_error(libc::EPROTONOSUPPORT));
                 }
                 (Kind::Tcp(Tcp::new()), libc::SOCK_STREAM)
             }
             (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM) => {
                 if protocol != 0 && protocol != libc::IPPROTO_UDP {
-                    return Err(errno(libc::EPROTONOSUPPORT));
+                    return Err(io_error(libc::EPROTONOSUPPORT));
                 }
                 (Kind::Udp(Udp::new()), libc::SOCK_SEQPACKET)
             }
             (libc::AF_INET | libc::AF_INET6, libc::SOCK_RAW) => {
                 return rawip::socket(self, domain, protocol, flags)
             }
-            (libc::AF_INET | libc::AF_INET6, _) => return Err(errno(libc::EPROTONOSUPPORT)),
+            (libc::AF_INET | libc::AF_INET6, _) => return Err(io_error(libc::EPROTONOSUPPORT)),
             (libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_DGRAM) => match protocol {
                 libc::NETLINK_ROUTE => (Kind::Netlink(Nl::new()), libc::SOCK_SEQPACKET),
                 libc::NETLINK_SOCK_DIAG => (Kind::Netlink(Nl::sock_diag()), libc::SOCK_SEQPACKET),
-                _ => return Err(errno(libc::EPROTONOSUPPORT)),
+                _ => return Err(io_error(libc::EPROTONOSUPPORT)),
             },
-            (libc::AF_NETLINK, _) => return Err(errno(libc::ESOCKTNOSUPPORT)),
+            (libc::AF_NETLINK, _) => return Err(io_error(libc::ESOCKTNOSUPPORT)),
             (libc::AF_PACKET, _) => return packet::socket(self, base, flags, protocol),
-            _ => return Err(errno(libc::EAFNOSUPPORT)),
+            _ => return Err(io_error(libc::EAFNOSUPPORT)),
         };
         let (pe, app) = new_pair(pair_ty, flags)?;
         Ok(self.add(domain, kind, pe, app))
@@ -84,7 +85,7 @@ impl Core {
         let id = self
             .handles
             .remove(&handle)
-            .ok_or_else(|| errno(libc::EBADF))?;
+            .ok_or_else(|| io_error(libc::EBADF))?;
         let Some(s) = self.socks.get_mut(&id) else {
             return Ok(());
         };
@@ -108,17 +109,23 @@ impl Core {
             return Ok(());
         }
         if matches!(s.kind, Kind::Packet(_)) {
-            let s = self.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+            let s = self
+                .socks
+                .get_mut(&id)
+                .ok_or_else(|| io_error(libc::EBADF))?;
             return packet::bind(&self.net, s, a);
         }
         if matches!(s.kind, Kind::RawIp(_)) {
-            let s = self.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+            let s = self
+                .socks
+                .get_mut(&id)
+                .ok_or_else(|| io_error(libc::EBADF))?;
             return rawip::bind(&self.net, s, a);
         }
         let domain = s.domain;
-        let a = addr::from_sockaddr(a, domain)?.ok_or_else(|| errno(libc::EAFNOSUPPORT))?;
+        let a = addr::from_sockaddr(a, domain)?.ok_or_else(|| io_error(libc::EAFNOSUPPORT))?;
         if domain == libc::AF_INET6 && a.is_ipv4() && s.opts.v6only {
-            return Err(errno(libc::EADDRNOTAVAIL));
+            return Err(io_error(libc::EADDRNOTAVAIL));
         }
         let (udp, already) = match &s.kind {
             Kind::Tcp(t) => (false, t.local.is_some()),
@@ -126,25 +133,28 @@ impl Core {
             Kind::Netlink(_) | Kind::Packet(_) | Kind::RawIp(_) => unreachable!(),
         };
         if already {
-            return Err(errno(libc::EINVAL));
+            return Err(io_error(libc::EINVAL));
         }
         let ip = (!a.ip().is_unspecified()).then_some(a.ip());
         if let Some(ip) = ip {
             // A UDP socket may bind to a multicast group (it then receives that group's).
             if !(self.net.is_local(ip) || udp && ip.is_multicast()) {
-                return Err(errno(libc::EADDRNOTAVAIL));
+                return Err(io_error(libc::EADDRNOTAVAIL));
             }
         }
         let port = if a.port() == 0 {
             self.ephemeral(id, udp, ip)?
         } else {
             if self.port_taken(id, udp, ip, a.port()) {
-                return Err(errno(libc::EADDRINUSE));
+                return Err(io_error(libc::EADDRINUSE));
             }
             a.port()
         };
         let local = SocketAddr::new(a.ip(), port);
-        let s = self.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+        let s = self
+            .socks
+            .get_mut(&id)
+            .ok_or_else(|| io_error(libc::EBADF))?;
         match &mut s.kind {
             Kind::Tcp(t) => t.local = Some(local),
             Kind::Udp(_) => udp::bind(&mut self.net, s, local),
@@ -179,10 +189,10 @@ impl Core {
             Kind::Tcp(t) => t.peer(),
             Kind::Udp(u) => u.remote,
             Kind::Netlink(_) => return Ok(netlink::sockaddr_nl()),
-            Kind::Packet(_) => return Err(errno(libc::EOPNOTSUPP)),
+            Kind::Packet(_) => return Err(io_error(libc::EOPNOTSUPP)),
             Kind::RawIp(_) => None,
         };
-        let peer = peer.ok_or_else(|| errno(libc::ENOTCONN))?;
+        let peer = peer.ok_or_else(|| io_error(libc::ENOTCONN))?;
         Ok(addr::to_sockaddr(peer, s.domain))
     }
 
@@ -190,20 +200,20 @@ impl Core {
     /// data already written (SHUT_WR → FIN) and the application reads EOF (SHUT_RD).
     pub fn shutdown(&mut self, handle: Handle, how: i32) -> io::Result<()> {
         if !matches!(how, libc::SHUT_RD | libc::SHUT_WR | libc::SHUT_RDWR) {
-            return Err(errno(libc::EINVAL));
+            return Err(io_error(libc::EINVAL));
         }
         let (_, s) = self.sock(handle)?;
         let connected = match &s.kind {
             Kind::Tcp(t) => t.peer().is_some(),
             Kind::Udp(u) => u.remote.is_some(),
             Kind::Netlink(_) => true,
-            Kind::Packet(_) => return Err(errno(libc::EOPNOTSUPP)),
+            Kind::Packet(_) => return Err(io_error(libc::EOPNOTSUPP)),
             Kind::RawIp(_) => false,
         };
         if !connected {
-            return Err(errno(libc::ENOTCONN));
+            return Err(io_error(libc::ENOTCONN));
         }
-        let app = app_end(&s.handle).ok_or_else(|| errno(libc::EBADF))?;
+        let app = app_end(&s.handle).ok_or_else(|| io_error(libc::EBADF))?;
         sys::shutdown(app, how)
     }
 
@@ -218,7 +228,7 @@ impl Core {
         let id = *self
             .handles
             .get(&handle)
-            .ok_or_else(|| errno(libc::EBADF))?;
+            .ok_or_else(|| io_error(libc::EBADF))?;
         let sending = matches!(level, libc::IPPROTO_IP | libc::IPPROTO_IPV6)
             || (level == libc::SOL_SOCKET
                 && matches!(
@@ -228,22 +238,25 @@ impl Core {
         if sending {
             udp::flush_written(self, id);
         }
-        let s = self.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+        let s = self
+            .socks
+            .get_mut(&id)
+            .ok_or_else(|| io_error(libc::EBADF))?;
         let int = || -> io::Result<i32> {
             v.get(..4)
                 .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                .ok_or_else(|| errno(libc::EINVAL))
+                .ok_or_else(|| io_error(libc::EINVAL))
         };
         if matches!(s.kind, Kind::Netlink(_)) {
             return match level {
                 libc::SOL_SOCKET => Ok(()),
-                _ => Err(errno(libc::ENOPROTOOPT)),
+                _ => Err(io_error(libc::ENOPROTOOPT)),
             };
         }
         if matches!(s.kind, Kind::Packet(_)) && level != libc::SOL_SOCKET {
             // SOL_PACKET options (memberships, rings, fanout, …) are not emulated; the IP
             // levels are not a packet socket's (the kernel says ENOPROTOOPT for both).
-            return Err(errno(libc::ENOPROTOOPT));
+            return Err(io_error(libc::ENOPROTOOPT));
         }
         if let Kind::RawIp(r) = &mut s.kind {
             if let Some(res) = r.setsockopt(&self.net, level, name, v) {
@@ -268,7 +281,7 @@ impl Core {
             (libc::SOL_SOCKET, libc::SO_SNDBUF) => s.opts.sndbuf = buf(int()?),
             (libc::SOL_SOCKET, libc::SO_LINGER) => {
                 if v.len() < 8 {
-                    return Err(errno(libc::EINVAL));
+                    return Err(io_error(libc::EINVAL));
                 }
                 let on = i32::from_ne_bytes([v[0], v[1], v[2], v[3]]);
                 let secs = i32::from_ne_bytes([v[4], v[5], v[6], v[7]]);
@@ -287,7 +300,7 @@ impl Core {
                 s.opts.v6only = int()? != 0
             }
             (libc::IPPROTO_IP | libc::IPPROTO_IPV6, _) => {}
-            _ => return Err(errno(libc::ENOPROTOOPT)),
+            _ => return Err(io_error(libc::ENOPROTOOPT)),
         }
         let opts = s.opts;
         if let Kind::Tcp(t) = &mut s.kind {
@@ -301,8 +314,11 @@ impl Core {
         let id = *self
             .handles
             .get(&handle)
-            .ok_or_else(|| errno(libc::EBADF))?;
-        let s = self.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+            .ok_or_else(|| io_error(libc::EBADF))?;
+        let s = self
+            .socks
+            .get_mut(&id)
+            .ok_or_else(|| io_error(libc::EBADF))?;
         let (ty, proto) = match &s.kind {
             Kind::Tcp(_) => (libc::SOCK_STREAM, libc::IPPROTO_TCP),
             Kind::Udp(_) => (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
@@ -361,7 +377,7 @@ impl Core {
             (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) if s.domain == libc::AF_INET6 => {
                 b(s.opts.v6only)
             }
-            _ => return Err(errno(libc::ENOPROTOOPT)),
+            _ => return Err(io_error(libc::ENOPROTOOPT)),
         };
         Ok(v.to_ne_bytes().to_vec())
     }

@@ -189,8 +189,3 @@ pub fn hung_up(fd: BorrowedFd<'_>) -> bool {
     }];
     matches!(poll(&mut p, 0), Ok(1)) && p[0].revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
 }
-
-/// The `io::Error` of errno `e`.
-pub fn errno(e: i32) -> io::Error {
-    io::Error::from_raw_os_error(e)
-}

@@ -40,7 +40,8 @@ use crate::kind::tcp::{Conn, Listener, Ready, St, Tcp};
 use crate::net::Dev;
 use crate::net::{Net, LO};
 use crate::sock::{app_end, new_pair, Core, Fate, Grave, Kind, Opts, Sock};
-use crate::sys::{self, errno};
+use crate::sys;
+use ioth_plugin_sdk::errno::io_error;
 
 mod pump;
 
@@ -100,7 +101,7 @@ fn tcp_of(kind: &mut Kind) -> &mut Tcp {
 fn is_tcp(s: &Sock) -> io::Result<()> {
     match s.kind {
         Kind::Tcp(_) => Ok(()),
-        _ => Err(errno(libc::EOPNOTSUPP)),
+        _ => Err(io_error(libc::EOPNOTSUPP)),
     }
 }
 
@@ -171,7 +172,7 @@ pub fn listen(core: &mut Core, handle: Handle, backlog: i32) -> io::Result<()> {
             l.backlog = backlog;
             return Ok(());
         }
-        St::Conn(_) | St::Dead => return Err(errno(libc::EINVAL)),
+        St::Conn(_) | St::Dead => return Err(io_error(libc::EINVAL)),
         St::Fresh => {}
     }
     let local = match t.local {
@@ -231,21 +232,24 @@ fn id_of(core: &Core, handle: Handle) -> io::Result<u64> {
     core.handles
         .get(&handle)
         .copied()
-        .ok_or_else(|| errno(libc::EBADF))
+        .ok_or_else(|| io_error(libc::EBADF))
 }
 
 /// `accept`: the next connection of the queue, as a new socket; `EAGAIN` if none.
 pub fn accept(core: &mut Core, handle: Handle) -> io::Result<(Handle, Vec<u8>)> {
     let id = id_of(core, handle)?;
-    let s = core.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+    let s = core
+        .socks
+        .get_mut(&id)
+        .ok_or_else(|| io_error(libc::EBADF))?;
     is_tcp(s)?;
     let domain = s.domain;
     let opts = s.opts;
     let St::Listen(l) = &mut tcp_of(&mut s.kind).st else {
-        return Err(errno(libc::EINVAL));
+        return Err(io_error(libc::EINVAL));
     };
     let Some(r) = l.ready.pop_front() else {
-        return Err(errno(libc::EAGAIN));
+        return Err(io_error(libc::EAGAIN));
     };
     // Consume the connection's token from the application's end.
     if let Some(app) = app_end(&s.handle) {
@@ -288,65 +292,68 @@ pub fn connect(core: &mut Core, handle: Handle, a: &[u8]) -> io::Result<()> {
     let (id, s) = core.sock(handle)?;
     is_tcp(s)?;
     let domain = s.domain;
-    let dst = addr::from_sockaddr(a, domain)?.ok_or_else(|| errno(libc::EAFNOSUPPORT))?;
+    let dst = addr::from_sockaddr(a, domain)?.ok_or_else(|| io_error(libc::EAFNOSUPPORT))?;
     let v6only = s.opts.v6only;
     let dev = s.opts.bound_dev;
     let t = tcp_of(&mut s.kind);
     match &mut t.st {
-        St::Listen(_) => return Err(errno(libc::EISCONN)),
-        St::Conn(c) if c.filler.is_some() => return Err(errno(libc::EALREADY)),
+        St::Listen(_) => return Err(io_error(libc::EISCONN)),
+        St::Conn(c) if c.filler.is_some() => return Err(io_error(libc::EALREADY)),
         St::Conn(c) => {
             return match c.report.take() {
                 Some(0) => Ok(()),
-                Some(e) if e > 0 => Err(errno(e)),
-                _ => Err(errno(libc::EISCONN)),
+                Some(e) if e > 0 => Err(io_error(e)),
+                _ => Err(io_error(libc::EISCONN)),
             }
         }
-        St::Dead => return Err(errno(libc::EINVAL)),
+        St::Dead => return Err(io_error(libc::EINVAL)),
         St::Fresh => {}
     }
     if dst.port() == 0 {
-        return Err(errno(libc::ECONNREFUSED));
+        return Err(io_error(libc::ECONNREFUSED));
     }
     let dst = addr::connect_target(dst, domain, v6only)?;
     let bound = t.local;
     let from = bound.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
     if from.is_some_and(|f| !crate::net::same_family(f, dst.ip())) {
-        return Err(errno(libc::EAFNOSUPPORT));
+        return Err(io_error(libc::EAFNOSUPPORT));
     }
     // SO_BINDTODEVICE: only through that interface.
     let only = match dev {
         Some(d) => Some(
             core.net
                 .by_index(d)
-                .ok_or_else(|| errno(libc::ENETUNREACH))?,
+                .ok_or_else(|| io_error(libc::ENETUNREACH))?,
         ),
         None => None,
     };
     let iface = core
         .net
         .route_via(dst.ip(), from, only)
-        .ok_or_else(|| errno(libc::ENETUNREACH))?;
+        .ok_or_else(|| io_error(libc::ENETUNREACH))?;
     let src = match from {
         Some(f) => f,
         None => core
             .net
             .source_for(iface, dst.ip())
-            .ok_or_else(|| errno(libc::EADDRNOTAVAIL))?,
+            .ok_or_else(|| io_error(libc::EADDRNOTAVAIL))?,
     };
     let port = match bound {
         Some(b) => b.port(),
         None => core.ephemeral(id, false, Some(src))?,
     };
-    let s = core.socks.get_mut(&id).ok_or_else(|| errno(libc::EBADF))?;
+    let s = core
+        .socks
+        .get_mut(&id)
+        .ok_or_else(|| io_error(libc::EBADF))?;
     let mut sock = new_socket(&s.opts);
     sock.connect(core.net.ifaces[iface].iface.context(), dst, (src, port))
         .map_err(|e| match e {
-            tcp::ConnectError::InvalidState => errno(libc::EISCONN),
-            tcp::ConnectError::Unaddressable => errno(libc::EADDRNOTAVAIL),
+            tcp::ConnectError::InvalidState => io_error(libc::EISCONN),
+            tcp::ConnectError::Unaddressable => io_error(libc::EADDRNOTAVAIL),
         })?;
-    let pe = s.pe.as_ref().ok_or_else(|| errno(libc::EINVAL))?;
-    let app = app_end(&s.handle).ok_or_else(|| errno(libc::EBADF))?;
+    let pe = s.pe.as_ref().ok_or_else(|| io_error(libc::EINVAL))?;
+    let app = app_end(&s.handle).ok_or_else(|| io_error(libc::EBADF))?;
     let filler = filler::fill(app, pe.as_fd())?;
     let h = core.net.ifaces[iface].sockets.add(sock);
     let t = tcp_of(&mut s.kind);
@@ -365,7 +372,7 @@ pub fn connect(core: &mut Core, handle: Handle, a: &[u8]) -> io::Result<()> {
         done: false,
         counts: Default::default(),
     });
-    Err(errno(libc::EINPROGRESS))
+    Err(io_error(libc::EINPROGRESS))
 }
 
 /// Takes the filler back out of the plug-in's end and restores `SO_SNDBUF`

@@ -43,8 +43,9 @@ use crate::kind::udp::{Leg, Udp, PACKETS, PAYLOAD};
 use crate::mcast::{self, link_scope, Change};
 use crate::net::{Net, LO};
 use crate::sock::{Core, Fate, Kind, Opts, Sock};
-use crate::sys::{self, errno};
+use crate::sys;
 use crate::tcp::listen_ifaces;
+use ioth_plugin_sdk::errno::io_error;
 
 mod pump;
 
@@ -313,10 +314,10 @@ pub fn connect(core: &mut Core, handle: Handle, a: &[u8]) -> io::Result<()> {
         kind: Kind::Udp(u), ..
     }) = core.socks.get(&id)
     else {
-        return Err(errno(libc::EBADF));
+        return Err(io_error(libc::EBADF));
     };
     if !scope_ok(u, &opts, dst) {
-        return Err(errno(libc::EINVAL));
+        return Err(io_error(libc::EINVAL));
     }
     let lbcast = matches!(dst.ip(), IpAddr::V4(a) if a.is_broadcast());
     let bcast = lbcast
@@ -328,10 +329,10 @@ pub fn connect(core: &mut Core, handle: Handle, a: &[u8]) -> io::Result<()> {
     let mut probe = opts;
     probe.broadcast = true;
     if out_iface(&core.net, u, &probe, dst).is_none() {
-        return Err(errno(libc::ENETUNREACH));
+        return Err(io_error(libc::ENETUNREACH));
     }
     if bcast && !opts.broadcast {
-        return Err(errno(libc::EACCES));
+        return Err(io_error(libc::EACCES));
     }
     autobind(core, id)?;
     drain(core, id);

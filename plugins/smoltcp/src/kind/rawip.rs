@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use smoltcp::iface::SocketHandle;
 
 use crate::net::Net;
-use crate::sys::errno;
+use ioth_plugin_sdk::errno::io_error;
 
 /// `ICMP6_FILTER` (level `IPPROTO_ICMPV6`).
 pub(crate) const ICMP6_FILTER: i32 = 1;
@@ -61,7 +61,7 @@ impl RawIp {
     ) -> Option<io::Result<()>> {
         let int = || -> io::Result<i32> {
             match v.len() {
-                0 => Err(errno(libc::EINVAL)),
+                0 => Err(io_error(libc::EINVAL)),
                 1..=3 => Ok(i32::from(v[0])),
                 _ => Ok(i32::from_ne_bytes([v[0], v[1], v[2], v[3]])),
             }
@@ -70,7 +70,7 @@ impl RawIp {
             if (-1..=255).contains(&x) {
                 Ok(x)
             } else {
-                Err(errno(libc::EINVAL))
+                Err(io_error(libc::EINVAL))
             }
         };
         let r = match (self.v6, level, name) {
@@ -83,8 +83,8 @@ impl RawIp {
                 }
                 Ok(())
             }
-            (false, libc::IPPROTO_ICMPV6, _) => Err(errno(libc::ENOPROTOOPT)),
-            (true, libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM) => Err(errno(libc::EINVAL)),
+            (false, libc::IPPROTO_ICMPV6, _) => Err(io_error(libc::ENOPROTOOPT)),
+            (true, libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM) => Err(io_error(libc::EINVAL)),
             (true, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
             | (false, libc::IPPROTO_IP, libc::IP_TTL) => int().and_then(hops).map(|h| {
                 self.unicast_hops = h;
@@ -98,7 +98,7 @@ impl RawIp {
                     self.multicast_loop = x == 1;
                     Ok(())
                 }
-                Ok(_) => Err(errno(libc::EINVAL)),
+                Ok(_) => Err(io_error(libc::EINVAL)),
                 Err(e) => Err(e),
             },
             (false, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP) => {
@@ -106,7 +106,7 @@ impl RawIp {
             }
             (true, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF) => int().and_then(|x| {
                 if x != 0 && net.by_index(x as u32).is_none() {
-                    return Err(errno(libc::ENODEV));
+                    return Err(io_error(libc::ENODEV));
                 }
                 self.multicast_if = x as u32;
                 Ok(())
