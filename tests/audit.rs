@@ -41,7 +41,7 @@ fn setup() -> &'static Path {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let st = Command::new("gcc")
             .args([
-                "-Wall", "-Wextra", "-Werror", "-O1", "-fPIC", "-shared", "-I",
+                "-Wall", "-Wextra", "-Werror", "-O1", "-fPIC", "-shared", "-pthread", "-I",
             ])
             .arg(root.join("client/include"))
             .arg("-o")
@@ -452,10 +452,11 @@ fn a_refused_operation_shows_in_the_trail() {
     assert_eq!(e.errno(), libc::EACCES, "{e}");
     s.delete().map_err(ioth::Error::from).unwrap();
     let t = ended_trail(&trail);
+    // The request that failed (the system calls refused before it have their own events).
     let r = t
         .iter()
-        .find(|e| e["event"] == "refused")
-        .unwrap_or_else(|| panic!("no refusal in {t:?}"));
+        .find(|e| e["event"] == "refused" && e["request"].is_string())
+        .unwrap_or_else(|| panic!("no refused request in {t:?}"));
     assert_eq!(r["request"], "Socket");
     assert_eq!(r["errname"], "EACCES");
     assert_eq!(r["args"]["domain"], libc::AF_INET);
@@ -481,6 +482,42 @@ fn a_refused_operation_shows_in_the_trail() {
         "no pidfd_getfd refusal in {calls:?}"
     );
     assert!(out.contains("refused: syscall ptrace(0x"), "{out}");
+}
+
+#[test]
+fn a_process_started_by_a_later_plugin_thread_shows_in_the_trail() {
+    setup();
+    let dir = TempDir::new("audit-fork");
+    let (trail, log) = (dir.path().join("t.jsonl"), dir.path().join("log"));
+    let s = Stack::builder("snoop")
+        .vnls(&[
+            "fork_in_thread".to_owned(),
+            format!("log={}", log.display()),
+        ])
+        .audit(&trail)
+        .build()
+        .expect("newstack snoop");
+    // socket() starts the thread (after the sandbox), which forks.
+    drop(s.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let child: u32 = loop {
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(p) = l.lines().find_map(|l| l.strip_prefix("forked ")) {
+            break p.trim().parse().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no fork logged: {l}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // The child lives 500 ms; the trail looks every INTERVAL_MS.
+    std::thread::sleep(Duration::from_millis(700));
+    s.delete().map_err(ioth::Error::from).unwrap();
+    let t = ended_trail(&trail);
+    let kind = |k: &str| t.iter().any(|e| e["event"] == k && e["child"] == child);
+    assert!(
+        kind("process_start"),
+        "no process_start of {child} in {t:?}"
+    );
+    assert!(kind("process_end"), "no process_end of {child} in {t:?}");
 }
 
 /// The request lines of a kernel stack's trail (a directory given: `kernel-<pid>.jsonl`, a file

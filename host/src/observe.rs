@@ -494,13 +494,28 @@ impl ProcView {
         out
     }
 
-    /// The pids of the host's child processes (of the threads that existed at the start).
+    /// The pids of the host's child processes: of every thread, as the sandbox leaves the
+    /// host's own `/proc/<pid>/task` readable; else of the threads that existed at the start.
     pub fn children(&mut self) -> Vec<u32> {
         let mut out = Vec::new();
-        for f in &mut self.children {
-            let mut s = String::new();
-            if f.rewind().is_ok() && f.read_to_string(&mut s).is_ok() {
-                out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        let pids = |s: &str| -> Vec<u32> {
+            s.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect()
+        };
+        let task = format!("/proc/{}/task", std::process::id());
+        if let Ok(tasks) = std::fs::read_dir(&task) {
+            for t in tasks.flatten() {
+                if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                    out.extend(pids(&s));
+                }
+            }
+        } else {
+            for f in &mut self.children {
+                let mut s = String::new();
+                if f.rewind().is_ok() && f.read_to_string(&mut s).is_ok() {
+                    out.extend(pids(&s));
+                }
             }
         }
         out.sort_unstable();

@@ -10,7 +10,8 @@
 //! - capabilities: all dropped (effective, permitted, inheritable, ambient and bounding set),
 //!   except those the plug-in declares;
 //! - Landlock: the filesystem is read-only and limited to the files already mapped (the
-//!   host's and the plug-in's code) plus what the plug-in declares, nothing writable but what it
+//!   host's and the plug-in's code) and the host's own `/proc/<pid>/task` (the audit thread
+//!   lists its threads' children), plus what the plug-in declares, nothing writable but what it
 //!   declares (fds already open — the channel, the audit trail, taps, switches — keep working);
 //!   `ptrace` of and `/proc/<pid>` access to processes outside the host's domain are denied, and
 //!   (Landlock ABI 6) signals and abstract Unix sockets are scoped to the domain;
@@ -406,6 +407,12 @@ fn landlock_ruleset(relax: &Relax, maps: &str) -> Result<(Option<OwnedFd>, Prote
         // Files: read and execute, nothing else applies to a file.
         rules.push((f, AccessFs::ReadFile | AccessFs::Execute));
     }
+    // The host's own threads (`/proc/<pid>/task`): the audit thread lists their children,
+    // those of threads started later included (crate::observe::ProcView).
+    rules.push((
+        PathBuf::from(format!("/proc/{}/task", std::process::id())),
+        AccessFs::ReadFile | AccessFs::ReadDir,
+    ));
     rules.extend(relax.read.iter().map(|p| (p.clone(), read)));
     rules.extend(relax.write.iter().map(|p| (p.clone(), all)));
     rules.extend(

@@ -8,11 +8,15 @@
  * opened in newstack (before the sandbox), one line per reach: "<what> ok" or
  * "<what> <errno name>". With VNL "refuse", socket() then opens /etc/hostname and, refused by
  * the sandbox, fails with that errno (tests/audit.rs: the refusal shows in the audit trail).
+ * With VNL "fork_in_thread", socket() starts a thread (so one started after the sandbox) that
+ * forks a child living half a second, logs "forked <pid>" and waits for it (tests/audit.rs:
+ * the child shows in the trail).
  * Used by tests/harden.rs. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <ioth.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -29,6 +33,7 @@ static int logfd = -1;
 static uintptr_t poke;
 static char out[512], exe[512];
 static int refuse;
+static int fork_thread;
 
 static void report(const char *what, int ok) {
 	char line[256];
@@ -48,13 +53,35 @@ void *ioth_snoop_newstack(const char *vnlv[], struct ioth_functions *f) {
 			snprintf(out, sizeof out, "%s", vnlv[i] + 4);
 		else if (strcmp(vnlv[i], "refuse") == 0)
 			refuse = 1;
+		else if (strcmp(vnlv[i], "fork_in_thread") == 0)
+			fork_thread = 1;
 		else if (strncmp(vnlv[i], "exec=", 5) == 0)
 			snprintf(exe, sizeof exe, "%s", vnlv[i] + 5);
 	}
 	return &stackdata;
 }
 
+static void *forker(void *arg) {
+	(void) arg;
+	pid_t c = fork();
+	if (c == 0) {
+		usleep(500000);
+		_exit(0);
+	}
+	char line[64];
+	int n = snprintf(line, sizeof line, "forked %d\n", (int) c);
+	if (logfd >= 0 && write(logfd, line, n) < 0) { /* nothing to do */ }
+	if (c > 0)
+		waitpid(c, NULL, 0);
+	return NULL;
+}
+
 int ioth_snoop_socket(int domain, int type, int protocol) {
+	if (fork_thread) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, forker, NULL) == 0)
+			pthread_detach(t);
+	}
 	pid_t app = getppid();
 	char path[64], buf[256];
 	snprintf(path, sizeof path, "/proc/%d/environ", app);
