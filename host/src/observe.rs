@@ -12,8 +12,7 @@
 //! rtnetlink with `netlink-packet-route`.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, Read, Seek};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -439,15 +438,14 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-/// `/proc/self/fd` and the `children` files of the host's threads, opened before the sandbox
-/// (which then refuses to open anything under `/proc`; reading an fd already open is allowed).
+/// `/proc/self/fd`, opened before the sandbox (which then refuses to open anything under
+/// `/proc` but the host's own task directory; reading an fd already open is allowed).
 pub struct ProcView {
     fd_dir: Option<nix::dir::Dir>,
-    children: Vec<File>,
 }
 
 impl ProcView {
-    /// Opens the views; what cannot be opened is simply not observed.
+    /// Opens the view; what cannot be opened is simply not observed.
     pub fn open() -> ProcView {
         use nix::fcntl::OFlag;
         use nix::sys::stat::Mode;
@@ -457,15 +455,7 @@ impl ProcView {
             Mode::empty(),
         )
         .ok();
-        let mut children = Vec::new();
-        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-            for t in tasks.flatten() {
-                if let Ok(f) = File::open(t.path().join("children")) {
-                    children.push(f);
-                }
-            }
-        }
-        ProcView { fd_dir, children }
+        ProcView { fd_dir }
     }
 
     /// The inodes of the sockets in the host's fd table.
@@ -494,28 +484,14 @@ impl ProcView {
         out
     }
 
-    /// The pids of the host's child processes: of every thread, as the sandbox leaves the
-    /// host's own `/proc/<pid>/task` readable; else of the threads that existed at the start.
+    /// The pids of the host's child processes, of every thread (the sandbox leaves the host's
+    /// own `/proc/<pid>/task` readable).
     pub fn children(&mut self) -> Vec<u32> {
         let mut out = Vec::new();
-        let pids = |s: &str| -> Vec<u32> {
-            s.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok())
-                .collect()
-        };
         let task = format!("/proc/{}/task", std::process::id());
-        if let Ok(tasks) = std::fs::read_dir(&task) {
-            for t in tasks.flatten() {
-                if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
-                    out.extend(pids(&s));
-                }
-            }
-        } else {
-            for f in &mut self.children {
-                let mut s = String::new();
-                if f.rewind().is_ok() && f.read_to_string(&mut s).is_ok() {
-                    out.extend(pids(&s));
-                }
+        for t in std::fs::read_dir(task).into_iter().flatten().flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
             }
         }
         out.sort_unstable();
