@@ -481,6 +481,8 @@ fn a_refused_operation_shows_in_the_trail() {
         named("pidfd_getfd").is_some(),
         "no pidfd_getfd refusal in {calls:?}"
     );
+    let stop = t.iter().find(|e| e["event"] == "stop").expect("stop event");
+    assert_eq!(stop["refused"].as_u64(), Some(calls.len() as u64), "{stop}");
     assert!(out.contains("refused: syscall ptrace(0x"), "{out}");
 }
 

@@ -344,9 +344,26 @@ fn audit_trail_names_control_calls_and_ids() {
     let l = listener(&st, addr("127.0.0.1:0"));
     let id = l.proxy_id().expect("proxied");
     let at = l.local_addr().unwrap();
-    let _k = std::net::TcpStream::connect(at).unwrap();
+    let mut k = std::net::TcpStream::connect(at).unwrap();
+    k.set_read_timeout(Some(WAIT)).unwrap();
     let (s, _) = accept(&l);
     let sid = s.proxy_id().unwrap();
+    // A known number of bytes each way through the host's pump, then the close.
+    let (out, back) = (vec![7u8; 3000], vec![9u8; 1200]);
+    let mut sent = 0;
+    while sent < out.len() {
+        wait_for(s.as_fd(), PollFlags::POLLOUT, WAIT);
+        sent += s.send(&out[sent..]).unwrap();
+    }
+    let mut got = vec![0u8; out.len()];
+    k.read_exact(&mut got).unwrap();
+    k.write_all(&back).unwrap();
+    let mut buf = vec![0u8; back.len()];
+    let mut n = 0;
+    while n < back.len() {
+        wait_for(s.as_fd(), PollFlags::POLLIN, WAIT);
+        n += s.recv(&mut buf[n..]).unwrap();
+    }
     drop((s, l));
     let _ = st.stats().unwrap(); // one more round trip: the Close lines are written
     let text = std::fs::read_to_string(&file).unwrap();
@@ -374,5 +391,16 @@ fn audit_trail_names_control_calls_and_ids() {
             "\"request\":\"Close\",\"args\":{{\"id\":{id}}},\"result\":\"ok\""
         )),
         "{text}"
+    );
+    // The pump's counts of the accepted connection, at its close.
+    let closed: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "proxied_close" && e["id"] == sid)
+        .unwrap_or_else(|| panic!("no proxied_close of {sid}: {text}"));
+    assert_eq!(
+        closed["bytes"],
+        serde_json::json!({"sent": 3000, "received": 1200}),
+        "{closed}"
     );
 }

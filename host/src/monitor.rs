@@ -45,6 +45,8 @@ struct Proxied {
     peer: Option<String>,
     state: &'static str,
     since: Option<Instant>,
+    /// Payload bytes (sent, received), where the host's pump counted them.
+    bytes: Option<(u64, u64)>,
 }
 
 /// What the audit thread and the serving thread share.
@@ -536,6 +538,7 @@ impl Monitor {
                     peer: Some(audit::sockaddr_text(peer)),
                     state: "connected",
                     since: Some(Instant::now()),
+                    bytes: None,
                 };
                 st.proxied.insert(*new, p);
             }
@@ -558,14 +561,19 @@ impl Monitor {
             ("Close", _) if ok => {
                 if let Some(i) = id {
                     if let Some(p) = st.proxied.remove(&i) {
-                        // The counters of the last look, if the stack lists its sockets.
-                        let bytes = st
-                            .proxied_inodes
-                            .iter()
-                            .find(|(_, id)| **id == i)
-                            .and_then(|(inode, _)| st.socks.get(inode))
-                            .and_then(|s| s.sock.counters)
-                            .map(|c| json!({"sent": c.sent, "received": c.received}));
+                        // The host pump's count, else the counters of the last look, if the
+                        // stack lists its sockets.
+                        let bytes = p
+                            .bytes
+                            .or_else(|| {
+                                st.proxied_inodes
+                                    .iter()
+                                    .find(|(_, id)| **id == i)
+                                    .and_then(|(inode, _)| st.socks.get(inode))
+                                    .and_then(|s| s.sock.counters)
+                                    .map(|c| (c.sent, c.received))
+                            })
+                            .map(|(sent, received)| json!({"sent": sent, "received": received}));
                         drop(st);
                         self.shared.emit(
                             "proxied_close",
@@ -577,6 +585,13 @@ impl Monitor {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The bytes the host's pump moved for proxied socket `id`, noted before its `Close`.
+    pub fn proxied_bytes(&self, id: u64, sent: u64, received: u64) {
+        if let Some(p) = self.shared.lock().proxied.get_mut(&id) {
+            p.bytes = Some((sent, received));
         }
     }
 
@@ -635,10 +650,11 @@ impl Monitor {
             st.stopped = true;
             let open: Vec<u64> = st.socks.keys().copied().collect();
             let requests = st.requests;
+            let refused = st.refusals;
             drop(st);
             s.emit(
                 "stop",
-                json!({"why": why, "requests": requests,
+                json!({"why": why, "requests": requests, "refused": refused,
                        "lifetime_ms": s.info.started.elapsed().as_millis() as u64,
                        "sockets_open": open}),
             );

@@ -178,6 +178,12 @@ impl Pump {
         r
     }
 
+    /// The payload bytes socket `id` moved so far: from the application to the plug-in, and
+    /// back.
+    pub fn counters(&self, id: u64) -> Option<(u64, u64)> {
+        self.shared.lock().get(&id).map(|e| (e.sent, e.received))
+    }
+
     /// The application closed socket `id`: the pump hands the plug-in what is left of the
     /// application's data (bounded by [`LINGER`]), then calls the plug-in's `close`.
     pub fn close(&self, id: u64) -> io::Result<()> {

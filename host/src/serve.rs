@@ -383,6 +383,10 @@ impl Host {
                 Err(e) => Answer::error(e),
             },
             (State::Serving(st), Request::Close { id }) => {
+                if let (Some(m), Some((sent, received))) = (&self.monitor, st.sockets.counters(id))
+                {
+                    m.proxied_bytes(id, sent, received);
+                }
                 Answer::from(st.sockets.close(id).map(|()| Reply::Closed))
             }
             (State::Serving(_), Request::Stats) => Answer::ok(Reply::Stats(self.stats)),

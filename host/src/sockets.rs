@@ -169,6 +169,15 @@ impl Sockets {
         }
     }
 
+    /// The payload bytes proxied socket `id` moved each way, where the host pumps them (a
+    /// plug-in that pumps its own fd data counts for itself: docs/audit.md).
+    pub fn counters(&self, id: u64) -> Option<(u64, u64)> {
+        match &self.table {
+            Table::Pump(p) => p.counters(id),
+            _ => None,
+        }
+    }
+
     /// The application closed socket `id`.
     pub fn close(&mut self, id: u64) -> Result<(), HostError> {
         match &mut self.table {

@@ -29,11 +29,24 @@ fn answer(shared: &Shared, l: &UnixListener) {
     let _ = c.write_all(s.as_bytes());
 }
 
-/// The refusals waiting on `r`: one `refused` event each, and the count for `ioth ps`.
+/// The most `refused` events of system calls a stack's trail gets; later ones are only
+/// counted (`ioth ps`, the `stop` event), so that a plug-in looping on a refused call cannot
+/// fill the disk.
+const MAX_REFUSED_EVENTS: u64 = 1000;
+
+/// The refusals waiting on `r`: one `refused` event each (up to [`MAX_REFUSED_EVENTS`]), and
+/// the count.
 pub(super) fn refusals(shared: &Shared, r: &OwnedFd) {
     for rec in crate::sigsys::drain(r) {
         let errno = rec.errno as i32;
-        shared.lock().refusals += 1;
+        let n = {
+            let mut st = shared.lock();
+            st.refusals += 1;
+            st.refusals
+        };
+        if n > MAX_REFUSED_EVENTS {
+            continue;
+        }
         shared.emit(
             "refused",
             json!({

@@ -118,6 +118,9 @@ pub(super) struct Entry {
     pub(super) so_error: i32,
     /// When the application closed the socket.
     pub(super) closing: Option<Instant>,
+    /// Payload bytes the plug-in took from the application, and gave it (the audit trail).
+    pub(super) sent: u64,
+    pub(super) received: u64,
 }
 
 /// What happened to an entry in one service.
@@ -279,6 +282,7 @@ impl Entry {
             match r {
                 Ok(n) => {
                     moved = true;
+                    self.sent += n as u64;
                     if self.records {
                         self.to_plug.clear();
                     } else {
@@ -373,6 +377,7 @@ impl Entry {
                 match c.recvfrom(self.handle, &mut buf[hdr..]) {
                     Ok((n, from)) => {
                         moved = true;
+                        self.received += n as u64;
                         if hdr == 0 {
                             self.to_app.fill(0, n, None);
                         } else if let Ok(h) = header_from_sockaddr(&from) {
@@ -395,6 +400,7 @@ impl Entry {
                     }
                     Ok(n) => {
                         moved = true;
+                        self.received += n as u64;
                         self.to_app.fill(0, n, None);
                     }
                     Err(e) if would_block(&e) || interrupted(&e) => {}
@@ -476,6 +482,8 @@ pub(super) fn new_entry(
         shut_app: false,
         so_error: 0,
         closing: None,
+        sent: 0,
+        received: 0,
     }
 }
 
