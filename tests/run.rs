@@ -258,18 +258,37 @@ fn dns_server(sw: &Switch, net: u8) -> Reaped {
         .arg("--bind-interfaces")
         .arg(format!("--address=/ioth-run.test/10.{net}.0.77"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("dnsmasq under ioth-run");
     Reaped(dns)
+}
+
+/// [`fetch_until_ok`] of `attempt` while the DNS server `dns` runs: one that ended (dnsmasq
+/// could not bind, the runner failed) fails the test at once with what it said.
+fn resolve_until_ok(
+    dns: &mut Reaped,
+    mut attempt: impl FnMut() -> (ExitStatus, String, String),
+) -> String {
+    let (out, _) = fetch_until_ok(|| {
+        if let Some(st) = dns.0.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = dns.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("the DNS server ended: {st}; {err}");
+        }
+        attempt()
+    });
+    out
 }
 
 #[test]
 #[cfg_attr(not(ioth_root), ignore = "needs root: vdestack and namespaces")]
 fn names_resolve_through_the_configured_dns_server_on_vdestack() {
     let sw = Switch::start();
-    let dns = dns_server(&sw, 64);
-    let (out, _) = fetch_until_ok(|| {
+    let mut dns = dns_server(&sw, 64);
+    let out = resolve_until_ok(&mut dns, || {
         run(
             runner("vdestack", &sw, "eth,ip=10.64.0.2/24,dns=10.64.0.1").args([
                 "getent",
@@ -292,10 +311,10 @@ fn names_resolve_through_the_configured_dns_server_on_vdestack() {
 #[cfg_attr(not(ioth_root), ignore = "needs root: vdestack and namespaces")]
 fn names_resolve_through_the_configured_dns_server_on_smoltcp() {
     let sw = Switch::start();
-    let dns = dns_server(&sw, 65);
+    let mut dns = dns_server(&sw, 65);
     // libc's resolver asks the runner's forwarder on the empty namespace's loopback, which
     // relays through smoltcp (UDP).
-    let (out, _) = fetch_until_ok(|| {
+    let out = resolve_until_ok(&mut dns, || {
         run(
             runner("smoltcp", &sw, "eth,ip=10.65.0.2/24,dns=10.65.0.1").args([
                 "getent",
