@@ -311,14 +311,7 @@ impl Core {
 
     /// `getsockopt`: the value's bytes (the caller truncates them to the length it was given).
     pub fn getsockopt(&mut self, handle: Handle, level: i32, name: i32) -> io::Result<Vec<u8>> {
-        let id = *self
-            .handles
-            .get(&handle)
-            .ok_or_else(|| io_error(libc::EBADF))?;
-        let s = self
-            .socks
-            .get_mut(&id)
-            .ok_or_else(|| io_error(libc::EBADF))?;
+        let (_, s) = self.sock(handle)?;
         let (ty, proto) = match &s.kind {
             Kind::Tcp(_) => (libc::SOCK_STREAM, libc::IPPROTO_TCP),
             Kind::Udp(_) => (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
