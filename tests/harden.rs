@@ -135,8 +135,9 @@ fn audit_to_fifo_or_device_fails_with_einval() {
     let _ = std::fs::remove_file(&fifo);
 }
 
-/// Under address-space limits from tight to roomy, a stack either starts with its watchdog and
-/// signal threads, or fails with ENOMEM/EAGAIN: never a host that panicked (exit 101).
+/// Under address-space limits from tight to roomy, a stack either starts with its watchdog
+/// thread, or fails with ENOMEM/EAGAIN: never a host that panicked (exit 101). (The audit
+/// thread starts after the NewStack reply and is not counted.)
 #[test]
 fn thread_start_failures_are_newstack_errors() {
     dir();
@@ -151,7 +152,7 @@ fn thread_start_failures_are_newstack_errors() {
                     .unwrap()
                     .count();
                 assert!(
-                    tasks >= 3,
+                    tasks >= 2,
                     "{mb} MB: host with {tasks} thread(s), no watchdog"
                 );
                 ok += 1;

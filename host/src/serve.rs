@@ -231,6 +231,9 @@ impl Host {
                 )))
             };
             self.stats.requests += 1;
+            // The audit thread starts once the NewStack reply is out (after the sandbox, so
+            // that the thread inherits it; not on the reply's way: it is not needed before).
+            let mut start_monitor = false;
             // Before the reply: once the application has it, the thread that created the stack
             // may end at once, and the hook must already have made the host independent of it.
             if let State::Serving(st) = &mut self.state {
@@ -250,10 +253,7 @@ impl Host {
                                 if let Some(m) = &mut self.monitor {
                                     let limits = std::mem::take(&mut st.limits);
                                     m.protections(p, &note, sandbox::relax_json(&relax), limits);
-                                    // After the sandbox, so that the thread inherits it.
-                                    if let Err(e) = m.start() {
-                                        eprintln!("ioth-host: cannot start the audit thread: {e}");
-                                    }
+                                    start_monitor = true;
                                 }
                             }
                             Err(e) => {
@@ -283,6 +283,13 @@ impl Host {
                 return ExitCode::from(1);
             }
             drop(fd);
+            if start_monitor {
+                if let Some(m) = &mut self.monitor {
+                    if let Err(e) = m.start() {
+                        eprintln!("ioth-host: cannot start the audit thread: {e}");
+                    }
+                }
+            }
             if let Some(m) = &self.monitor {
                 m.served(name, &args, &reply);
             }

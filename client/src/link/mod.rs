@@ -76,8 +76,7 @@ impl Link {
         for r in queued {
             chan.send(*r, &[]).map_err(Error::Protocol)?;
         }
-        let u = fork_server && forkserver::usable();
-        let process = if u {
+        let process = if fork_server && forkserver::usable() {
             let pid = forkserver::spawn_host(&host, plugin, vnls, host_end.into_fd())
                 .map_err(|source| Error::Spawn { path: host, source })?;
             // No pidfd: the host's end of the channel has no other holder (the fork server
