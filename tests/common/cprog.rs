@@ -198,33 +198,4 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (Option<ExitStatus>, S
     (status, o, e)
 }
 
-/// A fresh directory under the system temp dir (`ioth-<tag>-<pid>-<n>`, canonical path), removed
-/// with everything in it on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Creates the directory; panics if it cannot.
-    pub fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "ioth-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p.canonicalize().expect("canonical temp dir"))
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use crate::tempdir::TempDir;

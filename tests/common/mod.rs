@@ -18,6 +18,7 @@ pub mod proc;
 pub mod sock;
 pub mod stacks;
 pub mod stdsock;
+pub mod tempdir;
 pub mod tentative;
 pub mod vde;
 
