@@ -43,7 +43,7 @@ MAN1 = $(wildcard docs/man/man1/*.1)
 MAN3 = $(wildcard docs/man/man3/*.3)
 MAN7 = $(wildcard docs/man/man7/*.7)
 
-.PHONY: all build deps demo demo-c test test-outside package bench install uninstall clean
+.PHONY: all build deps demo demo-c test check-fuzz test-outside package bench install uninstall clean
 
 all:
 	$(CARGO) build --workspace --profile $(CARGO_PROFILE) --target-dir $(TARGET_DIR)
@@ -65,6 +65,11 @@ demo-c:
 test: deps
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace
+
+# The cargo-fuzz targets (fuzz/, not a workspace member) still compile against the crates they
+# fuzz (type-checked only: running them needs cargo-fuzz and nightly, fuzz/README.md).
+check-fuzz:
+	$(CARGO) check --manifest-path fuzz/Cargo.toml --locked
 
 # A crate outside the workspace, against the host installed into a temporary prefix (slow: it
 # compiles ioth for that crate; tests/outside.rs). Needs the debug build (`make test`).

@@ -3,7 +3,7 @@
 //! address read from a header makes a header again.
 #![no_main]
 
-use ioth_proto::dgram::{header_from_sockaddr, sockaddr_from_header};
+use ioth_plugin_sdk::proxied::header::{header_from_sockaddr, sockaddr_from_header};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
