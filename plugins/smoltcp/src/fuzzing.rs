@@ -114,3 +114,52 @@ pub fn check_replies(records: &[Vec<u8>]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The sock_diag emulation (`NETLINK_SOCK_DIAG`) over a fixed table: a TCP connection and a UDP
+/// socket, IPv4 and IPv6 (the audit thread's questions, or an application's).
+pub struct SockDiag {
+    table: Vec<crate::diag::Entry>,
+}
+
+impl SockDiag {
+    pub fn new() -> SockDiag {
+        use crate::diag::Entry;
+        let e = |family, tcp, state, local: &str, peer: &str, inode| Entry {
+            family,
+            tcp,
+            state,
+            local: local.parse().unwrap(),
+            peer: peer.parse().unwrap(),
+            inode,
+            bytes_sent: 1000,
+            bytes_received: 2000,
+            dgrams: (!tcp).then_some((3, 4)),
+        };
+        SockDiag {
+            table: vec![
+                e(libc::AF_INET, true, 1, "10.0.0.1:4000", "10.0.0.2:80", 11),
+                e(libc::AF_INET, false, 7, "10.0.0.1:53", "0.0.0.0:0", 12),
+                e(libc::AF_INET6, true, 10, "[fd00::1]:80", "[::]:0", 13),
+                e(
+                    libc::AF_INET6,
+                    false,
+                    1,
+                    "[fd00::1]:5000",
+                    "[fd00::2]:53",
+                    14,
+                ),
+            ],
+        }
+    }
+
+    /// The reply records to one request record.
+    pub fn answer(&self, record: &[u8]) -> Vec<Vec<u8>> {
+        crate::diag::answer(&self.table, record)
+    }
+}
+
+impl Default for SockDiag {
+    fn default() -> Self {
+        SockDiag::new()
+    }
+}
