@@ -102,6 +102,9 @@ struct Shared {
     nl: Mutex<Netlink>,
     /// The pipe of refused system calls ([`crate::sigsys`]), once the sandbox made it.
     refused: std::sync::OnceLock<std::os::fd::OwnedFd>,
+    /// Held while records drained from that pipe become events, so that the end of the stack
+    /// waits for a batch the audit thread is writing (its `stop` counts them all).
+    refusing: Mutex<()>,
 }
 
 /// The monitor of one stack (see the module doc).
@@ -452,6 +455,7 @@ impl Monitor {
             state: Mutex::new(state),
             nl: Mutex::new(nl),
             refused: std::sync::OnceLock::new(),
+            refusing: Mutex::new(()),
         });
         shared.emit(
             "stack",

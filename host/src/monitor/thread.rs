@@ -37,6 +37,7 @@ const MAX_REFUSED_EVENTS: u64 = 1000;
 /// The refusals waiting on `r`: one `refused` event each (up to [`MAX_REFUSED_EVENTS`]), and
 /// the count.
 pub(super) fn refusals(shared: &Shared, r: &OwnedFd) {
+    let _batch = shared.refusing.lock().unwrap_or_else(|e| e.into_inner());
     for rec in crate::sigsys::drain(r) {
         let errno = rec.errno as i32;
         let n = {
