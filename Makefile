@@ -64,7 +64,7 @@ demo-c:
 
 test: deps
 	$(CARGO) build --workspace --all-targets
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 # The cargo-fuzz targets (fuzz/, not a workspace member) still compile against the crates they
 # fuzz (type-checked only: running them needs cargo-fuzz and nightly, fuzz/README.md).

@@ -13,9 +13,14 @@
 use std::io::Write;
 use std::time::Duration;
 
-/// Open fds of this process (the directory fd that lists them not counted).
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) - 1
+/// Open fds of this process numbered below `limit` (the directory fd that lists them not
+/// counted): those above it, inherited from a parent, take no room under the limit.
+fn open_fds_below(limit: u64) -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| {
+        d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .filter(|&n| n < limit)
+            .count()
+    }) - 1
 }
 
 fn fd_budget(limit: u64) {
@@ -34,7 +39,7 @@ fn fd_budget(limit: u64) {
     std::thread::sleep(Duration::from_millis(20));
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
     setrlimit(Resource::RLIMIT_NOFILE, limit, hard).expect("setrlimit");
-    let base = open_fds();
+    let base = open_fds_below(limit);
     let mut kept = Vec::new();
     let why = loop {
         let stack = match ioth::Stack::new("kernel", &[] as &[&str]) {

@@ -47,15 +47,15 @@ struct Server {
 /// when it differs: the thread's namespaces (a thread that entered a network namespace gets its
 /// kernel stacks there) and its effective ids. A stack asked for from a thread whose context
 /// is not the fork server's is exec'd from that thread instead ([`usable`]).
-fn context() -> Vec<u64> {
+fn context() -> std::io::Result<Vec<u64>> {
     context_of("thread-self")
 }
 
 /// [`context`] of `/proc/<which>` (`thread-self`, or `<pid>/task/<pid>`: the process's first
 /// thread): the inode of each namespace file (the number in `net:[4026531840]`), 0 where it
 /// cannot be read, then the effective uid and gid. One open of the `ns` directory and a `stat`
-/// relative to it per namespace.
-fn context_of(which: &str) -> Vec<u64> {
+/// relative to it per namespace. Out of fds is an error.
+fn context_of(which: &str) -> std::io::Result<Vec<u64>> {
     use nix::fcntl::{open, AtFlags, OFlag};
     use nix::sys::stat::{fstatat, Mode};
     const NS: [&str; 8] = [
@@ -68,12 +68,16 @@ fn context_of(which: &str) -> Vec<u64> {
         "pid_for_children",
         "time_for_children",
     ];
-    let dir = open(
+    let dir = match open(
         format!("/proc/{which}/ns").as_str(),
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
-    )
-    .ok();
+    ) {
+        Ok(d) => Some(d),
+        Err(e @ (nix::Error::EMFILE | nix::Error::ENFILE)) => return Err(e.into()),
+        // No /proc: every namespace unknown (0).
+        Err(_) => None,
+    };
     let mut v: Vec<u64> = NS
         .iter()
         .map(|ns| {
@@ -84,26 +88,28 @@ fn context_of(which: &str) -> Vec<u64> {
         .collect();
     v.push(u64::from(nix::unistd::geteuid().as_raw()));
     v.push(u64::from(nix::unistd::getegid().as_raw()));
-    v
+    Ok(v)
 }
 
 /// Whether a host for the calling thread may come from the fork server: its context is the
 /// process's (that of its first thread) and the one the fork server has (or will have, started
-/// from the service thread) — else it is exec'd.
-pub(crate) fn usable() -> bool {
+/// from the service thread) — else it is exec'd. Out of fds (`EMFILE`, `ENFILE`) is an error,
+/// not a reason to exec: an exec needs more of them than a fork from the server.
+pub(crate) fn usable() -> std::io::Result<bool> {
     let me = std::process::id();
-    let ours = context();
+    let ours = context()?;
     {
         let guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = guard.as_ref().filter(|s| s.owner == me) {
             // Started from the service thread in the process's context: equal to it means
             // equal to the process's.
-            return s.context == ours;
+            return Ok(s.context == ours);
         }
     }
     // Only the process's own context: a fork server started in a namespace a thread entered
     // would hold that namespace as long as the process lives.
-    ours == context_of(&format!("{me}/task/{me}")) && super::reaper::run_on_service(context) == ours
+    Ok(ours == context_of(&format!("{me}/task/{me}"))?
+        && super::reaper::run_on_service(context)? == ours)
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
@@ -131,7 +137,7 @@ fn start(host: &Path) -> std::io::Result<Server> {
             pid: child.id(),
             host,
             ctl: ours,
-            context: context(),
+            context: context()?,
         })
     })
 }

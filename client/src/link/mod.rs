@@ -69,6 +69,13 @@ impl Link {
         queued: &[&Request],
     ) -> Result<Link> {
         let host = locate::host_binary()?;
+        // Before the channel: the check opens an fd of its own, and an application at its fd
+        // limit still has room for the two ends.
+        let fork_server = fork_server
+            && forkserver::usable().map_err(|source| Error::Os {
+                op: "open /proc/thread-self/ns",
+                source,
+            })?;
         let (chan, host_end) = Channel::pair().map_err(|source| Error::Os {
             op: "socketpair",
             source,
@@ -76,7 +83,7 @@ impl Link {
         for r in queued {
             chan.send(*r, &[]).map_err(Error::Protocol)?;
         }
-        let process = if fork_server && forkserver::usable() {
+        let process = if fork_server {
             let pid = forkserver::spawn_host(&host, plugin, vnls, host_end.into_fd())
                 .map_err(|source| Error::Spawn { path: host, source })?;
             // No pidfd: the host's end of the channel has no other holder (the fork server
