@@ -45,6 +45,10 @@ pub fn run(ctl: OwnedFd) -> ExitCode {
     set_comm(c"ioth-forksrv");
     // What every host computes the same way, once here for all of them.
     crate::seccomp::prepare();
+    crate::plugin::prepare();
+    crate::monitor::prepare();
+    crate::sandbox::prepare();
+    let _ = crate::own_exe();
     let area = arg_area();
     // Capacity only, and small requests: each page the fork server writes after forking a
     // host becomes a private copy in that host.

@@ -83,6 +83,13 @@ fn take_channel() -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
+/// This binary's path (`/proc/self/exe`), read once per process: the fork server reads it before
+/// its first fork, so that the hosts it forks inherit it.
+pub fn own_exe() -> Option<&'static std::path::Path> {
+    static EXE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| std::env::current_exe().ok()).as_deref()
+}
+
 /// prctl(PR_SET_PDEATHSIG): `sig` when the spawning thread ends, 0 for none.
 #[allow(unsafe_code)]
 fn set_parent_death_signal(sig: i32) {
@@ -204,9 +211,7 @@ fn run_host() -> ExitCode {
     // blocked waiting for the NewStack reply, so it can only go away with its whole process.
     set_parent_death_signal(libc::SIGKILL);
     let watch = fd.try_clone();
-    let own_dir = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.to_path_buf()));
+    let own_dir = own_exe().and_then(|p| p.parent().map(|d| d.to_path_buf()));
     let mut host = serve::Host::new(Channel::from_fd(fd), own_dir).on_stack_ready(move |relax| {
         // The sandbox first, so that the threads started below inherit it.
         let confined = sandbox::apply(relax)?;

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use ioth_proto::Reply;
@@ -129,15 +129,31 @@ fn interval(own: Option<u64>) -> Option<Duration> {
     }
 }
 
+/// The network namespace (inode) of this process's parent, the application, read once per
+/// process: the fork server, whose parent is the application its hosts are forked for
+/// (`CLONE_PARENT`), reads it before its first fork ([`prepare`]).
+fn parent_netns() -> Option<u64> {
+    static NS: OnceLock<Option<u64>> = OnceLock::new();
+    *NS.get_or_init(|| {
+        let parent = std::os::unix::process::parent_id();
+        std::fs::metadata(format!("/proc/{parent}/ns/net"))
+            .map(|m| m.ino())
+            .ok()
+    })
+}
+
+/// Looks up what every host's monitor uses and does not depend on its plug-in (the status
+/// directory, the application's network namespace), so that the fork server does it once for
+/// all the hosts it forks.
+pub fn prepare() {
+    let _ = json::status_dir();
+    let _ = parent_netns();
+}
+
 fn same_netns_as_parent() -> bool {
     let me = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino());
-    let parent = std::fs::metadata(format!(
-        "/proc/{}/ns/net",
-        std::os::unix::process::parent_id()
-    ))
-    .map(|m| m.ino());
-    match (me, parent) {
-        (Ok(a), Ok(b)) => a == b,
+    match (me, parent_netns()) {
+        (Ok(a), Some(b)) => a == b,
         // Unknown: follow only the sockets known to be the stack's.
         _ => true,
     }

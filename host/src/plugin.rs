@@ -22,6 +22,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::OnceLock;
 
 use crate::error::HostError;
 use ioth_plugin_sdk::abi::{GetStackDataFn, IothFunctions, NewStackFn, SLOT_NAMES};
@@ -115,9 +116,9 @@ impl Found {
         match self {
             Found::File(p) => p.display().to_string(),
             Found::Builtin(b) => {
-                let exe = std::env::current_exe()
+                let exe = crate::own_exe()
                     .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| "ioth-host".into());
+                    .unwrap_or_else(|| "ioth-host".into());
                 format!("{exe} (built-in {})", b.name)
             }
         }
@@ -254,12 +255,41 @@ fn string_var(lib: &Symbols, name: &str, suffix: &str) -> Option<String> {
 
 /// Addresses of libc's own socket functions, as the dynamic linker resolves them for plug-ins.
 fn libc_address(name: &str) -> Option<*const c_void> {
+    if let Some((_, a)) = libc_table().iter().find(|(n, _)| *n == name) {
+        return a.map(|a| a as *const c_void);
+    }
+    lookup_libc(name).map(|a| a as *const c_void)
+}
+
+/// `name` as the dynamic linker resolves it in this process (libc's, for the slot names).
+fn lookup_libc(name: &str) -> Option<usize> {
     let this = Library::this();
     let sym = format!("{name}\0");
     // SAFETY: address lookup only.
     unsafe { this.get::<*const c_void>(sym.as_bytes()) }
         .ok()
-        .map(|s| *s)
+        .map(|s| *s as usize)
+}
+
+/// [`lookup_libc`] of every slot name (and `fcntl64`), once per process: the fork server fills
+/// it before its first fork ([`prepare`]), so that the hosts it forks inherit it (the same
+/// libc is mapped at the same addresses in them).
+fn libc_table() -> &'static [(&'static str, Option<usize>)] {
+    static TABLE: OnceLock<Vec<(&'static str, Option<usize>)>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        SLOT_NAMES
+            .iter()
+            .copied()
+            .chain(["fcntl64"])
+            .map(|n| (n, lookup_libc(n)))
+            .collect()
+    })
+}
+
+/// Looks up what every host's classification of its plug-in uses ([`libc_table`]), so that
+/// the fork server does it once for all the hosts it forks.
+pub fn prepare() {
+    let _ = libc_table();
 }
 
 /// The errno of a failed `dlopen` of the plug-in at `path`: `errno` as the dynamic linker left

@@ -39,7 +39,7 @@
 use std::ffi::c_int;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ioth_proto::protections as bit;
@@ -463,6 +463,42 @@ fn kernel_landlock_abi() -> i64 {
     v.max(0)
 }
 
+/// Drops from the bounding set every capability but those `keep` says; whether all could be
+/// dropped (`EPERM` without `CAP_SETPCAP`).
+fn drop_bounding(keep: impl Fn(u64) -> bool) -> bool {
+    let mut all = true;
+    for cap in 0..64u64 {
+        if keep(cap) {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments; EINVAL past the last capability ends the loop.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+        if r != 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            all = false;
+        }
+    }
+    all
+}
+
+/// Set once this process's bounding set holds no capability a plug-in may not keep
+/// ([`prepare`]); the hosts forked after inherit both.
+static BOUNDING_PREPARED: AtomicBool = AtomicBool::new(false);
+
+/// What every host's sandbox does the same way, done once by the fork server for all the hosts
+/// it forks: the capabilities no plug-in may keep (those [`CAP_NAMES`] does not name) leave the
+/// bounding set, which the hosts inherit; each host then drops the rest of what it does not
+/// keep. The bounding set only bounds what an `execve` can grant, so the fork server and a
+/// host before its sandbox keep every capability they have.
+pub fn prepare() {
+    let keepable = |cap: u64| CAP_NAMES.iter().any(|(_, c)| u64::from(*c) == cap);
+    if drop_bounding(keepable) {
+        BOUNDING_PREPARED.store(true, Ordering::Release);
+    }
+}
+
 /// Confines the host (see the module doc). The plug-in at `path` has created its stack. Fails
 /// only on a declaration that cannot be honoured or a thread that would stay unconfined;
 /// protections the kernel lacks are left out of the result.
@@ -480,15 +516,16 @@ pub fn apply(relax: &Relax) -> Result<(Protections, String), HostError> {
     let cur = capget().map_err(|e| fail(format!("capget: {e}")))?;
     let permitted = u64::from(cur[0].permitted) | (u64::from(cur[1].permitted) << 32);
     let keep = keep_mask & permitted;
-    for cap in 0..64u64 {
-        if keep_mask & (1 << cap) != 0 {
-            continue;
+    if BOUNDING_PREPARED.load(Ordering::Acquire) {
+        // The fork server dropped every capability no plug-in may keep ([`prepare`]).
+        for (_, cap) in CAP_NAMES {
+            if keep_mask & (1 << cap) == 0 {
+                // SAFETY: prctl with integer arguments.
+                unsafe { libc::prctl(libc::PR_CAPBSET_DROP, u64::from(*cap), 0, 0, 0) };
+            }
         }
-        // SAFETY: prctl with integer arguments; EINVAL past the last capability ends the loop.
-        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
-        if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-            break;
-        }
+    } else {
+        drop_bounding(|cap| keep_mask & (1 << cap) != 0);
     }
     // SAFETY: prctl with integer arguments.
     unsafe {

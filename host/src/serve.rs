@@ -2,7 +2,7 @@
 //! request then written to the audit trail (if the stack has one).
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -480,7 +480,9 @@ impl Host {
                 // `@plugin` is the directory of the plug-in's file: the host's for a built-in.
                 let file = match &found {
                     plugin::Found::File(path) => path.clone(),
-                    plugin::Found::Builtin(_) => std::env::current_exe().unwrap_or_default(),
+                    plugin::Found::Builtin(_) => {
+                        crate::own_exe().map(Path::to_path_buf).unwrap_or_default()
+                    }
                 };
                 sandbox::parse_relax(&d, vnls, &file)?
             }

@@ -2,18 +2,28 @@
 //! interfaces as JSON (trail events and status answers alike).
 
 use std::collections::{BTreeMap, HashSet};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
 use super::State;
 use crate::observe::{Counters, Iface, Sock};
 
-/// The status socket of this host, bound before the sandbox; `None` if off or impossible
-/// (then `ioth ps` shows what `/proc` shows).
-pub(super) fn bind_status() -> Option<(UnixListener, PathBuf)> {
+/// The status directory, checked ([`check_status_dir`]) once per process: the fork server
+/// checks it before its first fork ([`super::prepare`]), so that the hosts it forks inherit the
+/// answer.
+pub(super) fn status_dir() -> Option<&'static Path> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(check_status_dir).as_deref()
+}
+
+/// The status directory of this user (created if missing), if it is a 0700 directory of ours;
+/// `None` if status sockets are off or it is not.
+fn check_status_dir() -> Option<PathBuf> {
     let uid = nix::unistd::getuid().as_raw();
     let dir = ioth_proto::status::dir(uid, std::env::var("IOTH_STATUS_DIR").ok().as_deref())?;
     let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
@@ -26,11 +36,45 @@ pub(super) fn bind_status() -> Option<(UnixListener, PathBuf)> {
         );
         return None;
     }
-    let path = ioth_proto::status::socket(&dir, std::process::id());
-    // A socket left by a host of the same pid that did not end cleanly.
-    let _ = std::fs::remove_file(&path);
-    let l = UnixListener::bind(&path).ok()?;
-    l.set_nonblocking(true).ok()?;
+    Some(dir)
+}
+
+/// A listening, non-blocking, close-on-exec Unix socket bound at `path`.
+fn listen_at(path: &Path) -> nix::Result<UnixListener> {
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    bind(fd.as_raw_fd(), &nix::sys::socket::UnixAddr::new(path)?)?;
+    listen(&fd, Backlog::new(16)?)?;
+    Ok(UnixListener::from(fd))
+}
+
+/// The status socket of this host, bound before the sandbox; `None` if off or impossible
+/// (then `ioth ps` shows what `/proc` shows).
+pub(super) fn bind_status() -> Option<(UnixListener, PathBuf)> {
+    let pid = std::process::id();
+    let mut dir = status_dir()?.to_path_buf();
+    let mut path = ioth_proto::status::socket(&dir, pid);
+    let l = match listen_at(&path) {
+        Ok(l) => l,
+        // A socket left by a host of the same pid that did not end cleanly.
+        Err(nix::Error::EADDRINUSE) => {
+            let _ = std::fs::remove_file(&path);
+            listen_at(&path).ok()?
+        }
+        // The directory went away since it was checked (a fork server's check is older than
+        // this host): check it again.
+        Err(nix::Error::ENOENT) => {
+            dir = check_status_dir()?;
+            path = ioth_proto::status::socket(&dir, pid);
+            listen_at(&path).ok()?
+        }
+        Err(_) => return None,
+    };
     Some((l, path))
 }
 
