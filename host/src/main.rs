@@ -8,11 +8,12 @@
 //!
 //! Until `NewStack` has succeeded the host has a single thread and dies with its parent
 //! (`PR_SET_PDEATHSIG`); from then on it is independent of the thread that created it, and a
-//! watchdog thread makes "the host never outlives its application" hold even while the plug-in
-//! is stuck in a call: it waits for the channel to hang up (`POLLHUP`), gives the serving thread
-//! [`EXIT_GRACE`] to finish on its own, then ends the process with `_exit`. Right before that
-//! the host confines itself ([`sandbox`], docs/security.md). A watchdog that cannot be started
-//! fails the `NewStack` with its errno (`EAGAIN`, `ENOMEM`). `SIGTERM` and `SIGHUP` keep their
+//! watchdog makes "the host never outlives its application" hold even while the plug-in is
+//! stuck in a call ([`watchdog`]: a thread waits for the channel to hang up, gives the serving
+//! thread a grace to finish on its own, then ends the process with `_exit`; for a native stack
+//! that thread is the audit thread). Right before that the host confines itself ([`sandbox`],
+//! docs/security.md). A watchdog that cannot be started fails the `NewStack` with its errno
+//! (`EAGAIN`, `ENOMEM`). `SIGTERM` and `SIGHUP` keep their
 //! default action: the host ends at once, and the kernel closes the plug-in's sockets, taps and
 //! namespace.
 //!
@@ -40,14 +41,12 @@ mod seccomp;
 mod serve;
 mod sigsys;
 mod sockets;
+mod watchdog;
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use ioth_proto::{Channel, HOST_CHANNEL_FD};
-
-use crate::error::HostError;
 
 #[allow(unsafe_code)]
 fn take_channel() -> Result<OwnedFd, String> {
@@ -90,18 +89,6 @@ pub fn own_exe() -> Option<&'static std::path::Path> {
     EXE.get_or_init(|| std::env::current_exe().ok()).as_deref()
 }
 
-/// prctl(PR_SET_PDEATHSIG): `sig` when the spawning thread ends, 0 for none.
-#[allow(unsafe_code)]
-fn set_parent_death_signal(sig: i32) {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number and touches no memory.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } != 0 {
-        eprintln!(
-            "ioth-host: prctl(PR_SET_PDEATHSIG): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 /// `SIGTERM` and `SIGHUP` back to their default action (ending the process), which an
 /// application started with them ignored (`nohup`) would otherwise pass on to an exec'd host.
 #[allow(unsafe_code)]
@@ -109,14 +96,6 @@ fn default_termination_signals() {
     for sig in [libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: signal(2) with SIG_DFL installs no handler and touches no memory.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
-}
-
-/// A thread that could not be started, as the error of `NewStack`.
-fn thread_error(what: &str, e: std::io::Error) -> HostError {
-    HostError::Os {
-        errno: e.raw_os_error().unwrap_or(libc::EAGAIN),
-        message: format!("ioth-host: cannot start the {what} thread: {e}"),
     }
 }
 
@@ -130,50 +109,6 @@ fn exit_on_panic() {
         // SAFETY: _exit(2) only ends the process.
         unsafe { libc::_exit(101) }
     }));
-}
-
-/// How long the watchdog lets the serving thread end by itself once the application is gone.
-const EXIT_GRACE: Duration = Duration::from_millis(500);
-
-/// `POLLRDHUP`, which nix does not name.
-fn rdhup() -> nix::poll::PollFlags {
-    nix::poll::PollFlags::from_bits_retain(libc::POLLRDHUP as libc::c_short)
-}
-
-/// Ends the process at once, without exit handlers or destructors (the serving thread may be
-/// inside the plug-in, holding any lock).
-#[allow(unsafe_code)]
-fn exit_now() -> ! {
-    // SAFETY: _exit(2) only ends the process; it touches no memory of this program.
-    unsafe { libc::_exit(0) }
-}
-
-/// Starts the watchdog on `watch`, a duplicate of the channel (see the module doc).
-fn start_watchdog(watch: OwnedFd) -> Result<(), HostError> {
-    use nix::poll::{poll, PollFd, PollTimeout};
-    let spawned = std::thread::Builder::new()
-        .name("ioth-watchdog".into())
-        .stack_size(64 * 1024)
-        .spawn(move || loop {
-            // POLLRDHUP only: requests (POLLIN) are the serving thread's; POLLHUP and POLLERR
-            // are always reported.
-            let mut pfd = [PollFd::new(watch.as_fd(), rdhup())];
-            match poll(&mut pfd, PollTimeout::NONE) {
-                // Only hang-up conditions were asked for (nix's revents() cannot show
-                // POLLRDHUP, so any event counts).
-                Ok(n) if n > 0 => {
-                    std::thread::sleep(EXIT_GRACE);
-                    exit_now();
-                }
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    eprintln!("ioth-host: watchdog: poll: {e}");
-                    return;
-                }
-            }
-        });
-    spawned.map(drop).map_err(|e| thread_error("watchdog", e))
 }
 
 fn main() -> ExitCode {
@@ -209,18 +144,12 @@ fn run_host() -> ExitCode {
     // user namespace in newstack (unshare(CLONE_NEWUSER) refuses multithreaded callers). Meanwhile
     // the parent-death signal stands in for the watchdog: the spawning application thread is
     // blocked waiting for the NewStack reply, so it can only go away with its whole process.
-    set_parent_death_signal(libc::SIGKILL);
+    watchdog::parent_death_signal(libc::SIGKILL);
     let watch = fd.try_clone();
     let own_dir = own_exe().and_then(|p| p.parent().map(|d| d.to_path_buf()));
-    let mut host = serve::Host::new(Channel::from_fd(fd), own_dir).on_stack_ready(move |relax| {
-        // The sandbox first, so that the threads started below inherit it.
-        let confined = sandbox::apply(relax)?;
-        let watch = watch.map_err(|e| thread_error("watchdog", e))?;
-        start_watchdog(watch)?;
-        // From here on a stack may outlive the thread that created it: EOF on the channel
-        // (and the watchdog) end the host, not the death of that thread.
-        set_parent_death_signal(0);
-        Ok(confined)
-    });
+    // The sandbox first, so that the threads started after it (the watchdog's) inherit it.
+    let mut host = serve::Host::new(Channel::from_fd(fd), own_dir)
+        .on_stack_ready(sandbox::apply)
+        .watchdog(watch);
     host.run()
 }

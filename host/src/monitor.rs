@@ -10,6 +10,7 @@
 //! the start and the end), and none at all without a trail.
 
 use std::collections::{BTreeMap, HashSet};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -615,21 +616,23 @@ impl Monitor {
         }
     }
 
-    /// Starts the audit thread (after the sandbox: it inherits it). Without a trail and without
-    /// a status socket there is nothing to do and no thread.
-    pub fn start(&mut self) -> std::io::Result<()> {
+    /// Starts the audit thread (after the sandbox: it inherits it). With `watch`, a duplicate
+    /// of the channel, it is also the host's watchdog ([`crate::watchdog`]) for as long as the
+    /// process lives. Without a trail, a status socket or `watch` there is nothing to do and no
+    /// thread.
+    pub fn start(&mut self, watch: Option<OwnedFd>) -> std::io::Result<()> {
         let listener = self.listener.take();
         if let Some(r) = crate::sigsys::reader() {
             let _ = self.shared.refused.set(r);
         }
-        if self.shared.audit.is_none() && listener.is_none() {
+        if self.shared.audit.is_none() && listener.is_none() && watch.is_none() {
             return Ok(());
         }
         let shared = self.shared.clone();
         std::thread::Builder::new()
             .name("ioth-audit".into())
             .stack_size(256 * 1024)
-            .spawn(move || thread::run(shared, listener))
+            .spawn(move || thread::run(shared, listener, watch))
             .map(drop)
     }
 

@@ -19,6 +19,7 @@ use crate::observe::{self, Netlink};
 use crate::plugin::{self, DataPath, Plugin};
 use crate::sandbox::{self, Protections, Relax};
 use crate::sockets::Sockets;
+use crate::watchdog;
 
 /// Where the host is in its life.
 enum State {
@@ -120,6 +121,8 @@ pub struct Host {
     early: Vec<Served>,
     /// Run once the stack exists (see [`Host::on_stack_ready`]).
     on_ready: Option<OnReady>,
+    /// A duplicate of the channel for the watchdog ([`crate::watchdog`]), until it has one.
+    watch: Option<std::io::Result<OwnedFd>>,
 }
 
 impl Host {
@@ -134,7 +137,63 @@ impl Host {
             monitor: None,
             early: Vec::new(),
             on_ready: None,
+            watch: None,
         }
+    }
+
+    /// The duplicate of the channel the watchdog waits on once the stack exists (an error to
+    /// fail `NewStack` with if it could not be made).
+    pub fn watchdog(mut self, watch: std::io::Result<OwnedFd>) -> Host {
+        self.watch = Some(watch);
+        self
+    }
+
+    /// Once `NewStack` has succeeded, before its reply: the hook ([`Host::on_stack_ready`],
+    /// the sandbox) and what it confined, noted in the trail and the monitor; then the watchdog
+    /// ([`crate::watchdog`]) — the audit thread for a native stack, started now, else a thread
+    /// of its own — and the end of the parent-death signal. Whether the audit thread is still
+    /// to start (after the reply). Nothing before the stack exists, and only once.
+    fn make_ready(&mut self) -> Result<bool, HostError> {
+        let State::Serving(st) = &mut self.state else {
+            return Ok(false);
+        };
+        let Some(mut relax) = st.relax.take() else {
+            return Ok(false);
+        };
+        if let Some(d) = self.monitor.as_ref().and_then(Monitor::status_dir) {
+            relax.remove.push(d);
+        }
+        let Some(f) = self.on_ready.take() else {
+            return Ok(false);
+        };
+        let (p, note) = f(&relax)?;
+        self.stats.protections = p;
+        if let Some(a) = &self.audit {
+            a.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .note_sandbox(p, &note);
+        }
+        let mut later = false;
+        if let Some(m) = &mut self.monitor {
+            let limits = std::mem::take(&mut st.limits);
+            m.protections(p, &note, sandbox::relax_json(&relax), limits);
+            later = true;
+        }
+        if let Some(watch) = self.watch.take() {
+            let watch = watch.map_err(|e| watchdog::thread_error("watchdog", e))?;
+            match (&mut self.monitor, st.plugin.path()) {
+                (Some(m), DataPath::Native) => {
+                    m.start(Some(watch))
+                        .map_err(|e| watchdog::thread_error("audit", e))?;
+                    later = false;
+                }
+                _ => watchdog::spawn(watch)?,
+            }
+        }
+        // From here on a stack may outlive the thread that created it: EOF on the channel
+        // (and the watchdog) end the host, not the death of that thread.
+        watchdog::parent_death_signal(0);
+        Ok(later)
     }
 
     /// Runs `f` once `NewStack` has succeeded, before its reply is sent; if `f` fails, so does
@@ -231,37 +290,14 @@ impl Host {
                 )))
             };
             self.stats.requests += 1;
-            // The audit thread starts once the NewStack reply is out (after the sandbox, so
-            // that the thread inherits it; not on the reply's way: it is not needed before).
-            let mut start_monitor = false;
             // Before the reply: once the application has it, the thread that created the stack
-            // may end at once, and the hook must already have made the host independent of it.
-            if let State::Serving(st) = &mut self.state {
-                if let Some(mut relax) = st.relax.take() {
-                    if let Some(d) = self.monitor.as_ref().and_then(Monitor::status_dir) {
-                        relax.remove.push(d);
-                    }
-                    if let Some(f) = self.on_ready.take() {
-                        match f(&relax) {
-                            Ok((p, note)) => {
-                                self.stats.protections = p;
-                                if let Some(a) = &self.audit {
-                                    a.lock()
-                                        .unwrap_or_else(|e| e.into_inner())
-                                        .note_sandbox(p, &note);
-                                }
-                                if let Some(m) = &mut self.monitor {
-                                    let limits = std::mem::take(&mut st.limits);
-                                    m.protections(p, &note, sandbox::relax_json(&relax), limits);
-                                    start_monitor = true;
-                                }
-                            }
-                            Err(e) => {
-                                reply = Reply::Error(e.into());
-                                after = After::Exit(1);
-                            }
-                        }
-                    }
+            // may end at once, and the host must already be independent of it.
+            let mut start_monitor = false;
+            match self.make_ready() {
+                Ok(later) => start_monitor = later,
+                Err(e) => {
+                    reply = Reply::Error(e.into());
+                    after = After::Exit(1);
                 }
             }
             if let (Some(m), Some(f)) = (&self.monitor, &fd) {
@@ -285,7 +321,7 @@ impl Host {
             drop(fd);
             if start_monitor {
                 if let Some(m) = &mut self.monitor {
-                    if let Err(e) = m.start() {
+                    if let Err(e) = m.start(None) {
                         eprintln!("ioth-host: cannot start the audit thread: {e}");
                     }
                 }

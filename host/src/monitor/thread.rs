@@ -62,11 +62,17 @@ pub(super) fn refusals(shared: &Shared, r: &OwnedFd) {
     }
 }
 
-/// The audit thread.
-pub(super) fn run(shared: Arc<Shared>, listener: Option<UnixListener>) {
+/// The audit thread; with `watch` (a duplicate of the channel), also the host's watchdog
+/// ([`crate::watchdog`]): it stays on it once the stack has ended, until the process does.
+pub(super) fn run(shared: Arc<Shared>, listener: Option<UnixListener>, watch: Option<OwnedFd>) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let refused = shared.refused.get();
     let period = shared.audit.as_ref().and(shared.info.interval);
+    let ended = || {
+        if let Some(w) = &watch {
+            crate::watchdog::watch(w.as_fd());
+        }
+    };
     // The first look, off the serving thread (the NewStack reply does not wait for it).
     if shared.audit.is_some() && !shared.lock().ended {
         shared.look(true);
@@ -74,7 +80,7 @@ pub(super) fn run(shared: Arc<Shared>, listener: Option<UnixListener>) {
     let mut next = period.map(|p| Instant::now() + p);
     loop {
         if shared.lock().ended {
-            return;
+            return ended();
         }
         let wait = next.map(|n| n.saturating_duration_since(Instant::now()));
         let timeout = match wait {
@@ -83,9 +89,14 @@ pub(super) fn run(shared: Arc<Shared>, listener: Option<UnixListener>) {
             }
             None => PollTimeout::NONE,
         };
-        let mut pfd: Vec<PollFd<'_>> = listener
+        let mut pfd: Vec<PollFd<'_>> = watch
             .iter()
-            .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
+            .map(|w| PollFd::new(w.as_fd(), crate::watchdog::hangup()))
+            .chain(
+                listener
+                    .iter()
+                    .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)),
+            )
             .chain(
                 refused
                     .iter()
@@ -95,20 +106,24 @@ pub(super) fn run(shared: Arc<Shared>, listener: Option<UnixListener>) {
         if pfd.is_empty() {
             std::thread::sleep(wait.unwrap_or(Duration::from_secs(60)));
         } else if matches!(poll(&mut pfd, timeout), Ok(n) if n > 0) {
-            let ready: Vec<bool> = pfd
-                .iter()
-                .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-                .collect();
+            let ready: Vec<Option<PollFlags>> = pfd.iter().map(|p| p.revents()).collect();
             drop(pfd);
             let mut i = 0;
+            if watch.is_some() {
+                if crate::watchdog::hung_up(ready[i]) {
+                    crate::watchdog::expire();
+                }
+                i += 1;
+            }
+            let ready = |i: usize| ready[i].is_some_and(|r| !r.is_empty());
             if let Some(l) = &listener {
-                if ready[i] {
+                if ready(i) {
                     answer(&shared, l);
                 }
                 i += 1;
             }
             if let Some(r) = refused {
-                if ready[i] {
+                if ready(i) {
                     refusals(&shared, r);
                 }
             }
@@ -116,7 +131,7 @@ pub(super) fn run(shared: Arc<Shared>, listener: Option<UnixListener>) {
         if let (Some(n), Some(p)) = (next, period) {
             if Instant::now() >= n {
                 if shared.lock().ended {
-                    return;
+                    return ended();
                 }
                 shared.look(true);
                 next = Some(Instant::now() + p);
