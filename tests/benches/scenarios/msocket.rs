@@ -121,7 +121,10 @@ pub fn run(opts: &Opts) -> Report {
     cpus.restore(&peers);
     drop(peer);
     kernel.delete().map_err(ioth::Error::from).expect("delete");
-    unbatched.delete().map_err(ioth::Error::from).expect("delete");
+    unbatched
+        .delete()
+        .map_err(ioth::Error::from)
+        .expect("delete");
 
     let mut rep = Report::new("msocket + close (AF_INET, SOCK_STREAM|SOCK_CLOEXEC)");
     rep.latency("socket(2) + close (baseline)", &plain, Some(&plain));
