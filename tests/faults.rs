@@ -252,7 +252,13 @@ fn crash_on_third_socket_keeps_the_first_two_and_other_stacks() {
 #[test]
 fn delete_of_a_dead_stack_waits_for_its_sockets_then_succeeds() {
     let _g = setup();
-    let stack = Stack::builder("crash3").limit_core_size(0).build().unwrap();
+    // One request per socket: crash3 dies in its third socket(), which a batch (the second
+    // msocket of a kind) would reach at once.
+    let stack = Stack::builder("crash3")
+        .limit_core_size(0)
+        .socket_batch(false)
+        .build()
+        .unwrap();
     let a = stack.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
     let b = stack.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
     assert_died(
@@ -280,12 +286,14 @@ fn c_delstack_of_a_dead_stack() {
     let pid = unsafe { ioth::capi::ioth_stack_pid(p) };
     assert!(pid > 0);
     // SAFETY: p is a live stack (for all the calls below until ioth_delstack succeeds).
+    // Three kinds of socket, each the first of its kind, so one request each: crash3 dies in
+    // its third socket(), which a batch (the second msocket of a kind) would reach at once.
     let a = unsafe { ioth::capi::ioth_msocket(p, libc::AF_INET, libc::SOCK_DGRAM, 0) };
     // SAFETY: as above.
-    let b = unsafe { ioth::capi::ioth_msocket(p, libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    let b = unsafe { ioth::capi::ioth_msocket(p, libc::AF_INET, libc::SOCK_STREAM, 0) };
     assert!(a >= 0 && b >= 0);
     // SAFETY: as above.
-    let c = unsafe { ioth::capi::ioth_msocket(p, libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    let c = unsafe { ioth::capi::ioth_msocket(p, libc::AF_INET6, libc::SOCK_DGRAM, 0) };
     assert_eq!(c, -1);
     assert_eq!(
         std::io::Error::last_os_error().raw_os_error(),

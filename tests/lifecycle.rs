@@ -284,9 +284,16 @@ fn many_cycles_leave_fd_and_process_counts_unchanged() {
     println!("10,000 socket create/close cycles in {:?}", t0.elapsed());
     // A round trip, so that the host has closed its copy of the last socket.
     let st = stack.stats().unwrap();
-    assert_eq!(st.sockets_created, 10_000);
+    // One kind of socket asked for again and again: batches of 8 (StackBuilder::socket_batch),
+    // the spares not yet handed out held by the application, one fd each.
+    assert!(st.spare_sockets < 8, "{st:?}");
+    assert_eq!(st.sockets_created, 10_000 + st.spare_sockets as u64);
     assert_eq!(host_fds_of(&pid), host_fds, "host fds");
-    assert_eq!(proc::self_fd_count(), app_fds + 1, "app fds (the channel)");
+    assert_eq!(
+        proc::self_fd_count(),
+        app_fds + 1 + st.spare_sockets,
+        "app fds (the channel and the spares)"
+    );
     stack.delete().map_err(ioth::Error::from).unwrap();
     assert!(host_reaped(pid.parse().unwrap()));
     std::thread::sleep(Duration::from_millis(20));

@@ -36,6 +36,7 @@ pub struct StackBuilder {
     audit_interval: Option<Duration>,
     limits: Limits,
     fork_server: Option<bool>,
+    socket_batch: Option<bool>,
 }
 
 impl StackBuilder {
@@ -56,6 +57,7 @@ impl StackBuilder {
             audit_interval: None,
             limits: Limits::default(),
             fork_server: None,
+            socket_batch: None,
         }
     }
 
@@ -162,6 +164,18 @@ impl StackBuilder {
         self
     }
 
+    /// Whether native sockets may be handed over in batches (`true`, the default unless
+    /// `IOTH_SOCKET_BATCH=0`): when `msocket` asks again for a kind of socket (domain, type with
+    /// its flags, protocol) it asked for before on this stack, the host sends several in one
+    /// reply; the application keeps the others (close-on-exec) for the next `msocket`s of that
+    /// kind, and closes them when the stack is deleted or dropped. A stack that makes one socket
+    /// of a kind holds no spare. `false`: one request per socket. Proxied stacks always make
+    /// their sockets one at a time.
+    pub fn socket_batch(mut self, yes: bool) -> StackBuilder {
+        self.socket_batch = Some(yes);
+        self
+    }
+
     /// Starts the host and creates the stack.
     pub fn build(self) -> Result<Stack> {
         if self.plugin.is_empty() {
@@ -210,6 +224,9 @@ impl StackBuilder {
         let fork_server = self
             .fork_server
             .unwrap_or_else(crate::link::forkserver::default_on);
+        let socket_batch = self.socket_batch.unwrap_or_else(|| {
+            crate::env::var("IOTH_SOCKET_BATCH").is_none_or(|v| v.trim() != "0")
+        });
         let hello = Request::Hello {
             version: ioth_proto::PROTO_VERSION,
         };
@@ -230,6 +247,7 @@ impl StackBuilder {
             request_timeout,
             audit,
             fork_server,
+            socket_batch,
             &[&hello, &req],
         )?;
         let deadline = Some((Instant::now() + timeout, timeout));

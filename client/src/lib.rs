@@ -39,6 +39,8 @@
 //! - `IOTH_STATUS_DIR`: where hosts put the status sockets `ioth ps` reads (`off`: none).
 //! - `IOTH_NO_FORK_SERVER`: `1` starts each host with an exec of its own
 //!   ([`StackBuilder::fork_server`]).
+//! - `IOTH_SOCKET_BATCH`: `0` makes each native socket with a request of its own
+//!   ([`StackBuilder::socket_batch`]).
 //!
 //! Hosts get only `IOTH_AUDIT_INTERVAL`, `IOTH_LIBVDEPLUG` and `IOTH_STATUS_DIR` of these.
 //! None counts in a setuid, setgid or file-capability process (`AT_SECURE`).

@@ -68,7 +68,8 @@ impl Stack {
     }
 
     /// A socket on this stack, as socket(2) (`ioth_msocket`): `SOCK_NONBLOCK` and `SOCK_CLOEXEC`
-    /// in `ty` are honoured. On a stack with proxied fds (a user-space stack, docs/proxied.md)
+    /// in `ty` are honoured (also for a socket handed over ahead in a batch,
+    /// [`crate::StackBuilder::socket_batch`]). On a stack with proxied fds (a user-space stack, docs/proxied.md)
     /// the socket's control calls go to the host: use the [`Socket`] methods.
     pub fn msocket(&self, domain: i32, ty: i32, protocol: i32) -> Result<Socket> {
         let Some(link) = self.link() else {
@@ -139,6 +140,7 @@ impl Stack {
             return Ok(s);
         };
         let h = link.stats()?;
+        s.spare_sockets = link.spare_count();
         s.requests = h.requests;
         s.sockets_created = h.sockets_created;
         s.protections = h.protections;
@@ -236,6 +238,10 @@ pub struct Stats {
     pub sockets_created: u64,
     /// Sockets open now in this application.
     pub open_sockets: usize,
+    /// Native sockets received ahead of demand and not yet handed out
+    /// ([`crate::StackBuilder::socket_batch`]): counted in `sockets_created`, not in
+    /// `open_sockets`; each an fd of this application.
+    pub spare_sockets: usize,
     /// Resident memory of the host, in bytes (VmRSS: shared pages counted in full).
     pub rss_bytes: u64,
     /// Proportional resident memory of the host, in bytes (Pss: shared pages divided among the

@@ -11,7 +11,8 @@
 //! Every line starts with the same keys, in this order: `seq`, `time`, `unix_us`, `pid`,
 //! `plugin`, `event`; the first line of a host is its `trail` event, which carries `schema`.
 //! A request line then has `request`, `args`, `result` (`ok`, or `error` with `errno`, `errname`,
-//! `message`), what the reply adds (`fd_kind`, `id`, `peer`), and `duration_us`:
+//! `message`), what the reply adds (`fd_kind`, `id`, `peer`, a `Sockets` reply's `fds`), and
+//! `duration_us`:
 //!
 //! ```text
 //! {"seq":3,"time":"2025-01-31T12:00:00.123456Z","unix_us":1738324800123456,"pid":4242,
@@ -113,6 +114,12 @@ pub fn args_json(req: &Request) -> Value {
             ty,
             protocol,
         } => json!({ "domain": domain, "type": ty, "protocol": protocol }),
+        Request::Sockets {
+            domain,
+            ty,
+            protocol,
+            count,
+        } => json!({ "domain": domain, "type": ty, "protocol": protocol, "count": count }),
         Request::Stats | Request::DelStack => json!({}),
         Request::Control { id, op } => {
             let mut o = Map::new();
@@ -214,6 +221,11 @@ pub fn reply_fields(o: &mut Map<String, Value>, reply: &Reply) {
             o.insert("result".into(), json!("ok"));
             o.insert("fd_kind".into(), json!("proxied"));
             o.insert("id".into(), json!(id));
+        }
+        Reply::Sockets { count } => {
+            o.insert("result".into(), json!("ok"));
+            o.insert("fd_kind".into(), json!("native"));
+            o.insert("fds".into(), json!(count));
         }
         Reply::Accepted { id, peer } => {
             o.insert("result".into(), json!("ok"));
@@ -527,6 +539,30 @@ mod tests {
             None,
         );
         assert!(prox.contains("\"result\":\"ok\",\"fd_kind\":\"proxied\",\"id\":4,"));
+        let batch = Request::Sockets {
+            domain: 2,
+            ty: 1,
+            protocol: 0,
+            count: 8,
+        };
+        let many = line(
+            5,
+            Duration::ZERO,
+            7,
+            "kernel",
+            batch.name(),
+            &args_json(&batch),
+            &Reply::Sockets { count: 5 },
+            Duration::ZERO,
+            None,
+        );
+        assert!(
+            many.contains(
+                "\"request\":\"Sockets\",\"args\":{\"domain\":2,\"type\":1,\"protocol\":0,\
+                 \"count\":8},\"result\":\"ok\",\"fd_kind\":\"native\",\"fds\":5,"
+            ),
+            "{many}"
+        );
         let mut v6 = vec![0u8; 28];
         v6[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
         v6[3] = 80;

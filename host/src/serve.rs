@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ioth_proto::{
-    Channel, FdKind, Limits, NsKind, ProtoError, Reply, Request, StackStats, PROTO_VERSION,
+    Channel, FdKind, Limits, NsKind, ProtoError, Reply, Request, StackStats, MAX_SOCKETS_BATCH,
+    PROTO_VERSION,
 };
 
 use crate::audit::{self, Audit};
@@ -51,28 +52,29 @@ enum After {
     Exit(u8),
 }
 
-/// The answer to one request: the reply, the fd that travels with it, what comes after.
+/// The answer to one request: the reply, the fds that travel with it, what comes after.
 struct Answer {
     reply: Reply,
-    fd: Option<OwnedFd>,
+    fds: Vec<OwnedFd>,
     after: After,
 }
 
 impl Answer {
     /// A reply without fd; the host goes on serving.
     fn ok(reply: Reply) -> Answer {
-        Answer {
-            reply,
-            fd: None,
-            after: After::Continue,
-        }
+        Answer::with_fds(reply, Vec::new())
     }
 
     /// A reply with its fd; the host goes on serving.
     fn with_fd(reply: Reply, fd: OwnedFd) -> Answer {
+        Answer::with_fds(reply, vec![fd])
+    }
+
+    /// A reply with its fds; the host goes on serving.
+    fn with_fds(reply: Reply, fds: Vec<OwnedFd>) -> Answer {
         Answer {
             reply,
-            fd: Some(fd),
+            fds,
             after: After::Continue,
         }
     }
@@ -86,7 +88,7 @@ impl Answer {
     fn fatal(e: HostError) -> Answer {
         Answer {
             reply: Reply::Error(e.into()),
-            fd: None,
+            fds: Vec::new(),
             after: After::Exit(1),
         }
     }
@@ -279,7 +281,7 @@ impl Host {
             let args = audit::args_json(&req);
             let Answer {
                 mut reply,
-                fd,
+                fds,
                 mut after,
             } = if fds.is_empty() {
                 self.dispatch(req)
@@ -300,25 +302,32 @@ impl Host {
                     after = After::Exit(1);
                 }
             }
-            if let (Some(m), Some(f)) = (&self.monitor, &fd) {
+            if let Some(m) = &self.monitor {
                 let proxied = match &reply {
                     Reply::Socket {
                         kind: FdKind::Native,
-                    } => Some(None),
+                    }
+                    | Reply::Sockets { .. } => Some(None),
                     Reply::Socket {
                         kind: FdKind::Proxied { id },
                     }
                     | Reply::Accepted { id, .. } => Some(Some(*id)),
                     _ => None,
                 };
-                if let (Some(p), Ok(st)) = (proxied, nix::sys::stat::fstat(f)) {
-                    m.handed(st.st_ino, p);
+                if let Some(p) = proxied {
+                    for f in &fds {
+                        if let Ok(st) = nix::sys::stat::fstat(f) {
+                            m.handed(st.st_ino, p);
+                        }
+                    }
                 }
             }
-            if self.send(&reply, fd.as_ref().map(|f| f.as_fd())).is_err() {
+            let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+            if self.chan.send(&reply, &borrowed).is_err() {
                 return ExitCode::from(1);
             }
-            drop(fd);
+            drop(borrowed);
+            drop(fds);
             if start_monitor {
                 if let Some(m) = &mut self.monitor {
                     if let Err(e) = m.start(None) {
@@ -412,16 +421,31 @@ impl Host {
                     Err(e) => Answer::error(e),
                 }
             }
+            (
+                State::Serving(st),
+                Request::Sockets {
+                    domain,
+                    ty,
+                    protocol,
+                    count,
+                },
+            ) => {
+                let made = sockets_batch(&st.plugin, domain, ty, protocol, count);
+                match made {
+                    Ok(fds) => {
+                        self.stats.sockets_created += fds.len() as u64;
+                        let count = fds.len() as u32;
+                        Answer::with_fds(Reply::Sockets { count }, fds)
+                    }
+                    Err(e) => Answer::error(e),
+                }
+            }
             (State::Serving(st), Request::Control { id, op }) => match st.sockets.control(id, op) {
                 Ok((reply, fd)) => {
                     if fd.is_some() {
                         self.stats.sockets_created += 1;
                     }
-                    Answer {
-                        reply,
-                        fd,
-                        after: After::Continue,
-                    }
+                    Answer::with_fds(reply, fd.into_iter().collect())
                 }
                 Err(e) => Answer::error(e),
             },
@@ -442,7 +466,7 @@ impl Host {
                 match st.plugin.delstack() {
                     Ok(()) => Answer {
                         reply: Reply::Deleted,
-                        fd: None,
+                        fds: Vec::new(),
                         after: After::Exit(0),
                     },
                     Err(e) => Answer::error(e),
@@ -557,6 +581,40 @@ impl Host {
         }));
         Ok(Answer::ok(reply))
     }
+}
+
+/// [`Request::Sockets`]: up to `count` sockets from a native plug-in's socket(). The first that
+/// fails fails the request (as [`Request::Socket`] would); a later failure ends the batch with
+/// those already made. A proxied plug-in refuses it: each of its sockets needs its own id and
+/// pump, made by [`Request::Socket`].
+fn sockets_batch(
+    plugin: &Plugin,
+    domain: i32,
+    ty: i32,
+    protocol: i32,
+    count: u32,
+) -> Result<Vec<OwnedFd>, HostError> {
+    if count == 0 || count > MAX_SOCKETS_BATCH {
+        return Err(HostError::InvalidArgument(format!(
+            "Sockets: count {count} (legal: 1 to {MAX_SOCKETS_BATCH})"
+        )));
+    }
+    if plugin.path() != DataPath::Native {
+        return Err(HostError::Os {
+            errno: libc::EOPNOTSUPP,
+            message: "Sockets: this stack's sockets are proxied, made one at a time by Socket"
+                .into(),
+        });
+    }
+    let mut fds = Vec::with_capacity(count as usize);
+    fds.push(plugin.socket(domain, ty, protocol)?);
+    while fds.len() < count as usize {
+        match plugin.socket(domain, ty, protocol) {
+            Ok(fd) => fds.push(fd),
+            Err(_) => break,
+        }
+    }
+    Ok(fds)
 }
 
 /// [`Request::Namespace`]: the host's own namespace file, opened read-only (the application

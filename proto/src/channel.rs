@@ -177,6 +177,15 @@ impl Channel {
     /// Receives one message and the fds that came with it. EOF is [`ProtoError::Closed`].
     /// On any error every fd that came is closed.
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<(T, Vec<OwnedFd>), ProtoError> {
+        match self.recv_cut()? {
+            (_, _, true) => Err(ProtoError::FdsDropped),
+            (msg, fds, false) => Ok((msg, fds)),
+        }
+    }
+
+    /// [`Channel::recv`], but a whole message whose fds the kernel could not all install (this
+    /// process is at its fd limit) comes with those that were, and `true`.
+    fn recv_cut<T: DeserializeOwned>(&mut self) -> Result<(T, Vec<OwnedFd>, bool), ProtoError> {
         let r = fdpass::recv_vec(self.fd.as_fd(), &mut self.buf).map_err(|e| {
             if e.raw_os_error() == Some(libc::ECONNRESET) {
                 ProtoError::Closed
@@ -184,8 +193,10 @@ impl Channel {
                 ProtoError::Io(e)
             }
         })?;
-        if r.fds_cut && r.len <= MAX_FRAME && decode::<T>(&self.buf[..r.len]).is_ok() {
-            return Err(ProtoError::FdsDropped);
+        if r.fds_cut && r.len <= MAX_FRAME && r.fds.len() <= MAX_FDS {
+            if let Ok(msg) = decode::<T>(&self.buf[..r.len]) {
+                return Ok((msg, r.fds, true));
+            }
         }
         if r.truncated {
             return Err(ProtoError::Truncated);
@@ -204,12 +215,24 @@ impl Channel {
             });
         }
         let msg = decode(&self.buf[..r.len])?;
-        Ok((msg, r.fds))
+        Ok((msg, r.fds, false))
     }
 
-    /// Receives a reply and checks that it carries the fds its variant declares.
+    /// Receives a reply and checks that it carries the fds its variant declares
+    /// ([`Reply::fd_count`], [`Reply::check`]). Under the fd limit: a [`Reply::Sockets`] of
+    /// which at least one fd could be installed comes with those; any other reply whose fds
+    /// were dropped is [`ProtoError::FdsDropped`] (`EMFILE`; the channel is still in step).
     pub fn recv_reply(&mut self) -> Result<(Reply, Vec<OwnedFd>), ProtoError> {
-        let (reply, fds) = self.recv::<Reply>()?;
+        let (reply, fds, cut) = self.recv_cut::<Reply>()?;
+        reply.check().map_err(ProtoError::Decode)?;
+        if cut {
+            return match reply {
+                Reply::Sockets { count } if !fds.is_empty() && fds.len() < count as usize => {
+                    Ok((reply, fds))
+                }
+                _ => Err(ProtoError::FdsDropped),
+            };
+        }
         if fds.len() != reply.fd_count() {
             return Err(ProtoError::FdCount {
                 message: reply.name(),
@@ -341,6 +364,12 @@ mod tests {
                 op: crate::ControlOp::Shutdown(1),
             },
             Request::Close { id: 3 },
+            Request::Sockets {
+                domain: 10,
+                ty: libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                protocol: 17,
+                count: crate::MAX_SOCKETS_BATCH,
+            },
         ];
         for r in &reqs {
             a.send(r, &[]).unwrap();
@@ -437,6 +466,54 @@ mod tests {
                 got: 0
             })
         ));
+    }
+
+    #[test]
+    fn sockets_replies_carry_their_count_of_fds_and_bad_counts_are_refused() {
+        let (a, mut b) = Channel::pair().unwrap();
+        let (x, _y) = Channel::pair().unwrap();
+        for n in [1, 2, crate::MAX_SOCKETS_BATCH] {
+            let fds: Vec<BorrowedFd<'_>> = (0..n).map(|_| x.as_fd()).collect();
+            a.send(&Reply::Sockets { count: n }, &fds).unwrap();
+            let (got, fds) = b.recv_reply().unwrap();
+            assert_eq!(got, Reply::Sockets { count: n });
+            assert_eq!(fds.len(), n as usize);
+        }
+        // Fewer or more fds than declared.
+        a.send(&Reply::Sockets { count: 3 }, &[x.as_fd(), x.as_fd()])
+            .unwrap();
+        assert!(matches!(
+            b.recv_reply(),
+            Err(ProtoError::FdCount {
+                message: "Sockets",
+                expected: 3,
+                got: 2
+            })
+        ));
+        a.send(&Reply::Sockets { count: 1 }, &[x.as_fd(), x.as_fd()])
+            .unwrap();
+        assert!(matches!(b.recv_reply(), Err(ProtoError::FdCount { .. })));
+        // A count of 0, or beyond the batch limit, is no legal reply, whatever fds come.
+        let zero = Reply::Sockets { count: 0 };
+        assert!(zero.check().is_err());
+        a.send(&zero, &[]).unwrap();
+        assert!(matches!(b.recv_reply(), Err(ProtoError::Decode(_))));
+        let big = Reply::Sockets {
+            count: crate::MAX_SOCKETS_BATCH + 1,
+        };
+        assert!(big.check().is_err());
+        let fds: Vec<BorrowedFd<'_>> = (0..crate::MAX_FDS).map(|_| x.as_fd()).collect();
+        a.send(&Reply::Stats(Default::default()), &[]).unwrap();
+        let bytes = encode(&big).unwrap();
+        fdpass::send(a.as_fd(), &bytes, &fds).unwrap();
+        assert!(matches!(
+            b.recv_reply(),
+            Ok((Reply::Stats(_), ref f)) if f.is_empty()
+        ));
+        assert!(matches!(b.recv_reply(), Err(ProtoError::Decode(_))));
+        // The channel is still usable.
+        a.send(&Reply::Closed, &[]).unwrap();
+        assert_eq!(b.recv_reply().unwrap().0, Reply::Closed);
     }
 
     #[test]

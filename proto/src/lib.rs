@@ -23,7 +23,7 @@ pub mod status;
 pub use channel::{Channel, ProtoError};
 pub use message::{
     ControlOp, ErrorKind, FdKind, Limits, NsKind, Reply, Request, StackStats, WireError,
-    MAX_SOCKADDR, MAX_SOCKOPT,
+    MAX_SOCKADDR, MAX_SOCKETS_BATCH, MAX_SOCKOPT,
 };
 
 /// Version of this protocol. Client and host must agree exactly. 3 added proxied sockets
@@ -31,8 +31,9 @@ pub use message::{
 /// ([`StackStats::protections`]); 5 the plug-in's options in [`Request::NewStack`]; 6 the kind of
 /// an error ([`WireError::kind`]); 7 the host's namespaces ([`Request::Namespace`]); 8 a plug-in
 /// found but not loadable ([`ErrorKind::CannotLoad`]); 9 a stack's own audit interval in
-/// [`Request::NewStack`].
-pub const PROTO_VERSION: u32 = 9;
+/// [`Request::NewStack`]; 10 native sockets handed over in batches ([`Request::Sockets`],
+/// [`Reply::Sockets`]).
+pub const PROTO_VERSION: u32 = 10;
 
 /// The bits of [`StackStats::protections`]: which parts of the host's sandbox are in force
 /// (docs/security.md).
@@ -66,8 +67,9 @@ pub mod protections {
 /// Largest encoded message, in bytes. A bigger datagram is a protocol error.
 pub const MAX_FRAME: usize = 64 * 1024;
 
-/// Most file descriptors that travel with one message.
-pub const MAX_FDS: usize = 4;
+/// Most file descriptors that travel with one message (a [`Reply::Sockets`] of
+/// [`MAX_SOCKETS_BATCH`]).
+pub const MAX_FDS: usize = MAX_SOCKETS_BATCH as usize;
 
 /// The fd number at which a freshly started host finds its end of the channel.
 pub const HOST_CHANNEL_FD: i32 = 3;

@@ -77,7 +77,26 @@ pub enum Request {
         /// Which namespace.
         kind: NsKind,
     },
+    /// Create up to `count` sockets alike on a native stack (docs/architecture.md, "Sockets
+    /// handed over ahead"), no fds: `count` is 1 to [`MAX_SOCKETS_BATCH`], else the request is
+    /// refused (`EINVAL`). Answered by [`Reply::Sockets`] with between 1 and `count` fds, all
+    /// [`FdKind::Native`] (when a socket after the first cannot be made, those already made go),
+    /// or by [`Reply::Error`] when not even the first can be, as for [`Request::Socket`]. A
+    /// stack with proxied fds refuses it (`EOPNOTSUPP`): its sockets are made one at a time.
+    Sockets {
+        /// `domain` of socket(2).
+        domain: i32,
+        /// `type` of socket(2), flags included.
+        ty: i32,
+        /// `protocol` of socket(2).
+        protocol: i32,
+        /// How many sockets the client asks for.
+        count: u32,
+    },
 }
+
+/// Most sockets one [`Request::Sockets`] may ask for (and one [`Reply::Sockets`] carry).
+pub const MAX_SOCKETS_BATCH: u32 = 16;
 
 /// A kind of namespace ([`Request::Namespace`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,6 +350,12 @@ pub enum Reply {
     Closed,
     /// Answer to [`Request::Namespace`], exactly one fd: the namespace file.
     Namespace,
+    /// Answer to [`Request::Sockets`]: `count` fds (1 to [`MAX_SOCKETS_BATCH`], never more
+    /// than asked), each a native socket ([`FdKind::Native`]) of the type asked for.
+    Sockets {
+        /// How many fds travel with the reply.
+        count: u32,
+    },
     /// Any request failed, no fds.
     Error(WireError),
 }
@@ -347,6 +372,7 @@ impl Request {
             Request::Control { .. } => "Control",
             Request::Close { .. } => "Close",
             Request::Namespace { .. } => "Namespace",
+            Request::Sockets { .. } => "Sockets",
         }
     }
 }
@@ -364,15 +390,29 @@ impl Reply {
             Reply::Accepted { .. } => "Accepted",
             Reply::Closed => "Closed",
             Reply::Namespace => "Namespace",
+            Reply::Sockets { .. } => "Sockets",
             Reply::Error(_) => "Error",
         }
     }
 
-    /// How many fds travel with this reply.
+    /// How many fds travel with this reply (for [`Reply::Sockets`], the count it declares,
+    /// which [`Reply::check`] bounds).
     pub fn fd_count(&self) -> usize {
         match self {
             Reply::Socket { .. } | Reply::Accepted { .. } | Reply::Namespace => 1,
+            Reply::Sockets { count } => *count as usize,
             _ => 0,
+        }
+    }
+
+    /// Whether the reply is legal in itself (whatever the request): a [`Reply::Sockets`] carries
+    /// 1 to [`MAX_SOCKETS_BATCH`] fds. The error says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Reply::Sockets { count } if *count == 0 || *count > MAX_SOCKETS_BATCH => Err(format!(
+                "Sockets reply declaring {count} fds (legal: 1 to {MAX_SOCKETS_BATCH})"
+            )),
+            _ => Ok(()),
         }
     }
 }

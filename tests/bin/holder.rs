@@ -9,6 +9,12 @@
 //! `ioth-fault-holder --fd-budget <limit>` lowers its open-files limit to `limit`, then creates
 //! kernel stacks with one socket each until the next one fails, and prints
 //! `limit=<limit> base=<fds open before the first> reached=<stacks made>`.
+//!
+//! `ioth-fault-holder --batch-budget <free>` makes a kernel stack and one UDP socket, lowers its
+//! open-files limit so that `free` fds are left, then makes UDP sockets on that stack (the second
+//! and later ones in batches, which the kernel cuts to the room left) until one fails, and
+//! prints `free=<free> reached=<sockets made after the first> errno=<errno of the failure>
+//! spares=<spares held at the end> first_batch_spares=<spares kept from the first batch>`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -63,8 +69,57 @@ fn fd_budget(limit: u64) {
     }
 }
 
+fn batch_budget(free: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let stack = ioth::Stack::new("kernel", &[] as &[&str]).expect("newstack");
+    let first = stack
+        .msocket(libc::AF_INET, libc::SOCK_DGRAM, 0)
+        .expect("msocket");
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    // The limit is one more than the highest fd number a new fd may get: the lowest limit
+    // that leaves `free` numbers unused below it.
+    let open: Vec<u64> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .collect();
+    let limit = (1..hard)
+        .find(|&l| l - open.iter().filter(|&&n| n < l).count() as u64 > free as u64)
+        .expect("a limit")
+        - 1;
+    let below = open_fds_below(limit);
+    setrlimit(Resource::RLIMIT_NOFILE, limit, hard).expect("setrlimit");
+    let room = limit as usize - below;
+    let mut kept = Vec::new();
+    let mut cut = usize::MAX;
+    let errno = loop {
+        match stack.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0) {
+            Ok(s) => kept.push(s),
+            Err(e) => break e.errno(),
+        }
+        if kept.len() == 1 {
+            cut = stack.stats().map_or(usize::MAX, |s| s.spare_sockets);
+        }
+        if kept.len() > 1000 {
+            break 0;
+        }
+    };
+    let spares = stack.stats().map_or(usize::MAX, |s| s.spare_sockets);
+    println!(
+        "free={room} reached={} errno={errno} spares={spares} first_batch_spares={cut}",
+        kept.len()
+    );
+    setrlimit(Resource::RLIMIT_NOFILE, hard.min(4096), hard).expect("setrlimit");
+    drop((first, kept));
+    stack.delete().map_err(ioth::Error::from).expect("delete");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--batch-budget") {
+        let free = args.get(2).and_then(|l| l.parse().ok()).unwrap_or(5);
+        batch_budget(free);
+        return;
+    }
     if args.get(1).is_some_and(|a| a == "--fd-budget") {
         let limit = args.get(2).and_then(|l| l.parse().ok()).unwrap_or(200);
         fd_budget(limit);

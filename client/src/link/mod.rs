@@ -24,6 +24,7 @@
 pub(crate) mod forkserver;
 mod process;
 mod reaper;
+mod spares;
 pub(crate) mod spawn;
 
 use std::os::fd::OwnedFd;
@@ -37,6 +38,7 @@ use ioth_proto::{
 
 use crate::{locate, Error, Result};
 use process::{HostProcess, Wait};
+use spares::{Spares, Take};
 
 /// A bound on the wait for one reply: when it ends, and the limit it came from (for the error).
 pub(crate) type Deadline = Option<(Instant, Duration)>;
@@ -52,6 +54,10 @@ pub(crate) struct Link {
     request_timeout: Option<Duration>,
     /// The audit trail's file, when the stack has one.
     audit: Option<PathBuf>,
+    /// Whether native sockets may be asked for in batches ([`spares`]).
+    batch: bool,
+    /// The native sockets received ahead of demand. Taken before the channel when both are.
+    spares: Mutex<Spares>,
 }
 
 impl Link {
@@ -59,13 +65,15 @@ impl Link {
     /// given to the host (a directory gets `<plugin>-<host pid>.jsonl`).
     /// `fork_server`: fork it from the fork server ([`forkserver`]) rather than exec it.
     /// `queued`: requests written on the channel before the host starts, which it reads first
-    /// (the handshake: their replies come through [`Link::handshake`]).
+    /// (the handshake: their replies come through [`Link::handshake`]). `batch`: whether native
+    /// sockets may be asked for in batches ([`Link::msocket`]).
     pub(crate) fn start(
         plugin: &str,
         vnls: &[String],
         request_timeout: Option<Duration>,
         audit: Option<PathBuf>,
         fork_server: bool,
+        batch: bool,
         queued: &[&Request],
     ) -> Result<Link> {
         let host = locate::host_binary()?;
@@ -108,6 +116,8 @@ impl Link {
             chan: Mutex::new(Some(chan)),
             request_timeout,
             audit,
+            batch,
+            spares: Mutex::new(Spares::default()),
         })
     }
 
@@ -291,8 +301,71 @@ impl Link {
         }
     }
 
-    /// A socket on the stack: how to use it, and its fd (close-on-exec).
+    /// A socket on the stack: how to use it, and its fd (close-on-exec). With batching on, a
+    /// native socket of a kind asked for before on this stack comes from the spares, refilled
+    /// by a [`Request::Sockets`] of [`spares::BATCH`] when empty ([`spares`] has the policy);
+    /// the first of a kind, and every proxied socket, is one [`Request::Socket`].
     pub(crate) fn msocket(&self, domain: i32, ty: i32, protocol: i32) -> Result<(FdKind, OwnedFd)> {
+        if !self.batch {
+            return self.socket(domain, ty, protocol);
+        }
+        if self.process.foreign() {
+            // A fork's copy: the spares are the parent's sockets, never to be handed out here
+            // (both processes would use the same socket). Our copies of them are closed if the
+            // lock is free (another thread of the parent may have held it at fork time); the
+            // call itself fails as every call of a fork's copy does.
+            if let Ok(mut spares) = self.spares.try_lock() {
+                spares.clear();
+            }
+            return self.socket(domain, ty, protocol);
+        }
+        let key = (domain, ty, protocol);
+        let mut spares = self.spares.lock().unwrap_or_else(|e| e.into_inner());
+        match spares.take(key) {
+            Take::Spare(fd) => Ok((FdKind::Native, fd)),
+            Take::First => {
+                let got = self.socket(domain, ty, protocol);
+                if !matches!(got, Ok((FdKind::Native, _))) {
+                    // A proxied socket (never batched), or a failure: nothing to remember.
+                    spares.forget(key);
+                }
+                self.out_of_fds(&mut spares, key, got, || self.socket(domain, ty, protocol))
+            }
+            Take::Again => match self.sockets(domain, ty, protocol, spares::BATCH) {
+                Ok(mut fds) => {
+                    let fd = fds.remove(0);
+                    spares.keep(key, fds);
+                    Ok((FdKind::Native, fd))
+                }
+                // Out of fds (none of the batch could be installed here, or the host had none
+                // for its first socket): one request is the answer, so that a batch never fails
+                // an msocket that a single request would have served.
+                Err(e) if matches!(e.errno(), libc::EMFILE | libc::ENFILE) => {
+                    let got = self.socket(domain, ty, protocol);
+                    self.out_of_fds(&mut spares, key, got, || self.socket(domain, ty, protocol))
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// `got`, unless it failed for lack of fds in this process while spares of other kinds hold
+    /// some: then those are closed and `again` is the answer.
+    fn out_of_fds(
+        &self,
+        spares: &mut Spares,
+        key: spares::Key,
+        got: Result<(FdKind, OwnedFd)>,
+        again: impl FnOnce() -> Result<(FdKind, OwnedFd)>,
+    ) -> Result<(FdKind, OwnedFd)> {
+        match got {
+            Err(e) if e.errno() == libc::EMFILE && spares.release_others(key) => again(),
+            got => got,
+        }
+    }
+
+    /// One [`Request::Socket`].
+    fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<(FdKind, OwnedFd)> {
         let req = Request::Socket {
             domain,
             ty,
@@ -304,6 +377,52 @@ impl Link {
             }
             (other, _) => Err(self.unexpected("Socket", other)),
         }
+    }
+
+    /// One [`Request::Sockets`] of `count`: between 1 and `count` native sockets. A reply with
+    /// more fds than asked for is a protocol error (the host is not trusted); its fds are
+    /// closed. Fewer may come: those the host could make, or those this process had room for.
+    fn sockets(&self, domain: i32, ty: i32, protocol: i32, count: u32) -> Result<Vec<OwnedFd>> {
+        let req = Request::Sockets {
+            domain,
+            ty,
+            protocol,
+            count,
+        };
+        match self.call(&req, None)? {
+            (Reply::Sockets { count: n }, fds) if n <= count && !fds.is_empty() => Ok(fds),
+            (Reply::Sockets { count: n }, fds) => {
+                drop(fds);
+                self.reset(format!(
+                    "host killed: protocol error: Sockets reply of {n} fds to a request of {count}"
+                ));
+                Err(Error::Protocol(ProtoError::FdCount {
+                    message: "Sockets",
+                    expected: count as usize,
+                    got: n as usize,
+                }))
+            }
+            (other, _) => Err(self.unexpected("Sockets", other)),
+        }
+    }
+
+    /// How many spare sockets the link holds.
+    pub(crate) fn spare_count(&self) -> usize {
+        if self.process.foreign() {
+            return 0;
+        }
+        self.spares
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .count()
+    }
+
+    /// Closes the spare sockets.
+    fn drop_spares(&self) {
+        self.spares
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// A control call on proxied socket `id`: the bytes it gives back (an address, an option
@@ -362,6 +481,7 @@ impl Link {
         if self.process.foreign() || self.is_gone() {
             return Ok(());
         }
+        self.drop_spares();
         match self.call(&Request::DelStack, None) {
             Ok((Reply::Deleted, _)) => {
                 self.process.set_gone("deleted by delstack".into());

@@ -51,6 +51,14 @@ impl Samples {
         self.quantile(0.5)
     }
 
+    /// The mean (for a cost paid once every few calls, the amortised cost per call).
+    pub fn mean(&self) -> Duration {
+        if self.v.is_empty() {
+            return Duration::ZERO;
+        }
+        self.v.iter().sum::<Duration>() / self.v.len() as u32
+    }
+
     /// The 90th percentile.
     pub fn p90(&self) -> Duration {
         self.quantile(0.9)
