@@ -351,6 +351,25 @@ fn under_the_fd_limit_a_batch_gives_what_fits() {
     }
 }
 
+/// Spares never make a call fail that would succeed without them: with the fd table full while
+/// one stack holds spares, another stack's msocket and a new stack have those spares closed
+/// and succeed. Runs in a helper process (the limit is process-wide).
+#[test]
+fn a_full_fd_table_closes_the_spares_of_other_stacks() {
+    let _g = shared();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ioth-fault-holder"))
+        .arg("--spares-elsewhere")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("socket=ok"), "{text}");
+    assert!(text.contains("spares_after_socket=0"), "{text}");
+    assert!(text.contains("newstack=ok"), "{text}");
+}
+
 /// A proxied stack (smoltcp) gets no batch: each msocket is a Socket request with its own id,
 /// and the sockets work.
 #[test]

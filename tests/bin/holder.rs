@@ -15,6 +15,10 @@
 //! and later ones in batches, which the kernel cuts to the room left) until one fails, and
 //! prints `free=<free> reached=<sockets made after the first> errno=<errno of the failure>
 //! spares=<spares held at the end> first_batch_spares=<spares kept from the first batch>`.
+//!
+//! `ioth-fault-holder --spares-elsewhere` fills its fd table while one kernel stack holds spare
+//! sockets, then asks another stack for a socket and creates a third stack; prints
+//! `socket=<ok|errno> spares_after_socket=<spares left on the first> newstack=<ok|errno>`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -113,8 +117,63 @@ fn batch_budget(free: usize) {
     stack.delete().map_err(ioth::Error::from).expect("delete");
 }
 
+/// Opens `/dev/null` until the fd table is full (under the current limit); the files.
+fn fill_fd_table() -> Vec<std::fs::File> {
+    let mut v = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        v.push(f);
+        if v.len() > 100_000 {
+            break;
+        }
+    }
+    v
+}
+
+fn spares_elsewhere() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let udp = || (libc::AF_INET, libc::SOCK_DGRAM, 0);
+    let a = ioth::Stack::new("kernel", &[] as &[&str]).expect("newstack a");
+    let (d, t, p) = udp();
+    let a1 = a.msocket(d, t, p).expect("a: first");
+    let a2 = a.msocket(d, t, p).expect("a: second (a batch)");
+    let held = a.stats().map_or(0, |s| s.spare_sockets);
+    assert!(held > 0, "stack a holds no spare");
+    let b = ioth::Stack::new("kernel", &[] as &[&str]).expect("newstack b");
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, 256, hard).expect("setrlimit");
+    let filler = fill_fd_table();
+    let socket = match b.msocket(libc::AF_INET, libc::SOCK_STREAM, 0) {
+        Ok(s) => {
+            drop(s);
+            "ok".to_string()
+        }
+        Err(e) => e.errno().to_string(),
+    };
+    let after = a.stats().map_or(usize::MAX, |s| s.spare_sockets);
+    // Spares on `a` again (a batch cut to the room the closed ones left), the table full again.
+    let a3 = a.msocket(d, t, p).expect("a: third");
+    let refill = fill_fd_table();
+    let newstack = match ioth::Stack::new("kernel", &[] as &[&str]) {
+        Ok(c) => {
+            drop(c);
+            "ok".to_string()
+        }
+        Err(e) => e.errno().to_string(),
+    };
+    println!("held={held} socket={socket} spares_after_socket={after} newstack={newstack}");
+    drop((filler, refill));
+    setrlimit(Resource::RLIMIT_NOFILE, hard.min(4096), hard).expect("setrlimit");
+    drop((a1, a2, a3));
+    a.delete().map_err(ioth::Error::from).expect("delete a");
+    b.delete().map_err(ioth::Error::from).expect("delete b");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--spares-elsewhere") {
+        spares_elsewhere();
+        return;
+    }
     if args.get(1).is_some_and(|a| a == "--batch-budget") {
         let free = args.get(2).and_then(|l| l.parse().ok()).unwrap_or(5);
         batch_budget(free);

@@ -29,7 +29,7 @@ pub(crate) mod spawn;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ioth_proto::{
@@ -57,7 +57,7 @@ pub(crate) struct Link {
     /// Whether native sockets may be asked for in batches ([`spares`]).
     batch: bool,
     /// The native sockets received ahead of demand. Taken before the channel when both are.
-    spares: Mutex<Spares>,
+    spares: Arc<Mutex<Spares>>,
 }
 
 impl Link {
@@ -77,17 +77,13 @@ impl Link {
         queued: &[&Request],
     ) -> Result<Link> {
         let host = locate::host_binary()?;
-        // Before the channel: the check opens an fd of its own, and an application at its fd
-        // limit still has room for the two ends.
-        let fork_server = fork_server
-            && forkserver::usable().map_err(|source| Error::Os {
-                op: "open /proc/thread-self/ns",
-                source,
-            })?;
-        let (chan, host_end) = Channel::pair().map_err(|source| Error::Os {
-            op: "socketpair",
-            source,
-        })?;
+        let (fork_server, chan, host_end) = match Self::channel(fork_server) {
+            // Out of fds while other stacks hold spare sockets: those are closed, once.
+            Err(e) if e.errno() == libc::EMFILE && spares::release_elsewhere(None) => {
+                Self::channel(fork_server)?
+            }
+            got => got?,
+        };
         for r in queued {
             chan.send(*r, &[]).map_err(Error::Protocol)?;
         }
@@ -117,8 +113,25 @@ impl Link {
             request_timeout,
             audit,
             batch,
-            spares: Mutex::new(Spares::default()),
+            spares: spares::register(),
         })
+    }
+
+    /// Whether the fork server can start the host ([`forkserver::usable`], when `fork_server`
+    /// asks for it), and the channel's two ends.
+    fn channel(fork_server: bool) -> Result<(bool, Channel, Channel)> {
+        // Before the channel: the check opens an fd of its own, and an application at its fd
+        // limit still has room for the two ends.
+        let fork_server = fork_server
+            && forkserver::usable().map_err(|source| Error::Os {
+                op: "open /proc/thread-self/ns",
+                source,
+            })?;
+        let (chan, host_end) = Channel::pair().map_err(|source| Error::Os {
+            op: "socketpair",
+            source,
+        })?;
+        Ok((fork_server, chan, host_end))
     }
 
     /// Pid of the host process.
@@ -359,7 +372,13 @@ impl Link {
         again: impl FnOnce() -> Result<(FdKind, OwnedFd)>,
     ) -> Result<(FdKind, OwnedFd)> {
         match got {
-            Err(e) if e.errno() == libc::EMFILE && spares.release_others(key) => again(),
+            Err(e)
+                if e.errno() == libc::EMFILE
+                    && (spares.release_others(key)
+                        || spares::release_elsewhere(Some(&self.spares))) =>
+            {
+                again()
+            }
             got => got,
         }
     }

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, Weak};
 
 /// Sockets asked for in one batch (the one needed and the spares).
 pub(crate) const BATCH: u32 = 8;
@@ -91,6 +92,13 @@ impl Spares {
         any
     }
 
+    /// Closes every spare, remembering the kinds (their next socket is a batch again).
+    pub(crate) fn clear_spares(&mut self) {
+        for e in &mut self.entries {
+            e.fds.clear();
+        }
+    }
+
     /// Closes every spare and forgets every kind.
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
@@ -100,6 +108,45 @@ impl Spares {
     pub(crate) fn count(&self) -> usize {
         self.entries.iter().map(|e| e.fds.len()).sum()
     }
+}
+
+/// The spares of every link of this process (dead ones pruned as the list grows), so that a
+/// call that fails for lack of fds can have those of the other stacks closed
+/// ([`release_elsewhere`]): spares never make a call fail that would succeed without them.
+static ALL: Mutex<Vec<Weak<Mutex<Spares>>>> = Mutex::new(Vec::new());
+
+/// A new, empty set of spares for a link, known to [`release_elsewhere`].
+pub(crate) fn register() -> Arc<Mutex<Spares>> {
+    let s = Arc::new(Mutex::new(Spares::default()));
+    let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
+    // Pruned when the list doubles: amortised O(1) per link.
+    if all.len() >= 64 && all.len().is_power_of_two() {
+        all.retain(|w| w.strong_count() > 0);
+    }
+    all.push(Arc::downgrade(&s));
+    s
+}
+
+/// Closes the spares of every link but `except` (whose lock the caller may hold); whether any
+/// were closed. A link whose lock is taken (a batch on its way) is left alone.
+pub(crate) fn release_elsewhere(except: Option<&Arc<Mutex<Spares>>>) -> bool {
+    let live: Vec<Arc<Mutex<Spares>>> = ALL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    let mut any = false;
+    for s in live {
+        if except.is_some_and(|e| Arc::ptr_eq(e, &s)) {
+            continue;
+        }
+        if let Ok(mut s) = s.try_lock() {
+            any |= s.count() > 0;
+            s.clear_spares();
+        }
+    }
+    any
 }
 
 #[cfg(test)]
