@@ -286,6 +286,27 @@ mod tests {
     use super::*;
     use crate::{Request, WireError};
 
+    /// A host of protocol 9 answering a client of another version, as it travels: its Hello
+    /// reply, and the Error it sends for the version mismatch. Every later version must decode
+    /// both, so that an application meeting an older or newer installed host is told so.
+    #[test]
+    fn reply_places_that_never_change() {
+        assert_eq!(
+            decode::<Reply>(&[0, 9]).unwrap(),
+            Reply::Hello { version: 9 },
+            "Hello is the first reply"
+        );
+        let mut bytes = vec![9u8, 7, 142, 42];
+        bytes.extend_from_slice(b"protocol version mismatch: ours 9, peer 10");
+        match decode::<Reply>(&bytes).unwrap() {
+            Reply::Error(e) => {
+                assert_eq!(e.errno, libc::EPROTO);
+                assert!(e.message.contains("version mismatch"), "{e:?}");
+            }
+            other => panic!("the tenth reply is no longer Error: {other:?}"),
+        }
+    }
+
     #[test]
     fn round_trip_every_request() {
         let (a, mut b) = Channel::pair().unwrap();

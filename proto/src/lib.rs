@@ -8,6 +8,9 @@
 //!   bytes, bincode with a byte limit that rejects trailing bytes, file descriptors attached with
 //!   `SCM_RIGHTS` (all fd passing lives in [`fdpass`]);
 //! * the version handshake ([`PROTO_VERSION`]): the client's first request is [`Request::Hello`];
+//!   a host of another version answers it with [`Reply::Error`] ("protocol version mismatch"),
+//!   so `Hello` and `Error` keep their places in the encoding across versions and new variants
+//!   of either enum are added last;
 //! * the messages between a runner and the processes it preloads ([`run`]).
 //!
 //! Both the client and the host depend on this crate; it depends on neither.

@@ -350,14 +350,17 @@ pub enum Reply {
     Closed,
     /// Answer to [`Request::Namespace`], exactly one fd: the namespace file.
     Namespace,
+    /// Any request failed, no fds.
+    Error(WireError),
+    // New variants go after this line: a peer of another version must still decode `Hello` and
+    // `Error` (which says "protocol version mismatch"), so their places in the encoding never
+    // change (`reply_places_that_never_change` below).
     /// Answer to [`Request::Sockets`]: `count` fds (1 to [`MAX_SOCKETS_BATCH`], never more
     /// than asked), each a native socket ([`FdKind::Native`]) of the type asked for.
     Sockets {
         /// How many fds travel with the reply.
         count: u32,
     },
-    /// Any request failed, no fds.
-    Error(WireError),
 }
 
 impl Request {
