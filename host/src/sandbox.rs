@@ -380,7 +380,8 @@ fn mapped_files(maps: &str) -> Vec<PathBuf> {
         .collect();
     out.sort();
     out.dedup();
-    out.retain(|p| p.is_file());
+    // No stat here: the rule's open and fstat tell a file that is gone or not a file
+    // (landlock_ruleset).
     out
 }
 
@@ -403,10 +404,6 @@ fn landlock_ruleset(relax: &Relax, maps: &str) -> Result<(Option<OwnedFd>, Prote
         .create()
         .map_err(err)?;
     let mut rules: Vec<(PathBuf, landlock::BitFlags<AccessFs>)> = Vec::new();
-    for f in mapped_files(maps) {
-        // Files: read and execute, nothing else applies to a file.
-        rules.push((f, AccessFs::ReadFile | AccessFs::Execute));
-    }
     // The host's own threads (`/proc/<pid>/task`): the audit thread lists their children,
     // those of threads started later included (crate::observe::ProcView).
     rules.push((
@@ -421,11 +418,21 @@ fn landlock_ruleset(relax: &Relax, maps: &str) -> Result<(Option<OwnedFd>, Prote
             .iter()
             .map(|p| (p.clone(), landlock::BitFlags::from(AccessFs::RemoveFile))),
     );
-    for (p, access) in rules {
+    let mapped = rules.len();
+    rules.extend(mapped_files(maps).into_iter().map(|f| {
+        // Files: read and execute, nothing else applies to a file.
+        (f, AccessFs::ReadFile | AccessFs::Execute)
+    }));
+    for (i, (p, access)) in rules.into_iter().enumerate() {
         let Ok(fd) = PathFd::new(&p) else { continue };
         // The opened file's own type (no second lookup of the path).
-        let is_dir = nix::sys::stat::fstat(std::os::fd::AsFd::as_fd(&fd))
-            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let mode = nix::sys::stat::fstat(std::os::fd::AsFd::as_fd(&fd))
+            .map_or(0, |st| st.st_mode & libc::S_IFMT);
+        if i >= mapped && mode != libc::S_IFREG {
+            // A mapping of something that is not a regular file (a device, a deleted file).
+            continue;
+        }
+        let is_dir = mode == libc::S_IFDIR;
         let access = if is_dir {
             access
         } else {
