@@ -35,7 +35,7 @@ fn dir() -> &'static Path {
         // SAFETY: atexit takes a plain extern "C" function with no arguments.
         unsafe { libc::atexit(remove_dir_at_exit) };
         let root = repo_root();
-        for name in ["snoop", "stray"] {
+        for name in ["snoop", "stray", "hang"] {
             let st = Command::new("gcc")
                 .args([
                     "-Wall", "-Wextra", "-Werror", "-O1", "-fPIC", "-shared", "-I",
@@ -323,6 +323,47 @@ fn check_snoop(cmd: &mut Command, log: &Path, outside: &Path, unprivileged: bool
     if unprivileged {
         assert_ne!(exec, "exec euid 0", "privilege gained");
     }
+}
+
+/// Each host's Landlock ruleset is its own: the fork server makes the next host's ruleset ahead
+/// and gives each one away once. A stack whose plug-in declares write access beneath its own
+/// directory (hang: `write=@plugin`) leaves none of it to the next stack of the application:
+/// snoop, from the same directory and declaring nothing, still cannot create a file there.
+#[test]
+fn a_declared_access_does_not_reach_the_next_host() {
+    let d = dir();
+    let tag = std::process::id();
+    let log = d.join(format!("share-{tag}.log"));
+    let out = d.join(format!("share-out-{tag}"));
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&out);
+    let writer = ioth::Stack::new("hang", &[] as &[&str]).expect("hang stack");
+    let snoop = ioth::Stack::builder("snoop")
+        .vnl(&format!("log={}", log.display()))
+        .vnl(&format!("out={}", out.display()))
+        .build()
+        .expect("snoop stack");
+    drop(
+        snoop
+            .msocket(libc::AF_INET, libc::SOCK_DGRAM, 0)
+            .expect("snoop socket"),
+    );
+    let text = std::fs::read_to_string(&log).expect("the plug-in's log");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("write_outside"))
+        .unwrap_or_else(|| panic!("no write_outside in {text}"));
+    assert_eq!(line, "write_outside EACCES", "{text}");
+    assert!(!out.exists(), "the second host wrote {}", out.display());
+    snoop
+        .delete()
+        .map_err(ioth::Error::from)
+        .expect("delete snoop");
+    writer
+        .delete()
+        .map_err(ioth::Error::from)
+        .expect("delete hang");
+    let _ = std::fs::remove_file(&log);
 }
 
 #[test]

@@ -587,7 +587,7 @@ pub fn apply(relax: &Relax) -> Result<(Protections, String), HostError> {
             Vec::new()
         }
     };
-    match crate::seccomp::filter(ranges) {
+    match crate::seccomp::filter_for(ranges) {
         Ok(prog) => match seccompiler::apply_filter_all_threads(&prog) {
             Ok(()) => p |= bit::SECCOMP,
             Err(e) => notes.push(format!("seccomp not in force: {e}")),

@@ -105,9 +105,35 @@ fn rules() -> &'static [(u32, Action)] {
 }
 
 /// Builds what every host's sandbox uses and does not depend on its plug-in, so that the fork
-/// server does it once for all the hosts it forks.
+/// server does it once for all the hosts it forks: the rules, and the whole filter for the fork
+/// server's own code ranges ([`filter_for`]).
 pub fn prepare() {
     let _ = rules();
+    let _ = prebuilt();
+}
+
+/// The filter for the fork server's code ranges, and those ranges, built by [`prepare`] before
+/// its first fork (the hosts it forks inherit it); never built in an exec'd host.
+static PREBUILT: OnceLock<Option<(Vec<(u64, u64)>, seccompiler::BpfProgram)>> = OnceLock::new();
+
+fn prebuilt() -> Option<&'static (Vec<(u64, u64)>, seccompiler::BpfProgram)> {
+    PREBUILT
+        .get_or_init(|| {
+            let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+            let ranges = code_ranges(&maps);
+            let prog = filter(ranges.clone()).ok()?;
+            Some((ranges, prog))
+        })
+        .as_ref()
+}
+
+/// [`filter`] for `ranges`: the fork server's, built once ([`prepare`]), when a host's code is
+/// mapped where its fork server's was (a built-in plug-in that mapped no code of its own).
+pub fn filter_for(ranges: Vec<(u64, u64)>) -> Result<seccompiler::BpfProgram, String> {
+    match PREBUILT.get().and_then(Option::as_ref) {
+        Some((r, prog)) if *r == ranges => Ok(prog.clone()),
+        _ => filter(ranges),
+    }
 }
 
 /// The executable mappings of this process (from `/proc/self/maps`): where [`filter`]'s
@@ -246,5 +272,21 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
                 (0xffff_ffff_ff60_0000, 0xffff_ffff_ff60_1000),
             ]
         );
+    }
+
+    /// The filter prepared for this process's own ranges is the one built for them, and other
+    /// ranges get a filter of their own (the traps follow the ranges given).
+    #[test]
+    fn the_prepared_filter_serves_only_its_own_ranges() {
+        super::prepare();
+        let (own, prog) = super::prebuilt().expect("a prepared filter");
+        assert_eq!(super::filter_for(own.clone()).unwrap(), *prog);
+        assert_eq!(*prog, super::filter(own.clone()).unwrap());
+        let other = vec![CODE];
+        assert_eq!(
+            super::filter_for(other.clone()).unwrap(),
+            super::filter(other).unwrap()
+        );
+        assert_ne!(super::filter_for(vec![CODE]).unwrap(), *prog);
     }
 }
