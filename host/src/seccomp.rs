@@ -114,9 +114,12 @@ pub fn prepare() {
 
 /// The filter for the fork server's code ranges, and those ranges, built by [`prepare`] before
 /// its first fork (the hosts it forks inherit it); never built in an exec'd host.
-static PREBUILT: OnceLock<Option<(Vec<(u64, u64)>, seccompiler::BpfProgram)>> = OnceLock::new();
+static PREBUILT: OnceLock<Option<Prebuilt>> = OnceLock::new();
 
-fn prebuilt() -> Option<&'static (Vec<(u64, u64)>, seccompiler::BpfProgram)> {
+/// Code ranges, and the filter for them.
+type Prebuilt = (Vec<(u64, u64)>, seccompiler::BpfProgram);
+
+fn prebuilt() -> Option<&'static Prebuilt> {
     PREBUILT
         .get_or_init(|| {
             let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
