@@ -370,6 +370,37 @@ fn a_full_fd_table_closes_the_spares_of_other_stacks() {
     assert!(text.contains("newstack=ok"), "{text}");
 }
 
+/// The host is not trusted: a `Sockets` reply with more sockets than asked for, one that
+/// declares more fds than it carries, and one that declares none are protocol errors. The
+/// msocket fails (the first socket of the stack was fine), the stack is dead, and every fd that
+/// came with the bad reply is closed. Runs in a helper process on `ioth-rogue-host`.
+#[test]
+fn a_host_that_breaks_the_batch_protocol_is_a_protocol_error_and_leaks_nothing() {
+    let _g = shared();
+    for mode in ["sockets-extra", "sockets-short", "sockets-zero"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ioth-fault-holder"))
+            .args(["--rogue", mode])
+            .env("IOTH_HOST", env!("CARGO_BIN_EXE_ioth-rogue-host"))
+            .env("IOTH_NO_FORK_SERVER", "1")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        println!("{mode}: {text}");
+        assert!(out.status.success(), "{mode}: {text}");
+        let field = |k: &str| -> String {
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap_or_else(|| panic!("no {k} in {text}"))
+                .to_string()
+        };
+        assert_eq!(field("first="), "ok", "{mode}: {text}");
+        assert_eq!(field("second="), libc::EPROTO.to_string(), "{mode}: {text}");
+        assert!(text.contains("gone=true"), "{mode}: {text}");
+        assert_eq!(field("fds_before="), field("fds_after="), "{mode}: {text}");
+    }
+}
+
 /// A proxied stack (smoltcp) gets no batch: each msocket is a Socket request with its own id,
 /// and the sockets work.
 #[test]

@@ -16,6 +16,11 @@
 //! prints `free=<free> reached=<sockets made after the first> errno=<errno of the failure>
 //! spares=<spares held at the end> first_batch_spares=<spares kept from the first batch>`.
 //!
+//! `ioth-fault-holder --rogue <mode>` (run with `IOTH_HOST` naming `ioth-rogue-host` and
+//! `IOTH_NO_FORK_SERVER=1`) makes a stack on that host with VNL `<mode>`, asks it for two UDP
+//! sockets (the second is a batch), drops everything and prints `first=<ok|errno>
+//! second=<ok|errno> gone=<the stack is known dead> fds_before=<n> fds_after=<n> error=<text>`.
+//!
 //! `ioth-fault-holder --spares-elsewhere` fills its fd table while one kernel stack holds spare
 //! sockets, then asks another stack for a socket and creates a third stack; prints
 //! `socket=<ok|errno> spares_after_socket=<spares left on the first> newstack=<ok|errno>`.
@@ -168,8 +173,53 @@ fn spares_elsewhere() {
     b.delete().map_err(ioth::Error::from).expect("delete b");
 }
 
+/// Open fds of this process (the directory fd that lists them not counted).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) - 1
+}
+
+fn rogue(mode: &str) {
+    let before = open_fds();
+    let stack = ioth::Stack::builder("rogue")
+        .vnl(mode)
+        .build()
+        .expect("newstack on the rogue host");
+    let pid = stack.pid().unwrap_or(0);
+    let udp = || stack.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+    let first = udp();
+    let second = udp();
+    let said = |r: &Result<ioth::Socket, ioth::Error>| match r {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.errno().to_string(),
+    };
+    let (f, s) = (said(&first), said(&second));
+    let error = second
+        .as_ref()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    let gone = stack.is_gone();
+    drop((first, second, stack));
+    // The reaper holds the host's pidfd until it has reaped it.
+    for _ in 0..1000 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let after = open_fds();
+    println!(
+        "first={f} second={s} gone={gone} fds_before={before} fds_after={after} error={error}"
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--rogue") {
+        rogue(args.get(2).map_or("", String::as_str));
+        return;
+    }
     if args.get(1).is_some_and(|a| a == "--spares-elsewhere") {
         spares_elsewhere();
         return;
