@@ -20,6 +20,7 @@ use ioth::Stack;
 use ioth_tests::cprog::Reaped;
 use ioth_tests::fault_plugins::{self, assert_died, plugin_dir, BOUND};
 use ioth_tests::proc::{self, cmdline, host_running, is_host, sigkill, time_until};
+use ioth_tests::report::Report;
 use ioth_tests::stacks::kernel;
 use ioth_tests::stdsock::{udp_echo_once, udp_loopback};
 
@@ -357,22 +358,13 @@ fn killed_fork_server_costs_only_the_next_newstack_a_fresh_start() {
 #[test]
 fn two_fds_per_stack_under_a_lowered_fd_limit() {
     let _g = setup();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ioth-fault-holder"))
-        .args(["--fd-budget", "200"])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    println!("{text}");
-    assert!(out.status.success(), "{text}");
-    let field = |k: &str| -> usize {
-        text.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {k} in {text}"))
-    };
-    let (limit, base, reached) = (field("limit="), field("base="), field("reached="));
-    assert_eq!(reached, (limit - base) / 2, "{text}");
+    let r = Report::run(
+        env!("CARGO_BIN_EXE_ioth-fault-holder"),
+        &["--fd-budget", "200"],
+        &[],
+    );
+    let (limit, base, reached) = (r.num("limit"), r.num("base"), r.num("reached"));
+    assert_eq!(reached, (limit - base) / 2, "{}", r.text());
 }
 
 #[test]

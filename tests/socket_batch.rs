@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use ioth::Stack;
 use ioth_tests::proc;
+use ioth_tests::report::Report;
 use ioth_tests::stacks::{self, addr, kernel};
 use ioth_tests::vde::Switch;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
@@ -327,27 +328,23 @@ fn batching_off_is_one_request_per_socket() {
 fn under_the_fd_limit_a_batch_gives_what_fits() {
     let _g = shared();
     for free in [1usize, 5, 12] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ioth-fault-holder"))
-            .args(["--batch-budget", &free.to_string()])
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        println!("{text}");
-        assert!(out.status.success(), "{text}");
-        let field = |k: &str| -> usize {
-            text.split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("no {k} in {text}"))
-        };
-        let room = field("free=");
-        assert!(room >= free, "{text}");
-        assert_eq!(field("reached="), room, "{text}");
-        assert_eq!(field("errno="), libc::EMFILE as usize, "{text}");
-        assert_eq!(field("spares="), 0, "{text}");
+        let r = Report::run(
+            env!("CARGO_BIN_EXE_ioth-fault-holder"),
+            &["--batch-budget", &free.to_string()],
+            &[],
+        );
+        let room = r.num("free");
+        assert!(room >= free, "{}", r.text());
+        assert_eq!(r.num("reached"), room, "{}", r.text());
+        assert_eq!(r.num("errno"), libc::EMFILE as usize, "{}", r.text());
+        assert_eq!(r.num("spares"), 0, "{}", r.text());
         // The first batch, cut by the kernel to the room left: what fitted was kept.
-        assert_eq!(field("first_batch_spares="), room.min(BATCH) - 1, "{text}");
+        assert_eq!(
+            r.num("first_batch_spares"),
+            room.min(BATCH) - 1,
+            "{}",
+            r.text()
+        );
     }
 }
 
@@ -357,17 +354,14 @@ fn under_the_fd_limit_a_batch_gives_what_fits() {
 #[test]
 fn a_full_fd_table_closes_the_spares_of_other_stacks() {
     let _g = shared();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ioth-fault-holder"))
-        .arg("--spares-elsewhere")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    println!("{text}");
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("socket=ok"), "{text}");
-    assert!(text.contains("spares_after_socket=0"), "{text}");
-    assert!(text.contains("newstack=ok"), "{text}");
+    let r = Report::run(
+        env!("CARGO_BIN_EXE_ioth-fault-holder"),
+        &["--spares-elsewhere"],
+        &[],
+    );
+    assert_eq!(r.field("socket"), "ok", "{}", r.text());
+    assert_eq!(r.num("spares_after_socket"), 0, "{}", r.text());
+    assert_eq!(r.field("newstack"), "ok", "{}", r.text());
 }
 
 /// The host is not trusted: a `Sockets` reply with more sockets than asked for, one that
@@ -378,26 +372,28 @@ fn a_full_fd_table_closes_the_spares_of_other_stacks() {
 fn a_host_that_breaks_the_batch_protocol_is_a_protocol_error_and_leaks_nothing() {
     let _g = shared();
     for mode in ["sockets-extra", "sockets-short", "sockets-zero"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ioth-fault-holder"))
-            .args(["--rogue", mode])
-            .env("IOTH_HOST", env!("CARGO_BIN_EXE_ioth-rogue-host"))
-            .env("IOTH_NO_FORK_SERVER", "1")
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        println!("{mode}: {text}");
-        assert!(out.status.success(), "{mode}: {text}");
-        let field = |k: &str| -> String {
-            text.split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .unwrap_or_else(|| panic!("no {k} in {text}"))
-                .to_string()
-        };
-        assert_eq!(field("first="), "ok", "{mode}: {text}");
-        assert_eq!(field("second="), libc::EPROTO.to_string(), "{mode}: {text}");
-        assert!(text.contains("gone=true"), "{mode}: {text}");
-        assert_eq!(field("fds_before="), field("fds_after="), "{mode}: {text}");
+        let r = Report::run(
+            env!("CARGO_BIN_EXE_ioth-fault-holder"),
+            &["--rogue", mode],
+            &[
+                ("IOTH_HOST", env!("CARGO_BIN_EXE_ioth-rogue-host")),
+                ("IOTH_NO_FORK_SERVER", "1"),
+            ],
+        );
+        assert_eq!(r.field("first"), "ok", "{mode}: {}", r.text());
+        assert_eq!(
+            r.num("second"),
+            libc::EPROTO as usize,
+            "{mode}: {}",
+            r.text()
+        );
+        assert_eq!(r.field("gone"), "true", "{mode}: {}", r.text());
+        assert_eq!(
+            r.num("fds_before"),
+            r.num("fds_after"),
+            "{mode}: {}",
+            r.text()
+        );
     }
 }
 

@@ -15,6 +15,7 @@ pub mod netns;
 pub mod pattern;
 pub mod plugin_host;
 pub mod proc;
+pub mod report;
 pub mod sock;
 pub mod stacks;
 pub mod stdsock;
