@@ -10,6 +10,9 @@ use crate::support::{release_host, Opts, Report, Samples};
 
 const N: usize = 200;
 
+/// The pause before each case of the "after idle" rows.
+const IDLE: std::time::Duration = std::time::Duration::from_millis(20);
+
 fn spawn_true() {
     spawn(std::path::Path::new("/bin/true"), true);
 }
@@ -82,6 +85,20 @@ pub fn run(opts: &Opts) -> Report {
             }
         }
     }
+    // After idle time, as an application that makes a stack now and then sees it (the CPUs
+    // have gone idle, caches are cold): each case after a pause of IDLE.
+    let m = (n / 4).max(1);
+    let mut idle_spawn = Samples::with_capacity(m);
+    let mut idle_new = Samples::with_capacity(m);
+    for _ in 0..m {
+        std::thread::sleep(IDLE);
+        idle_spawn.time(spawn_true);
+        std::thread::sleep(IDLE);
+        let t0 = Instant::now();
+        let s = Stack::new("kernel", &[] as &[&str]).expect("newstack");
+        idle_new.push(t0.elapsed());
+        s.delete().map_err(ioth::Error::from).expect("delete");
+    }
     let probe = Stack::new("kernel", &[] as &[&str]).expect("newstack");
     let rss = probe.stats().map(|s| s.rss_bytes).unwrap_or(0);
     probe.delete().map_err(ioth::Error::from).expect("delete");
@@ -101,6 +118,12 @@ pub fn run(opts: &Opts) -> Report {
         Some(&spawn),
     );
     rep.latency("  of which delete", &exec_del, Some(&spawn));
+    rep.latency(
+        "after 20 ms idle: spawn /bin/true + wait (baseline)",
+        &idle_spawn,
+        Some(&idle_spawn),
+    );
+    rep.latency("after 20 ms idle: Stack::new", &idle_new, Some(&idle_spawn));
     rep.value(
         "ioth-host resident memory, one idle kernel stack",
         "1",
