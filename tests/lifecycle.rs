@@ -48,13 +48,27 @@ fn host_fds_of(pid: &str) -> usize {
 }
 
 /// Our child processes (zombies included), but the fork server, which lives as long as this
-/// process once a stack was made.
+/// process once a stack was made, and its spare (a host forked ahead while it is idle, counted
+/// by the spare tests below).
 fn children() -> Vec<u32> {
     let fork_server = fork_server_pid();
+    let spares = proc::children(Some("ioth-spare"));
     proc::children(None)
         .into_iter()
-        .filter(|p| fork_server != Some(*p))
+        .filter(|p| fork_server != Some(*p) && !spares.contains(p))
         .collect()
+}
+
+/// The spare the fork server forked once idle (a live child named `ioth-spare`), within
+/// [`BOUND`].
+fn spare_pid() -> Option<u32> {
+    let live = || {
+        proc::children(Some("ioth-spare"))
+            .into_iter()
+            .find(|p| proc::state(*p).is_some_and(|s| s != 'Z'))
+    };
+    time_until(BOUND, || live().is_some())?;
+    live()
 }
 
 /// The pid of this process's fork server, if it runs.
@@ -324,6 +338,68 @@ fn many_cycles_leave_fd_and_process_counts_unchanged() {
         assert_eq!(proc::self_fd_count(), app_fds, "app fds after 200 stacks");
         assert_eq!(children().len(), kids, "child processes after 200 stacks");
     }
+}
+
+/// Once idle, the fork server forks a spare host; the next stack is that process, and works.
+#[test]
+fn the_next_stack_after_an_idle_time_is_the_spare() {
+    let _g = setup();
+    kernel().delete().map_err(ioth::Error::from).unwrap();
+    let spare = spare_pid().expect("a spare once the fork server is idle");
+    let s = kernel();
+    let pid = s.pid().unwrap();
+    // Another test's newstack may have taken this spare first: then ours is another one.
+    if pid == spare {
+        assert_eq!(proc::ppid(pid), Some(std::process::id()));
+        assert_eq!(
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap(),
+            "ioth-host\n"
+        );
+        let title = cmdline(pid);
+        assert!(
+            title.starts_with(b"ioth-host[kernel]"),
+            "{}",
+            String::from_utf8_lossy(&title)
+        );
+    }
+    udp_echo_once(&udp_loopback(&s));
+    s.delete().map_err(ioth::Error::from).unwrap();
+    assert!(host_reaped(pid), "host {pid} not reaped");
+}
+
+/// A spare that is never used ends with its fork server, and this process reaps it: no zombie.
+#[test]
+fn a_spare_ends_with_its_killed_fork_server_and_is_reaped() {
+    let _g = setup_exclusive();
+    kernel().delete().map_err(ioth::Error::from).unwrap();
+    let spare = spare_pid().expect("a spare once the fork server is idle");
+    let server = fork_server_pid().expect("the fork server");
+    sigkill(server);
+    // Wait until it has died (its fds closed), as an application would not know to.
+    time_until(BOUND, || proc::state(server).is_none_or(|s| s == 'Z')).expect("fork server died");
+    // The next newstack finds the fork server gone, starts another and reaps the old one and
+    // its spare.
+    let s = kernel();
+    udp_echo_once(&udp_loopback(&s));
+    assert!(
+        time_until(BOUND, || proc::state(spare).is_none()).is_some(),
+        "spare {spare} left behind (state {:?})",
+        proc::state(spare)
+    );
+    s.delete().map_err(ioth::Error::from).unwrap();
+}
+
+/// `IOTH_SPARE_HOST=0` means no spare: an idle application has its fork server only.
+#[test]
+fn no_spare_host_with_ioth_spare_host_0() {
+    let _g = setup();
+    let bin = env!("CARGO_BIN_EXE_ioth-fault-holder");
+    let args = ["--idle-newstack", "3", "20"];
+    assert_eq!(
+        Report::run(bin, &args, &[("IOTH_SPARE_HOST", "0")]).num("spares"),
+        0
+    );
+    assert_eq!(Report::run(bin, &args, &[]).num("spares"), 1);
 }
 
 #[test]

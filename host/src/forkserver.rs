@@ -15,6 +15,15 @@
 //! time without touching the stacks that exist — the application then starts a fresh one for
 //! its next stack. It exits at EOF of its control channel, when the application has gone.
 //!
+//! Once it has been idle for [`SPARE_AFTER`] (unless started with `--no-spare`) it forks a
+//! *spare*: a host forked ahead of demand
+//! (`comm` `ioth-spare`) that waits on a socketpair of its own for the next request's title and
+//! channel, which the fork server then passes on instead of forking; the reply is the spare's
+//! pid. The fork server announces each spare to the application (an 8-byte message, `SPAR` and
+//! the pid, before the next reply), so that the application can reap one that ends unused: a
+//! spare ends when its socket reaches EOF, that is when the fork server ends. Idle means no
+//! creation under way, so a spare never competes with one; back-to-back creations never see one.
+//!
 //! The fork server runs as `ioth-forksrv` (`comm`), so that `pgrep -x ioth-host` lists hosts
 //! only; a child takes back `ioth-host` and writes `ioth-host[<plugin>] <vnl> …` over the
 //! fork server's argument area (its `/proc/<pid>/cmdline`), which the application padded for
@@ -40,8 +49,9 @@ fn set_comm(name: &std::ffi::CStr) {
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
 }
 
-/// Serves the control channel `ctl` until EOF.
-pub fn run(ctl: OwnedFd) -> ExitCode {
+/// Serves the control channel `ctl` until EOF; `spares`: whether to fork a spare once idle
+/// (`--no-spare`: never).
+pub fn run(ctl: OwnedFd, spares: bool) -> ExitCode {
     set_comm(c"ioth-forksrv");
     // What every host computes the same way, once here for all of them.
     crate::seccomp::prepare();
@@ -53,13 +63,22 @@ pub fn run(ctl: OwnedFd) -> ExitCode {
     // Capacity only, and small requests: each page the fork server writes after forking a
     // host becomes a private copy in that host.
     let mut buf: Vec<u8> = Vec::with_capacity(MAX_REQUEST);
+    let mut spare: Option<Spare> = None;
     loop {
+        if spares && spare.is_none() && !readable_within(&ctl, SPARE_AFTER) {
+            spare = fork_spare(&ctl, area);
+            if let Some(s) = &spare {
+                let mut note = *SPARE_TAG;
+                note[4..].copy_from_slice(&s.pid.to_le_bytes());
+                if let Err(e) = fdpass::send(ctl.as_fd(), &note, &[]) {
+                    return channel_lost(&e);
+                }
+            }
+            continue;
+        }
         let got = match fdpass::recv_vec(ctl.as_fd(), &mut buf) {
             Ok(g) => g,
-            Err(e) => {
-                eprintln!("ioth-host --fork-server: control channel: {e}");
-                return ExitCode::from(1);
-            }
+            Err(e) => return channel_lost(&e),
         };
         if got.len == 0 && got.fds.is_empty() {
             return ExitCode::SUCCESS;
@@ -69,27 +88,107 @@ pub fn run(ctl: OwnedFd) -> ExitCode {
             -libc::EPROTO
         } else {
             let chan = fds.pop().expect("one fd");
-            match fork_host(&ctl, chan, &buf, area) {
+            // The spare if it takes the request, else a fork.
+            let chan = match spare.take() {
+                Some(s) => s.hand(chan, &buf),
+                None => Err(chan),
+            };
+            match chan {
                 Ok(pid) => pid,
-                Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
+                Err(chan) => match fork_host(&ctl, chan, &buf, area) {
+                    Ok(pid) => pid,
+                    Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
+                },
             }
         };
         drop(fds);
         if let Err(e) = fdpass::send(ctl.as_fd(), &answer.to_le_bytes(), &[]) {
-            eprintln!("ioth-host --fork-server: control channel: {e}");
-            return ExitCode::from(1);
+            return channel_lost(&e);
         }
     }
 }
 
-/// Forks a host on `chan` with process title `title` (NUL-separated) written over `area` (see
-/// [`arg_area`]); its pid. The fork server's copy of `chan` is closed before this returns.
-fn fork_host(
-    ctl: &OwnedFd,
-    chan: OwnedFd,
-    title: &[u8],
-    area: Option<(usize, usize)>,
-) -> std::io::Result<i32> {
+/// The end of the fork server on a control channel error: quietly when the application has
+/// gone (its end closed: `EPIPE`, `ECONNRESET`), with a message otherwise.
+fn channel_lost(e: &std::io::Error) -> ExitCode {
+    match e.raw_os_error() {
+        Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN) => ExitCode::SUCCESS,
+        _ => {
+            eprintln!("ioth-host --fork-server: control channel: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// How long the fork server is idle before it forks a spare.
+const SPARE_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The announcement of a spare: these 4 bytes, then its pid (4 bytes, little-endian).
+const SPARE_TAG: &[u8; 8] = b"SPAR\0\0\0\0";
+
+/// A host forked ahead of demand, waiting for a request on `sock` (the fork server's end).
+struct Spare {
+    pid: i32,
+    sock: OwnedFd,
+}
+
+impl Spare {
+    /// Passes the request (`title`, `chan`) to the spare; its pid, or `chan` back if the spare
+    /// is gone (it is reaped by the application, to which it was announced).
+    fn hand(self, chan: OwnedFd, title: &[u8]) -> Result<i32, OwnedFd> {
+        match fdpass::send(self.sock.as_fd(), title, &[chan.as_fd()]) {
+            Ok(()) => Ok(self.pid),
+            Err(_) => Err(chan),
+        }
+    }
+}
+
+/// Whether a request arrives on `ctl` within `wait` (EOF and errors count: the loop reads them).
+fn readable_within(ctl: &OwnedFd, wait: std::time::Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let ms = PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::NONE);
+    let mut pfd = [PollFd::new(ctl.as_fd(), PollFlags::POLLIN)];
+    !matches!(poll(&mut pfd, ms), Ok(0))
+}
+
+/// Forks a spare ([`Spare`]); `None` if the fork or its socketpair fails (the next request is
+/// then forked as usual).
+fn fork_spare(ctl: &OwnedFd, area: Option<(usize, usize)>) -> Option<Spare> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .ok()?;
+    let pid = clone_parent().ok()?;
+    if pid > 0 {
+        drop(theirs);
+        return Some(Spare { pid, sock: ours });
+    }
+    // The spare: nothing of the control channel (its hang-up tells the application that the
+    // fork server ended), then a wait for the request.
+    drop(ours);
+    // SAFETY: fd 3 is the control channel, which `ctl` owns in the fork server's code path
+    // only; the spare never returns to it.
+    unsafe { libc::close(ctl.as_raw_fd()) };
+    set_comm(c"ioth-spare");
+    let mut title: Vec<u8> = Vec::with_capacity(MAX_REQUEST);
+    match fdpass::recv_vec(theirs.as_fd(), &mut title) {
+        Ok(mut got) if got.fds.len() == 1 && !got.truncated && title.last() == Some(&0) => {
+            let chan = got.fds.pop().expect("one fd");
+            become_host(chan, &title, area)
+        }
+        // EOF (the fork server ended) or anything else: nothing was asked of this process.
+        // SAFETY: _exit(2) only ends the process.
+        _ => unsafe { libc::_exit(0) },
+    }
+}
+
+/// clone(CLONE_PARENT): fork(2) with the child made a child of our parent. The child's pid in
+/// the parent, 0 in the child.
+fn clone_parent() -> std::io::Result<i32> {
     // SAFETY: clone with these flags and no new stack is fork(2) with the child made a child of
     // our parent; this process is single-threaded, so no lock is held in the child's copy.
     let r = unsafe {
@@ -103,18 +202,17 @@ fn fork_host(
         )
     };
     if r < 0 {
-        return Err(std::io::Error::last_os_error());
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as i32)
     }
-    if r > 0 {
-        drop(chan);
-        return Ok(r as i32);
-    }
-    // The child: the host's channel on fd 3 (replacing the control channel there), then the
-    // normal host.
+}
+
+/// In a forked child: `chan` on fd 3, the title, then the normal host, to its exit.
+fn become_host(chan: OwnedFd, title: &[u8], area: Option<(usize, usize)>) -> ! {
     let raw = chan.as_raw_fd();
-    debug_assert_eq!(ctl.as_raw_fd(), HOST_CHANNEL_FD);
-    // SAFETY: dup2 onto fd 3 closes our copy of the control channel, which `ctl` owns in the
-    // parent's code path only; the child never returns to it (it exits below).
+    // SAFETY: dup2 onto fd 3 closes whatever is there (the fork server's control channel,
+    // which this process never uses again).
     if unsafe { libc::dup2(raw, HOST_CHANNEL_FD) } < 0 {
         // SAFETY: _exit(2) only ends the process.
         unsafe { libc::_exit(2) };
@@ -128,6 +226,23 @@ fn fork_host(
     let code = crate::run_host();
     // The host's exit: as after exec, the host's own code decides.
     std::process::exit(exit_code_int(code))
+}
+
+/// Forks a host on `chan` with process title `title` (NUL-separated) written over `area` (see
+/// [`arg_area`]); its pid. The fork server's copy of `chan` is closed before this returns.
+fn fork_host(
+    ctl: &OwnedFd,
+    chan: OwnedFd,
+    title: &[u8],
+    area: Option<(usize, usize)>,
+) -> std::io::Result<i32> {
+    let pid = clone_parent()?;
+    if pid > 0 {
+        drop(chan);
+        return Ok(pid);
+    }
+    debug_assert_eq!(ctl.as_raw_fd(), HOST_CHANNEL_FD);
+    become_host(chan, title, area)
 }
 
 /// `ExitCode` has no accessor: the host's only codes are 0, 1 and 2.

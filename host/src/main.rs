@@ -118,7 +118,7 @@ fn main() -> ExitCode {
     {
         exit_on_panic();
         return match take_channel() {
-            Ok(fd) => forkserver::run(fd),
+            Ok(fd) => forkserver::run(fd, !std::env::args_os().any(|a| a == "--no-spare")),
             Err(e) => {
                 eprintln!("ioth-host: {e}");
                 ExitCode::from(2)

@@ -21,6 +21,11 @@
 //! sockets (the second is a batch), drops everything and prints `first=<ok|errno>
 //! second=<ok|errno> gone=<the stack is known dead> fds_before=<n> fds_after=<n> error=<text>`.
 //!
+//! `ioth-fault-holder --idle-newstack <n> <ms>` makes `n` kernel stacks, each after a pause of
+//! `ms` milliseconds, and prints `median_ns=<Stack::new median> p90_ns=<its p90>
+//! spares=<spare hosts it has after one more pause>` (an application of its own, so that
+//! `IOTH_SPARE_HOST` applies to its fork server: for the benches and tests/lifecycle.rs).
+//!
 //! `ioth-fault-holder --spares-elsewhere` fills its fd table while one kernel stack holds spare
 //! sockets, then asks another stack for a socket and creates a third stack; prints
 //! `socket=<ok|errno> spares_after_socket=<spares left on the first> newstack=<ok|errno>`.
@@ -214,8 +219,53 @@ fn rogue(mode: &str) {
     );
 }
 
+fn idle_newstack(n: usize, pause: Duration) {
+    let mut took = Vec::with_capacity(n);
+    for _ in 0..n {
+        std::thread::sleep(pause);
+        let t0 = std::time::Instant::now();
+        let s = ioth::Stack::new("kernel", &[] as &[&str]).expect("newstack");
+        took.push(t0.elapsed());
+        s.delete().map_err(ioth::Error::from).expect("delete");
+    }
+    took.sort();
+    // After one more pause: the spare hosts this process has (children named `ioth-spare`).
+    std::thread::sleep(pause);
+    let me = std::process::id();
+    let spares = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    let p = e.path();
+                    let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+                    let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+                    let ppid = stat
+                        .rsplit_once(')')
+                        .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+                    comm == "ioth-spare\n" && ppid == Some(me)
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    println!(
+        "median_ns={} p90_ns={} spares={spares}",
+        took[n / 2].as_nanos(),
+        took[(n * 9 / 10).min(n - 1)].as_nanos()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--idle-newstack") {
+        let n = args
+            .get(2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50usize)
+            .max(1);
+        let ms = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(20);
+        idle_newstack(n, Duration::from_millis(ms));
+        return;
+    }
     if args.get(1).is_some_and(|a| a == "--rogue") {
         rogue(args.get(2).map_or("", String::as_str));
         return;

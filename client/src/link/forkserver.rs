@@ -15,6 +15,11 @@
 //! server's (it called `unshare`, `setns`, `seteuid`) is exec'd from that thread as before
 //! ([`usable`]), and no fork server is started in such a namespace.
 //!
+//! Once idle, the fork server forks a *spare*, a host ahead of demand that becomes the next
+//! request's host; it announces each spare on the control channel (`SPAR` and the pid, read
+//! before the next reply or when the fork server is retired), so that a spare that ends unused
+//! (it ends with its fork server) is reaped here too.
+//!
 //! A process made by `fork()` does not use its parent's fork server (its hosts would be the
 //! parent's children): it starts its own.
 //!
@@ -41,6 +46,58 @@ struct Server {
     ctl: OwnedFd,
     /// The context it was started in, which its hosts inherit ([`context`]).
     context: Vec<u64>,
+    /// The spares it announced and that did not become a host yet (hosts forked ahead of
+    /// demand, host/src/forkserver.rs): children of this process, reaped here if they end
+    /// unused.
+    spares: Vec<u32>,
+}
+
+/// A spare's announcement on the control channel: these 4 bytes, then its pid.
+const SPARE_TAG: &[u8; 4] = b"SPAR";
+
+impl Server {
+    /// Reads the spare announcements waiting on the control channel, without blocking (a fork
+    /// server announces its spare while idle; one that died may have left one unread).
+    fn read_announcements(&mut self) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut buf = [0u8; 8];
+        loop {
+            let mut pfd = [PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN)];
+            if !matches!(poll(&mut pfd, PollTimeout::ZERO), Ok(n) if n > 0) {
+                return;
+            }
+            match fdpass::recv(self.ctl.as_fd(), &mut buf) {
+                Ok(r) if r.len == 8 && r.fds.is_empty() && buf[..4] == SPARE_TAG[..] => {
+                    self.note_spare(&buf);
+                }
+                // EOF, an error, or anything else: nothing more to read now.
+                _ => return,
+            }
+        }
+    }
+
+    /// Records the spare announced in `msg` (the tag, then its pid).
+    fn note_spare(&mut self, msg: &[u8; 8]) {
+        let pid = u32::from_le_bytes([msg[4], msg[5], msg[6], msg[7]]);
+        if pid > 0 {
+            self.spares.push(pid);
+        }
+    }
+
+    /// Reaps the announced spares that ended (a spare ends only with its fork server, or if
+    /// killed), without waiting.
+    fn reap_ended_spares(&mut self) {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        self.spares.retain(|&p| {
+            matches!(
+                waitpid(
+                    nix::unistd::Pid::from_raw(p as i32),
+                    Some(WaitPidFlag::WNOHANG)
+                ),
+                Ok(WaitStatus::StillAlive)
+            )
+        });
+    }
 }
 
 /// What a host inherits from the thread that starts it and the fork server would not pass on
@@ -124,6 +181,11 @@ pub(crate) fn usable() -> std::io::Result<bool> {
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
+/// Whether the fork server forks a spare host once idle (`IOTH_SPARE_HOST` unset or not `0`).
+fn spares_on() -> bool {
+    crate::env::var("IOTH_SPARE_HOST").is_none_or(|v| v != "0")
+}
+
 /// Whether new stacks use the fork server by default (`IOTH_NO_FORK_SERVER` unset or `0`).
 pub(crate) fn default_on() -> bool {
     !crate::env::var("IOTH_NO_FORK_SERVER").is_some_and(|v| !v.is_empty() && v != "0")
@@ -140,22 +202,32 @@ fn start(host: &Path) -> std::io::Result<Server> {
             SockFlag::SOCK_CLOEXEC,
         )?;
         let pad = " ".repeat(TITLE_ROOM);
-        let child =
-            super::spawn::spawn_on(&host, "ioth-forksrv", &["--fork-server", &pad], theirs)?;
+        let spare = if spares_on() { "--spare" } else { "--no-spare" };
+        let child = super::spawn::spawn_on(
+            &host,
+            "ioth-forksrv",
+            &["--fork-server", spare, &pad],
+            theirs,
+        )?;
         Ok(Server {
             owner: std::process::id(),
             pid: child.id(),
             host,
             ctl: ours,
             context: context()?,
+            spares: Vec::new(),
         })
     })
 }
 
-/// Ends and reaps a fork server of this process (it is dead already, or is told to go by EOF).
-fn retire(s: Server) {
+/// Ends and reaps a fork server of this process (it is dead already, or is told to go by EOF),
+/// and the spares it announced (which end at its EOF).
+fn retire(mut s: Server) {
+    s.read_announcements();
     drop(s.ctl);
-    super::reaper::reap_later(s.pid, std::time::Duration::from_secs(1));
+    for p in s.spares.into_iter().chain([s.pid]) {
+        super::reaper::reap_later(p, std::time::Duration::from_secs(1));
+    }
 }
 
 /// The errors that say the fork server is gone before it took the request.
@@ -194,7 +266,8 @@ pub(crate) fn spawn_host(
         if guard.is_none() {
             *guard = Some(start(host)?);
         }
-        let s = guard.as_ref().expect("just set");
+        let s = guard.as_mut().expect("just set");
+        s.reap_ended_spares();
         if let Err(e) = fdpass::send(s.ctl.as_fd(), &title, &[chan.as_fd()]) {
             if gone_before(&e) && attempt == 0 {
                 retire(guard.take().expect("present"));
@@ -202,13 +275,23 @@ pub(crate) fn spawn_host(
             }
             return Err(e);
         }
-        let mut buf = [0u8; 4];
-        let got = fdpass::recv(s.ctl.as_fd(), &mut buf);
+        // Announcements of spares first (sent while the fork server was idle), then the reply.
+        let mut buf = [0u8; 8];
+        let got = loop {
+            match fdpass::recv(s.ctl.as_fd(), &mut buf) {
+                Ok(r) if r.len == 8 && r.fds.is_empty() && buf[..4] == SPARE_TAG[..] => {
+                    s.note_spare(&buf);
+                }
+                other => break other,
+            }
+        };
         drop(chan);
         return match got {
             Ok(r) if r.len == 4 && r.fds.is_empty() => {
-                let v = i32::from_le_bytes(buf);
+                let v = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
                 if v > 0 {
+                    // A spare that became this host is a host now.
+                    s.spares.retain(|&p| p != v as u32);
                     Ok(v as u32)
                 } else {
                     Err(std::io::Error::from_raw_os_error(-v))

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use ioth::Stack;
 
+use crate::support::samples::fmt_duration;
 use crate::support::{release_host, Opts, Report, Samples};
 
 const N: usize = 200;
@@ -99,6 +100,45 @@ pub fn run(opts: &Opts) -> Report {
         idle_new.push(t0.elapsed());
         s.delete().map_err(ioth::Error::from).expect("delete");
     }
+    // The same in applications of their own, with and without the spare host (a fork server's
+    // spare is per application): alternating, the median of each run's median.
+    let mut with_spare = Vec::new();
+    let mut without = Vec::new();
+    for round in 0..4 {
+        let spare = round % 2 == 0;
+        let out = Command::new(env!("CARGO_BIN_EXE_ioth-fault-holder"))
+            .args([
+                "--idle-newstack",
+                &m.to_string(),
+                &IDLE.as_millis().to_string(),
+            ])
+            .env("IOTH_HOST", &host)
+            .env("IOTH_SPARE_HOST", if spare { "1" } else { "0" })
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("ioth-fault-holder");
+        assert!(
+            out.status.success(),
+            "ioth-fault-holder --idle-newstack failed"
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let median: u64 = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("median_ns="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no median_ns in {text}"));
+        let d = std::time::Duration::from_nanos(median);
+        if spare {
+            with_spare.push(d);
+        } else {
+            without.push(d);
+        }
+    }
+    let mid = |v: &mut Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (with_spare, without) = (mid(&mut with_spare), mid(&mut without));
     let probe = Stack::new("kernel", &[] as &[&str]).expect("newstack");
     let rss = probe.stats().map(|s| s.rss_bytes).unwrap_or(0);
     probe.delete().map_err(ioth::Error::from).expect("delete");
@@ -125,6 +165,20 @@ pub fn run(opts: &Opts) -> Report {
     );
     rep.latency("after 20 ms idle: Stack::new", &idle_new, Some(&idle_spawn));
     rep.value(
+        "after 20 ms idle, own application: Stack::new, IOTH_SPARE_HOST=0 (baseline)",
+        &format!("2 x {m}"),
+        &fmt_duration(without),
+        "",
+        "1.00x",
+    );
+    rep.value(
+        "after 20 ms idle, own application: Stack::new (spare host)",
+        &format!("2 x {m}"),
+        &fmt_duration(with_spare),
+        "",
+        &format!("{:.2}x", with_spare.as_secs_f64() / without.as_secs_f64()),
+    );
+    rep.value(
         "ioth-host resident memory, one idle kernel stack",
         "1",
         &format!("{:.1} MiB", rss as f64 / (1 << 20) as f64),
@@ -135,6 +189,11 @@ pub fn run(opts: &Opts) -> Report {
         "Stack::new = fork of the fork server (or, exec per stack: spawn ioth-host) + handshake \
          + dlopen plug-in + newstack; delete = DelStack round trip (the host is reaped in the \
          background).",
+    );
+    rep.note(
+        "Own application: ioth-fault-holder --idle-newstack, twice with the spare host and twice \
+         without (IOTH_SPARE_HOST=0), alternating; the median of each run's medians. The spare is \
+         a host the fork server forks once idle for 2 ms, which becomes the next stack's host.",
     );
     rep.note(format!(
         "Stack::new + delete = {:.2}x a bare start of the ioth-host binary itself.",
