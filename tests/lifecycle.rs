@@ -343,25 +343,24 @@ fn many_cycles_leave_fd_and_process_counts_unchanged() {
 /// Once idle, the fork server forks a spare host; the next stack is that process, and works.
 #[test]
 fn the_next_stack_after_an_idle_time_is_the_spare() {
-    let _g = setup();
+    // Exclusive: no other test of this binary takes the spare first.
+    let _g = setup_exclusive();
     kernel().delete().map_err(ioth::Error::from).unwrap();
     let spare = spare_pid().expect("a spare once the fork server is idle");
     let s = kernel();
     let pid = s.pid().unwrap();
-    // Another test's newstack may have taken this spare first: then ours is another one.
-    if pid == spare {
-        assert_eq!(proc::ppid(pid), Some(std::process::id()));
-        assert_eq!(
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap(),
-            "ioth-host\n"
-        );
-        let title = cmdline(pid);
-        assert!(
-            title.starts_with(b"ioth-host[kernel]"),
-            "{}",
-            String::from_utf8_lossy(&title)
-        );
-    }
+    assert_eq!(pid, spare, "the new stack's host is not the spare");
+    assert_eq!(proc::ppid(pid), Some(std::process::id()));
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap(),
+        "ioth-host\n"
+    );
+    let title = cmdline(pid);
+    assert!(
+        title.starts_with(b"ioth-host[kernel]"),
+        "{}",
+        String::from_utf8_lossy(&title)
+    );
     udp_echo_once(&udp_loopback(&s));
     s.delete().map_err(ioth::Error::from).unwrap();
     assert!(host_reaped(pid), "host {pid} not reaped");
