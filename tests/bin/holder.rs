@@ -231,22 +231,7 @@ fn idle_newstack(n: usize, pause: Duration) {
     took.sort();
     // After one more pause: the spare hosts this process has (children named `ioth-spare`).
     std::thread::sleep(pause);
-    let me = std::process::id();
-    let spares = std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter(|e| {
-                    let p = e.path();
-                    let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
-                    let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
-                    let ppid = stat
-                        .rsplit_once(')')
-                        .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
-                    comm == "ioth-spare\n" && ppid == Some(me)
-                })
-                .count()
-        })
-        .unwrap_or(0);
+    let spares = ioth_tests::proc::children(Some("ioth-spare")).len();
     println!(
         "median_ns={} p90_ns={} spares={spares}",
         took[n / 2].as_nanos(),
