@@ -144,16 +144,7 @@ impl Stack {
         let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
         match e["event"].as_str().unwrap_or("") {
             "trail" => self.schema = e["schema"].as_u64(),
-            "stack" => {
-                self.vnls = e["vnls"]
-                    .as_array()
-                    .map(|v| {
-                        v.iter()
-                            .filter_map(|x| x.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            }
+            "stack" => self.vnls = strings(&e["vnls"]),
             "request" => {
                 self.requests += 1;
                 if e["result"] == "error" {
@@ -229,26 +220,10 @@ impl Stack {
                 s("errname"),
                 s("message")
             )),
-            "protections" => {
-                self.protections = e["in_force"]
-                    .as_array()
-                    .map(|v| {
-                        v.iter()
-                            .filter_map(|x| x.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            }
+            "protections" => self.protections = strings(&e["in_force"]),
             "interface" => {
                 let f = self.ifaces.entry(s("name")).or_default();
-                f.0 = e["addresses"]
-                    .as_array()
-                    .map(|v| {
-                        v.iter()
-                            .filter_map(|x| x.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                f.0 = strings(&e["addresses"]);
             }
             "interface_stats" => {
                 let c = ["rx_bytes", "tx_bytes", "rx_packets", "tx_packets"]
@@ -325,6 +300,17 @@ impl Stack {
             "protections": self.protections,
         })
     }
+}
+
+/// The strings of a JSON array (none if it is not one).
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn opt(v: &Value) -> String {
