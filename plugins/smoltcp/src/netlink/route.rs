@@ -180,15 +180,34 @@ pub(super) fn add_route(net: &mut Net, m: RouteMessage, flags: u16) -> Result<()
         oif,
         protocol: m.header.protocol.into(),
     };
+    place(net, entry, flags, |_| {
+        if own {
+            Err((libc::EEXIST, None))
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// Puts `entry` in the table: over the route to the same destination if `flags` say
+/// `NLM_F_REPLACE` (`EEXIST` if they do not), else as a new route once `new` allows it.
+fn place(
+    net: &mut Net,
+    entry: RouteEntry,
+    flags: u16,
+    new: impl FnOnce(&Net) -> Result<(), Nack>,
+) -> Result<(), Nack> {
     let existing = net
         .routes
         .iter()
-        .position(|r| r.dst == dst && r.prefix == prefix);
+        .position(|r| r.dst == entry.dst && r.prefix == entry.prefix);
     match existing {
         Some(k) if flags & NLM_F_REPLACE != 0 => net.routes[k] = entry,
         Some(_) => return Err((libc::EEXIST, None)),
-        None if own => return Err((libc::EEXIST, None)),
-        None => net.routes.push(entry),
+        None => {
+            new(net)?;
+            net.routes.push(entry);
+        }
     }
     net.sync();
     Ok(())
@@ -218,25 +237,16 @@ pub(super) fn add_gateway_route(
         oif,
         protocol: m.header.protocol.into(),
     };
-    let existing = net
-        .routes
-        .iter()
-        .position(|r| r.dst == dst && r.prefix == prefix);
-    match existing {
-        Some(k) if flags & NLM_F_REPLACE != 0 => net.routes[k] = entry,
-        Some(_) => return Err((libc::EEXIST, None)),
-        None => {
-            if net.routes_of(i).count() >= MAX_ROUTES {
-                return Err((
-                    libc::ENOSPC,
-                    Some("smoltcp holds at most 16 routes per interface"),
-                ));
-            }
-            net.routes.push(entry);
+    place(net, entry, flags, |net| {
+        if net.routes_of(i).count() >= MAX_ROUTES {
+            Err((
+                libc::ENOSPC,
+                Some("smoltcp holds at most 16 routes per interface"),
+            ))
+        } else {
+            Ok(())
         }
-    }
-    net.sync();
-    Ok(())
+    })
 }
 
 pub(super) fn del_route(net: &mut Net, m: RouteMessage) -> Result<(), Nack> {
