@@ -178,13 +178,8 @@ fn spares_elsewhere() {
     b.delete().map_err(ioth::Error::from).expect("delete b");
 }
 
-/// Open fds of this process (the directory fd that lists them not counted).
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) - 1
-}
-
 fn rogue(mode: &str) {
-    let before = open_fds();
+    let before = ioth_tests::proc::self_fd_count();
     let stack = ioth::Stack::builder("rogue")
         .vnl(mode)
         .build()
@@ -213,7 +208,7 @@ fn rogue(mode: &str) {
         std::thread::sleep(Duration::from_millis(2));
     }
     std::thread::sleep(Duration::from_millis(20));
-    let after = open_fds();
+    let after = ioth_tests::proc::self_fd_count();
     println!(
         "first={f} second={s} gone={gone} fds_before={before} fds_after={after} error={error}"
     );
