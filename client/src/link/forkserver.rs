@@ -55,6 +55,11 @@ struct Server {
 /// A spare's announcement on the control channel: these 4 bytes, then its pid.
 const SPARE_TAG: &[u8; 4] = b"SPAR";
 
+/// Whether the message `r` received into `buf` is a spare's announcement.
+fn announces(r: &fdpass::Received, buf: &[u8; 8]) -> bool {
+    r.len == 8 && r.fds.is_empty() && buf[..4] == SPARE_TAG[..]
+}
+
 impl Server {
     /// Reads the spare announcements waiting on the control channel, without blocking (a fork
     /// server announces its spare while idle; one that died may have left one unread).
@@ -67,7 +72,7 @@ impl Server {
                 return;
             }
             match fdpass::recv(self.ctl.as_fd(), &mut buf) {
-                Ok(r) if r.len == 8 && r.fds.is_empty() && buf[..4] == SPARE_TAG[..] => {
+                Ok(r) if announces(&r, &buf) => {
                     self.note_spare(&buf);
                 }
                 // EOF, an error, or anything else: nothing more to read now.
@@ -279,7 +284,7 @@ pub(crate) fn spawn_host(
         let mut buf = [0u8; 8];
         let got = loop {
             match fdpass::recv(s.ctl.as_fd(), &mut buf) {
-                Ok(r) if r.len == 8 && r.fds.is_empty() && buf[..4] == SPARE_TAG[..] => {
+                Ok(r) if announces(&r, &buf) => {
                     s.note_spare(&buf);
                 }
                 other => break other,
