@@ -48,8 +48,8 @@ fn host_fds_of(pid: &str) -> usize {
 }
 
 /// Our child processes (zombies included), but the fork server, which lives as long as this
-/// process once a stack was made, and its spare (a host forked ahead while it is idle, counted
-/// by the spare tests below).
+/// process once a stack was made, and its spare (a host forked ahead, counted by the spare
+/// tests below).
 fn children() -> Vec<u32> {
     let fork_server = fork_server_pid();
     let spares = proc::children(Some("ioth-spare"));
@@ -59,7 +59,7 @@ fn children() -> Vec<u32> {
         .collect()
 }
 
-/// The spare the fork server forked once idle (a live child named `ioth-spare`), within
+/// The spare the fork server forked ahead (a live child named `ioth-spare`), within
 /// [`BOUND`].
 fn spare_pid() -> Option<u32> {
     let live = || {
@@ -172,7 +172,20 @@ fn killed_application_leaves_no_host_behind() {
         assert_eq!(cmdline(*p), b"ioth-host[kernel]\0");
         assert_eq!(proc::ppid(*p), Some(app.0.id()));
     }
+    // Its spare host (forked ahead, waiting for a stack that never comes) ends with it too.
+    let mut spare = None;
+    time_until(BOUND, || {
+        spare = proc::children_of(app.0.id(), Some("ioth-spare"))
+            .first()
+            .copied();
+        spare.is_some()
+    });
+    let spare = spare.expect("the holder's spare host");
     kill_holder_and_wait(app, &pids);
+    assert!(
+        time_until(BOUND, || !proc::alive(spare)).is_some(),
+        "spare {spare} outlived its application"
+    );
     // IOTH_AUDIT (a directory): one trail per host, written by the host.
     for p in &pids {
         let t = std::fs::read_to_string(audit.join(format!("kernel-{p}.jsonl"))).unwrap();
@@ -340,13 +353,13 @@ fn many_cycles_leave_fd_and_process_counts_unchanged() {
     }
 }
 
-/// Once idle, the fork server forks a spare host; the next stack is that process, and works.
+/// After a stack, the fork server forks a spare host; the next stack is that process, and works.
 #[test]
-fn the_next_stack_after_an_idle_time_is_the_spare() {
+fn the_next_stack_is_the_spare_forked_ahead() {
     // Exclusive: no other test of this binary takes the spare first.
     let _g = setup_exclusive();
     kernel().delete().map_err(ioth::Error::from).unwrap();
-    let spare = spare_pid().expect("a spare once the fork server is idle");
+    let spare = spare_pid().expect("a spare after a stack");
     let s = kernel();
     let pid = s.pid().unwrap();
     assert_eq!(pid, spare, "the new stack's host is not the spare");
@@ -362,27 +375,54 @@ fn the_next_stack_after_an_idle_time_is_the_spare() {
         String::from_utf8_lossy(&title)
     );
     udp_echo_once(&udp_loopback(&s));
+    // The next spare is another process.
+    let next = spare_pid().expect("a spare after the stack that took the first");
+    assert_ne!(next, spare);
     s.delete().map_err(ioth::Error::from).unwrap();
     assert!(host_reaped(pid), "host {pid} not reaped");
 }
 
-/// A spare that is never used ends with its fork server, and this process reaps it: no zombie.
+/// A spare is a process of its own: with its fork server killed it still becomes the next
+/// stack; the dead fork server is reaped, and the stack after starts a new one.
 #[test]
-fn a_spare_ends_with_its_killed_fork_server_and_is_reaped() {
+fn a_killed_fork_servers_spare_still_becomes_the_next_stack() {
     let _g = setup_exclusive();
     kernel().delete().map_err(ioth::Error::from).unwrap();
-    let spare = spare_pid().expect("a spare once the fork server is idle");
+    let spare = spare_pid().expect("a spare after a stack");
     let server = fork_server_pid().expect("the fork server");
     sigkill(server);
     // Wait until it has died (its fds closed), as an application would not know to.
     time_until(BOUND, || proc::state(server).is_none_or(|s| s == 'Z')).expect("fork server died");
-    // The next newstack finds the fork server gone, starts another and reaps the old one and
-    // its spare.
     let s = kernel();
+    assert_eq!(s.pid().unwrap(), spare);
+    udp_echo_once(&udp_loopback(&s));
+    assert!(
+        time_until(BOUND, || proc::state(server).is_none()).is_some(),
+        "the dead fork server {server} was not reaped"
+    );
+    let after = kernel();
+    let again = fork_server_pid().expect("a new fork server");
+    assert_ne!(again, server);
+    udp_echo_once(&udp_loopback(&after));
+    s.delete().map_err(ioth::Error::from).unwrap();
+    after.delete().map_err(ioth::Error::from).unwrap();
+}
+
+/// A spare killed while it waits is passed over: the next stack gets another host, and the
+/// killed one is reaped (no zombie).
+#[test]
+fn a_killed_spare_is_passed_over_and_reaped() {
+    let _g = setup_exclusive();
+    kernel().delete().map_err(ioth::Error::from).unwrap();
+    let spare = spare_pid().expect("a spare after a stack");
+    sigkill(spare);
+    time_until(BOUND, || proc::state(spare).is_none_or(|s| s == 'Z')).expect("spare died");
+    let s = kernel();
+    assert_ne!(s.pid().unwrap(), spare);
     udp_echo_once(&udp_loopback(&s));
     assert!(
         time_until(BOUND, || proc::state(spare).is_none()).is_some(),
-        "spare {spare} left behind (state {:?})",
+        "killed spare {spare} left behind (state {:?})",
         proc::state(spare)
     );
     s.delete().map_err(ioth::Error::from).unwrap();
@@ -414,7 +454,10 @@ fn killed_fork_server_costs_only_the_next_newstack_a_fresh_start() {
     udp_echo_once(&udp_loopback(&before));
     drop(s);
     assert_eq!(before.stats().unwrap().open_sockets, 0);
-    // The next newstack starts a new fork server; the dead one is reaped.
+    // The next newstack starts a new fork server (or takes the spare the dead one forked,
+    // a_killed_fork_servers_spare_still_becomes_the_next_stack: then the one after does); the
+    // dead one is reaped.
+    let spare_taken = kernel();
     let after = kernel();
     let again = fork_server_pid().expect("a new fork server");
     assert_ne!(again, server);
@@ -425,6 +468,7 @@ fn killed_fork_server_costs_only_the_next_newstack_a_fresh_start() {
         "the dead fork server {server} was not reaped"
     );
     before.delete().map_err(ioth::Error::from).unwrap();
+    spare_taken.delete().map_err(ioth::Error::from).unwrap();
     after.delete().map_err(ioth::Error::from).unwrap();
 }
 

@@ -42,7 +42,8 @@
 //! - `IOTH_SOCKET_BATCH`: `0` makes each native socket with a request of its own
 //!   ([`StackBuilder::socket_batch`]).
 //! - `IOTH_SPARE_HOST`: `0`: the fork server never forks a host ahead of demand (by default,
-//!   once idle for 2 ms, it forks one that becomes the next stack's host).
+//!   after each stack it forks one that becomes the next stack's host, without a round trip
+//!   through the fork server).
 //!
 //! Hosts get only `IOTH_AUDIT_INTERVAL`, `IOTH_LIBVDEPLUG` and `IOTH_STATUS_DIR` of these.
 //! None counts in a setuid, setgid or file-capability process (`AT_SECURE`).

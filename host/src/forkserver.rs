@@ -15,14 +15,17 @@
 //! time without touching the stacks that exist — the application then starts a fresh one for
 //! its next stack. It exits at EOF of its control channel, when the application has gone.
 //!
-//! Once it has been idle for [`SPARE_AFTER`] (unless started with `--no-spare`) it forks a
-//! *spare*: a host forked ahead of demand
-//! (`comm` `ioth-spare`) that waits on a socketpair of its own for the next request's title and
-//! channel, which the fork server then passes on instead of forking; the reply is the spare's
-//! pid. The fork server announces each spare to the application (an 8-byte message, `SPAR` and
-//! the pid, before the next reply), so that the application can reap one that ends unused: a
-//! spare ends when its socket reaches EOF, that is when the fork server ends. Idle means no
-//! creation under way, so a spare never competes with one; back-to-back creations never see one.
+//! After each host it forks, and unless started with `--no-spare`, it forks a *spare*: a host
+//! forked ahead of demand (`comm` `ioth-spare`), prepared up to its first request, on a
+//! socketpair of its own. The fork server announces it to the application (an 8-byte message,
+//! `SPAR` and the pid) with the other end of that socketpair attached, and keeps nothing of it;
+//! the application makes its next stack by writing the process title to that end and then
+//! using it as the host's channel, without a round trip through the fork server, and tells the
+//! fork server that it took the spare (a 4-byte `TOOK`, no reply), which then forks the next
+//! spare. So once the first stack
+//! exists one spare waits, and each stack after it starts with no fork and no fork-server round
+//! trip on its path. A spare ends, unused, at EOF of its channel (the application closed its
+//! end) or with the application (its parent-death signal).
 //!
 //! The fork server runs as `ioth-forksrv` (`comm`), so that `pgrep -x ioth-host` lists hosts
 //! only; a child takes back `ioth-host` and writes `ioth-host[<plugin>] <vnl> …` over the
@@ -63,16 +66,22 @@ pub fn run(ctl: OwnedFd, spares: bool) -> ExitCode {
     // Capacity only, and small requests: each page the fork server writes after forking a
     // host becomes a private copy in that host.
     let mut buf: Vec<u8> = Vec::with_capacity(MAX_REQUEST);
-    let mut spare: Option<Spare> = None;
+    // Whether a spare is announced that the application has not reported taken yet.
+    let mut spare_out = false;
+    // Whether to fork a spare before the next request: after each host (forked, or a spare
+    // taken), unless one is out.
+    let mut spare_now = false;
     loop {
-        if spares && spare.is_none() && !readable_within(&ctl, SPARE_AFTER) {
-            spare = fork_spare(&ctl, area);
-            if let Some(s) = &spare {
+        if spares && spare_now && !spare_out {
+            spare_now = false;
+            if let Some((pid, sock)) = fork_spare(&ctl, area) {
                 let mut note = *SPARE_TAG;
-                note[4..].copy_from_slice(&s.pid.to_le_bytes());
-                if let Err(e) = fdpass::send(ctl.as_fd(), &note, &[]) {
+                note[4..].copy_from_slice(&pid.to_le_bytes());
+                // The spare's channel goes to the application; none of it stays here.
+                if let Err(e) = fdpass::send(ctl.as_fd(), &note, &[sock.as_fd()]) {
                     return channel_lost(&e);
                 }
+                spare_out = true;
             }
             continue;
         }
@@ -84,21 +93,23 @@ pub fn run(ctl: OwnedFd, spares: bool) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         let mut fds = got.fds;
+        if fds.is_empty() && buf[..] == TAKEN[..] {
+            // The application took the spare: the next one now, so that it is ready for the
+            // next stack.
+            spare_out = false;
+            spare_now = true;
+            continue;
+        }
         let answer: i32 = if got.truncated || fds.len() != 1 || buf.last() != Some(&0) {
             -libc::EPROTO
         } else {
             let chan = fds.pop().expect("one fd");
-            // The spare if it takes the request, else a fork.
-            let chan = match spare.take() {
-                Some(s) => s.hand(chan, &buf),
-                None => Err(chan),
-            };
-            match chan {
-                Ok(pid) => pid,
-                Err(chan) => match fork_host(&ctl, chan, &buf, area) {
-                    Ok(pid) => pid,
-                    Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
-                },
+            match fork_host(&ctl, chan, &buf, area) {
+                Ok(pid) => {
+                    spare_now = true;
+                    pid
+                }
+                Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
             }
         };
         drop(fds);
@@ -120,40 +131,18 @@ fn channel_lost(e: &std::io::Error) -> ExitCode {
     }
 }
 
-/// How long the fork server is idle before it forks a spare.
-const SPARE_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
-
 /// The announcement of a spare: these 4 bytes, then its pid (4 bytes, little-endian).
 const SPARE_TAG: &[u8; 8] = b"SPAR\0\0\0\0";
 
-/// A host forked ahead of demand, waiting for a request on `sock` (the fork server's end).
-struct Spare {
-    pid: i32,
-    sock: OwnedFd,
-}
+/// What the application sends when it has taken the announced spare (no reply).
+const TAKEN: &[u8; 4] = b"TOOK";
 
-impl Spare {
-    /// Passes the request (`title`, `chan`) to the spare; its pid, or `chan` back if the spare
-    /// is gone (it is reaped by the application, to which it was announced).
-    fn hand(self, chan: OwnedFd, title: &[u8]) -> Result<i32, OwnedFd> {
-        match fdpass::send(self.sock.as_fd(), title, &[chan.as_fd()]) {
-            Ok(()) => Ok(self.pid),
-            Err(_) => Err(chan),
-        }
-    }
-}
-
-/// Whether a request arrives on `ctl` within `wait` (EOF and errors count: the loop reads them).
-fn readable_within(ctl: &OwnedFd, wait: std::time::Duration) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let ms = PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::NONE);
-    let mut pfd = [PollFd::new(ctl.as_fd(), PollFlags::POLLIN)];
-    !matches!(poll(&mut pfd, ms), Ok(0))
-}
-
-/// Forks a spare ([`Spare`]); `None` if the fork or its socketpair fails (the next request is
-/// then forked as usual).
-fn fork_spare(ctl: &OwnedFd, area: Option<(usize, usize)>) -> Option<Spare> {
+/// Forks a spare: its pid and the application's end of its channel; `None` if the fork or the
+/// socketpair fails (the next request is then forked as usual). The spare waits on its end for
+/// the first message, its process title (the plug-in's name and VNLs, each ended by a NUL
+/// byte), then is the host on that channel; EOF first (the application closed its end, or went
+/// away): it exits.
+fn fork_spare(ctl: &OwnedFd, area: Option<(usize, usize)>) -> Option<(i32, OwnedFd)> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
@@ -165,25 +154,16 @@ fn fork_spare(ctl: &OwnedFd, area: Option<(usize, usize)>) -> Option<Spare> {
     let pid = clone_parent().ok()?;
     if pid > 0 {
         drop(theirs);
-        return Some(Spare { pid, sock: ours });
+        return Some((pid, ours));
     }
-    // The spare: nothing of the control channel (its hang-up tells the application that the
-    // fork server ended), then a wait for the request.
+    // The spare: nothing of the control channel, the host made ready, then a wait for its
+    // title.
     drop(ours);
     // SAFETY: fd 3 is the control channel, which `ctl` owns in the fork server's code path
     // only; the spare never returns to it.
     unsafe { libc::close(ctl.as_raw_fd()) };
     set_comm(c"ioth-spare");
-    let mut title: Vec<u8> = Vec::with_capacity(MAX_REQUEST);
-    match fdpass::recv_vec(theirs.as_fd(), &mut title) {
-        Ok(mut got) if got.fds.len() == 1 && !got.truncated && title.last() == Some(&0) => {
-            let chan = got.fds.pop().expect("one fd");
-            become_host(chan, &title, area)
-        }
-        // EOF (the fork server ended) or anything else: nothing was asked of this process.
-        // SAFETY: _exit(2) only ends the process.
-        _ => unsafe { libc::_exit(0) },
-    }
+    become_host(theirs, None, area)
 }
 
 /// clone(CLONE_PARENT): fork(2) with the child made a child of our parent. The child's pid in
@@ -208,8 +188,11 @@ fn clone_parent() -> std::io::Result<i32> {
     }
 }
 
-/// In a forked child: `chan` on fd 3, the title, then the normal host, to its exit.
-fn become_host(chan: OwnedFd, title: &[u8], area: Option<(usize, usize)>) -> ! {
+/// In a forked child: `chan` on fd 3, the host prepared up to its first request
+/// ([`crate::prepare_host`]), the process title (`None`: a spare's, read from the channel
+/// first; EOF or anything but a title there ends the spare), then the normal host, to its
+/// exit.
+fn become_host(chan: OwnedFd, title: Option<&[u8]>, area: Option<(usize, usize)>) -> ! {
     let raw = chan.as_raw_fd();
     // SAFETY: dup2 onto fd 3 closes whatever is there (the fork server's control channel,
     // which this process never uses again).
@@ -217,13 +200,31 @@ fn become_host(chan: OwnedFd, title: &[u8], area: Option<(usize, usize)>) -> ! {
         // SAFETY: _exit(2) only ends the process.
         unsafe { libc::_exit(2) };
     }
+    // take_channel closes every fd above 3, `chan` included.
+    std::mem::forget(chan);
+    let mut host = match crate::prepare_host() {
+        Ok(h) => h,
+        Err(code) => std::process::exit(exit_code_int(code)),
+    };
+    let mut asked: Vec<u8> = Vec::new();
+    let title = match title {
+        Some(t) => t,
+        None => {
+            asked.reserve(MAX_REQUEST);
+            match fdpass::recv_vec(host.as_fd(), &mut asked) {
+                Ok(got) if got.fds.is_empty() && !got.truncated && asked.last() == Some(&0) => {
+                    &asked[..]
+                }
+                // SAFETY: _exit(2) only ends the process; nothing was asked of it.
+                _ => unsafe { libc::_exit(0) },
+            }
+        }
+    };
     set_comm(c"ioth-host");
     if let Some(area) = area {
         set_title(area, title);
     }
-    // take_channel closes every fd above 3, `chan` included.
-    std::mem::forget(chan);
-    let code = crate::run_host();
+    let code = host.run();
     // The host's exit: as after exec, the host's own code decides.
     std::process::exit(exit_code_int(code))
 }
@@ -242,7 +243,7 @@ fn fork_host(
         return Ok(pid);
     }
     debug_assert_eq!(ctl.as_raw_fd(), HOST_CHANNEL_FD);
-    become_host(chan, title, area)
+    become_host(chan, Some(title), area)
 }
 
 /// `ExitCode` has no accessor: the host's only codes are 0, 1 and 2.

@@ -131,13 +131,22 @@ fn main() -> ExitCode {
 /// The host proper, on the channel at fd 3: exec'd by the application, or forked by the fork
 /// server ([`forkserver`]).
 fn run_host() -> ExitCode {
+    match prepare_host() {
+        Ok(mut host) => host.run(),
+        Err(code) => code,
+    }
+}
+
+/// The host up to its first request, on the channel at fd 3: everything that depends neither
+/// on the plug-in nor on the request (a spare does it before it is asked for, [`forkserver`]).
+fn prepare_host() -> Result<serve::Host, ExitCode> {
     exit_on_panic();
     default_termination_signals();
     let fd = match take_channel() {
         Ok(fd) => fd,
         Err(e) => {
             eprintln!("ioth-host: {e}");
-            return ExitCode::from(2);
+            return Err(ExitCode::from(2));
         }
     };
     // Until the stack exists the host stays single-threaded, so that a plug-in may enter a new
@@ -148,8 +157,7 @@ fn run_host() -> ExitCode {
     let watch = fd.try_clone();
     let own_dir = own_exe().and_then(|p| p.parent().map(|d| d.to_path_buf()));
     // The sandbox first, so that the threads started after it (the watchdog's) inherit it.
-    let mut host = serve::Host::new(Channel::from_fd(fd), own_dir)
+    Ok(serve::Host::new(Channel::from_fd(fd), own_dir)
         .on_stack_ready(sandbox::apply)
-        .watchdog(watch);
-    host.run()
+        .watchdog(watch))
 }

@@ -1,7 +1,7 @@
 //! The request loop: one `dispatch` match calling one `handle_*` per request, each served
 //! request then written to the audit trail (if the stack has one).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -125,6 +125,13 @@ pub struct Host {
     on_ready: Option<OnReady>,
     /// A duplicate of the channel for the watchdog ([`crate::watchdog`]), until it has one.
     watch: Option<std::io::Result<OwnedFd>>,
+}
+
+/// The channel to the application (a spare reads its process title there before serving).
+impl AsFd for Host {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.chan.as_fd()
+    }
 }
 
 impl Host {

@@ -88,7 +88,11 @@ pub fn gone(pid: u32) -> bool {
 
 /// Child processes of this process whose `comm` is `comm` (any child when `None`).
 pub fn children(comm_is: Option<&str>) -> Vec<u32> {
-    let me = std::process::id();
+    children_of(std::process::id(), comm_is)
+}
+
+/// Child processes of `me` whose `comm` is `comm` (any child when `None`).
+pub fn children_of(me: u32, comm_is: Option<&str>) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

@@ -15,10 +15,13 @@
 //! server's (it called `unshare`, `setns`, `seteuid`) is exec'd from that thread as before
 //! ([`usable`]), and no fork server is started in such a namespace.
 //!
-//! Once idle, the fork server forks a *spare*, a host ahead of demand that becomes the next
-//! request's host; it announces each spare on the control channel (`SPAR` and the pid, read
-//! before the next reply or when the fork server is retired), so that a spare that ends unused
-//! (it ends with its fork server) is reaped here too.
+//! After each host, the fork server forks a *spare*, a host ahead of demand, and announces it
+//! on the control channel (`SPAR` and the pid, with the spare's channel attached; read when a
+//! stack is next asked for, before a reply, or when the fork server is retired). The next stack
+//! takes it ([`take_spare`]): its process title, then the handshake, go straight to the spare,
+//! with no round trip through the fork server, which is told (`TOOK`) and forks the next one.
+//! A spare that ends unused (its channel closed here, killed, or this process gone) is reaped
+//! here too.
 //!
 //! A process made by `fork()` does not use its parent's fork server (its hosts would be the
 //! parent's children): it starts its own.
@@ -49,20 +52,34 @@ struct Server {
     /// The spares it announced and that did not become a host yet (hosts forked ahead of
     /// demand, host/src/forkserver.rs): children of this process, reaped here if they end
     /// unused.
-    spares: Vec<u32>,
+    spares: Vec<Spare>,
+}
+
+/// A spare host: its pid and this end of its channel (`None` if the fd could not be received:
+/// then the spare reads EOF and ends, and is only to be reaped).
+struct Spare {
+    pid: u32,
+    chan: Option<OwnedFd>,
+    /// Whether the fork server was told that it no longer waits here (`TOOK`: taken, or found
+    /// gone), after which it forks the next.
+    told: bool,
 }
 
 /// A spare's announcement on the control channel: these 4 bytes, then its pid.
 const SPARE_TAG: &[u8; 4] = b"SPAR";
 
-/// Whether the message `r` received into `buf` is a spare's announcement.
+/// What this process tells the fork server when it has taken the spare (no reply).
+const TAKEN: &[u8; 4] = b"TOOK";
+
+/// Whether the message `r` received into `buf` is a spare's announcement (its channel
+/// attached, or none if this process could not take another fd).
 fn announces(r: &fdpass::Received, buf: &[u8; 8]) -> bool {
-    r.len == 8 && r.fds.is_empty() && buf[..4] == SPARE_TAG[..]
+    r.len == 8 && r.fds.len() <= 1 && buf[..4] == SPARE_TAG[..]
 }
 
 impl Server {
     /// Reads the spare announcements waiting on the control channel, without blocking (a fork
-    /// server announces its spare while idle; one that died may have left one unread).
+    /// server announces its spare after a reply; one that died may have left one unread).
     fn read_announcements(&mut self) {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut buf = [0u8; 8];
@@ -73,7 +90,7 @@ impl Server {
             }
             match fdpass::recv(self.ctl.as_fd(), &mut buf) {
                 Ok(r) if announces(&r, &buf) => {
-                    self.note_spare(&buf);
+                    self.note_spare(&buf, r.fds);
                 }
                 // EOF, an error, or anything else: nothing more to read now.
                 _ => return,
@@ -81,11 +98,17 @@ impl Server {
         }
     }
 
-    /// Records the spare announced in `msg` (the tag, then its pid).
-    fn note_spare(&mut self, msg: &[u8; 8]) {
+    /// Records the spare announced in `msg` (the tag, then its pid) with the fds that came
+    /// with it (its channel).
+    fn note_spare(&mut self, msg: &[u8; 8], mut fds: Vec<OwnedFd>) {
         let pid = u32::from_le_bytes([msg[4], msg[5], msg[6], msg[7]]);
+        let chan = (fds.len() == 1).then(|| fds.pop()).flatten();
         if pid > 0 {
-            self.spares.push(pid);
+            self.spares.push(Spare {
+                pid,
+                chan,
+                told: false,
+            });
         }
     }
 
@@ -93,10 +116,10 @@ impl Server {
     /// killed), without waiting.
     fn reap_ended_spares(&mut self) {
         use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-        self.spares.retain(|&p| {
+        self.spares.retain(|s| {
             matches!(
                 waitpid(
-                    nix::unistd::Pid::from_raw(p as i32),
+                    nix::unistd::Pid::from_raw(s.pid as i32),
                     Some(WaitPidFlag::WNOHANG)
                 ),
                 Ok(WaitStatus::StillAlive)
@@ -186,7 +209,7 @@ pub(crate) fn usable() -> std::io::Result<bool> {
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
-/// Whether the fork server forks a spare host once idle (`IOTH_SPARE_HOST` unset or not `0`).
+/// Whether the fork server forks spare hosts (`IOTH_SPARE_HOST` unset or not `0`).
 fn spares_on() -> bool {
     crate::env::var("IOTH_SPARE_HOST").is_none_or(|v| v != "0")
 }
@@ -226,11 +249,12 @@ fn start(host: &Path) -> std::io::Result<Server> {
 }
 
 /// Ends and reaps a fork server of this process (it is dead already, or is told to go by EOF),
-/// and the spares it announced (which end at its EOF).
+/// and the spares it announced (which end at the EOF of their channels, closed here).
 fn retire(mut s: Server) {
     s.read_announcements();
     drop(s.ctl);
-    for p in s.spares.into_iter().chain([s.pid]) {
+    let pids: Vec<u32> = s.spares.into_iter().map(|sp| sp.pid).collect();
+    for p in pids.into_iter().chain([s.pid]) {
         super::reaper::reap_later(p, std::time::Duration::from_secs(1));
     }
 }
@@ -243,6 +267,62 @@ fn gone_before(e: &std::io::Error) -> bool {
     )
 }
 
+/// A host's process title, which the fork server or a spare writes over its argument area:
+/// `ioth-host[<plugin>]` and each VNL, each ended by a NUL byte.
+fn title(plugin: &str, vnls: &[String]) -> Vec<u8> {
+    let mut title = format!("ioth-host[{plugin}]").into_bytes();
+    title.push(0);
+    for v in vnls {
+        title.extend_from_slice(v.as_bytes());
+        title.push(0);
+    }
+    title
+}
+
+/// The spare of this process's fork server, if it announced one, made the host of `plugin`
+/// on `vnls`: its pid and this end of its channel, on which the handshake goes next. A spare
+/// that cannot take the title (it ended) is passed over (and reaped); `None` when there is
+/// none, and the stack is then asked of the fork server ([`spawn_host`]). The fork server need
+/// not be alive: a spare is a process of its own. It is told of each spare that no longer
+/// waits here (`TOOK`), taken or gone, so that it forks the next; of one whose fd this process
+/// could not receive (at its fd limit), only now, when a stack is asked for again.
+pub(crate) fn take_spare(host: &Path, plugin: &str, vnls: &[String]) -> Option<(u32, OwnedFd)> {
+    let mut guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    let s = guard
+        .as_mut()
+        .filter(|s| s.owner == std::process::id() && s.host == host)?;
+    s.read_announcements();
+    let title = title(plugin, vnls);
+    let mut untold = 0;
+    let mut taken = None;
+    while taken.is_none() {
+        let Some(sp) = s.spares.iter_mut().find(|sp| !sp.told) else {
+            break;
+        };
+        sp.told = true;
+        untold += 1;
+        if let Some(chan) = sp.chan.take() {
+            // A send fails if it ended: then it is only to be reaped.
+            if fdpass::send(chan.as_fd(), &title, &[]).is_ok() {
+                taken = Some((sp.pid, chan));
+            }
+        }
+    }
+    if let Some((pid, _)) = &taken {
+        s.spares.retain(|sp| sp.pid != *pid);
+    }
+    s.reap_ended_spares();
+    // The fork server forks the next spare now. If it is gone, it is retired: the next stack
+    // that needs it starts another.
+    for _ in 0..untold {
+        if fdpass::send(s.ctl.as_fd(), TAKEN, &[]).is_err() {
+            retire(guard.take().expect("present"));
+            break;
+        }
+    }
+    taken
+}
+
 /// Has the fork server (started on first use) fork a host of `plugin` on `chan`; the host's
 /// pid. `chan` is closed here.
 pub(crate) fn spawn_host(
@@ -251,12 +331,7 @@ pub(crate) fn spawn_host(
     vnls: &[String],
     chan: OwnedFd,
 ) -> std::io::Result<u32> {
-    let mut title = format!("ioth-host[{plugin}]").into_bytes();
-    title.push(0);
-    for v in vnls {
-        title.extend_from_slice(v.as_bytes());
-        title.push(0);
-    }
+    let title = title(plugin, vnls);
     let mut guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
     let me = std::process::id();
     for attempt in 0..2 {
@@ -264,8 +339,8 @@ pub(crate) fn spawn_host(
             Some(s) if s.owner == me && s.host == host => *guard = Some(s),
             // Our own, of another binary: let it go.
             Some(s) if s.owner == me => retire(s),
-            // The parent's (we are a fork): close our copy of its channel, nothing else.
-            Some(s) => drop(s.ctl),
+            // The parent's (we are a fork): close our copies of its channels, nothing else.
+            Some(s) => drop(s),
             None => {}
         }
         if guard.is_none() {
@@ -280,12 +355,12 @@ pub(crate) fn spawn_host(
             }
             return Err(e);
         }
-        // Announcements of spares first (sent while the fork server was idle), then the reply.
+        // Announcements of spares first (sent after an earlier reply), then the reply.
         let mut buf = [0u8; 8];
         let got = loop {
             match fdpass::recv(s.ctl.as_fd(), &mut buf) {
                 Ok(r) if announces(&r, &buf) => {
-                    s.note_spare(&buf);
+                    s.note_spare(&buf, r.fds);
                 }
                 other => break other,
             }
@@ -295,8 +370,6 @@ pub(crate) fn spawn_host(
             Ok(r) if r.len == 4 && r.fds.is_empty() => {
                 let v = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
                 if v > 0 {
-                    // A spare that became this host is a host now.
-                    s.spares.retain(|&p| p != v as u32);
                     Ok(v as u32)
                 } else {
                     Err(std::io::Error::from_raw_os_error(-v))

@@ -77,10 +77,31 @@ impl Link {
         queued: &[&Request],
     ) -> Result<Link> {
         let host = locate::host_binary()?;
-        let (fork_server, chan, host_end) = match Self::channel(fork_server) {
+        let fork_server = fork_server && Self::fork_server_usable()?;
+        // A spare host of the fork server, if there is one: its channel is ready.
+        let spare = fork_server
+            .then(|| forkserver::take_spare(&host, plugin, vnls))
+            .flatten();
+        if let Some((pid, fd)) = spare {
+            let chan = Channel::from_fd(fd);
+            for r in queued {
+                chan.send(*r, &[]).map_err(Error::Protocol)?;
+            }
+            // No pidfd, as for any host of the fork server (below).
+            let process = HostProcess::new(pid, false);
+            return Ok(Self::new(
+                plugin,
+                process,
+                chan,
+                request_timeout,
+                audit,
+                batch,
+            ));
+        }
+        let (chan, host_end) = match Self::channel() {
             // Out of fds while other stacks hold spare sockets: those are closed, once.
             Err(e) if e.errno() == libc::EMFILE && spares::release_elsewhere(None) => {
-                Self::channel(fork_server)?
+                Self::channel()?
             }
             got => got?,
         };
@@ -99,6 +120,25 @@ impl Link {
                 .map_err(|source| Error::Spawn { path: host, source })?;
             HostProcess::new(child.id(), true)
         };
+        Ok(Self::new(
+            plugin,
+            process,
+            chan,
+            request_timeout,
+            audit,
+            batch,
+        ))
+    }
+
+    /// The link to a started host; `audit` as for [`Link::start`].
+    fn new(
+        plugin: &str,
+        process: HostProcess,
+        chan: Channel,
+        request_timeout: Option<Duration>,
+        audit: Option<PathBuf>,
+        batch: bool,
+    ) -> Link {
         let audit = audit.map(|p| {
             if p.is_dir() {
                 p.join(format!("{plugin}-{}.jsonl", process.pid()))
@@ -106,7 +146,7 @@ impl Link {
                 p
             }
         });
-        Ok(Link {
+        Link {
             plugin: plugin.to_owned(),
             process,
             chan: Mutex::new(Some(chan)),
@@ -114,24 +154,32 @@ impl Link {
             audit,
             batch,
             spares: spares::register(),
-        })
+        }
     }
 
-    /// Whether the fork server can start the host ([`forkserver::usable`], when `fork_server`
-    /// asks for it), and the channel's two ends.
-    fn channel(fork_server: bool) -> Result<(bool, Channel, Channel)> {
-        // Before the channel: the check opens an fd of its own, and an application at its fd
-        // limit still has room for the two ends.
-        let fork_server = fork_server
-            && forkserver::usable().map_err(|source| Error::Os {
+    /// Whether the fork server can start the host ([`forkserver::usable`]). Before the
+    /// channel: the check opens an fd of its own, and an application at its fd limit still has
+    /// room for the two ends. Out of fds while other stacks hold spare sockets: those are
+    /// closed, once.
+    fn fork_server_usable() -> Result<bool> {
+        let check = || {
+            forkserver::usable().map_err(|source| Error::Os {
                 op: "open /proc/thread-self/ns",
                 source,
-            })?;
-        let (chan, host_end) = Channel::pair().map_err(|source| Error::Os {
+            })
+        };
+        match check() {
+            Err(e) if e.errno() == libc::EMFILE && spares::release_elsewhere(None) => check(),
+            got => got,
+        }
+    }
+
+    /// The two ends of a new host channel.
+    fn channel() -> Result<(Channel, Channel)> {
+        Channel::pair().map_err(|source| Error::Os {
             op: "socketpair",
             source,
-        })?;
-        Ok((fork_server, chan, host_end))
+        })
     }
 
     /// Pid of the host process.

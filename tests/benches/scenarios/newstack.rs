@@ -2,7 +2,7 @@
 //! process start".
 
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ioth::Stack;
 
@@ -101,44 +101,9 @@ pub fn run(opts: &Opts) -> Report {
         s.delete().map_err(ioth::Error::from).expect("delete");
     }
     // The same in applications of their own, with and without the spare host (a fork server's
-    // spare is per application): alternating, the median of each run's median.
-    let mut with_spare = Vec::new();
-    let mut without = Vec::new();
-    for round in 0..4 {
-        let spare = round % 2 == 0;
-        let out = Command::new(env!("CARGO_BIN_EXE_ioth-fault-holder"))
-            .args([
-                "--idle-newstack",
-                &m.to_string(),
-                &IDLE.as_millis().to_string(),
-            ])
-            .env("IOTH_HOST", &host)
-            .env("IOTH_SPARE_HOST", if spare { "1" } else { "0" })
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("ioth-fault-holder");
-        assert!(
-            out.status.success(),
-            "ioth-fault-holder --idle-newstack failed"
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        let median: u64 = text
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("median_ns="))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no median_ns in {text}"));
-        let d = std::time::Duration::from_nanos(median);
-        if spare {
-            with_spare.push(d);
-        } else {
-            without.push(d);
-        }
-    }
-    let mid = |v: &mut Vec<std::time::Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    let (with_spare, without) = (mid(&mut with_spare), mid(&mut without));
+    // spare is per application), after pauses and back to back.
+    let idle_own = own_application(&host, m, IDLE);
+    let loop_own = own_application(&host, n, std::time::Duration::ZERO);
     let probe = Stack::new("kernel", &[] as &[&str]).expect("newstack");
     let rss = probe.stats().map(|s| s.rss_bytes).unwrap_or(0);
     probe.delete().map_err(ioth::Error::from).expect("delete");
@@ -164,19 +129,48 @@ pub fn run(opts: &Opts) -> Report {
         Some(&idle_spawn),
     );
     rep.latency("after 20 ms idle: Stack::new", &idle_new, Some(&idle_spawn));
+    let ratio = |a: Duration, b: Duration| format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64());
     rep.value(
         "after 20 ms idle, own application: Stack::new, IOTH_SPARE_HOST=0 (baseline)",
         &format!("2 x {m}"),
-        &fmt_duration(without),
+        &fmt_duration(idle_own.without.new),
         "",
         "1.00x",
     );
     rep.value(
         "after 20 ms idle, own application: Stack::new (spare host)",
         &format!("2 x {m}"),
-        &fmt_duration(with_spare),
+        &fmt_duration(idle_own.with_spare.new),
         "",
-        &format!("{:.2}x", with_spare.as_secs_f64() / without.as_secs_f64()),
+        &ratio(idle_own.with_spare.new, idle_own.without.new),
+    );
+    rep.value(
+        "back to back, own application: Stack::new + delete, IOTH_SPARE_HOST=0 (baseline)",
+        &format!("2 x {n}"),
+        &fmt_duration(loop_own.without.cycle),
+        "",
+        "1.00x",
+    );
+    rep.value(
+        "back to back, own application: Stack::new + delete (spare host)",
+        &format!("2 x {n}"),
+        &fmt_duration(loop_own.with_spare.cycle),
+        "",
+        &ratio(loop_own.with_spare.cycle, loop_own.without.cycle),
+    );
+    rep.value(
+        "back to back, own application: Stack::new, IOTH_SPARE_HOST=0 (baseline)",
+        &format!("2 x {n}"),
+        &fmt_duration(loop_own.without.new),
+        "",
+        "1.00x",
+    );
+    rep.value(
+        "back to back, own application: Stack::new (spare host)",
+        &format!("2 x {n}"),
+        &fmt_duration(loop_own.with_spare.new),
+        "",
+        &ratio(loop_own.with_spare.new, loop_own.without.new),
     );
     rep.value(
         "ioth-host resident memory, one idle kernel stack",
@@ -191,13 +185,86 @@ pub fn run(opts: &Opts) -> Report {
          background).",
     );
     rep.note(
-        "Own application: ioth-fault-holder --idle-newstack, twice with the spare host and twice \
-         without (IOTH_SPARE_HOST=0), alternating; the median of each run's medians. The spare is \
-         a host the fork server forks once idle for 2 ms, which becomes the next stack's host.",
+        "Own application: ioth-fault-holder --idle-newstack (after pauses of 20 ms, or back to \
+         back), twice with the spare host and twice without (IOTH_SPARE_HOST=0), alternating; the \
+         median of each run's medians. The spare is a host the fork server forks after each \
+         host, which becomes the next stack's host without a round trip through the fork server.",
     );
     rep.note(format!(
         "Stack::new + delete = {:.2}x a bare start of the ioth-host binary itself.",
         both.median().as_secs_f64() / bare_host.median().as_secs_f64()
     ));
     rep
+}
+
+/// Medians of one kind of application run ([`own_application`]).
+#[derive(Default, Clone, Copy)]
+struct Medians {
+    /// `Stack::new`.
+    new: Duration,
+    /// `Stack::new` + `delete`.
+    cycle: Duration,
+}
+
+/// [`Medians`] with and without the spare host.
+struct OwnRuns {
+    with_spare: Medians,
+    without: Medians,
+}
+
+/// `ioth-fault-holder --idle-newstack n pause`, twice with the spare host and twice without
+/// (`IOTH_SPARE_HOST=0`), alternating: the median of each kind's run medians.
+fn own_application(host: &std::path::Path, n: usize, pause: Duration) -> OwnRuns {
+    let mut with_spare = Vec::new();
+    let mut without = Vec::new();
+    for round in 0..4 {
+        let spare = round % 2 == 0;
+        let out = Command::new(env!("CARGO_BIN_EXE_ioth-fault-holder"))
+            .args([
+                "--idle-newstack",
+                &n.to_string(),
+                &pause.as_millis().to_string(),
+            ])
+            .env("IOTH_HOST", host)
+            .env("IOTH_SPARE_HOST", if spare { "1" } else { "0" })
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("ioth-fault-holder");
+        assert!(
+            out.status.success(),
+            "ioth-fault-holder --idle-newstack failed"
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |key: &str| -> Duration {
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_nanos)
+                .unwrap_or_else(|| panic!("no {key} in {text}"))
+        };
+        let m = Medians {
+            new: field("median_ns="),
+            cycle: field("cycle_ns="),
+        };
+        if spare {
+            with_spare.push(m);
+        } else {
+            without.push(m);
+        }
+    }
+    let mid = |v: &[Medians]| {
+        let pick = |f: fn(&Medians) -> Duration| {
+            let mut d: Vec<Duration> = v.iter().map(f).collect();
+            d.sort();
+            d[d.len() / 2]
+        };
+        Medians {
+            new: pick(|m| m.new),
+            cycle: pick(|m| m.cycle),
+        }
+    };
+    OwnRuns {
+        with_spare: mid(&with_spare),
+        without: mid(&without),
+    }
 }
