@@ -52,8 +52,8 @@ fn set_comm(name: &std::ffi::CStr) {
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
 }
 
-/// Serves the control channel `ctl` until EOF; `spares`: whether to fork a spare once idle
-/// (`--no-spare`: never).
+/// Serves the control channel `ctl` until EOF; `spares`: whether to fork spares (`--no-spare`:
+/// never).
 pub fn run(ctl: OwnedFd, spares: bool) -> ExitCode {
     set_comm(c"ioth-forksrv");
     // What every host computes the same way, once here for all of them.
@@ -94,8 +94,8 @@ pub fn run(ctl: OwnedFd, spares: bool) -> ExitCode {
         }
         let mut fds = got.fds;
         if fds.is_empty() && buf[..] == TAKEN[..] {
-            // The application took the spare: the next one now, so that it is ready for the
-            // next stack.
+            // The announced spare no longer waits (the application took it, or found it gone):
+            // the next one now, so that it is ready for the next stack.
             spare_out = false;
             spare_now = true;
             continue;
@@ -134,7 +134,8 @@ fn channel_lost(e: &std::io::Error) -> ExitCode {
 /// The announcement of a spare: these 4 bytes, then its pid (4 bytes, little-endian).
 const SPARE_TAG: &[u8; 8] = b"SPAR\0\0\0\0";
 
-/// What the application sends when it has taken the announced spare (no reply).
+/// What the application sends when the announced spare no longer waits for it: taken, or
+/// found gone (no reply).
 const TAKEN: &[u8; 4] = b"TOOK";
 
 /// Forks a spare: its pid and the application's end of its channel; `None` if the fork or the
