@@ -83,20 +83,19 @@ impl Link {
             .then(|| forkserver::take_spare(&host, plugin, vnls))
             .flatten();
         if let Some((pid, fd)) = spare {
-            let chan = Channel::from_fd(fd);
-            for r in queued {
-                chan.send(*r, &[]).map_err(Error::Protocol)?;
-            }
             // No pidfd, as for any host of the fork server (below).
             let process = HostProcess::new(pid, false);
-            return Ok(Self::new(
+            let link = Self::new(
                 plugin,
                 process,
-                chan,
+                Channel::from_fd(fd),
                 request_timeout,
                 audit,
                 batch,
-            ));
+            );
+            // The spare is a host now: if this fails, dropping the link ends and reaps it.
+            link.queue(queued)?;
+            return Ok(link);
         }
         let (chan, host_end) = match Self::channel() {
             // Out of fds while other stacks hold spare sockets: those are closed, once.
@@ -155,6 +154,16 @@ impl Link {
             batch,
             spares: spares::register(),
         }
+    }
+
+    /// Writes `queued` on the channel (the handshake, which the host reads when it starts).
+    fn queue(&self, queued: &[&Request]) -> Result<()> {
+        let guard = self.chan.lock().unwrap_or_else(|e| e.into_inner());
+        let chan = guard.as_ref().expect("a new link has its channel");
+        for r in queued {
+            chan.send(*r, &[]).map_err(Error::Protocol)?;
+        }
+        Ok(())
     }
 
     /// Whether the fork server can start the host ([`forkserver::usable`]). Before the
