@@ -129,48 +129,41 @@ pub fn run(opts: &Opts) -> Report {
         Some(&idle_spawn),
     );
     rep.latency("after 20 ms idle: Stack::new", &idle_new, Some(&idle_spawn));
-    let ratio = |a: Duration, b: Duration| format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64());
-    rep.value(
-        "after 20 ms idle, own application: Stack::new, IOTH_SPARE_HOST=0 (baseline)",
-        &format!("2 x {m}"),
-        &fmt_duration(idle_own.without.new),
-        "",
-        "1.00x",
+    // Each pair: without the spare host (the baseline), then with it.
+    let mut pair = |what: &str, n: usize, without: Duration, with: Duration| {
+        let n = format!("2 x {n}");
+        rep.value(
+            &format!("{what}, IOTH_SPARE_HOST=0 (baseline)"),
+            &n,
+            &fmt_duration(without),
+            "",
+            "1.00x",
+        );
+        rep.value(
+            &format!("{what} (spare host)"),
+            &n,
+            &fmt_duration(with),
+            "",
+            &format!("{:.2}x", with.as_secs_f64() / without.as_secs_f64()),
+        );
+    };
+    pair(
+        "after 20 ms idle, own application: Stack::new",
+        m,
+        idle_own.without.new,
+        idle_own.with_spare.new,
     );
-    rep.value(
-        "after 20 ms idle, own application: Stack::new (spare host)",
-        &format!("2 x {m}"),
-        &fmt_duration(idle_own.with_spare.new),
-        "",
-        &ratio(idle_own.with_spare.new, idle_own.without.new),
+    pair(
+        "back to back, own application: Stack::new + delete",
+        n,
+        loop_own.without.cycle,
+        loop_own.with_spare.cycle,
     );
-    rep.value(
-        "back to back, own application: Stack::new + delete, IOTH_SPARE_HOST=0 (baseline)",
-        &format!("2 x {n}"),
-        &fmt_duration(loop_own.without.cycle),
-        "",
-        "1.00x",
-    );
-    rep.value(
-        "back to back, own application: Stack::new + delete (spare host)",
-        &format!("2 x {n}"),
-        &fmt_duration(loop_own.with_spare.cycle),
-        "",
-        &ratio(loop_own.with_spare.cycle, loop_own.without.cycle),
-    );
-    rep.value(
-        "back to back, own application: Stack::new, IOTH_SPARE_HOST=0 (baseline)",
-        &format!("2 x {n}"),
-        &fmt_duration(loop_own.without.new),
-        "",
-        "1.00x",
-    );
-    rep.value(
-        "back to back, own application: Stack::new (spare host)",
-        &format!("2 x {n}"),
-        &fmt_duration(loop_own.with_spare.new),
-        "",
-        &ratio(loop_own.with_spare.new, loop_own.without.new),
+    pair(
+        "back to back, own application: Stack::new",
+        n,
+        loop_own.without.new,
+        loop_own.with_spare.new,
     );
     rep.value(
         "ioth-host resident memory, one idle kernel stack",
