@@ -22,10 +22,9 @@
 //! the application makes its next stack by writing the process title to that end and then
 //! using it as the host's channel, without a round trip through the fork server, and tells the
 //! fork server that it took the spare (a 4-byte `TOOK`, no reply), which then forks the next
-//! spare. So once the first stack
-//! exists one spare waits, and each stack after it starts with no fork and no fork-server round
-//! trip on its path. A spare ends, unused, at EOF of its channel (the application closed its
-//! end) or with the application (its parent-death signal).
+//! spare. So once the first stack exists one spare waits, and each stack after it starts with
+//! no fork and no fork-server round trip on its path. A spare ends, unused, at EOF of its
+//! channel (the application closed its end) or with the application (its parent-death signal).
 //!
 //! The fork server runs as `ioth-forksrv` (`comm`), so that `pgrep -x ioth-host` lists hosts
 //! only; a child takes back `ioth-host` and writes `ioth-host[<plugin>] <vnl> …` over the
