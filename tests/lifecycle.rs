@@ -60,7 +60,8 @@ fn children() -> Vec<u32> {
 }
 
 /// The spare the fork server forked ahead (a live child named `ioth-spare`), within
-/// [`BOUND`].
+/// [`BOUND`], once the fork server has announced it: it sleeps again (its only blocking call is
+/// the wait for the next request, after the announcement).
 fn spare_pid() -> Option<u32> {
     let live = || {
         proc::children(Some("ioth-spare"))
@@ -68,6 +69,8 @@ fn spare_pid() -> Option<u32> {
             .find(|p| proc::state(*p).is_some_and(|s| s != 'Z'))
     };
     time_until(BOUND, || live().is_some())?;
+    let server = fork_server_pid()?;
+    time_until(BOUND, || proc::state(server) == Some('S'))?;
     live()
 }
 
