@@ -74,6 +74,13 @@ fn spare_pid() -> Option<u32> {
     live()
 }
 
+/// SIGKILL to `pid`, then the wait until it has died (its fds closed), as an application would
+/// not know to.
+fn kill_and_wait(pid: u32) {
+    sigkill(pid);
+    time_until(BOUND, || !proc::alive(pid)).unwrap_or_else(|| panic!("{pid} did not die"));
+}
+
 /// The pid of this process's fork server, if it runs.
 fn fork_server_pid() -> Option<u32> {
     proc::children(Some("ioth-forksrv"))
@@ -393,9 +400,7 @@ fn a_killed_fork_servers_spare_still_becomes_the_next_stack() {
     kernel().delete().map_err(ioth::Error::from).unwrap();
     let spare = spare_pid().expect("a spare after a stack");
     let server = fork_server_pid().expect("the fork server");
-    sigkill(server);
-    // Wait until it has died (its fds closed), as an application would not know to.
-    time_until(BOUND, || proc::state(server).is_none_or(|s| s == 'Z')).expect("fork server died");
+    kill_and_wait(server);
     let s = kernel();
     assert_eq!(s.pid().unwrap(), spare);
     udp_echo_once(&udp_loopback(&s));
@@ -418,8 +423,7 @@ fn a_killed_spare_is_passed_over_and_reaped() {
     let _g = setup_exclusive();
     kernel().delete().map_err(ioth::Error::from).unwrap();
     let spare = spare_pid().expect("a spare after a stack");
-    sigkill(spare);
-    time_until(BOUND, || proc::state(spare).is_none_or(|s| s == 'Z')).expect("spare died");
+    kill_and_wait(spare);
     let s = kernel();
     assert_ne!(s.pid().unwrap(), spare);
     udp_echo_once(&udp_loopback(&s));
@@ -450,9 +454,7 @@ fn killed_fork_server_costs_only_the_next_newstack_a_fresh_start() {
     let before = kernel();
     let server = fork_server_pid().expect("a fork server runs once a stack exists");
     let s = before.msocket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
-    sigkill(server);
-    // Wait until it has died (its fds closed), as an application would not know to.
-    time_until(BOUND, || proc::state(server).is_none_or(|s| s == 'Z')).expect("fork server died");
+    kill_and_wait(server);
     // The stack made before keeps working: sockets, stats, a new socket.
     udp_echo_once(&udp_loopback(&before));
     drop(s);
