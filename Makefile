@@ -80,10 +80,21 @@ test-outside:
 # uploaded (docs/publishing.md).
 PUBLISHED = ioth-proto ioth-plugin-sdk iothaddr ioth ioth_kernel ioth_vdestack ioth_smoltcp ioth-host
 # A target directory of its own, emptied first: the packaged crates share name and version with
-# the workspace's, and a build of an earlier package would pass for theirs.
+# the workspace's, and a build of an earlier package would pass for theirs. For the same reason a
+# cargo home of its own: cargo extracts the packaged crates into CARGO_HOME/registry/src/ under a
+# name made from the target directory's path and reuses an extraction it finds there, so a second
+# run in the same directory would build the first run's sources. That home shares the user's
+# registry index, downloads and configuration (links), so nothing is fetched again.
+USER_CARGO_HOME = $(or $(CARGO_HOME),$(HOME)/.cargo)
+PACKAGE_HOME = $(TARGET_DIR)/package-verify/cargo-home
 package:
 	rm -rf $(TARGET_DIR)/package-verify
-	CARGO_TARGET_DIR=$(TARGET_DIR)/package-verify timeout 1800 $(CARGO) package --locked $(addprefix -p ,$(PUBLISHED))
+	mkdir -p $(PACKAGE_HOME)/registry
+	for f in registry/index registry/cache config.toml config; do \
+	  if [ -e "$(USER_CARGO_HOME)/$$f" ]; then ln -s "$(abspath $(USER_CARGO_HOME))/$$f" $(PACKAGE_HOME)/$$f; fi; \
+	done
+	CARGO_HOME=$(abspath $(PACKAGE_HOME)) CARGO_TARGET_DIR=$(TARGET_DIR)/package-verify \
+	  timeout 1800 $(CARGO) package --locked $(addprefix -p ,$(PUBLISHED))
 
 clean:
 	$(CARGO) clean
