@@ -169,20 +169,30 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     if as_json {
         println!("{}", Value::Array(all));
-        return Ok(());
+    } else {
+        print!("{}", text(&all));
     }
-    println!(
+    Ok(())
+}
+
+/// The table of `ioth ps` for the hosts `all` (as `--json` prints them).
+fn text(all: &[Value]) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
         "{:>7} {:>7} {:<10} {:<28} {:>7} {:>12} {:>12}  APPLICATION",
         "PID", "APP", "PLUGIN", "VNLS", "SOCKETS", "BYTES IN", "BYTES OUT"
     );
-    for v in &all {
+    for v in all {
         // A proxied socket the stack reports (with the `id` of its requests) is in both lists.
         let socks = v["sockets"]
             .as_array()
             .map_or(0, |a| a.iter().filter(|s| s["id"].is_null()).count())
             + v["proxied"].as_array().map_or(0, Vec::len);
         let opt = |x: Option<u64>| x.map_or("-".into(), |n| n.to_string());
-        println!(
+        let _ = writeln!(
+            t,
             "{:>7} {:>7} {:<10} {:<28} {:>7} {:>12} {:>12}  {}",
             v["pid"],
             v["app_pid"].as_u64().map_or("-".into(), |p| p.to_string()),
@@ -202,14 +212,20 @@ pub fn main(args: &[String]) -> Result<(), String> {
             },
             opt(sum(&v["interfaces"], "rx_bytes")),
             opt(sum(&v["interfaces"], "tx_bytes")),
-            v["app_command"].as_str().unwrap_or("")
+            match v["app_command"].as_str() {
+                // Its parent is init: the application ended, and the host is ending too.
+                _ if v["app_pid"].is_null() => "(application gone: ending)",
+                Some(c) => c,
+                None => "",
+            }
         );
         for i in v["interfaces"].as_array().into_iter().flatten() {
             let a: Vec<&str> = i["addresses"]
                 .as_array()
                 .map(|v| v.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            println!(
+            let _ = writeln!(
+                t,
                 "        interface {} {} {}",
                 i["name"].as_str().unwrap_or(""),
                 if i["up"] == true { "up" } else { "down" },
@@ -217,7 +233,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
             );
         }
         for s in v["sockets"].as_array().into_iter().flatten() {
-            println!(
+            let _ = writeln!(
+                t,
                 "        {} {} {} -> {} {}",
                 s["type"].as_str().unwrap_or(""),
                 s["owner"].as_str().unwrap_or(""),
@@ -227,7 +244,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
             );
         }
         for s in v["proxied"].as_array().into_iter().flatten() {
-            println!(
+            let _ = writeln!(
+                t,
                 "        proxied #{} {} {} -> {}",
                 s["id"],
                 s["state"].as_str().unwrap_or(""),
@@ -240,10 +258,32 @@ pub fn main(args: &[String]) -> Result<(), String> {
             println!("        protections: {}", p.join(" "));
         }
     }
-    Ok(())
+    t
 }
 
 /// The real uid of this process.
 fn nix_uid() -> u32 {
     std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_whose_application_is_gone_shows_as_ending() {
+        let live = json!({"pid": 10, "app_pid": 9, "plugin": "kernel", "vnls": [],
+                          "app_command": "app --x", "data_path": "native", "interfaces": []});
+        let ending = json!({"pid": 12, "app_pid": null, "plugin": "vdestack",
+                            "vnls": ["vde:///s"], "app_command": ""});
+        let t = text(&[live, ending]);
+        let rows: Vec<&str> = t.lines().collect();
+        assert_eq!(rows.len(), 3, "{t}");
+        assert!(rows[1].ends_with("  app --x"), "{t}");
+        assert!(
+            rows[2].contains(" vde:///s ") && rows[2].contains(" ? "),
+            "{t}"
+        );
+        assert!(rows[2].ends_with("  (application gone: ending)"), "{t}");
+    }
 }
