@@ -487,13 +487,19 @@ fn a_refused_operation_shows_in_the_trail() {
 }
 
 #[test]
-fn a_process_started_by_a_later_plugin_thread_shows_in_the_trail() {
+fn a_process_started_by_a_later_plugin_thread_shows_in_the_trail_with_its_program() {
     setup();
     let dir = TempDir::new("audit-fork");
     let (trail, log) = (dir.path().join("t.jsonl"), dir.path().join("log"));
+    // The program the plug-in runs, from a directory its sandbox declaration lets it read (a
+    // VNL that is a directory's path: `read=@vnl`).
+    let sleep = std::fs::canonicalize("/bin/sleep").expect("sleep(1)");
+    let bin = sleep.parent().expect("a directory").to_path_buf();
     let s = Stack::builder("snoop")
         .vnls(&[
             "fork_in_thread".to_owned(),
+            format!("run={}", sleep.display()),
+            bin.display().to_string(),
             format!("log={}", log.display()),
         ])
         .audit(&trail)
@@ -510,8 +516,26 @@ fn a_process_started_by_a_later_plugin_thread_shows_in_the_trail() {
         assert!(std::time::Instant::now() < deadline, "no fork logged: {l}");
         std::thread::sleep(Duration::from_millis(10));
     };
-    // The child lives 500 ms; the trail looks every INTERVAL_MS.
-    std::thread::sleep(Duration::from_millis(700));
+    // The child lives a second; the trail looks every INTERVAL_MS. While it runs, `ioth ps`
+    // shows it with its program.
+    std::thread::sleep(Duration::from_millis(2 * INTERVAL_MS));
+    let ps: serde_json::Value = serde_json::from_str(&ioth(&["ps", "--json"])).expect("ps --json");
+    let program = sleep.display().to_string();
+    let shown = ps.as_array().into_iter().flatten().any(|h| {
+        h["programs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["pid"] == child && p["program"] == program.as_str())
+    });
+    assert!(shown, "no {program} of {child} in ioth ps: {ps}");
+    // Once it has ended (the plug-in's thread reaps it), a last look sees it gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{child}")).exists() {
+        assert!(std::time::Instant::now() < deadline, "{child} still runs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(2 * INTERVAL_MS));
     s.delete().map_err(ioth::Error::from).unwrap();
     let t = ended_trail(&trail);
     let kind = |k: &str| t.iter().any(|e| e["event"] == k && e["child"] == child);
@@ -520,6 +544,20 @@ fn a_process_started_by_a_later_plugin_thread_shows_in_the_trail() {
         "no process_start of {child} in {t:?}"
     );
     assert!(kind("process_end"), "no process_end of {child} in {t:?}");
+    // Seen when it started, or at the next look after its execve.
+    assert!(
+        t.iter().any(|e| {
+            ["process_start", "process_exec"].contains(&e["event"].as_str().unwrap_or(""))
+                && e["child"] == child
+                && e["program"] == program.as_str()
+        }),
+        "no {program} of {child} in {t:?}"
+    );
+    let summary = ioth(&["audit", trail.to_str().unwrap()]);
+    assert!(
+        summary.contains(&format!("programs: {program} (1)")),
+        "{summary}"
+    );
 }
 
 /// The request lines of a kernel stack's trail (a directory given: `kernel-<pid>.jsonl`, a file

@@ -60,7 +60,8 @@ struct State {
     socks: BTreeMap<u64, Seen>,
     ifs: BTreeMap<u32, Iface>,
     routes: Vec<String>,
-    children: Vec<u32>,
+    /// The host's child processes, with the program each runs (once it is known).
+    children: BTreeMap<u32, Option<String>>,
     proxied: BTreeMap<u64, Proxied>,
     protections: Value,
     requests: u64,
@@ -350,11 +351,18 @@ impl Shared {
                 st.routes = routes.clone();
             }
         }
-        let kids = st.proc.children();
-        for p in kids.iter().filter(|p| !st.children.contains(p)) {
-            self.emit("process_start", json!({ "child": p }));
+        let kids = st.proc.programs();
+        for (p, program) in &kids {
+            match st.children.get(p) {
+                None => self.emit("process_start", json!({ "child": p, "program": program })),
+                // It ran a program since the last look (or another one).
+                Some(before) if program.is_some() && program != before => {
+                    self.emit("process_exec", json!({ "child": p, "program": program }))
+                }
+                Some(_) => {}
+            }
         }
-        for p in st.children.iter().filter(|p| !kids.contains(p)) {
+        for p in st.children.keys().filter(|p| !kids.contains_key(p)) {
             self.emit("process_end", json!({ "child": p }));
         }
         st.children = kids;
@@ -390,7 +398,7 @@ impl Shared {
                        "peer": p.peer, "state": p.state})
             })
             .collect();
-        let kids = st.proc.children();
+        let kids = st.proc.programs();
         json!({
             "schema": audit::SCHEMA,
             "pid": std::process::id(),
@@ -406,7 +414,8 @@ impl Shared {
             "interfaces": interfaces,
             "sockets": sockets,
             "proxied": proxied,
-            "children": kids,
+            "children": kids.keys().collect::<Vec<_>>(),
+            "programs": kids.iter().map(|(p, e)| json!({"pid": p, "program": e})).collect::<Vec<_>>(),
         })
     }
 }
@@ -449,7 +458,7 @@ impl Monitor {
             socks: BTreeMap::new(),
             ifs: BTreeMap::new(),
             routes: Vec::new(),
-            children: Vec::new(),
+            children: BTreeMap::new(),
             proxied: BTreeMap::new(),
             protections: Value::Null,
             // The Hello before the NewStack that creates the monitor.

@@ -498,6 +498,22 @@ impl ProcView {
         out.dedup();
         out
     }
+
+    /// [`ProcView::children`], each with the program it runs (`/proc/<pid>/exe`). None until it
+    /// has run one: a child that has not called `execve` is a copy of the host, not dumpable,
+    /// so its link cannot be read. Reading a link is not an access Landlock governs, and the
+    /// child is in the host's domain.
+    pub fn programs(&mut self) -> BTreeMap<u32, Option<String>> {
+        let program = |pid: u32| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned())
+        };
+        self.children()
+            .into_iter()
+            .map(|p| (p, program(p)))
+            .collect()
+    }
 }
 
 #[cfg(test)]

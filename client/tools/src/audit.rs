@@ -2,7 +2,7 @@
 //! the events filtered by stack, kind and time; `--follow` waits for more lines; `--json` prints
 //! JSON (the summary as one object per stack, events as their lines).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::time::Duration;
 
@@ -130,6 +130,8 @@ struct Stack {
     protections: Vec<String>,
     ifaces: BTreeMap<String, IfaceSeen>,
     children: u64,
+    /// Program → the children seen running it.
+    programs: BTreeMap<String, BTreeSet<u64>>,
     stopped: Option<String>,
 }
 
@@ -234,7 +236,14 @@ impl Stack {
                 }
                 f.2 = Some(c);
             }
-            "process_start" => self.children += 1,
+            "process_start" | "process_exec" => {
+                if e["event"] == "process_start" {
+                    self.children += 1;
+                }
+                if let (Some(p), Some(c)) = (e["program"].as_str(), e["child"].as_u64()) {
+                    self.programs.entry(p.to_owned()).or_default().insert(c);
+                }
+            }
             "stop" => self.stopped = Some(s("why")),
             _ => {}
         }
@@ -297,6 +306,11 @@ impl Stack {
             "interfaces": ifaces,
             "refused": self.refused,
             "children": self.children,
+            "programs": self
+                .programs
+                .iter()
+                .map(|(p, c)| json!({"program": p, "children": c.len()}))
+                .collect::<Vec<_>>(),
             "protections": self.protections,
         })
     }
@@ -348,6 +362,21 @@ fn print_summary(out: &mut impl Write, s: &Value) -> std::io::Result<()> {
         .map(|v| v.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     writeln!(out, "  protections: {}", prot.join(" "))?;
+    let programs: Vec<String> = s["programs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            format!(
+                "{} ({})",
+                p["program"].as_str().unwrap_or(""),
+                p["children"]
+            )
+        })
+        .collect();
+    if !programs.is_empty() {
+        writeln!(out, "  programs: {}", programs.join(", "))?;
+    }
     for p in s["peers"].as_array().into_iter().flatten() {
         writeln!(
             out,

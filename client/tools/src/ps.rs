@@ -161,6 +161,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 "sockets",
                 "proxied",
                 "children",
+                "programs",
             ] {
                 o.insert(k.into(), st[k].clone());
             }
@@ -253,6 +254,14 @@ fn text(all: &[Value]) -> String {
                 s["peer"].as_str().unwrap_or("-")
             );
         }
+        for p in v["programs"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                t,
+                "        process {} {}",
+                p["pid"],
+                p["program"].as_str().unwrap_or("(no program run yet)")
+            );
+        }
         if let Some(p) = v["protections"]["in_force"].as_array() {
             let p: Vec<&str> = p.iter().filter_map(Value::as_str).collect();
             println!("        protections: {}", p.join(" "));
@@ -271,19 +280,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_host_whose_application_is_gone_shows_as_ending() {
+    fn rows_show_programs_and_a_host_whose_application_is_gone() {
         let live = json!({"pid": 10, "app_pid": 9, "plugin": "kernel", "vnls": [],
-                          "app_command": "app --x", "data_path": "native", "interfaces": []});
+                          "app_command": "app --x", "data_path": "native", "interfaces": [],
+                          "programs": [{"pid": 11, "program": "/usr/bin/sleep"},
+                                       {"pid": 13, "program": null}]});
         let ending = json!({"pid": 12, "app_pid": null, "plugin": "vdestack",
                             "vnls": ["vde:///s"], "app_command": ""});
         let t = text(&[live, ending]);
         let rows: Vec<&str> = t.lines().collect();
-        assert_eq!(rows.len(), 3, "{t}");
+        assert_eq!(rows.len(), 5, "{t}");
         assert!(rows[1].ends_with("  app --x"), "{t}");
+        assert_eq!(rows[2].trim(), "process 11 /usr/bin/sleep", "{t}");
+        assert_eq!(rows[3].trim(), "process 13 (no program run yet)", "{t}");
         assert!(
-            rows[2].contains(" vde:///s ") && rows[2].contains(" ? "),
+            rows[4].contains(" vde:///s ") && rows[4].contains(" ? "),
             "{t}"
         );
-        assert!(rows[2].ends_with("  (application gone: ending)"), "{t}");
+        assert!(rows[4].ends_with("  (application gone: ending)"), "{t}");
     }
 }

@@ -10,7 +10,10 @@
  * the sandbox, fails with that errno (tests/audit.rs: the refusal shows in the audit trail).
  * With VNL "fork_in_thread", socket() starts a thread (so one started after the sandbox) that
  * forks a child living half a second, logs "forked <pid>" and waits for it (tests/audit.rs:
- * the child shows in the trail).
+ * the child shows in the trail); with "run=<path>" too, the child runs "<path> 1" instead (a
+ * sleep of a second). Its sandbox declaration, "read=@vnl", makes readable (and executable)
+ * each VNL that is a directory's path (none of the others), so that a test can let it run a
+ * program.
  * Used by tests/harden.rs. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,6 +37,9 @@ static uintptr_t poke;
 static char out[512], exe[512];
 static int refuse;
 static int fork_thread;
+static char run[512];
+
+const char *ioth_snoop_sandbox = "read=@vnl";
 
 static void report(const char *what, int ok) {
 	char line[256];
@@ -55,6 +61,8 @@ void *ioth_snoop_newstack(const char *vnlv[], struct ioth_functions *f) {
 			refuse = 1;
 		else if (strcmp(vnlv[i], "fork_in_thread") == 0)
 			fork_thread = 1;
+		else if (strncmp(vnlv[i], "run=", 4) == 0)
+			snprintf(run, sizeof run, "%s", vnlv[i] + 4);
 		else if (strncmp(vnlv[i], "exec=", 5) == 0)
 			snprintf(exe, sizeof exe, "%s", vnlv[i] + 5);
 	}
@@ -65,6 +73,8 @@ static void *forker(void *arg) {
 	(void) arg;
 	pid_t c = fork();
 	if (c == 0) {
+		if (run[0])
+			execl(run, run, "1", (char *) NULL);
 		usleep(500000);
 		_exit(0);
 	}
