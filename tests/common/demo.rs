@@ -65,14 +65,25 @@ pub fn run(server: &Path, server_stack: &str, client: &Path, client_stack: &str)
         "client did not end after the end of its input ({who})"
     );
     // The server prints "GOT: <bytes read>" per read; TCP may split or join lines, so compare
-    // the bytes it received, not its lines.
-    let log: Vec<String> = srv_lines.try_iter().collect();
-    let received = log
-        .iter()
-        .filter(|l| !l.starts_with("new conn") && !l.starts_with("close conn"))
-        .map(|l| l.replace("GOT: ", ""))
-        .collect::<Vec<_>>()
-        .join("\n");
+    // the bytes it received, not its lines. Its lines reach this process through a pipe and a
+    // reader thread, which may lag behind the echoes: wait for them (bounded).
+    let mut log: Vec<String> = Vec::new();
+    let received = |log: &[String]| {
+        log.iter()
+            .filter(|l| !l.starts_with("new conn") && !l.starts_with("close conn"))
+            .map(|l| l.replace("GOT: ", ""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let deadline = std::time::Instant::now() + STEP;
+    while !LINES.iter().all(|l| received(&log).contains(l)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match srv_lines.recv_timeout(left) {
+            Ok(l) => log.push(l),
+            Err(_) => break,
+        }
+    }
+    let received = received(&log);
     for l in LINES {
         assert!(
             received.contains(l),
