@@ -351,12 +351,14 @@ impl Shared {
                 st.routes = routes.clone();
             }
         }
-        let kids = st.proc.programs();
-        for (p, program) in &kids {
+        let mut kids = st.proc.programs();
+        for (p, program) in kids.iter_mut() {
             match st.children.get(p) {
                 None => self.emit("process_start", json!({ "child": p, "program": program })),
+                // No longer readable (it ran a setuid program): still the last one seen.
+                Some(before) if program.is_none() => program.clone_from(before),
                 // It ran a program since the last look (or another one).
-                Some(before) if program.is_some() && program != before => {
+                Some(before) if program != before => {
                     self.emit("process_exec", json!({ "child": p, "program": program }))
                 }
                 Some(_) => {}
