@@ -69,17 +69,7 @@ pub fn socket(core: &mut Core, domain: i32, protocol: i32, flags: i32) -> io::Re
     let legs = (0..core.net.ifaces.len())
         .map(|i| (i, core.net.ifaces[i].sockets.add(new_raw(v6))))
         .collect();
-    let r = RawIp {
-        v6,
-        legs,
-        local: None,
-        unicast_hops: -1,
-        multicast_hops: -1,
-        multicast_if: 0,
-        multicast_loop: true,
-        filter: [0; 8],
-        eof: false,
-    };
+    let r = RawIp::new(v6, legs);
     let (pe, app) = crate::sock::new_pair(libc::SOCK_SEQPACKET, flags)?;
     Ok(core.add(domain, Kind::RawIp(r), pe, app))
 }
@@ -342,17 +332,7 @@ mod tests {
 
     #[test]
     fn filter_blocks_by_type() {
-        let mut r = RawIp {
-            v6: true,
-            legs: Vec::new(),
-            local: None,
-            unicast_hops: -1,
-            multicast_hops: -1,
-            multicast_if: 0,
-            multicast_loop: true,
-            filter: [0; 8],
-            eof: false,
-        };
+        let mut r = RawIp::new(true, Vec::new());
         assert!(r.passes(134));
         r.filter = [u32::MAX; 8];
         r.filter[134 >> 5] &= !(1 << (134 & 31));

@@ -33,6 +33,22 @@ pub struct RawIp {
 }
 
 impl RawIp {
+    /// A socket with one smoltcp raw socket per interface (`legs`), unbound, with the default
+    /// hop limits and options and no ICMPv6 type filtered.
+    pub(crate) fn new(v6: bool, legs: Vec<(usize, SocketHandle)>) -> RawIp {
+        RawIp {
+            v6,
+            legs,
+            local: None,
+            unicast_hops: -1,
+            multicast_hops: -1,
+            multicast_if: 0,
+            multicast_loop: true,
+            filter: [0; 8],
+            eof: false,
+        }
+    }
+
     /// The events to poll the plug-in's end for.
     pub fn interest(&self) -> i16 {
         if self.eof {
