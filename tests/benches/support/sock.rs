@@ -10,9 +10,9 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 /// A plain socket or a socket of an ioth stack (native or proxied).
@@ -32,21 +32,8 @@ fn ip_addr(s: &SockaddrStorage) -> Option<SocketAddr> {
 }
 
 /// Waits (bounded) until `fd` reports one of `ev`; false if the time ran out.
-pub fn wait_for(fd: BorrowedFd<'_>, ev: PollFlags, bound: Duration) -> bool {
-    let deadline = Instant::now() + bound;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut p = [PollFd::new(fd, ev)];
-        match poll(
-            &mut p,
-            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(n) if n > 0 => return true,
-            Ok(_) => return false,
-            Err(nix::errno::Errno::EINTR) if Instant::now() < deadline => continue,
-            Err(_) => return false,
-        }
-    }
+fn wait_for(fd: BorrowedFd<'_>, ev: PollFlags, bound: Duration) -> bool {
+    !ioth_tests::sock::wait_for(fd, ev, bound).is_empty()
 }
 
 impl Sock {
