@@ -7,7 +7,7 @@
 //! netlink); a static program fails loudly on smoltcp and runs on vdestack; exit statuses and
 //! signals pass through; `getent` resolves through the DNS server `dns=` gave (vdestack; smoltcp
 //! through the runner's forwarder, UDP and TCP); `-c eth,dhcp` configures both stacks from a
-//! dnsmasq (`ioth_tests::dhcp::Server`).
+//! dnsmasq (`ioth_tests::dhcp::Server`); the runner leaves no private directory behind.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -239,6 +239,28 @@ fn exit_status_and_signals_pass_through() {
             std::thread::sleep(Duration::from_millis(20));
         };
         assert_eq!(st.code(), Some(42), "{stack}: {st}");
+    }
+}
+
+/// The runner's private directory (the rendezvous socket of a proxied stack, the resolv.conf
+/// `dns=` writes) is gone once the runner has exited, though the runner does not wait for its
+/// serving thread.
+#[test]
+#[cfg_attr(not(ioth_root), ignore = "needs root: vdestack and namespaces")]
+fn the_runner_leaves_no_private_directory_behind() {
+    let sw = Switch::start();
+    for stack in ["smoltcp", "vdestack"] {
+        let tmp = TempDir::new("run-tmp");
+        let (st, _, err) = run(runner(stack, &sw, "eth,ip=10.66.0.2/24,dns=10.66.0.1")
+            .env("TMPDIR", tmp.path())
+            .args(["sh", "-c", "cat /etc/resolv.conf >/dev/null && exit 3"]));
+        assert_eq!(st.code(), Some(3), "{stack}: {err}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{stack}: left in TMPDIR: {left:?}");
     }
 }
 

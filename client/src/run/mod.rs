@@ -56,6 +56,8 @@ pub struct Child {
     /// The serving thread (proxied stacks): it ends once the program has ended and every
     /// socket of it is released.
     server: Option<std::thread::JoinHandle<()>>,
+    /// The rendezvous directory of the serving thread (proxied stacks).
+    rendezvous: Option<PathBuf>,
 }
 
 /// How the program reaches the stack.
@@ -338,6 +340,9 @@ impl Command {
             ),
         })?;
         drop(mode);
+        let rendezvous_dir = rendezvous
+            .as_ref()
+            .and_then(|rv| rv.path.parent().map(Path::to_path_buf));
         let server = match rendezvous {
             None => {
                 drop(resolv_dir);
@@ -367,7 +372,11 @@ impl Command {
                 )
             }
         };
-        Ok(Child { child, server })
+        Ok(Child {
+            child,
+            server,
+            rendezvous: rendezvous_dir,
+        })
     }
 }
 
@@ -378,8 +387,16 @@ impl Child {
     }
 
     /// Waits for the program to end (its sockets are released once no process holds them).
+    ///
+    /// Once it has ended, its processes can no longer join the stack (the serving thread
+    /// accepts no more connections), so the rendezvous directory is removed here: a runner that
+    /// exits right after `wait` does not leave it behind.
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
-        self.child.wait()
+        let st = self.child.wait()?;
+        if let Some(dir) = self.rendezvous.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(st)
     }
 
     /// Lets the program run on its own: the caller reaps it (waitpid). The serving thread goes
