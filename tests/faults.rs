@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use ioth::{Error, Stack};
 use ioth_tests::fault_plugins::{self, assert_died, plugin_dir, BOUND};
-use ioth_tests::proc::{cmdline, is_host, sigkill, time_until};
+use ioth_tests::proc::{
+    assert_status_socket_removed, cmdline, is_host, sigkill, status_socket, time_until,
+};
 use ioth_tests::stacks::kernel;
 use ioth_tests::stdsock::{udp_echo_once, udp_loopback};
 
@@ -344,6 +346,7 @@ fn sigkill_wakes_threads_blocked_on_the_stack_and_others_keep_serving() {
         udp_echo_once(&udp_loopback(&k));
     }
     assert!(rx.try_recv().is_err(), "a call on the hung stack returned");
+    assert!(status_socket(pid).exists(), "no status socket of {pid}");
     let killed = Instant::now();
     sigkill(pid);
     for _ in 0..2 {
@@ -358,6 +361,7 @@ fn sigkill_wakes_threads_blocked_on_the_stack_and_others_keep_serving() {
     queued.join().unwrap();
     assert!(!is_host(pid));
     stack.delete().map_err(ioth::Error::from).unwrap();
+    assert_status_socket_removed(pid, BOUND);
     udp_echo_once(&udp_loopback(&k));
     k.delete().map_err(ioth::Error::from).unwrap();
     let _ = std::fs::remove_file(marker);
@@ -371,6 +375,7 @@ fn request_timeout_kills_a_hung_host() {
         .build()
         .unwrap();
     let pid = stack.pid().unwrap();
+    assert!(status_socket(pid).exists(), "no status socket of {pid}");
     let t0 = Instant::now();
     let e = stack
         .msocket(libc::AF_INET, libc::SOCK_DGRAM, 0)
@@ -381,6 +386,7 @@ fn request_timeout_kills_a_hung_host() {
     assert!(took >= Duration::from_millis(300), "{took:?}");
     println!("hung msocket failed after {took:?}: {e}");
     assert!(!is_host(pid));
+    assert_status_socket_removed(pid, BOUND);
     let e = stack.stats().unwrap_err();
     assert!(matches!(e, Error::StackDied { .. }), "{e:?}");
     assert_eq!(e.errno(), libc::ENETDOWN);

@@ -258,11 +258,20 @@ fn killed_application_ends_a_host_stuck_in_the_plugin() {
     let pid = pids[0];
     let marker = plugin_dir().join(format!("hang-{pid}"));
     time_until(BOUND, || marker.exists()).expect("the hang plug-in never got the call");
+    assert!(
+        proc::status_socket(pid).exists(),
+        "no status socket of {pid}"
+    );
     let killed = Instant::now();
     app.0.kill().unwrap();
     app.0.wait().unwrap();
     let exited = time_until(BOUND, || !host_running(pid))
         .unwrap_or_else(|| panic!("host {pid} stuck in the plug-in outlived its application"));
+    // Its watchdog ended it, and removed its status socket first.
+    assert!(
+        !proc::status_socket(pid).exists(),
+        "the watchdog left the status socket of {pid}"
+    );
     println!(
         "host stuck in socket() exited {exited:?} after its application's SIGKILL \
          (watchdog grace 500 ms; {:?} in all)",

@@ -46,8 +46,25 @@ pub fn parent_death_signal(sig: i32) {
     }
 }
 
+/// The host's status socket, which [`expire`] removes before the end: a host ending this way
+/// runs no code that would (docs/audit.md). Made once, when the socket is bound, so that the
+/// end needs neither an allocation nor a lock.
+static STATUS_SOCKET: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+
+/// Registers `path`, the host's status socket, for [`expire`] to remove.
+pub fn remove_at_exit(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) {
+        let _ = STATUS_SOCKET.set(c);
+    }
+}
+
 #[allow(unsafe_code)]
 fn exit_now() -> ! {
+    if let Some(p) = STATUS_SOCKET.get() {
+        // SAFETY: unlink(2) of a NUL-terminated path that lives as long as the process.
+        unsafe { libc::unlink(p.as_ptr()) };
+    }
     // SAFETY: _exit(2) only ends the process; it touches no memory of this program.
     unsafe { libc::_exit(0) }
 }

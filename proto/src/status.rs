@@ -28,6 +28,16 @@ pub fn socket(dir: &std::path::Path, pid: u32) -> PathBuf {
     dir.join(format!("{pid}.sock"))
 }
 
+/// Removes the socket at `path` if no host answers on it (connecting is refused), as a host
+/// killed by a signal leaves it; true if it was removed. A live host's socket is left alone.
+pub fn remove_stale(path: &std::path::Path) -> bool {
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(_) => std::fs::remove_file(path).is_ok(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -36,5 +46,21 @@ mod tests {
         assert_eq!(super::dir(5, Some("/x")), Some("/x".into()));
         let d = super::dir(4_000_000_000, None).unwrap();
         assert_eq!(d, std::path::PathBuf::from("/tmp/ioth-4000000000"));
+    }
+
+    #[test]
+    fn only_a_socket_nobody_answers_on_is_removed() {
+        let dir = std::env::temp_dir().join(format!("ioth-status-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let live = super::socket(&dir, 1);
+        let dead = super::socket(&dir, 2);
+        let _listener = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+        assert!(!super::remove_stale(&live));
+        assert!(live.exists());
+        assert!(super::remove_stale(&dead));
+        assert!(!dead.exists());
+        assert!(!super::remove_stale(&super::socket(&dir, 3)));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -149,3 +149,22 @@ pub fn time_until(bound: Duration, mut cond: impl FnMut() -> bool) -> Option<Dur
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// The status socket of host `pid` (docs/audit.md), where `ioth ps` asks it.
+pub fn status_socket(pid: u32) -> std::path::PathBuf {
+    let env = std::env::var("IOTH_STATUS_DIR").ok();
+    let dir = ioth_proto::status::dir(nix::unistd::getuid().as_raw(), env.as_deref())
+        .expect("status sockets on");
+    ioth_proto::status::socket(&dir, pid)
+}
+
+/// Asserts that the status socket of host `pid`, which has ended, is gone within `bound`
+/// (removed by the host itself, or by its application once it has reaped it).
+pub fn assert_status_socket_removed(pid: u32, bound: Duration) {
+    let path = status_socket(pid);
+    assert!(
+        time_until(bound, || !path.exists()).is_some(),
+        "{} left behind by ended host {pid}",
+        path.display()
+    );
+}

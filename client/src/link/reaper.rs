@@ -62,6 +62,18 @@ pub(crate) fn reap_later(pid: u32, grace: Duration) {
     }
 }
 
+/// After host `pid` was reaped: if a signal ended it, it could not remove its status socket
+/// (docs/audit.md), so the application does, unless a host answers there (the pid reused).
+fn reaped(pid: u32, status: WaitStatus) {
+    if !matches!(status, WaitStatus::Signaled(..)) {
+        return;
+    }
+    let env = std::env::var("IOTH_STATUS_DIR").ok();
+    if let Some(dir) = ioth_proto::status::dir(nix::unistd::getuid().as_raw(), env.as_deref()) {
+        ioth_proto::status::remove_stale(&ioth_proto::status::socket(&dir, pid));
+    }
+}
+
 /// How a child ended, in words.
 fn describe(status: WaitStatus) -> String {
     match status {
@@ -76,6 +88,13 @@ fn describe(status: WaitStatus) -> String {
 /// Waits up to `grace` for child `pid` to end by itself, then kills it; reaps it either way and
 /// says how it ended (`None` if it was not our child to reap).
 pub(crate) fn reap_pid(pid: u32, grace: Duration) -> Option<String> {
+    let status = wait_pid(pid, grace)?;
+    reaped(pid, status);
+    Some(describe(status))
+}
+
+/// [`reap_pid`]'s wait: how `pid` ended.
+fn wait_pid(pid: u32, grace: Duration) -> Option<WaitStatus> {
     let pid = Pid::from_raw(pid as i32);
     let deadline = Instant::now() + grace;
     let mut pause = Duration::from_micros(50);
@@ -90,12 +109,12 @@ pub(crate) fn reap_pid(pid: u32, grace: Duration) -> Option<String> {
                 return loop {
                     match waitpid(pid, None) {
                         Err(nix::errno::Errno::EINTR) => {}
-                        Ok(s) => break Some(describe(s)),
+                        Ok(s) => break Some(s),
                         Err(_) => break None,
                     }
                 };
             }
-            Ok(s) => return Some(describe(s)),
+            Ok(s) => return Some(s),
             Err(nix::errno::Errno::EINTR) => {}
             Err(_) => return None,
         }
@@ -171,11 +190,17 @@ fn serve(rx: &Receiver<Job>) {
                 Ok(WaitStatus::StillAlive) if now < p.deadline => true,
                 Ok(WaitStatus::StillAlive) => {
                     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                    let _ = waitpid(pid, None);
+                    if let Ok(s) = waitpid(pid, None) {
+                        reaped(p.pid, s);
+                    }
                     false
                 }
-                // Ended and reaped, or not our child any more (reaped elsewhere).
-                _ => false,
+                Ok(s) => {
+                    reaped(p.pid, s);
+                    false
+                }
+                // Not our child any more (reaped elsewhere).
+                Err(_) => false,
             }
         });
     }

@@ -92,8 +92,8 @@ fn status(uid: u32, pid: u32) -> Option<Value> {
     serde_json::from_str(&s).ok()
 }
 
-/// Removes the status sockets of `me`'s hosts that are gone (a host killed, or ended by its
-/// watchdog, cannot remove its own).
+/// Removes the status sockets of `me`'s hosts that are gone (a host killed by a signal cannot
+/// remove its own; its application does when it reaps it, unless it was killed too).
 fn sweep(me: u32, alive: &[u32]) {
     let Some(dir) = ioth_proto::status::dir(me, std::env::var("IOTH_STATUS_DIR").ok().as_deref())
     else {
@@ -111,8 +111,8 @@ fn sweep(me: u32, alive: &[u32]) {
         else {
             continue;
         };
-        if !alive.contains(&pid) && UnixStream::connect(e.path()).is_err() {
-            let _ = std::fs::remove_file(e.path());
+        if !alive.contains(&pid) {
+            ioth_proto::status::remove_stale(&e.path());
         }
     }
 }

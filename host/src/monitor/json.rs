@@ -75,6 +75,7 @@ pub(super) fn bind_status() -> Option<(UnixListener, PathBuf)> {
         }
         Err(_) => return None,
     };
+    crate::watchdog::remove_at_exit(&path);
     Some((l, path))
 }
 
