@@ -23,6 +23,14 @@ pub fn dir(uid: u32, env: Option<&str>) -> Option<PathBuf> {
     }
 }
 
+/// The environment variable that names the status directory (`off`: no sockets).
+pub const DIR_ENV: &str = "IOTH_STATUS_DIR";
+
+/// [`dir`] for `uid` with this process's [`DIR_ENV`].
+pub fn dir_from_env(uid: u32) -> Option<PathBuf> {
+    dir(uid, std::env::var(DIR_ENV).ok().as_deref())
+}
+
 /// The socket of host `pid` in `dir`.
 pub fn socket(dir: &std::path::Path, pid: u32) -> PathBuf {
     dir.join(format!("{pid}.sock"))

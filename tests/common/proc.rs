@@ -152,8 +152,7 @@ pub fn time_until(bound: Duration, mut cond: impl FnMut() -> bool) -> Option<Dur
 
 /// The status socket of host `pid` (docs/audit.md), where `ioth ps` asks it.
 pub fn status_socket(pid: u32) -> std::path::PathBuf {
-    let env = std::env::var("IOTH_STATUS_DIR").ok();
-    let dir = ioth_proto::status::dir(nix::unistd::getuid().as_raw(), env.as_deref())
+    let dir = ioth_proto::status::dir_from_env(nix::unistd::getuid().as_raw())
         .expect("status sockets on");
     ioth_proto::status::socket(&dir, pid)
 }

@@ -68,8 +68,7 @@ fn reaped(pid: u32, status: WaitStatus) {
     if !matches!(status, WaitStatus::Signaled(..)) {
         return;
     }
-    let env = std::env::var("IOTH_STATUS_DIR").ok();
-    if let Some(dir) = ioth_proto::status::dir(nix::unistd::getuid().as_raw(), env.as_deref()) {
+    if let Some(dir) = ioth_proto::status::dir_from_env(nix::unistd::getuid().as_raw()) {
         ioth_proto::status::remove_stale(&ioth_proto::status::socket(&dir, pid));
     }
 }

@@ -84,7 +84,7 @@ fn hosts(me: u32) -> Vec<Host> {
 
 /// The status of host `pid` of user `uid`, from its socket.
 fn status(uid: u32, pid: u32) -> Option<Value> {
-    let dir = ioth_proto::status::dir(uid, std::env::var("IOTH_STATUS_DIR").ok().as_deref())?;
+    let dir = ioth_proto::status::dir_from_env(uid)?;
     let mut c = UnixStream::connect(ioth_proto::status::socket(&dir, pid)).ok()?;
     c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     let mut s = String::new();
@@ -95,8 +95,7 @@ fn status(uid: u32, pid: u32) -> Option<Value> {
 /// Removes the status sockets of `me`'s hosts that are gone (a host killed by a signal cannot
 /// remove its own; its application does when it reaps it, unless it was killed too).
 fn sweep(me: u32, alive: &[u32]) {
-    let Some(dir) = ioth_proto::status::dir(me, std::env::var("IOTH_STATUS_DIR").ok().as_deref())
-    else {
+    let Some(dir) = ioth_proto::status::dir_from_env(me) else {
         return;
     };
     let Ok(d) = std::fs::read_dir(&dir) else {

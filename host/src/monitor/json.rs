@@ -25,7 +25,7 @@ pub(super) fn status_dir() -> Option<&'static Path> {
 /// `None` if status sockets are off or it is not.
 fn check_status_dir() -> Option<PathBuf> {
     let uid = nix::unistd::getuid().as_raw();
-    let dir = ioth_proto::status::dir(uid, std::env::var("IOTH_STATUS_DIR").ok().as_deref())?;
+    let dir = ioth_proto::status::dir_from_env(uid)?;
     let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
     let meta = std::fs::symlink_metadata(&dir).ok()?;
     // Only a directory of ours that nobody else may enter.
